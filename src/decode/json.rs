@@ -1,0 +1,377 @@
+//! Record parsing: UTF-8 repair, then simd-json into a reusable tape.
+//!
+//! The tape is a flat array of nodes; [`Val`] walks it without building a
+//! tree, so normalisers read fields with no allocation per record.
+
+use simd_json::{Node, StaticNode};
+
+/// Reusable parser state (simd-json scratch buffers and the tape allocation).
+pub struct Parser {
+    buffers: simd_json::Buffers,
+    tape: Vec<Node<'static>>,
+    repaired: Vec<u8>,
+}
+
+/// What happened to a record's bytes before parsing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repairs {
+    /// Invalid UTF-8 sequences were replaced with U+FFFD.
+    pub utf8_replaced: bool,
+}
+
+/// A parsed record: the tape borrows the record's bytes.
+pub struct Parsed<'t, 'i> {
+    pub root: Val<'t, 'i>,
+    pub repairs: Repairs,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser { buffers: simd_json::Buffers::default(), tape: Vec::new(), repaired: Vec::new() }
+    }
+}
+
+impl Parser {
+    /// Parses `bytes` in place (simd-json unescapes into the buffer), calling
+    /// `f` with the root value. The tape allocation is kept for the next call.
+    pub fn parse<T>(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        f: impl for<'t, 'i> FnOnce(Result<Parsed<'t, 'i>, String>) -> T,
+    ) -> T {
+        let mut repairs = Repairs::default();
+        if simdutf8::basic::from_utf8(bytes).is_err() {
+            // One bad byte must not lose a CloudTrail event: replace and go on.
+            self.repaired.clear();
+            self.repaired.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
+            std::mem::swap(bytes, &mut self.repaired);
+            repairs.utf8_replaced = true;
+        }
+        let mut tape = simd_json::tape::Tape(std::mem::take(&mut self.tape)).reset();
+        let out = match simd_json::fill_tape(bytes, &mut self.buffers, &mut tape) {
+            Ok(()) => f(Ok(Parsed { root: Val(&tape.0), repairs })),
+            Err(e) => f(Err(e.to_string())),
+        };
+        self.tape = tape.reset().0;
+        out
+    }
+}
+
+/// A JSON value on the tape: the slice starts at the value's node.
+#[derive(Clone, Copy)]
+pub struct Val<'t, 'i>(&'t [Node<'i>]);
+
+impl<'t, 'i> Val<'t, 'i> {
+    /// Number of tape nodes the value spans.
+    fn span(&self) -> usize {
+        match self.0[0] {
+            Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+            _ => 1,
+        }
+    }
+
+    pub fn node(&self) -> Node<'i> {
+        self.0[0]
+    }
+
+    pub fn as_str(&self) -> Option<&'i str> {
+        match self.0[0] {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.0[0] {
+            Node::Static(StaticNode::Bool(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.0[0], Node::Static(StaticNode::Null))
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self.0[0], Node::Object { .. })
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self.0[0] {
+            Node::String(_) => "string",
+            Node::Object { .. } => "object",
+            Node::Array { .. } => "array",
+            Node::Static(StaticNode::Null) => "null",
+            Node::Static(StaticNode::Bool(_)) => "boolean",
+            Node::Static(_) => "number",
+        }
+    }
+
+    /// Iterates an object's members; empty for non-objects.
+    pub fn entries(&self) -> Entries<'t, 'i> {
+        match self.0[0] {
+            Node::Object { len, .. } => Entries { rest: &self.0[1..self.span()], left: len },
+            _ => Entries { rest: &[], left: 0 },
+        }
+    }
+
+    /// Iterates an array's elements; empty for non-arrays.
+    pub fn elements(&self) -> Elements<'t, 'i> {
+        match self.0[0] {
+            Node::Array { len, .. } => Elements { rest: &self.0[1..self.span()], left: len },
+            _ => Elements { rest: &[], left: 0 },
+        }
+    }
+
+    /// Looks a key up in an object (linear: objects in audit records are small).
+    pub fn get(&self, key: &str) -> Option<Val<'t, 'i>> {
+        self.entries().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// `get` through a dotted path of keys.
+    pub fn at(&self, path: &[&str]) -> Option<Val<'t, 'i>> {
+        let mut v = *self;
+        for k in path {
+            v = v.get(k)?;
+        }
+        Some(v)
+    }
+
+    /// A string member, or `None` when absent, null or not a string.
+    pub fn get_str(&self, key: &str) -> Option<&'i str> {
+        self.get(key).and_then(|v| v.as_str())
+    }
+
+    /// Writes the value as compact JSON.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        write_nodes(self.0, out, None);
+    }
+
+    /// Writes the value as compact JSON; a string member whose key `rule`
+    /// names is replaced by `[REDACTED:<type>]`.
+    pub fn write_json_with(&self, out: &mut Vec<u8>, rule: KeyRule) {
+        write_nodes(self.0, out, Some(rule));
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut v = Vec::new();
+        self.write_json(&mut v);
+        String::from_utf8(v).expect("JSON writer emits UTF-8")
+    }
+}
+
+pub struct Entries<'t, 'i> {
+    rest: &'t [Node<'i>],
+    left: usize,
+}
+
+impl<'t, 'i> Iterator for Entries<'t, 'i> {
+    type Item = (&'i str, Val<'t, 'i>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let Node::String(key) = self.rest[0] else { unreachable!("object keys are strings") };
+        let v = Val(&self.rest[1..]);
+        self.rest = &self.rest[1 + v.span()..];
+        Some((key, v))
+    }
+}
+
+pub struct Elements<'t, 'i> {
+    rest: &'t [Node<'i>],
+    left: usize,
+}
+
+impl<'t, 'i> Iterator for Elements<'t, 'i> {
+    type Item = Val<'t, 'i>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let v = Val(self.rest);
+        self.rest = &self.rest[v.span()..];
+        Some(v)
+    }
+}
+
+/// Names the secret type of a member key whose string value must not be written.
+pub type KeyRule = fn(&str) -> Option<&'static str>;
+
+/// Serialises tape nodes as compact JSON. Iterative, so depth is no concern.
+fn write_nodes(nodes: &[Node<'_>], out: &mut Vec<u8>, rule: Option<KeyRule>) {
+    // Each open container: (closing byte, members left).
+    let mut stack: Vec<(u8, usize, bool)> = Vec::new();
+    let mut i = 0;
+    let total = Val(nodes).span();
+    while i < total {
+        // Separators and keys for the container we are in.
+        // Inside an object every value is preceded by its key.
+        if let Some((_, _, true)) = stack.last() {
+            if let Node::String(k) = nodes[i] {
+                write_str(k, out);
+                out.push(b':');
+                i += 1;
+                if let (Some(rule), Node::String(_)) = (rule, nodes[i]) {
+                    if let Some(ty) = rule(k) {
+                        out.extend_from_slice(b"\"[REDACTED:");
+                        out.extend_from_slice(ty.as_bytes());
+                        out.extend_from_slice(b"]\"");
+                        i += 1;
+                        value_done(&mut stack, out);
+                        while let Some(&(close, 0, _)) = stack.last() {
+                            out.push(close);
+                            stack.pop();
+                            value_done(&mut stack, out);
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        match nodes[i] {
+            Node::Object { len, .. } => {
+                out.push(b'{');
+                stack.push((b'}', len, true));
+                i += 1;
+            }
+            Node::Array { len, .. } => {
+                out.push(b'[');
+                stack.push((b']', len, false));
+                i += 1;
+            }
+            Node::String(s) => {
+                write_str(s, out);
+                i += 1;
+                value_done(&mut stack, out);
+            }
+            Node::Static(st) => {
+                write_static(st, out);
+                i += 1;
+                value_done(&mut stack, out);
+            }
+        }
+        // Close containers that had no members at all.
+        while let Some(&(close, 0, _)) = stack.last() {
+            out.push(close);
+            stack.pop();
+            value_done(&mut stack, out);
+        }
+    }
+}
+
+/// After a complete member value: a comma, or nothing when the container ends
+/// (the closing byte is written by the caller's empty-container loop).
+fn value_done(stack: &mut [(u8, usize, bool)], out: &mut Vec<u8>) {
+    if let Some((_, left, _)) = stack.last_mut() {
+        *left -= 1;
+        if *left > 0 {
+            out.push(b',');
+        }
+    }
+}
+
+fn write_static(st: StaticNode, out: &mut Vec<u8>) {
+    use std::io::Write;
+    match st {
+        StaticNode::Null => out.extend_from_slice(b"null"),
+        StaticNode::Bool(true) => out.extend_from_slice(b"true"),
+        StaticNode::Bool(false) => out.extend_from_slice(b"false"),
+        StaticNode::I64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        StaticNode::U64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        StaticNode::F64(f) => {
+            if f.is_finite() {
+                let _ = write!(out, "{f:?}");
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+        #[allow(unreachable_patterns)]
+        _ => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Writes a JSON string literal with the escapes serde_json uses.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(s: &str) -> String {
+        let mut p = Parser::default();
+        let mut b = s.as_bytes().to_vec();
+        p.parse(&mut b, |r| r.unwrap().root.to_json())
+    }
+
+    #[test]
+    fn writer_matches_serde_json() {
+        for s in [
+            r#"{"a":1,"b":[true,false,null,{"c":"x\"y\\z\n"}],"d":{},"e":[],"f":-1.5,"g":{"h":[[],[{}]]}}"#,
+            r#"[]"#,
+            r#""\u0001\t""#,
+            r#"{"a":{"b":{"c":[1,2,{"d":[]}]}},"z":18446744073709551615}"#,
+        ] {
+            let expected = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(s).unwrap()).unwrap();
+            assert_eq!(roundtrip(s), expected, "for {s}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_repaired() {
+        let mut p = Parser::default();
+        let mut b = b"{\"a\":\"x\xffy\"}".to_vec();
+        p.parse(&mut b, |r| {
+            let r = r.unwrap();
+            assert!(r.repairs.utf8_replaced);
+            assert_eq!(r.root.get_str("a"), Some("x\u{fffd}y"));
+        });
+    }
+
+    #[test]
+    fn lookups() {
+        let mut p = Parser::default();
+        let mut b = br#"{"a":{"b":[1,{"c":"d"}]},"e":"f"}"#.to_vec();
+        p.parse(&mut b, |r| {
+            let root = r.unwrap().root;
+            assert_eq!(root.get_str("e"), Some("f"));
+            let arr: Vec<_> = root.at(&["a", "b"]).unwrap().elements().collect();
+            assert_eq!(arr.len(), 2);
+            assert_eq!(arr[1].get_str("c"), Some("d"));
+            assert!(root.get("zz").is_none());
+        });
+    }
+}

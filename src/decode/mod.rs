@@ -1,0 +1,5 @@
+//! Decoding: bytes → records. Framing splits streams into records without
+//! parsing them; `json` parses one record into a reusable tape.
+
+pub mod framer;
+pub mod json;

@@ -1,0 +1,163 @@
+//! The `trailship` command line: the edge where typed errors get context.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use trailship::normalize::SourceKind;
+use trailship::pipeline::{self, Options, Summary};
+use trailship::{samples, source};
+
+#[derive(Parser)]
+#[command(name = "trailship", version, about = "Audit logs → OCSF → tamper-evident Parquet archive")]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `trailship=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "TRAILSHIP_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Source {
+    Auto,
+    Cloudtrail,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Normalise audit logs from files or directories into an OCSF Parquet archive.
+    Normalize {
+        /// Archive directory (created if missing).
+        #[arg(long, default_value = "trailship-archive")]
+        out: PathBuf,
+        /// Input files or directories (recursive; `.gz` read transparently).
+        /// Without any, the embedded sample logs are used.
+        paths: Vec<PathBuf>,
+        /// Source family of the inputs.
+        #[arg(long, value_enum, default_value_t = Source::Auto)]
+        source: Source,
+        /// Keep each record's original text in the `raw_data` column.
+        #[arg(long)]
+        raw_data: bool,
+        /// Records nested deeper than this are dead-lettered.
+        #[arg(long, default_value_t = 64)]
+        max_depth: usize,
+        /// Records larger than this (bytes) are dead-lettered.
+        #[arg(long, default_value_t = 4 << 20)]
+        max_record_bytes: usize,
+        /// Rows per Parquet row group.
+        #[arg(long, default_value_t = 64 * 1024)]
+        row_group_rows: usize,
+        /// Close a Parquet object once it reaches this many bytes.
+        #[arg(long, default_value_t = 256 << 20)]
+        max_file_bytes: usize,
+        /// zstd compression level (1-22).
+        #[arg(long, default_value_t = 3)]
+        zstd_level: i32,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Normalize {
+            out,
+            paths,
+            source,
+            raw_data,
+            max_depth,
+            max_record_bytes,
+            row_group_rows,
+            max_file_bytes,
+            zstd_level,
+        } => {
+            let mut opts = Options { out: out.clone(), raw_data, max_file_bytes, ..Options::default() };
+            opts.limits.max_depth = max_depth;
+            opts.limits.max_record_bytes = max_record_bytes;
+            opts.encode.row_group_rows = row_group_rows;
+            opts.encode.zstd_level = zstd_level;
+            opts.source = match source {
+                Source::Auto => SourceKind::Auto,
+                Source::Cloudtrail => SourceKind::CloudTrail,
+            };
+            let embedded = paths.is_empty();
+            let inputs = if embedded {
+                samples::inputs()
+            } else {
+                source::expand(&paths).context("check the input paths")?
+            };
+            let started = std::time::Instant::now();
+            let summary = pipeline::run(&opts, &inputs)
+                .with_context(|| format!("normalising into {}", out.display()))?;
+            print_summary(&summary, &out, embedded, started.elapsed());
+            Ok(())
+        }
+    }
+}
+
+fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::time::Duration) {
+    let src = if embedded { " (embedded samples)" } else { "" };
+    println!(
+        "read {} records from {} inputs{src} ({} skipped: already archived), {:.1} MB in {:.2}s",
+        s.records_read,
+        s.inputs_processed,
+        s.inputs_skipped,
+        s.bytes_read as f64 / 1e6,
+        took.as_secs_f64()
+    );
+    println!("rows written: {}", s.rows_total());
+    for (class, n) in &s.rows {
+        println!("  {:<16} {:>10}  ({}, class_uid {})", class.dataset(), n, class.name(), class.uid());
+    }
+    println!("dead letters: {}", s.dead_total());
+    for (reason, n) in &s.dead_letters {
+        println!("  {:<24} {:>10}", reason.as_str(), n);
+    }
+    println!("repaired (invalid UTF-8 replaced, row kept): {}", s.repaired);
+    println!("objects committed: {}", s.objects.len());
+    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    println!("\narchive: {}", abs.display());
+    if s.dead_total() > 0 {
+        println!("dead letters: {}/_dead_letter/", abs.display());
+    }
+    println!(
+        "try: duckdb -c \"SELECT class_name, api.operation, actor.user.name, status FROM read_parquet('{}/*/*/*/*/*.parquet', hive_partitioning=true) LIMIT 10\"",
+        abs.display()
+    );
+}

@@ -1,0 +1,119 @@
+//! OCSF classes trailship writes, and the column tree of each dataset.
+//!
+//! The schema version is pinned here and in `schemas/`; `tests/schema.rs`
+//! checks that this code, `schemas/arrow/*.json` and the vendored class
+//! definitions in `schemas/ocsf-1.8.0/` agree.
+
+mod schema;
+
+pub use schema::dataset_columns;
+
+/// The pinned OCSF schema version (see `schemas/README.md`).
+pub const OCSF_VERSION: &str = "1.8.0";
+
+/// An OCSF event class with a dataset of its own in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    AccountChange,
+    Authentication,
+    ApiActivity,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::ApiActivity, Class::Authentication, Class::AccountChange];
+
+    pub fn uid(self) -> i32 {
+        match self {
+            Class::AccountChange => 3001,
+            Class::Authentication => 3002,
+            Class::ApiActivity => 6003,
+        }
+    }
+
+    pub fn category_uid(self) -> i32 {
+        self.uid() / 1000
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::AccountChange => "Account Change",
+            Class::Authentication => "Authentication",
+            Class::ApiActivity => "API Activity",
+        }
+    }
+
+    pub fn category_name(self) -> &'static str {
+        match self.category_uid() {
+            3 => "Identity & Access Management",
+            6 => "Application Activity",
+            _ => unreachable!(),
+        }
+    }
+
+    /// Dataset (top-level directory) name in the archive: the class name in
+    /// OCSF's snake_case form.
+    pub fn dataset(self) -> &'static str {
+        match self {
+            Class::AccountChange => "account_change",
+            Class::Authentication => "authentication",
+            Class::ApiActivity => "api_activity",
+        }
+    }
+
+    /// Caption of an `activity_id` of this class (OCSF 1.8.0 enums).
+    pub fn activity_caption(self, id: i32) -> Option<&'static str> {
+        let c = match (self, id) {
+            (_, 0) => "Unknown",
+            (_, 99) => "Other",
+            (Class::ApiActivity, 1) => "Create",
+            (Class::ApiActivity, 2) => "Read",
+            (Class::ApiActivity, 3) => "Update",
+            (Class::ApiActivity, 4) => "Delete",
+            (Class::Authentication, 1) => "Logon",
+            (Class::Authentication, 2) => "Logoff",
+            (Class::Authentication, 3) => "Authentication Ticket",
+            (Class::Authentication, 4) => "Service Ticket Request",
+            (Class::Authentication, 5) => "Service Ticket Renew",
+            (Class::Authentication, 6) => "Preauth",
+            (Class::Authentication, 7) => "Account Switch",
+            (Class::AccountChange, 1) => "Create",
+            (Class::AccountChange, 2) => "Enable",
+            (Class::AccountChange, 3) => "Password Change",
+            (Class::AccountChange, 4) => "Password Reset",
+            (Class::AccountChange, 5) => "Disable",
+            (Class::AccountChange, 6) => "Delete",
+            (Class::AccountChange, 7) => "Attach Policy",
+            (Class::AccountChange, 8) => "Detach Policy",
+            (Class::AccountChange, 9) => "Lock",
+            (Class::AccountChange, 10) => "MFA Factor Enable",
+            (Class::AccountChange, 11) => "MFA Factor Disable",
+            (Class::AccountChange, 12) => "Unlock",
+            _ => return None,
+        };
+        Some(c)
+    }
+}
+
+/// `severity_id` captions (base event).
+pub fn severity_caption(id: i32) -> &'static str {
+    match id {
+        1 => "Informational",
+        2 => "Low",
+        3 => "Medium",
+        4 => "High",
+        5 => "Critical",
+        6 => "Fatal",
+        99 => "Other",
+        _ => "Unknown",
+    }
+}
+
+/// `status_id` captions (base event).
+pub fn status_caption(id: i32) -> &'static str {
+    match id {
+        1 => "Success",
+        2 => "Failure",
+        99 => "Other",
+        _ => "Unknown",
+    }
+}

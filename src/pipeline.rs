@@ -1,0 +1,238 @@
+//! The batch job: inputs → decode → normalise → batch → encode → sink, with
+//! every record accounted for as one row or one dead letter.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::batch::Batcher;
+use crate::deadletter::{self, Reason, SourceRef};
+use crate::decode::framer::{Frame, Framer, Limits};
+use crate::decode::json::Parser;
+use crate::encode::{EncodeOptions, writer_properties};
+use crate::normalize::{Ctx, Normalizer, Rejected, SourceKind};
+use crate::ocsf::Class;
+use crate::sink::SinkError;
+use crate::sink::local::{InputId, LocalSink, ObjectRecord};
+use crate::source::{self, Input};
+
+/// Settings of a `normalize` run. Defaults suit a laptop and a 2-core worker.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out: PathBuf,
+    pub limits: Limits,
+    pub encode: EncodeOptions,
+    /// Keep each record's original text in `raw_data`.
+    pub raw_data: bool,
+    pub source: SourceKind,
+    /// An object is closed once it reaches this size.
+    pub max_file_bytes: usize,
+    /// Memory bound for rows buffered across all partitions.
+    pub max_buffer_bytes: usize,
+    /// Objects open at once (one per partition being written).
+    pub max_open_files: usize,
+    /// Input bytes between checkpoints (objects become visible at checkpoints).
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            out: PathBuf::from("trailship-archive"),
+            limits: Limits { max_record_bytes: 4 << 20, max_depth: 64 },
+            encode: EncodeOptions::default(),
+            raw_data: false,
+            source: SourceKind::Auto,
+            max_file_bytes: 256 << 20,
+            max_buffer_bytes: 128 << 20,
+            max_open_files: 64,
+            checkpoint_bytes: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error("cannot write the archive: {0}")]
+    Sink(#[from] SinkError),
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+/// What a run did. `records_read == rows + dead letters`, always.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub inputs_processed: u64,
+    pub inputs_skipped: u64,
+    pub bytes_read: u64,
+    pub records_read: u64,
+    pub rows: BTreeMap<Class, u64>,
+    pub dead_letters: BTreeMap<Reason, u64>,
+    pub repaired: u64,
+    pub objects: Vec<ObjectRecord>,
+}
+
+impl Summary {
+    pub fn rows_total(&self) -> u64 {
+        self.rows.values().sum()
+    }
+    pub fn dead_total(&self) -> u64 {
+        self.dead_letters.values().sum()
+    }
+}
+
+pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
+    if opts.limits.max_depth == 0 || opts.limits.max_record_bytes == 0 || opts.encode.row_group_rows == 0 {
+        return Err(PipelineError::Config("limits and row_group_rows must be positive".into()));
+    }
+    let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
+    let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files)?;
+    let mut stage = Stages::new(opts);
+    let mut summary = Summary::default();
+    let mut pending: Vec<InputId> = Vec::new();
+    let mut since_checkpoint = 0u64;
+
+    for input in inputs {
+        let name = input.display();
+        let (id, mut reader) = match source::open(input) {
+            Ok(x) => x,
+            Err(e) => {
+                // An unreadable input is one dead letter, not a failed run.
+                tracing::warn!(input = %name, error = %e, "cannot open input");
+                let src = SourceRef { file: &name, record_index: 0 };
+                sink.dead_letter(|b| deadletter::write_line(b, Reason::ReadError, &e.to_string(), &src, b""))?;
+                summary.records_read += 1;
+                *summary.dead_letters.entry(Reason::ReadError).or_default() += 1;
+                continue;
+            }
+        };
+        if sink.is_done(&id) {
+            tracing::info!(input = %name, "already archived; skipping");
+            summary.inputs_skipped += 1;
+            continue;
+        }
+        tracing::debug!(input = %name, "reading");
+        let mut framer = Framer::new(&mut reader, opts.limits);
+        stage.input(&name, &mut framer, &mut sink, &mut summary)?;
+        drop(framer);
+        summary.inputs_processed += 1;
+        summary.bytes_read += reader.bytes;
+        since_checkpoint += reader.bytes;
+        pending.push(id);
+
+        stage.flush(&mut sink, false)?;
+        if since_checkpoint >= opts.checkpoint_bytes {
+            stage.flush(&mut sink, true)?;
+            sink.checkpoint(&pending)?;
+            pending.clear();
+            since_checkpoint = 0;
+        }
+    }
+    stage.flush(&mut sink, true)?;
+    sink.checkpoint(&pending)?;
+    summary.objects = sink.close_run()?;
+    debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total());
+    Ok(summary)
+}
+
+/// The per-record stages and their reusable state.
+struct Stages<'o> {
+    opts: &'o Options,
+    parser: Parser,
+    normalizer: Normalizer,
+    batcher: Batcher,
+    raw: String,
+    original: Vec<u8>,
+}
+
+impl<'o> Stages<'o> {
+    fn new(opts: &'o Options) -> Self {
+        Stages {
+            opts,
+            parser: Parser::default(),
+            normalizer: Normalizer::new(opts.source),
+            batcher: Batcher::default(),
+            raw: String::new(),
+            original: Vec::new(),
+        }
+    }
+
+    fn input<R: std::io::Read>(
+        &mut self,
+        name: &str,
+        framer: &mut Framer<R>,
+        sink: &mut LocalSink,
+        summary: &mut Summary,
+    ) -> Result<(), PipelineError> {
+        while let Some(frame) = framer.next() {
+            summary.records_read += 1;
+            let (index, reason, detail, input): (u64, Reason, String, &[u8]) = match frame {
+                Frame::Dead { index, reason, detail, input } => (index, reason, detail, input),
+                Frame::Record { index, bytes } => {
+                    let keep_raw = self.opts.raw_data;
+                    if keep_raw {
+                        self.raw.clear();
+                        self.raw.push_str(&String::from_utf8_lossy(bytes));
+                    }
+                    // Dead letters need the input text, which parsing destroys.
+                    self.original.clear();
+                    self.original.extend_from_slice(bytes);
+                    let (normalizer, batcher, raw) = (&mut self.normalizer, &mut self.batcher, &self.raw);
+                    let result = self.parser.parse(bytes, |parsed| match parsed {
+                        Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: e }),
+                        Ok(p) => {
+                            let ctx = Ctx {
+                                source_file: name,
+                                index,
+                                repairs: p.repairs,
+                                raw: keep_raw.then_some(raw.as_str()),
+                            };
+                            normalizer.normalize(p.root, &ctx, batcher).map(|c| (c, p.repairs))
+                        }
+                    });
+                    match result {
+                        Ok((class, repairs)) => {
+                            *summary.rows.entry(class).or_default() += 1;
+                            if repairs.utf8_replaced {
+                                summary.repaired += 1;
+                            }
+                        }
+                        Err(r) => {
+                            let src = SourceRef { file: name, record_index: index };
+                            let original = &self.original;
+                            sink.dead_letter(|b| deadletter::write_line(b, r.reason, &r.detail, &src, original))?;
+                            *summary.dead_letters.entry(r.reason).or_default() += 1;
+                        }
+                    }
+                    // Bound memory inside one input too: a 10 GB file is one input.
+                    if summary.records_read % 4096 == 0 {
+                        self.flush(sink, false)?;
+                    }
+                    continue;
+                }
+            };
+            let src = SourceRef { file: name, record_index: index };
+            sink.dead_letter(|b| deadletter::write_line(b, reason, &detail, &src, input))?;
+            *summary.dead_letters.entry(reason).or_default() += 1;
+        }
+        if let Some(e) = framer.take_read_error() {
+            tracing::warn!(input = %name, error = %e, "input ended early");
+        }
+        Ok(())
+    }
+
+    /// Writes full batches (or all, when `all`), and the largest ones while
+    /// over the memory bound.
+    fn flush(&mut self, sink: &mut LocalSink, all: bool) -> Result<(), PipelineError> {
+        let batches = if all { self.batcher.take_all() } else { self.batcher.take_full(self.opts.encode.row_group_rows) };
+        for (key, batch) in batches {
+            sink.write(&key, &batch)?;
+        }
+        while self.batcher.buffered_bytes() > self.opts.max_buffer_bytes {
+            let Some((key, batch)) = self.batcher.take_largest() else { break };
+            sink.write(&key, &batch)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! Local-directory archive with atomic, exactly-once commits.
+//!
+//! Objects are written under `_trailship/tmp/<run>/` and become visible only
+//! at a checkpoint, by rename. A checkpoint first writes a journal naming
+//! every rename and the inputs it completes; after a crash the journal is
+//! rolled forward and anything not in a journal is deleted, so a restarted
+//! run neither loses nor duplicates rows. Inputs completed by a checkpoint go
+//! to the ledger and are skipped by later runs.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::PartitionKey;
+use crate::encode::ObjectWriter;
+use crate::sink::SinkError;
+
+/// Identity of an input for the ledger: a changed file is a new input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputId {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    run: String,
+    renames: Vec<(PathBuf, PathBuf)>,
+    objects: Vec<ObjectRecord>,
+    inputs: Vec<InputId>,
+}
+
+/// An object made visible by a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// Path relative to the archive root.
+    pub key: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+struct OpenObject {
+    writer: ObjectWriter<BufWriter<File>>,
+    tmp: PathBuf,
+    key: String,
+    rows: u64,
+}
+
+pub struct LocalSink {
+    root: PathBuf,
+    state: PathBuf,
+    tmp: PathBuf,
+    run: String,
+    props: WriterProperties,
+    max_file_bytes: usize,
+    max_open: usize,
+    open: HashMap<PartitionKey, OpenObject>,
+    /// Order in which objects were opened, for closing the oldest first.
+    open_order: Vec<PartitionKey>,
+    closed: Vec<(PathBuf, ObjectRecord)>,
+    dead: Vec<u8>,
+    dead_files: Vec<(PathBuf, String)>,
+    seq: u64,
+    ledger: HashSet<InputId>,
+    committed: Vec<ObjectRecord>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> SinkError {
+    SinkError::Io { path: path.to_path_buf(), source: e }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl LocalSink {
+    /// Opens (creating) the archive at `root`, recovering from an interrupted run.
+    pub fn open(
+        root: &Path,
+        props: WriterProperties,
+        max_file_bytes: usize,
+        max_open: usize,
+    ) -> Result<Self, SinkError> {
+        let state = root.join("_trailship");
+        fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
+        recover(root, &state)?;
+        let ledger = read_ledger(&state)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
+        let tmp = state.join("tmp").join(&run);
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        Ok(LocalSink {
+            root: root.to_path_buf(),
+            state,
+            tmp,
+            run,
+            props,
+            max_file_bytes,
+            max_open: max_open.max(1),
+            open: HashMap::new(),
+            open_order: Vec::new(),
+            closed: Vec::new(),
+            dead: Vec::new(),
+            dead_files: Vec::new(),
+            seq: 0,
+            ledger,
+            committed: Vec::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_done(&self, input: &InputId) -> bool {
+        self.ledger.contains(input)
+    }
+
+    /// Objects made visible so far by this sink's checkpoints.
+    pub fn committed(&self) -> &[ObjectRecord] {
+        &self.committed
+    }
+
+    pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
+        if !self.open.contains_key(key) {
+            if self.open.len() >= self.max_open {
+                let oldest = self.open_order.remove(0);
+                self.close(&oldest)?;
+            }
+            self.seq += 1;
+            let name = format!("part-{}-{:05}.zstd.parquet", self.run, self.seq);
+            let tmp = self.tmp.join(&name);
+            let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            let writer = ObjectWriter::new(BufWriter::with_capacity(1 << 20, file), batch.schema(), self.props.clone())?;
+            let obj_key = format!("{}/{}", key.dir(), name);
+            self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
+            self.open_order.push(key.clone());
+        }
+        let obj = self.open.get_mut(key).expect("just opened");
+        obj.writer.write(batch)?;
+        obj.rows += batch.num_rows() as u64;
+        if obj.writer.bytes_written() >= self.max_file_bytes {
+            self.open_order.retain(|k| k != key);
+            self.close(key)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
+        let Some(obj) = self.open.remove(key) else { return Ok(()) };
+        let (sha, bytes, buf) = obj.writer.finish()?;
+        let file = buf.into_inner().map_err(|e| io_err(&obj.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io_err(&obj.tmp, e))?;
+        self.closed.push((obj.tmp, ObjectRecord { key: obj.key, sha256: hex(&sha), bytes, rows: obj.rows }));
+        Ok(())
+    }
+
+    /// Buffers one dead-letter line (see `deadletter::write_line`).
+    pub fn dead_letter(&mut self, line: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
+        line(&mut self.dead);
+        if self.dead.len() >= 4 << 20 {
+            self.spill_dead()?;
+        }
+        Ok(())
+    }
+
+    fn spill_dead(&mut self) -> Result<(), SinkError> {
+        if self.dead.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        let name = format!("dead-{}-{:05}.ndjson", self.run, self.seq);
+        let tmp = self.tmp.join(&name);
+        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(&self.dead).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        self.dead.clear();
+        self.dead_files.push((tmp, format!("_dead_letter/{name}")));
+        Ok(())
+    }
+
+    /// Makes everything written so far visible and records `inputs` as done.
+    pub fn checkpoint(&mut self, inputs: &[InputId]) -> Result<(), SinkError> {
+        let keys: Vec<_> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.close(&k)?;
+        }
+        self.open_order.clear();
+        self.spill_dead()?;
+        let mut renames = Vec::new();
+        let mut objects = Vec::new();
+        for (tmp, rec) in self.closed.drain(..) {
+            renames.push((tmp, self.root.join(&rec.key)));
+            objects.push(rec);
+        }
+        for (tmp, key) in self.dead_files.drain(..) {
+            renames.push((tmp, self.root.join(key)));
+        }
+        if renames.is_empty() && inputs.is_empty() {
+            return Ok(());
+        }
+        let journal = Journal { run: self.run.clone(), renames, objects, inputs: inputs.to_vec() };
+        let path = self.state.join("journal.json");
+        let tmp = self.state.join("journal.json.tmp");
+        let body = serde_json::to_vec(&journal).expect("journal serialises");
+        write_synced(&tmp, &body)?;
+        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        sync_dir(&self.state)?;
+        apply(&self.root, &self.state, &journal)?;
+        fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        self.ledger.extend(journal.inputs);
+        self.committed.extend(journal.objects);
+        Ok(())
+    }
+
+    /// Removes this run's temporary directory (after the final checkpoint).
+    pub fn close_run(self) -> Result<Vec<ObjectRecord>, SinkError> {
+        let _ = fs::remove_dir(&self.tmp);
+        Ok(self.committed)
+    }
+}
+
+fn write_synced(path: &Path, body: &[u8]) -> Result<(), SinkError> {
+    let mut f = File::create(path).map_err(|e| io_err(path, e))?;
+    f.write_all(body).map_err(|e| io_err(path, e))?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
+}
+
+/// Performs a journal's renames (idempotently) and appends its inputs to the ledger.
+fn apply(root: &Path, state: &Path, j: &Journal) -> Result<(), SinkError> {
+    let mut dirs = HashSet::new();
+    for (tmp, dst) in &j.renames {
+        if !tmp.exists() {
+            // Already renamed by an earlier, interrupted roll-forward.
+            continue;
+        }
+        let parent = dst.parent().expect("objects live under the archive root");
+        fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        fs::rename(tmp, dst).map_err(|e| io_err(dst, e))?;
+        dirs.insert(parent.to_path_buf());
+    }
+    for d in dirs {
+        sync_dir(&d)?;
+    }
+    if !j.inputs.is_empty() {
+        let path = state.join("ledger.ndjson");
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let mut body = Vec::new();
+        for i in &j.inputs {
+            serde_json::to_writer(&mut body, i).expect("ledger entry serialises");
+            body.push(b'\n');
+        }
+        f.write_all(&body).map_err(|e| io_err(&path, e))?;
+        f.sync_all().map_err(|e| io_err(&path, e))?;
+    }
+    let _ = root;
+    Ok(())
+}
+
+/// Rolls a pending journal forward and deletes uncommitted temporary files.
+fn recover(root: &Path, state: &Path) -> Result<(), SinkError> {
+    let path = state.join("journal.json");
+    if path.exists() {
+        let body = fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let journal: Journal = serde_json::from_slice(&body)
+            .map_err(|e| SinkError::Corrupt { path: path.clone(), detail: e.to_string() })?;
+        // The ledger append may have happened before the crash: the ledger is
+        // a set, so appending twice is harmless.
+        apply(root, state, &journal)?;
+        fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        tracing::info!(run = %journal.run, objects = journal.objects.len(), "rolled forward an interrupted checkpoint");
+    }
+    let _ = fs::remove_file(state.join("journal.json.tmp"));
+    let tmp = state.join("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
+    Ok(())
+}
+
+fn read_ledger(state: &Path) -> Result<HashSet<InputId>, SinkError> {
+    let path = state.join("ledger.ndjson");
+    let Ok(body) = fs::read_to_string(&path) else { return Ok(HashSet::new()) };
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| SinkError::Corrupt { path: path.clone(), detail: e.to_string() }))
+        .collect()
+}
