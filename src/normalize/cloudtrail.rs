@@ -283,8 +283,13 @@ impl CloudTrail {
         };
         let error_code = rec.str(K::ErrorCode, "errorCode");
         let error_message = rec.str(K::ErrorMessage, "errorMessage");
-        let console_result = (name == "ConsoleLogin")
-            .then(|| rec.val(K::ResponseElements).and_then(|r| r.get_str("ConsoleLogin")))
+        // Sign-in events report their outcome as responseElements.<eventName>.
+        let console_result = (source == "signin.amazonaws.com")
+            .then(|| {
+                rec.val(K::ResponseElements)
+                    .and_then(|r| r.get_str(name))
+                    .or_else(|| root.get("serviceEventDetails").and_then(|d| d.get_str(name)))
+            })
             .flatten();
         let status_id = match console_result {
             Some("Success") => 1,
@@ -362,7 +367,8 @@ impl CloudTrail {
         let mut ident_consumed = 0u16;
         if let Some(id) = ident {
             rec.consume(K::UserIdentity);
-            ident_consumed = write_actor(batch, c, id);
+            let extra = rec.val(K::AdditionalEventData);
+            ident_consumed = write_actor(batch, c, id, extra);
         }
         if let Some(id) = rec.str(K::RequestId, "requestID") {
             batch.str(c.api_request_uid, id);
@@ -469,7 +475,7 @@ impl CloudTrail {
                 } else {
                     // Console and other sign-ins: the subject is the caller.
                     if let Some(id) = ident {
-                        write_user(batch, &a.user, id);
+                        write_user(batch, &a.user, id, rec.val(K::AdditionalEventData));
                     }
                     if name == "ConsoleLogin" {
                         batch.i32(a.auth_protocol_id, 99);
@@ -494,26 +500,24 @@ impl CloudTrail {
                 let resp = rec.val(K::ResponseElements);
                 let params = rec.val(K::RequestParameters);
                 let changed = resp.and_then(|r| r.get("user").or_else(|| r.get("role")).filter(|v| v.is_object()));
-                let mut wrote_name = false;
                 if let Some(u) = changed {
-                    if let Some(arn) = u.get_str("arn") {
+                    if let Some(arn) = nonempty(u.get_str("arn")) {
                         batch.str(a.user.uid, arn);
                     }
-                    if let Some(id) = u.get_str("userId").or_else(|| u.get_str("roleId")) {
+                    if let Some(id) = nonempty(u.get_str("userId").or_else(|| u.get_str("roleId"))) {
                         batch.str(a.user.uid_alt, id);
                     }
-                    if let Some(n) = u.get_str("userName").or_else(|| u.get_str("roleName")) {
-                        batch.str(a.user.name, n);
-                        wrote_name = true;
-                    }
                 }
-                if !wrote_name {
-                    let n = params.and_then(|p| p.get_str("userName").or_else(|| p.get_str("roleName")));
-                    // PasswordUpdated and friends change the caller's own account.
-                    let n = n.or_else(|| ident.and_then(|i| i.get_str("userName")));
-                    if let Some(n) = n {
-                        batch.str(a.user.name, n);
-                    } else if let Some(arn) = ident.and_then(|i| i.get_str("arn")) {
+                // The name the caller asked for; PasswordUpdated and friends
+                // change the caller's own account.
+                let name = params
+                    .and_then(|p| p.get_str("userName").or_else(|| p.get_str("roleName")))
+                    .or_else(|| changed.and_then(|u| u.get_str("userName").or_else(|| u.get_str("roleName"))))
+                    .or_else(|| ident.and_then(|i| i.get_str("userName")));
+                if let Some(n) = nonempty(name) {
+                    batch.str(a.user.name, n);
+                } else if !batch.is_written(a.user.uid) {
+                    if let Some(arn) = nonempty(ident.and_then(|i| i.get_str("arn"))) {
                         batch.str(a.user.uid, arn);
                     }
                 }
@@ -603,6 +607,10 @@ impl CloudTrail {
     }
 }
 
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
 fn sep(buf: &mut Vec<u8>, first: &mut bool) {
     if !*first {
         buf.push(b',');
@@ -629,6 +637,8 @@ fn required_str<'i>(rec: &mut Rec<'_, 'i>, k: K, name: &'static str) -> Result<&
 /// Bits of the userIdentity members mapped by `write_actor`.
 fn ident_key_bit(k: &str) -> u16 {
     match k {
+        "onBehalfOf" => 256,
+        "credentialId" => 512,
         "type" => 1,
         "principalId" => 2,
         "arn" => 4,
@@ -641,7 +651,9 @@ fn ident_key_bit(k: &str) -> u16 {
     }
 }
 
-fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>) -> u16 {
+/// Maps a `userIdentity` to an OCSF user; `extra` is additionalEventData,
+/// where sign-in events name Identity Center users.
+fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Option<Val<'_, '_>>) -> u16 {
     let mut consumed = 0;
     let mut take = |k: &str| {
         let v = id.get_str(k);
@@ -650,12 +662,13 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>) -> u16 {
         }
         v
     };
-    let t = take("type");
-    let principal = take("principalId");
-    let arn = take("arn");
-    let account = take("accountId");
-    let key_id = take("accessKeyId");
-    let user_name = take("userName");
+    // Empty identifiers (console sign-ins send `"accessKeyId": ""`) are absent.
+    let t = nonempty(take("type"));
+    let principal = nonempty(take("principalId"));
+    let arn = nonempty(take("arn"));
+    let account = nonempty(take("accountId"));
+    let key_id = nonempty(take("accessKeyId"));
+    let user_name = nonempty(take("userName"));
     if let Some(t) = t {
         batch.str(u.type_, t);
         batch.i32(u.type_id, user_type_id(t));
@@ -663,14 +676,25 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>) -> u16 {
     if let Some(v) = arn {
         batch.str(u.uid, v);
     }
-    if let Some(v) = principal {
+    // Identity Center users: `onBehalfOf.userId` and `credentialId`.
+    let on_behalf = nonempty(id.at(&["onBehalfOf", "userId"]).and_then(|v| v.as_str()));
+    if on_behalf.is_some() {
+        consumed |= ident_key_bit("onBehalfOf");
+    }
+    if let Some(v) = principal.or(on_behalf) {
         batch.str(u.uid_alt, v);
     }
-    let name = user_name.or_else(|| id.at(&["sessionContext", "sessionIssuer"]).and_then(|s| s.get_str("userName")));
+    let name = user_name
+        .or_else(|| id.at(&["sessionContext", "sessionIssuer"]).and_then(|s| s.get_str("userName")))
+        .or_else(|| nonempty(extra.and_then(|e| e.get_str("UserName"))));
     if let Some(v) = name {
         batch.str(u.name, v);
     }
-    if let Some(v) = key_id {
+    let credential_id = nonempty(id.get_str("credentialId"));
+    if credential_id.is_some() {
+        consumed |= ident_key_bit("credentialId");
+    }
+    if let Some(v) = key_id.or(credential_id) {
         batch.str(u.credential_uid, v);
     }
     if let Some(v) = account {
@@ -682,10 +706,13 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>) -> u16 {
 }
 
 /// Maps `userIdentity` to `actor`; returns the bits of the members consumed.
-fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>) -> u16 {
-    let mut consumed = write_user(batch, &c.actor_user, id);
+fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>, extra: Option<Val<'_, '_>>) -> u16 {
+    let mut consumed = write_user(batch, &c.actor_user, id, extra);
+    if let Some(store) = nonempty(id.at(&["onBehalfOf", "identityStoreArn"]).and_then(|v| v.as_str())) {
+        batch.str(c.actor_idp_uid, store);
+    }
     let s = &c.actor_session;
-    if let Some(k) = id.get_str("accessKeyId") {
+    if let Some(k) = nonempty(id.get_str("accessKeyId")) {
         batch.str(s.credential_uid, k);
     }
     if let Some(ctx) = id.get("sessionContext") {

@@ -111,7 +111,7 @@ fn base(class: Class) -> Vec<Node> {
         ),
         obj(
             "actor",
-            vec![user("user"), session("session"), s("app_name"), obj("idp", vec![s("name")])],
+            vec![user("user"), session("session"), s("app_name"), obj("idp", vec![s("uid"), s("name")])],
         ),
         obj(
             "api",
