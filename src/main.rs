@@ -66,6 +66,9 @@ enum Command {
         /// zstd compression level (1-22).
         #[arg(long, default_value_t = 3)]
         zstd_level: i32,
+        /// Input bytes between checkpoints; objects become visible at checkpoints.
+        #[arg(long, default_value_t = 1 << 30)]
+        checkpoint_bytes: u64,
     },
 }
 
@@ -106,8 +109,9 @@ fn run(cmd: Command) -> Result<()> {
             row_group_rows,
             max_file_bytes,
             zstd_level,
+            checkpoint_bytes,
         } => {
-            let mut opts = Options { out: out.clone(), raw_data, max_file_bytes, ..Options::default() };
+            let mut opts = Options { out: out.clone(), raw_data, max_file_bytes, checkpoint_bytes, ..Options::default() };
             opts.limits.max_depth = max_depth;
             opts.limits.max_record_bytes = max_record_bytes;
             opts.encode.row_group_rows = row_group_rows;
@@ -133,13 +137,17 @@ fn run(cmd: Command) -> Result<()> {
 
 fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::time::Duration) {
     let src = if embedded { " (embedded samples)" } else { "" };
+    let secs = took.as_secs_f64().max(1e-9);
     println!(
-        "read {} records from {} inputs{src} ({} skipped: already archived), {:.1} MB in {:.2}s",
-        s.records_read,
-        s.inputs_processed,
-        s.inputs_skipped,
+        "read {} records from {} inputs{src} ({} skipped: already archived)",
+        s.records_read, s.inputs_processed, s.inputs_skipped
+    );
+    println!(
+        "{:.1} MB of JSON in {:.2}s: {:.0} events/s, {:.1} MB/s (one core)",
         s.bytes_read as f64 / 1e6,
-        took.as_secs_f64()
+        secs,
+        s.records_read as f64 / secs,
+        s.bytes_read as f64 / 1e6 / secs
     );
     println!("rows written: {}", s.rows_total());
     for (class, n) in &s.rows {
@@ -157,7 +165,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         println!("dead letters: {}/_dead_letter/", abs.display());
     }
     println!(
-        "try: duckdb -c \"SELECT class_name, api.operation, actor.user.name, status FROM read_parquet('{}/*/*/*/*/*.parquet', hive_partitioning=true) LIMIT 10\"",
+        "try: duckdb -c \"SELECT time_dt, api.operation, actor.user.uid, status FROM read_parquet('{}/api_activity/**/*.parquet', hive_partitioning=true) ORDER BY time LIMIT 10\"",
         abs.display()
     );
 }

@@ -1,0 +1,131 @@
+//! End-to-end tests that drive the real binary.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn trailship(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trailship")).args(args).output().expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn embedded_default_runs_and_is_idempotent() {
+    let dir = TempDir::new("cli-embedded");
+    let out = dir.path().join("archive");
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("read 43 records from 3 inputs (embedded samples)"), "{text}");
+    assert!(text.contains("rows written: 41"), "{text}");
+    assert!(text.contains("unsupported_event_type            2"), "{text}");
+    assert!(text.contains(&format!("archive: {}", out.display())), "{text}");
+    assert!(text.contains("try: duckdb"), "{text}");
+    let rows = all_rows(&out);
+    assert_eq!(rows.len(), 41);
+    assert_eq!(rows.iter().filter(|r| r["class_uid"] == 3002).count(), 14);
+    assert_eq!(dead_letters(&out).len(), 2);
+    let objects = parquet_files(&out).len();
+
+    // A second run finds every input in the ledger and writes nothing twice.
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("read 0 records from 0 inputs (embedded samples) (3 skipped"), "{}", stdout(&o));
+    assert_eq!(all_rows(&out).len(), 41);
+    assert_eq!(parquet_files(&out).len(), objects);
+    assert_eq!(dead_letters(&out).len(), 2);
+}
+
+#[test]
+fn partitions_follow_the_security_lake_layout() {
+    let dir = TempDir::new("cli-layout");
+    let out = dir.path().join("a");
+    let input = fixture("cloudtrail/aws-samples-security-lake/api_activity/UpdateTrail.json");
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap(), input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = parquet_files(&out);
+    assert_eq!(files.len(), 1);
+    let rel = files[0].strip_prefix(&out).unwrap().to_string_lossy().to_string();
+    assert!(
+        rel.starts_with("api_activity/region=us-east-2/accountId=111122223333/eventDay=20160714/part-"),
+        "{rel}"
+    );
+    assert!(rel.ends_with(".zstd.parquet"));
+    // Nothing half-written is left behind.
+    let leftovers: Vec<_> = walkdir::WalkDir::new(out.join("_trailship/tmp"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let dir = TempDir::new("cli-bad");
+    let out = dir.path().join("a");
+    let missing = dir.path().join("nope.json");
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope.json") && stderr(&o).contains("check the input paths"), "{}", stderr(&o));
+
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap(), "--max-depth", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid setting"), "{}", stderr(&o));
+
+    let o = trailship(&["normalize", "--zstd-level", "99", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = trailship(&["normalize", "--max-depth", "many"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects it");
+
+    let o = trailship(&["--log", "[[[", "normalize"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid --log filter"));
+}
+
+#[test]
+fn unwritable_output_is_fatal_with_a_message() {
+    let dir = TempDir::new("cli-unwritable");
+    let file = dir.write("not-a-dir", b"x");
+    let o = trailship(&["normalize", "--out", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("cannot write the archive") && e.contains("not-a-dir"), "{e}");
+}
+
+#[test]
+fn json_logs() {
+    let dir = TempDir::new("cli-logs");
+    let out = dir.path().join("a");
+    let o = trailship(&["--log-format", "json", "--log", "debug", "normalize", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let first = stderr(&o).lines().next().unwrap_or_default().to_string();
+    let v: serde_json::Value = serde_json::from_str(&first).expect("JSON log line");
+    assert!(v.get("level").is_some() && v.get("fields").is_some(), "{first}");
+}
+
+#[test]
+fn raw_data_is_off_by_default_and_on_when_asked() {
+    let dir = TempDir::new("cli-raw");
+    let input = fixture("cloudtrail/aws-samples-security-lake/api_activity/UpdateTrail.json");
+    let off = dir.path().join("off");
+    let on = dir.path().join("on");
+    assert!(trailship(&["normalize", "--out", off.to_str().unwrap(), input.to_str().unwrap()]).status.success());
+    assert!(
+        trailship(&["normalize", "--raw-data", "--out", on.to_str().unwrap(), input.to_str().unwrap()]).status.success()
+    );
+    assert!(get(&all_rows(&off)[0], "raw_data").is_none());
+    let raw = get(&all_rows(&on)[0], "raw_data").unwrap().as_str().unwrap().to_string();
+    let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&raw).unwrap(), original);
+}

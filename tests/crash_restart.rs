@@ -1,0 +1,90 @@
+//! kill -9 the real binary at several points of a run, restart it each time,
+//! and check that every event is in exactly one row: no loss, no duplicates.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const FILES: usize = 24;
+const PER_FILE: usize = 2500;
+
+fn corpus(dir: &TempDir) -> std::path::PathBuf {
+    let input = dir.path().join("in");
+    for f in 0..FILES {
+        let mut body = Vec::new();
+        body.extend_from_slice(b"{\"Records\":[");
+        for r in 0..PER_FILE {
+            if r > 0 {
+                body.push(b',');
+            }
+            // Spread rows over partitions so many objects are open at once.
+            let _ = write!(
+                body,
+                r#"{{"eventVersion":"1.08","eventTime":"2024-01-{:02}T03:04:05Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"us-east-{}","recipientAccountId":"11112222333{}","eventID":"f{f:02}-r{r:05}","requestParameters":{{"filterSet":{{"items":[{{"name":"tag:Name","valueSet":{{"items":[{{"value":"web-{r}"}}]}}}}]}}}},"userAgent":"aws-cli/2.15.0 Python/3.11.6 Linux/6.1"}}"#,
+                1 + r % 3,
+                1 + f % 2,
+                r % 2
+            );
+        }
+        body.extend_from_slice(b"]}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        dir.write(&format!("in/f{f:02}.json.gz"), &gz.finish().unwrap());
+    }
+    input
+}
+
+fn start(out: &std::path::Path, input: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["normalize", "--checkpoint-bytes", "200000", "--row-group-rows", "1000", "--out"])
+        .arg(out)
+        .arg(input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn kill_nine_at_random_points_then_restart_loses_and_duplicates_nothing() {
+    let dir = TempDir::new("crash");
+    let input = corpus(&dir);
+    let out = dir.path().join("out");
+
+    // Deterministic "random" kill points, from early to late in a run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kills = 0;
+    for _ in 0..4 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = 150 + (seed >> 33) % 900;
+        let mut child = start(&out, &input);
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    // The kills landed mid-run: some checkpoints committed, not all.
+    let partial = rows(&out, "api_activity").len();
+    assert!(partial < FILES * PER_FILE, "a killed run cannot have finished everything ({partial})");
+    let status = start(&out, &input).wait().unwrap();
+    assert!(status.success());
+    assert!(kills >= 1, "at least one run must have been killed mid-way");
+
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for row in rows(&out, "api_activity") {
+        *seen.entry(get(&row, "metadata.uid").unwrap().as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated rows: {dups:?}");
+    assert_eq!(seen.len(), FILES * PER_FILE, "every event is archived");
+    assert!(dead_letters(&out).is_empty());
+    // Interrupted runs leave no temporary files behind once a run completes.
+    assert!(!out.join("_trailship/journal.json").exists());
+}
