@@ -8,6 +8,44 @@ mod schema;
 
 pub use schema::dataset_columns;
 
+use crate::batch::columns::{Node, Ty};
+
+/// The Arrow schema of `class`'s dataset as reviewable JSON
+/// (`schemas/arrow/<dataset>.json` is this, checked in).
+pub fn arrow_schema_json(class: Class) -> serde_json::Value {
+    fn node(n: &Node) -> serde_json::Value {
+        match n {
+            Node::Leaf { name, ty, required } => serde_json::json!({
+                "name": name,
+                "type": match ty {
+                    Ty::Utf8 => "utf8",
+                    Ty::Int32 => "int32",
+                    Ty::Int64 => "int64",
+                    Ty::Bool => "bool",
+                    Ty::TimestampMs => "timestamp[ms, UTC]",
+                },
+                "nullable": !required,
+            }),
+            Node::Struct { name, children } => serde_json::json!({
+                "name": name,
+                "type": "struct",
+                "fields": children.iter().map(node).collect::<Vec<_>>(),
+            }),
+            Node::List { name, item } => serde_json::json!({
+                "name": name,
+                "type": "list",
+                "element": node(item),
+            }),
+        }
+    }
+    serde_json::json!({
+        "dataset": class.dataset(),
+        "class_uid": class.uid(),
+        "ocsf_version": OCSF_VERSION,
+        "fields": dataset_columns(class).iter().map(node).collect::<Vec<_>>(),
+    })
+}
+
 /// The pinned OCSF schema version (see `schemas/README.md`).
 pub const OCSF_VERSION: &str = "1.8.0";
 
