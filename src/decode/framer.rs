@@ -158,6 +158,12 @@ impl<R: Read> Framer<R> {
     /// `base_depth` is the nesting the value sits at, for the depth limit.
     fn scan_value(&mut self, store: bool, base_depth: usize) -> Scan {
         let Some(first) = self.peek() else { return Scan::Eof };
+        if matches!(first, b',' | b']' | b'}' | b':') {
+            // A stray delimiter is a (malformed) value of its own: consuming it
+            // guarantees progress.
+            self.bump(store);
+            return Scan::Complete;
+        }
         let scalar = !matches!(first, b'{' | b'[' | b'"');
         let mut depth = 0usize;
         let mut in_str = false;
@@ -586,6 +592,16 @@ mod tests {
         let out = frames(big.as_bytes());
         assert_eq!(recs(&out), ["oversized", "{\"b\":1}"]);
         assert_eq!(out[0].1.len(), 64, "dead letter keeps the first max_record_bytes");
+    }
+
+    #[test]
+    fn stray_delimiters_always_make_progress() {
+        assert_eq!(recs(&frames(b"]")), ["]"]);
+        assert_eq!(recs(&frames(b"}\n{\"a\":1}")), ["}", "{\"a\":1}"]);
+        assert_eq!(recs(&frames(b"[}]")), ["}"]);
+        // An empty slot between commas holds no data: nothing to account for.
+        assert_eq!(recs(&frames(b"[1,,2]")), ["1", "2"]);
+        assert_eq!(recs(&frames(b"{\"Records\":[:]}")), [":"]);
     }
 
     #[test]
