@@ -1,1 +1,110 @@
-fn main(){}
+//! Per-stage throughput on a seeded CloudTrail corpus held in memory (no
+//! gzip, no disk): decode (framing + simd-json), normalise (into column
+//! batches), encode (zstd Parquet), and all three together.
+//! Numbers and the command: `benches/README.md`.
+
+#[path = "corpus.rs"]
+mod corpus;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use trailship::batch::Batcher;
+use trailship::decode::framer::{Frame, Framer, Limits};
+use trailship::decode::json::Parser;
+use trailship::encode::{EncodeOptions, ObjectWriter, writer_properties};
+use trailship::normalize::{Ctx, Normalizer, SourceKind};
+
+const RECORDS: u64 = 20_000;
+const LIMITS: Limits = Limits { max_record_bytes: 4 << 20, max_depth: 64 };
+
+fn corpus() -> Vec<u8> {
+    let mut rng = corpus::Rng::new(42);
+    let mut out = Vec::new();
+    for f in 0..(RECORDS / 1000) {
+        out.extend_from_slice(corpus::log_file(&mut rng, f * 1000, 1000).as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Frames, parses and normalises `input`; returns rows written.
+fn normalise(input: &[u8], parser: &mut Parser, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {
+    let mut framer = Framer::new(input, LIMITS);
+    let mut rows = 0;
+    while let Some(frame) = framer.next() {
+        if let Frame::Record { index, bytes } = frame {
+            let ok = parser.parse(bytes, |p| {
+                let p = p.expect("corpus is valid JSON");
+                let ctx = Ctx { source_file: "bench", index, repairs: p.repairs, raw: None };
+                norm.normalize(p.root, &ctx, batcher).is_ok()
+            });
+            rows += ok as u64;
+        }
+    }
+    rows
+}
+
+fn bench(c: &mut Criterion) {
+    let input = corpus();
+    let mut g = c.benchmark_group("cloudtrail");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.sample_size(10);
+
+    g.bench_function("decode", |b| {
+        let mut parser = Parser::default();
+        b.iter(|| {
+            let mut framer = Framer::new(&input[..], LIMITS);
+            let mut n = 0u64;
+            while let Some(frame) = framer.next() {
+                if let Frame::Record { bytes, .. } = frame {
+                    n += parser.parse(bytes, |p| p.is_ok()) as u64;
+                }
+            }
+            assert_eq!(n, RECORDS);
+        })
+    });
+
+    g.bench_function("decode+normalise", |b| {
+        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        b.iter(|| {
+            assert_eq!(normalise(&input, &mut parser, &mut norm, &mut batcher), RECORDS);
+            batcher.take_all()
+        })
+    });
+
+    let props = writer_properties(&EncodeOptions::default()).unwrap();
+    let batches = {
+        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        normalise(&input, &mut parser, &mut norm, &mut batcher);
+        batcher.take_all()
+    };
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for (_, batch) in &batches {
+                let mut w = ObjectWriter::new(std::io::sink(), batch.schema(), props.clone()).unwrap();
+                w.write(batch).unwrap();
+                bytes += w.finish().unwrap().1;
+            }
+            bytes
+        })
+    });
+
+    g.bench_function("end_to_end_in_memory", |b| {
+        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        b.iter(|| {
+            normalise(&input, &mut parser, &mut norm, &mut batcher);
+            let mut bytes = 0;
+            for (_, batch) in batcher.take_all() {
+                let mut w = ObjectWriter::new(std::io::sink(), batch.schema(), props.clone()).unwrap();
+                w.write(&batch).unwrap();
+                bytes += w.finish().unwrap().1;
+            }
+            bytes
+        })
+    });
+    g.finish();
+    eprintln!("corpus: {RECORDS} records, {} bytes ({} bytes/record)", input.len(), input.len() as u64 / RECORDS);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,211 @@
+//! Seeded generator of a realistic CloudTrail mix, shared by the criterion
+//! bench and `cargo run --release --example gen-corpus`.
+//!
+//! The mix (by share of records): EC2/management reads and writes with nested
+//! requestParameters, S3 and KMS data events, console sign-ins, AssumeRole,
+//! AccessDenied errors and IAM changes. Field shapes follow the AWS
+//! CloudTrail User Guide's examples.
+#![allow(dead_code)]
+
+use std::fmt::Write;
+
+/// Small, dependency-free PRNG (xorshift64*), so a seed always gives the same corpus.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    fn hex(&mut self, n: usize) -> String {
+        let mut s = String::with_capacity(n);
+        while s.len() < n {
+            let _ = write!(s, "{:016x}", self.next());
+        }
+        s.truncate(n);
+        s
+    }
+    fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    }
+}
+
+const REGIONS: &[&str] = &["us-east-1", "us-east-2", "eu-west-1", "ap-northeast-1"];
+const ACCOUNTS: &[&str] = &["111122223333", "444455556666", "777788889999"];
+const AGENTS: &[&str] = &[
+    "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.79 exe/x86_64.amzn.2023 prompt/off command/ec2.describe-instances",
+    "Boto3/1.34.69 md/Botocore#1.34.69 ua/2.0 os/linux#6.1.79 md/arch#x86_64 lang/python#3.11.8 cfg/retry-mode#legacy Botocore/1.34.69",
+    "terraform-provider-aws/5.42.0 (+https://registry.terraform.io) aws-sdk-go-v2/1.26.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36",
+];
+
+fn identity(r: &mut Rng, account: &str, out: &mut String) {
+    if r.below(3) == 0 {
+        let user = r.pick(&["alice", "bob", "carol", "deploy-bot"]);
+        let _ = write!(
+            out,
+            r#""userIdentity":{{"type":"IAMUser","principalId":"AIDA{}","arn":"arn:aws:iam::{account}:user/{user}","accountId":"{account}","accessKeyId":"AKIA{}","userName":"{user}"}}"#,
+            r.hex(16).to_uppercase(),
+            r.hex(16).to_uppercase()
+        );
+    } else {
+        let role = r.pick(&["Admin", "ReadOnly", "ci-deployer", "eks-node"]);
+        let session = r.pick(&["alice@example.com", "i-0abc123", "github-actions-42"]);
+        let _ = write!(
+            out,
+            r#""userIdentity":{{"type":"AssumedRole","principalId":"AROA{id}:{session}","arn":"arn:aws:sts::{account}:assumed-role/{role}/{session}","accountId":"{account}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{id}","arn":"arn:aws:iam::{account}:role/{role}","accountId":"{account}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2024-03-01T08:00:00Z","mfaAuthenticated":"false"}}}}}}"#,
+            r.hex(16).to_uppercase(),
+            id = r.hex(17).to_uppercase(),
+        );
+    }
+}
+
+/// Appends one CloudTrail record (compact JSON) to `out`.
+pub fn record(r: &mut Rng, seq: u64, out: &mut String) {
+    let account = r.pick(ACCOUNTS);
+    let region = r.pick(REGIONS);
+    let secs = 1_709_280_000 + seq / 50;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let day = 1 + (secs / 86_400) % 28;
+    let kind = r.below(100);
+    out.push('{');
+    let _ = write!(out, r#""eventVersion":"1.09","#);
+    identity(r, account, out);
+    let _ = write!(out, r#","eventTime":"2024-03-{day:02}T{h:02}:{m:02}:{s:02}Z","#);
+    let ip = format!("203.0.113.{}", r.below(250));
+    let agent = r.pick(AGENTS);
+    match kind {
+        0..=29 => {
+            let name = r.pick(&["DescribeInstances", "DescribeSecurityGroups", "DescribeVolumes"]);
+            let _ = write!(
+                out,
+                r#""eventSource":"ec2.amazonaws.com","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"instancesSet":{{}},"filterSet":{{"items":[{{"name":"tag:Environment","valueSet":{{"items":[{{"value":"production"}}]}}}},{{"name":"instance-state-name","valueSet":{{"items":[{{"value":"running"}}]}}}}]}},"maxResults":{}}},"responseElements":null,"requestID":"{}","eventID":"{}","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management","tlsDetails":{{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"ec2.{region}.amazonaws.com"}}"#,
+                5 + r.below(995),
+                r.uuid(),
+                r.uuid()
+            );
+        }
+        30..=41 => {
+            let _ = write!(
+                out,
+                r#""eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"{region}","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"instancesSet":{{"items":[{{"imageId":"ami-0{}","minCount":1,"maxCount":1}}]}},"instanceType":"m7g.large","blockDeviceMapping":{{}},"monitoring":{{"enabled":false}},"disableApiTermination":false,"clientToken":"{}","tagSpecificationSet":{{"items":[{{"resourceType":"instance","tags":[{{"key":"Name","value":"web-{}"}},{{"key":"team","value":"platform"}}]}}]}}}},"responseElements":{{"requestId":"{}","reservationId":"r-0{}","ownerId":"{account}","instancesSet":{{"items":[{{"instanceId":"i-0{}","imageId":"ami-0{}","instanceState":{{"code":0,"name":"pending"}},"privateDnsName":"ip-10-0-1-{}.ec2.internal","amiLaunchIndex":0,"productCodes":{{}},"instanceType":"m7g.large","launchTime":1709280000000,"placement":{{"availabilityZone":"{region}a","tenancy":"default"}},"monitoring":{{"state":"disabled"}},"subnetId":"subnet-0{}","vpcId":"vpc-0{}","privateIpAddress":"10.0.1.{}"}}]}}}},"requestID":"{}","eventID":"{}","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management""#,
+                r.hex(16),
+                r.uuid(),
+                r.below(100),
+                r.uuid(),
+                r.hex(16),
+                r.hex(16),
+                r.hex(16),
+                r.below(250),
+                r.hex(16),
+                r.hex(16),
+                r.below(250),
+                r.uuid(),
+                r.uuid()
+            );
+        }
+        42..=63 => {
+            let name = r.pick(&["GetObject", "PutObject", "HeadObject"]);
+            let bucket = r.pick(&["prod-artifacts", "audit-logs-archive", "customer-uploads"]);
+            let key = format!("data/2024/03/{}/part-{:05}.parquet", r.below(28), r.below(99_999));
+            let _ = write!(
+                out,
+                r#""eventSource":"s3.amazonaws.com","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"{ip}","userAgent":"[{agent}]","requestParameters":{{"bucketName":"{bucket}","Host":"{bucket}.s3.{region}.amazonaws.com","key":"{key}"}},"responseElements":null,"additionalEventData":{{"SignatureVersion":"SigV4","CipherSuite":"TLS_AES_128_GCM_SHA256","bytesTransferredIn":0,"bytesTransferredOut":{},"AuthenticationMethod":"AuthHeader","x-amz-id-2":"{}","SSEApplied":"SSE_KMS"}},"requestID":"{}","eventID":"{}","readOnly":true,"resources":[{{"type":"AWS::S3::Object","ARN":"arn:aws:s3:::{bucket}/{key}"}},{{"accountId":"{account}","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::{bucket}"}}],"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"{account}","eventCategory":"Data""#,
+                r.below(10_000_000),
+                r.hex(56),
+                r.hex(16).to_uppercase(),
+                r.uuid()
+            );
+        }
+        64..=75 => {
+            let name = r.pick(&["Decrypt", "GenerateDataKey", "Encrypt"]);
+            let _ = write!(
+                out,
+                r#""eventSource":"kms.amazonaws.com","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"s3.amazonaws.com","userAgent":"s3.amazonaws.com","requestParameters":{{"encryptionContext":{{"aws:s3:arn":"arn:aws:s3:::prod-artifacts/data/{}"}},"encryptionAlgorithm":"SYMMETRIC_DEFAULT","keyId":"arn:aws:kms:{region}:{account}:key/{}"}},"responseElements":null,"requestID":"{}","eventID":"{}","readOnly":true,"resources":[{{"accountId":"{account}","type":"AWS::KMS::Key","ARN":"arn:aws:kms:{region}:{account}:key/{}"}}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","sharedEventID":"{}","vpcEndpointId":"vpce-0{}","eventCategory":"Management""#,
+                r.hex(12),
+                r.uuid(),
+                r.uuid(),
+                r.uuid(),
+                r.uuid(),
+                r.uuid(),
+                r.hex(16)
+            );
+        }
+        76..=83 => {
+            let ok = r.below(10) != 0;
+            let _ = write!(
+                out,
+                r#""eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"{ip}","userAgent":"{}","requestParameters":null,"responseElements":{{"ConsoleLogin":"{}"}},"additionalEventData":{{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"{}"}},"eventID":"{}","readOnly":false,"eventType":"AwsConsoleSignIn","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management"{}"#,
+                AGENTS[3],
+                if ok { "Success" } else { "Failure" },
+                if r.below(2) == 0 { "Yes" } else { "No" },
+                r.uuid(),
+                if ok { "" } else { r#","errorMessage":"Failed authentication""# }
+            );
+        }
+        84..=91 => {
+            let _ = write!(
+                out,
+                r#""eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"{region}","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"roleArn":"arn:aws:iam::{account}:role/ci-deployer","roleSessionName":"github-actions-{}","durationSeconds":3600}},"responseElements":{{"credentials":{{"accessKeyId":"ASIA{}","sessionToken":"IQoJb3JpZ2luX2VjE{}","expiration":"Mar 1, 2024, 9:00:00 AM"}},"assumedRoleUser":{{"assumedRoleId":"AROA{}:github-actions","arn":"arn:aws:sts::{account}:assumed-role/ci-deployer/github-actions"}}}},"requestID":"{}","eventID":"{}","readOnly":true,"resources":[{{"accountId":"{account}","type":"AWS::IAM::Role","ARN":"arn:aws:iam::{account}:role/ci-deployer"}}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","sharedEventID":"{}","eventCategory":"Management""#,
+                r.below(1000),
+                r.hex(16).to_uppercase(),
+                r.hex(120),
+                r.hex(17).to_uppercase(),
+                r.uuid(),
+                r.uuid(),
+                r.uuid()
+            );
+        }
+        92..=96 => {
+            let name = r.pick(&["ListSecrets", "GetSecretValue", "PutBucketPolicy"]);
+            let _ = write!(
+                out,
+                r#""eventSource":"secretsmanager.amazonaws.com","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"{ip}","userAgent":"{agent}","errorCode":"AccessDenied","errorMessage":"User: arn:aws:sts::{account}:assumed-role/ReadOnly/x is not authorized to perform: secretsmanager:{name} because no identity-based policy allows the secretsmanager:{name} action","requestParameters":null,"responseElements":null,"requestID":"{}","eventID":"{}","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management""#,
+                r.uuid(),
+                r.uuid()
+            );
+        }
+        _ => {
+            let name = r.pick(&["CreateUser", "AttachRolePolicy", "CreateAccessKey", "DeleteRole"]);
+            let _ = write!(
+                out,
+                r#""eventSource":"iam.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"userName":"svc-{}","roleName":"svc-role-{}","policyArn":"arn:aws:iam::aws:policy/ReadOnlyAccess"}},"responseElements":{{"user":{{"path":"/","userName":"svc-{}","userId":"AIDA{}","arn":"arn:aws:iam::{account}:user/svc","createDate":"Mar 1, 2024, 8:00:00 AM"}}}},"requestID":"{}","eventID":"{}","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management""#,
+                r.below(100),
+                r.below(100),
+                r.below(100),
+                r.hex(17).to_uppercase(),
+                r.uuid(),
+                r.uuid()
+            );
+        }
+    }
+    out.push('}');
+}
+
+/// A CloudTrail log file body (`{"Records":[...]}`) of `n` records.
+pub fn log_file(r: &mut Rng, first_seq: u64, n: u64) -> String {
+    let mut s = String::with_capacity(n as usize * 1600);
+    s.push_str("{\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        record(r, first_seq + i, &mut s);
+    }
+    s.push_str("]}");
+    s
+}

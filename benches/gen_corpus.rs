@@ -1,0 +1,43 @@
+//! Writes a seeded CloudTrail corpus as CloudTrail delivers it to S3:
+//! gzip log files under `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`.
+//!
+//! `cargo run --release --example gen-corpus -- OUT_DIR [RECORDS] [PER_FILE] [SEED]`
+
+#[path = "corpus.rs"]
+mod corpus;
+
+use std::io::Write;
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(out) = args.get(1) else {
+        eprintln!("usage: gen-corpus OUT_DIR [RECORDS=200000] [PER_FILE=1000] [SEED=1]");
+        std::process::exit(2);
+    };
+    let num = |i: usize, d: u64| args.get(i).map_or(Ok(d), |s| s.parse::<u64>()).expect("a number");
+    let (records, per_file, seed) = (num(2, 200_000), num(3, 1000).max(1), num(4, 1));
+    let mut rng = corpus::Rng::new(seed);
+    let (mut written, mut file, mut json_bytes, mut gz_bytes) = (0u64, 0u64, 0u64, 0u64);
+    while written < records {
+        let n = per_file.min(records - written);
+        let body = corpus::log_file(&mut rng, written, n);
+        let dir = format!("{out}/AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/{:02}", 1 + file % 28);
+        std::fs::create_dir_all(&dir)?;
+        let path = format!("{dir}/111122223333_CloudTrail_us-east-1_20240301T{:04}Z_{file:06}.json.gz", file % 2400);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body.as_bytes())?;
+        let gz = gz.finish()?;
+        std::fs::write(&path, &gz)?;
+        json_bytes += body.len() as u64;
+        gz_bytes += gz.len() as u64;
+        written += n;
+        file += 1;
+    }
+    println!(
+        "{records} records in {file} files: {:.1} MB of JSON, {:.1} MB gzip, {:.0} bytes/record",
+        json_bytes as f64 / 1e6,
+        gz_bytes as f64 / 1e6,
+        json_bytes as f64 / records.max(1) as f64
+    );
+    Ok(())
+}
