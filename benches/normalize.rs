@@ -64,7 +64,8 @@ fn bench(c: &mut Criterion) {
     });
 
     g.bench_function("decode+normalise", |b| {
-        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        let (mut parser, mut norm, mut batcher) =
+            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         b.iter(|| {
             assert_eq!(normalise(&input, &mut parser, &mut norm, &mut batcher), RECORDS);
             batcher.take_all()
@@ -73,7 +74,8 @@ fn bench(c: &mut Criterion) {
 
     let props = writer_properties(&EncodeOptions::default()).unwrap();
     let batches = {
-        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        let (mut parser, mut norm, mut batcher) =
+            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         normalise(&input, &mut parser, &mut norm, &mut batcher);
         batcher.take_all()
     };
@@ -90,7 +92,8 @@ fn bench(c: &mut Criterion) {
     });
 
     g.bench_function("end_to_end_in_memory", |b| {
-        let (mut parser, mut norm, mut batcher) = (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+        let (mut parser, mut norm, mut batcher) =
+            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         b.iter(|| {
             normalise(&input, &mut parser, &mut norm, &mut batcher);
             let mut bytes = 0;

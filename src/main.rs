@@ -111,7 +111,8 @@ fn run(cmd: Command) -> Result<()> {
             zstd_level,
             checkpoint_bytes,
         } => {
-            let mut opts = Options { out: out.clone(), raw_data, max_file_bytes, checkpoint_bytes, ..Options::default() };
+            let mut opts =
+                Options { out: out.clone(), raw_data, max_file_bytes, checkpoint_bytes, ..Options::default() };
             opts.limits.max_depth = max_depth;
             opts.limits.max_record_bytes = max_record_bytes;
             opts.encode.row_group_rows = row_group_rows;
@@ -121,14 +122,11 @@ fn run(cmd: Command) -> Result<()> {
                 Source::Cloudtrail => SourceKind::CloudTrail,
             };
             let embedded = paths.is_empty();
-            let inputs = if embedded {
-                samples::inputs()
-            } else {
-                source::expand(&paths).context("check the input paths")?
-            };
+            let inputs =
+                if embedded { samples::inputs() } else { source::expand(&paths).context("check the input paths")? };
             let started = std::time::Instant::now();
-            let summary = pipeline::run(&opts, &inputs)
-                .with_context(|| format!("normalising into {}", out.display()))?;
+            let summary =
+                pipeline::run(&opts, &inputs).with_context(|| format!("normalising into {}", out.display()))?;
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }

@@ -225,7 +225,8 @@ impl<'o> Stages<'o> {
     /// Writes full batches (or all, when `all`), and the largest ones while
     /// over the memory bound.
     fn flush(&mut self, sink: &mut LocalSink, all: bool) -> Result<(), PipelineError> {
-        let batches = if all { self.batcher.take_all() } else { self.batcher.take_full(self.opts.encode.row_group_rows) };
+        let batches =
+            if all { self.batcher.take_all() } else { self.batcher.take_full(self.opts.encode.row_group_rows) };
         for (key, batch) in batches {
             sink.write(&key, &batch)?;
         }

@@ -7,7 +7,9 @@ use crate::source::Input;
 const FILES: &[(&str, &[u8])] = &[
     (
         "AWSLogs/111122223333/CloudTrail/us-east-2/2016/07/14/111122223333_CloudTrail_us-east-2_20160714T1915Z_sample.json.gz",
-        include_bytes!("../samples/cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-2/2016/07/14/111122223333_CloudTrail_us-east-2_20160714T1915Z_sample.json.gz"),
+        include_bytes!(
+            "../samples/cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-2/2016/07/14/111122223333_CloudTrail_us-east-2_20160714T1915Z_sample.json.gz"
+        ),
     ),
     ("awsdocs-examples.ndjson", include_bytes!("../samples/cloudtrail/awsdocs-examples.ndjson")),
     ("eventbridge-createuser.json", include_bytes!("../samples/cloudtrail/eventbridge-createuser.json")),

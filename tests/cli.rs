@@ -55,10 +55,7 @@ fn partitions_follow_the_security_lake_layout() {
     let files = parquet_files(&out);
     assert_eq!(files.len(), 1);
     let rel = files[0].strip_prefix(&out).unwrap().to_string_lossy().to_string();
-    assert!(
-        rel.starts_with("api_activity/region=us-east-2/accountId=111122223333/eventDay=20160714/part-"),
-        "{rel}"
-    );
+    assert!(rel.starts_with("api_activity/region=us-east-2/accountId=111122223333/eventDay=20160714/part-"), "{rel}");
     assert!(rel.ends_with(".zstd.parquet"));
     // Nothing half-written is left behind.
     let leftovers: Vec<_> = walkdir::WalkDir::new(out.join("_trailship/tmp"))
@@ -122,7 +119,9 @@ fn raw_data_is_off_by_default_and_on_when_asked() {
     let on = dir.path().join("on");
     assert!(trailship(&["normalize", "--out", off.to_str().unwrap(), input.to_str().unwrap()]).status.success());
     assert!(
-        trailship(&["normalize", "--raw-data", "--out", on.to_str().unwrap(), input.to_str().unwrap()]).status.success()
+        trailship(&["normalize", "--raw-data", "--out", on.to_str().unwrap(), input.to_str().unwrap()])
+            .status
+            .success()
     );
     assert!(get(&all_rows(&off)[0], "raw_data").is_none());
     let raw = get(&all_rows(&on)[0], "raw_data").unwrap().as_str().unwrap().to_string();

@@ -28,11 +28,9 @@ fn run_one(name: &str, bytes: &[u8], opts: impl FnOnce(&mut Options)) -> (Vec<St
     let out = dir.path().join("out");
     let mut o = Options { out: out.clone(), ..Options::default() };
     opts(&mut o);
-    let s = run_with(o, &[input.clone()]);
-    let mut uids: Vec<String> = all_rows(&out)
-        .iter()
-        .map(|r| get(r, "metadata.uid").unwrap().as_str().unwrap().to_string())
-        .collect();
+    let s = run_with(o, std::slice::from_ref(&input));
+    let mut uids: Vec<String> =
+        all_rows(&out).iter().map(|r| get(r, "metadata.uid").unwrap().as_str().unwrap().to_string()).collect();
     uids.sort();
     let dead = dead_letters(&out);
     assert_eq!(s.dead_total() as usize, dead.len());
@@ -206,7 +204,8 @@ fn wrong_type_in_an_optional_field_keeps_the_row() {
 
 #[test]
 fn invalid_utf8_is_repaired_and_kept() {
-    let mut input = GOOD.replace("\"eventID\":\"ID\"", "\"eventID\":\"u1\",\"userAgent\":\"aws-cli/\u{1}X\"").into_bytes();
+    let mut input =
+        GOOD.replace("\"eventID\":\"ID\"", "\"eventID\":\"u1\",\"userAgent\":\"aws-cli/\u{1}X\"").into_bytes();
     let pos = input.windows(2).position(|w| w == b"\x01X").unwrap();
     input[pos] = 0xff; // a lone byte that is not UTF-8
     let dir = TempDir::new("utf8");
@@ -224,8 +223,11 @@ fn invalid_utf8_is_repaired_and_kept() {
 fn eventbridge_envelope_is_unwrapped() {
     let (uids, dead) = run_one(
         "eb.json",
-        format!("{{\"version\":\"0\",\"detail-type\":\"AWS API Call via CloudTrail\",\"source\":\"aws.s3\",\"detail\":{}}}", good("eb"))
-            .as_bytes(),
+        format!(
+            "{{\"version\":\"0\",\"detail-type\":\"AWS API Call via CloudTrail\",\"source\":\"aws.s3\",\"detail\":{}}}",
+            good("eb")
+        )
+        .as_bytes(),
         |_| {},
     );
     assert_eq!(uids, ["eb"]);

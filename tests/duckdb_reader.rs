@@ -65,8 +65,18 @@ fn duckdb_reads_the_archive_like_ocsf() {
     assert_eq!(
         r,
         vec![serde_json::json!([
-            6003, 600303, "UpdateTrail", "Alice", 2, "TrailNotFoundException", "us-east-2", "us-east-2",
-            111122223333i64, 20160714, true, null
+            6003,
+            600303,
+            "UpdateTrail",
+            "Alice",
+            2,
+            "TrailNotFoundException",
+            "us-east-2",
+            "us-east-2",
+            111122223333i64,
+            20160714,
+            true,
+            null
         ])]
     );
 
@@ -78,7 +88,10 @@ fn duckdb_reads_the_archive_like_ocsf() {
             ds("api_activity")
         ),
     );
-    assert_eq!(r, vec![serde_json::json!(["AWS::S3Outposts::Bucket", 1]), serde_json::json!(["AWS::S3Outposts::Object", 1])]);
+    assert_eq!(
+        r,
+        vec![serde_json::json!(["AWS::S3Outposts::Bucket", 1]), serde_json::json!(["AWS::S3Outposts::Object", 1])]
+    );
 
     // JSON columns are real JSON to the reader.
     let r = duckdb(

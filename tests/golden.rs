@@ -61,8 +61,10 @@ fn compare(ours: &Value, expected: &Value, extra_ok: &[(&str, &str)]) -> Vec<Str
         match ours.get(renamed(&path)) {
             Some(got) if got == &want => {}
             // The references write "" for absent identifiers; trailship leaves them out.
-            None if want == Value::from("") => {}
-            got => bad.push(format!("{path}: expected {want}, got {}", got.map_or("nothing".into(), |g| g.to_string()))),
+            None if want == "" => {}
+            got => {
+                bad.push(format!("{path}: expected {want}, got {}", got.map_or("nothing".into(), |g| g.to_string())))
+            }
         }
     }
     bad
@@ -89,8 +91,10 @@ fn security_lake_cloudtrail_samples() {
         for input in inputs {
             let name = input.file_stem().unwrap().to_string_lossy().to_string();
             let expected: Value = serde_json::from_str(
-                &std::fs::read_to_string(fixture(&format!("security-lake-expected/cloudtrail-{class}-{name}.ocsf.json")))
-                    .unwrap(),
+                &std::fs::read_to_string(fixture(&format!(
+                    "security-lake-expected/cloudtrail-{class}-{name}.ocsf.json"
+                )))
+                .unwrap(),
             )
             .unwrap();
             let ours = normalise_one(&input);
@@ -188,10 +192,7 @@ fn ocsf_examples_v1_5_0_samples() {
         // Response data: same JSON, whatever the formatting.
         if let Some(want) = get(&expected, "api.response.data").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
             let got = get(&ours, "api.response.data").and_then(|v| v.as_str()).unwrap();
-            assert_eq!(
-                serde_json::from_str::<Value>(got).unwrap(),
-                serde_json::from_str::<Value>(want).unwrap()
-            );
+            assert_eq!(serde_json::from_str::<Value>(got).unwrap(), serde_json::from_str::<Value>(want).unwrap());
         }
     }
 }

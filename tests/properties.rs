@@ -41,11 +41,27 @@ fn arb_json() -> impl Strategy<Value = Value> {
 /// missing, or odd values.
 fn arb_cloudtrail() -> impl Strategy<Value = Value> {
     let name = prop_oneof![
-        Just("ConsoleLogin"), Just("AssumeRole"), Just("CreateUser"), Just("AttachUserPolicy"),
-        Just("GetObject"), Just("UpdateAccessKey"), Just("CheckMfa"), Just("Frobnicate")
+        Just("ConsoleLogin"),
+        Just("AssumeRole"),
+        Just("CreateUser"),
+        Just("AttachUserPolicy"),
+        Just("GetObject"),
+        Just("UpdateAccessKey"),
+        Just("CheckMfa"),
+        Just("Frobnicate")
     ];
-    let source = prop_oneof![Just("signin.amazonaws.com"), Just("iam.amazonaws.com"), Just("s3.amazonaws.com"), Just("sts.amazonaws.com")];
-    let time = prop_oneof![Just("2024-02-29T23:59:59Z"), Just("2024-01-01T00:00:00.123+05:30"), Just("2000-00-00T00:00:00Z"), Just("yesterday")];
+    let source = prop_oneof![
+        Just("signin.amazonaws.com"),
+        Just("iam.amazonaws.com"),
+        Just("s3.amazonaws.com"),
+        Just("sts.amazonaws.com")
+    ];
+    let time = prop_oneof![
+        Just("2024-02-29T23:59:59Z"),
+        Just("2024-01-01T00:00:00.123+05:30"),
+        Just("2000-00-00T00:00:00Z"),
+        Just("yesterday")
+    ];
     (name, source, time, prop::collection::vec((0usize..12, arb_json()), 0..6), any::<u8>())
         .prop_map(|(name, source, time, overrides, drop)| {
             let mut rec = json!({

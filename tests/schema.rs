@@ -23,7 +23,12 @@ fn arrow_schemas_match_the_checked_in_files() {
             std::fs::write(&path, &actual).unwrap();
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(actual, expected, "{} differs from the code; rerun with UPDATE_SCHEMAS=1 and review", path.display());
+        assert_eq!(
+            actual,
+            expected,
+            "{} differs from the code; rerun with UPDATE_SCHEMAS=1 and review",
+            path.display()
+        );
     }
 }
 
@@ -72,7 +77,8 @@ fn arrow_type_for(ocsf: &str) -> &'static str {
 fn every_column_is_an_ocsf_attribute_of_its_class() {
     for class in Class::ALL {
         let def: Value = serde_json::from_str(
-            &std::fs::read_to_string(schemas_dir().join(format!("ocsf-1.8.0/classes/{}.json", class.dataset()))).unwrap(),
+            &std::fs::read_to_string(schemas_dir().join(format!("ocsf-1.8.0/classes/{}.json", class.dataset())))
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(def["ocsf_version"], OCSF_VERSION);
@@ -90,7 +96,8 @@ fn every_column_is_an_ocsf_attribute_of_its_class() {
             if path == "trailship" || path.starts_with("trailship.") {
                 continue; // the trailship extension, checked below
             }
-            let attr = attrs.get(path).unwrap_or_else(|| panic!("{class:?}: column {path} is not an attribute of the class"));
+            let attr =
+                attrs.get(path).unwrap_or_else(|| panic!("{class:?}: column {path} is not an attribute of the class"));
             let want = arrow_type_for(attr["type"].as_str().unwrap());
             assert_eq!(ty, want, "{class:?}: {path} is {ty}, OCSF {} wants {want}", attr["type"]);
         }
@@ -136,7 +143,10 @@ fn written_parquet_uses_standard_lists_and_ms_timestamps() {
     let mut printed = Vec::new();
     parquet::schema::printer::print_schema(&mut printed, meta.file_metadata().schema());
     let schema = String::from_utf8(printed).unwrap();
-    assert!(schema.contains("OPTIONAL group resources (LIST) {\n    REPEATED group list {\n      OPTIONAL group element {"), "{schema}");
+    assert!(
+        schema.contains("OPTIONAL group resources (LIST) {\n    REPEATED group list {\n      OPTIONAL group element {"),
+        "{schema}"
+    );
     assert!(schema.contains("OPTIONAL group profiles (LIST) {\n      REPEATED group list {\n        OPTIONAL BYTE_ARRAY element (STRING);"), "{schema}");
     assert!(schema.contains("REQUIRED INT64 time;"), "{schema}");
     assert!(schema.contains("OPTIONAL INT64 time_dt (TIMESTAMP(MILLIS,true));"), "{schema}");

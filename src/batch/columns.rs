@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMillisecondArray,
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
@@ -59,9 +59,7 @@ impl Node {
             },
             Node::Struct { children, .. } => DataType::Struct(children_fields(children)),
             // "element" gives the standard three-level Parquet LIST layout.
-            Node::List { item, .. } => {
-                DataType::List(Arc::new(Field::new("element", item.data_type(), true)))
-            }
+            Node::List { item, .. } => DataType::List(Arc::new(Field::new("element", item.data_type(), true))),
         }
     }
 
@@ -196,11 +194,7 @@ impl ColumnBatch {
 
     /// Registers `node` and returns the (leaf, list) columns it contributes at `level`.
     fn register(&mut self, node: &Node, prefix: &str, level: usize) -> (Vec<usize>, Vec<usize>) {
-        let path = if prefix.is_empty() {
-            node.name().to_string()
-        } else {
-            format!("{prefix}.{}", node.name())
-        };
+        let path = if prefix.is_empty() { node.name().to_string() } else { format!("{prefix}.{}", node.name()) };
         match node {
             Node::Leaf { ty, .. } => {
                 let values = match ty {
@@ -217,12 +211,7 @@ impl ColumnBatch {
             }
             Node::Struct { children, .. } => {
                 let idx = self.structs.len();
-                self.structs.push(StructCol {
-                    level,
-                    leaves: vec![],
-                    lists: vec![],
-                    valid: Vec::new(),
-                });
+                self.structs.push(StructCol { level, leaves: vec![], lists: vec![], valid: Vec::new() });
                 self.levels[level].structs.push(idx);
                 self.paths.push((path.clone(), Handle::Struct));
                 let (mut leaves, mut lists) = (vec![], vec![]);
@@ -329,11 +318,7 @@ impl ColumnBatch {
 
     /// True when `slot` already holds a value for the current row or item.
     pub fn is_written(&self, slot: Slot) -> bool {
-        self.is_written_inner(slot.0 as usize)
-    }
-
-    fn is_written_inner(&self, leaf: usize) -> bool {
-        self.is_set(leaf)
+        self.is_set(slot.0 as usize)
     }
 
     #[inline]
@@ -436,8 +421,7 @@ impl ColumnBatch {
         for k in 0..self.levels[level].structs.len() {
             let s = self.levels[level].structs[k];
             let st = &self.structs[s];
-            let valid = st.leaves.iter().any(|&l| self.is_set(l))
-                || st.lists.iter().any(|&l| self.list_is_set(l));
+            let valid = st.leaves.iter().any(|&l| self.is_set(l)) || st.lists.iter().any(|&l| self.list_is_set(l));
             self.structs[s].valid.push(valid);
         }
         let count = self.levels[level].count;
@@ -463,8 +447,7 @@ impl ColumnBatch {
     pub fn missing_required(&self) -> Option<String> {
         fn walk(b: &ColumnBatch, nodes: &[Node], prefix: &str) -> Option<String> {
             for n in nodes {
-                let path =
-                    if prefix.is_empty() { n.name().to_string() } else { format!("{prefix}.{}", n.name()) };
+                let path = if prefix.is_empty() { n.name().to_string() } else { format!("{prefix}.{}", n.name()) };
                 match n {
                     Node::Leaf { required: true, .. } => {
                         let Some(slot) = b.try_slot(&path) else { continue };
@@ -541,7 +524,7 @@ impl ColumnBatch {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.root.len());
         let root = std::mem::take(&mut self.root);
         for node in &root {
-            columns.push(self.build(node, &mut next_leaf, &mut next_list, &mut next_struct, false));
+            columns.push(self.build(node, &mut next_leaf, &mut next_list, &mut next_struct));
         }
         self.root = root;
         let rows = self.rows();
@@ -568,14 +551,7 @@ impl ColumnBatch {
         batch
     }
 
-    fn build(
-        &self,
-        node: &Node,
-        next_leaf: &mut usize,
-        next_list: &mut usize,
-        next_struct: &mut usize,
-        is_item: bool,
-    ) -> ArrayRef {
+    fn build(&self, node: &Node, next_leaf: &mut usize, next_list: &mut usize, next_struct: &mut usize) -> ArrayRef {
         match node {
             Node::Leaf { .. } => {
                 let l = &self.leaves[*next_leaf];
@@ -585,11 +561,8 @@ impl ColumnBatch {
             Node::Struct { children, .. } => {
                 let s = &self.structs[*next_struct];
                 *next_struct += 1;
-                let arrays: Vec<ArrayRef> = children
-                    .iter()
-                    .map(|c| self.build(c, next_leaf, next_list, next_struct, false))
-                    .collect();
-                let _ = is_item;
+                let arrays: Vec<ArrayRef> =
+                    children.iter().map(|c| self.build(c, next_leaf, next_list, next_struct)).collect();
                 let nulls = nulls(&s.valid);
                 Arc::new(
                     StructArray::try_new(children_fields(children), arrays, nulls)
@@ -599,7 +572,7 @@ impl ColumnBatch {
             Node::List { item, .. } => {
                 let l = &self.lists[*next_list];
                 *next_list += 1;
-                let values = self.build(item, next_leaf, next_list, next_struct, true);
+                let values = self.build(item, next_leaf, next_list, next_struct);
                 let field = Arc::new(Field::new("element", item.data_type(), true));
                 Arc::new(
                     ListArray::try_new(
@@ -616,11 +589,7 @@ impl ColumnBatch {
 }
 
 fn nulls(valid: &[bool]) -> Option<NullBuffer> {
-    if valid.iter().all(|v| *v) {
-        None
-    } else {
-        Some(NullBuffer::new(BooleanBuffer::from(valid)))
-    }
+    if valid.iter().all(|v| *v) { None } else { Some(NullBuffer::new(BooleanBuffer::from(valid))) }
 }
 
 fn leaf_array(l: &LeafCol) -> ArrayRef {
@@ -635,9 +604,9 @@ fn leaf_array(l: &LeafCol) -> ArrayRef {
             .expect("only &str values are written to Utf8 columns"),
         ),
         (Values::I32(v), _) => Arc::new(Int32Array::new(ScalarBuffer::from(v.clone()), n)),
-        (Values::I64(v), Ty::TimestampMs) => Arc::new(
-            TimestampMillisecondArray::new(ScalarBuffer::from(v.clone()), n).with_timezone("UTC"),
-        ),
+        (Values::I64(v), Ty::TimestampMs) => {
+            Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(v.clone()), n).with_timezone("UTC"))
+        }
         (Values::I64(v), _) => Arc::new(Int64Array::new(ScalarBuffer::from(v.clone()), n)),
         (Values::Bool(v), _) => Arc::new(BooleanArray::new(BooleanBuffer::from(v.as_slice()), n)),
     }

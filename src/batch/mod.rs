@@ -25,13 +25,7 @@ impl PartitionKey {
     /// Hive-style relative directory:
     /// `<dataset>/region=<r>/accountId=<a>/eventDay=<YYYYMMDD>`.
     pub fn dir(&self) -> String {
-        format!(
-            "{}/region={}/accountId={}/eventDay={:08}",
-            self.class.dataset(),
-            self.region,
-            self.account,
-            self.day
-        )
+        format!("{}/region={}/accountId={}/eventDay={:08}", self.class.dataset(), self.region, self.account, self.day)
     }
 }
 
@@ -55,15 +49,10 @@ pub fn partition_value(v: Option<&str>) -> &str {
     }
 }
 
+#[derive(Default)]
 pub struct Batcher {
     parts: Vec<(PartitionKey, ColumnBatch)>,
     last: usize,
-}
-
-impl Default for Batcher {
-    fn default() -> Self {
-        Batcher { parts: Vec::new(), last: 0 }
-    }
 }
 
 impl Batcher {

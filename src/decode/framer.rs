@@ -45,7 +45,10 @@ enum State {
     TopLevel,
     /// Inside an array whose elements are records; `envelope` when the array
     /// is the value of a top-level object's `Records` key.
-    InArray { envelope: bool, emitted: u64 },
+    InArray {
+        envelope: bool,
+        emitted: u64,
+    },
     Done,
 }
 
@@ -233,15 +236,14 @@ impl<R: Read> Framer<R> {
                             break;
                         }
                     }
-                    b'\n' => {
+                    b'\n'
                         // NDJSON resynchronisation: pretty-printed JSON never
                         // starts a line with `{` inside a value, a new record does.
-                        if self.buf.get(i + 1) == Some(&b'{') && i + 1 < chunk_end {
+                        if self.buf.get(i + 1) == Some(&b'{') && i + 1 < chunk_end => {
                             i += 1;
                             result = Some(Scan::Broken("unterminated value: a new record starts"));
                             break;
                         }
-                    }
                     _ => {}
                 }
                 i += 1;
@@ -396,15 +398,8 @@ impl<R: Read> Framer<R> {
                             }
                         }
                         if emitted == 0 {
-                            self.rec.extend_from_slice(if envelope {
-                                b"{\"Records\":[]}"
-                            } else {
-                                b"[]"
-                            });
-                            return Some(self.dead(
-                                Reason::EmptyEnvelope,
-                                "envelope holds no records".into(),
-                            ));
+                            self.rec.extend_from_slice(if envelope { b"{\"Records\":[]}" } else { b"[]" });
+                            return Some(self.dead(Reason::EmptyEnvelope, "envelope holds no records".into()));
                         }
                         continue;
                     }
@@ -523,9 +518,7 @@ mod tests {
         while let Some(fr) = f.next() {
             out.push(match fr {
                 Frame::Record { bytes, .. } => ("rec".into(), String::from_utf8_lossy(bytes).into()),
-                Frame::Dead { reason, input, .. } => {
-                    (reason.as_str().into(), String::from_utf8_lossy(input).into())
-                }
+                Frame::Dead { reason, input, .. } => (reason.as_str().into(), String::from_utf8_lossy(input).into()),
             });
         }
         out

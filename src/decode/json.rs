@@ -6,6 +6,7 @@
 use simd_json::{Node, StaticNode};
 
 /// Reusable parser state (simd-json scratch buffers and the tape allocation).
+#[derive(Default)]
 pub struct Parser {
     buffers: simd_json::Buffers,
     tape: Vec<Node<'static>>,
@@ -23,12 +24,6 @@ pub struct Repairs {
 pub struct Parsed<'t, 'i> {
     pub root: Val<'t, 'i>,
     pub repairs: Repairs,
-}
-
-impl Default for Parser {
-    fn default() -> Self {
-        Parser { buffers: simd_json::Buffers::default(), tape: Vec::new(), repaired: Vec::new() }
-    }
 }
 
 impl Parser {

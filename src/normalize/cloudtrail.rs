@@ -143,25 +143,82 @@ impl Default for CloudTrail {
 }
 
 const ACCOUNT_CHANGE: &[&str] = &[
-    "CreateUser", "UpdateUser", "DeleteUser", "CreateRole", "UpdateRole", "DeleteRole", "CreateGroup",
-    "UpdateGroup", "DeleteGroup", "CreateLoginProfile", "UpdateLoginProfile", "DeleteLoginProfile",
-    "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "CreateInstanceProfile", "DeleteInstanceProfile",
-    "CreateServiceLinkedRole", "DeleteServiceLinkedRole", "CreateVirtualMFADevice", "DeleteVirtualMFADevice",
-    "AttachUserPolicy", "AttachGroupPolicy", "AttachRolePolicy", "DetachUserPolicy", "DetachGroupPolicy",
-    "DetachRolePolicy", "PutUserPolicy", "PutGroupPolicy", "PutRolePolicy", "DeleteUserPolicy",
-    "DeleteGroupPolicy", "DeleteRolePolicy", "PutUserPermissionsBoundary", "PutRolePermissionsBoundary",
-    "DeleteUserPermissionsBoundary", "DeleteRolePermissionsBoundary", "AddUserToGroup", "RemoveUserFromGroup",
-    "AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile", "ChangePassword", "PasswordUpdated",
-    "EnableMFADevice", "DeactivateMFADevice", "ResyncMFADevice", "FinalizeSmsMfaRegistration",
-    "UpdateAssumeRolePolicy", "DeletePolicy", "CreateAccountAlias", "DeleteAccountAlias",
-    "UpdateAccountPasswordPolicy", "DeleteAccountPasswordPolicy", "UpdateAccountName",
-    "UpdateAccountEmailAddress", "TagUser", "UntagUser", "TagRole", "UntagRole", "TagInstanceProfile",
-    "UntagInstanceProfile", "UpdateRoleDescription", "UpdateSigningCertificate", "UploadSigningCertificate",
+    "CreateUser",
+    "UpdateUser",
+    "DeleteUser",
+    "CreateRole",
+    "UpdateRole",
+    "DeleteRole",
+    "CreateGroup",
+    "UpdateGroup",
+    "DeleteGroup",
+    "CreateLoginProfile",
+    "UpdateLoginProfile",
+    "DeleteLoginProfile",
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "CreateInstanceProfile",
+    "DeleteInstanceProfile",
+    "CreateServiceLinkedRole",
+    "DeleteServiceLinkedRole",
+    "CreateVirtualMFADevice",
+    "DeleteVirtualMFADevice",
+    "AttachUserPolicy",
+    "AttachGroupPolicy",
+    "AttachRolePolicy",
+    "DetachUserPolicy",
+    "DetachGroupPolicy",
+    "DetachRolePolicy",
+    "PutUserPolicy",
+    "PutGroupPolicy",
+    "PutRolePolicy",
+    "DeleteUserPolicy",
+    "DeleteGroupPolicy",
+    "DeleteRolePolicy",
+    "PutUserPermissionsBoundary",
+    "PutRolePermissionsBoundary",
+    "DeleteUserPermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "AddRoleToInstanceProfile",
+    "RemoveRoleFromInstanceProfile",
+    "ChangePassword",
+    "PasswordUpdated",
+    "EnableMFADevice",
+    "DeactivateMFADevice",
+    "ResyncMFADevice",
+    "FinalizeSmsMfaRegistration",
+    "UpdateAssumeRolePolicy",
+    "DeletePolicy",
+    "CreateAccountAlias",
+    "DeleteAccountAlias",
+    "UpdateAccountPasswordPolicy",
+    "DeleteAccountPasswordPolicy",
+    "UpdateAccountName",
+    "UpdateAccountEmailAddress",
+    "TagUser",
+    "UntagUser",
+    "TagRole",
+    "UntagRole",
+    "TagInstanceProfile",
+    "UntagInstanceProfile",
+    "UpdateRoleDescription",
+    "UpdateSigningCertificate",
+    "UploadSigningCertificate",
 ];
 
 const AUTHENTICATION: &[&str] = &[
-    "ConsoleLogin", "ExternalIdPDirectoryLogin", "CheckMfa", "CredentialChallenge", "CredentialVerification",
-    "UserAuthentication", "AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity",
+    "ConsoleLogin",
+    "ExternalIdPDirectoryLogin",
+    "CheckMfa",
+    "CredentialChallenge",
+    "CredentialVerification",
+    "UserAuthentication",
+    "AssumeRole",
+    "AssumeRoleWithSAML",
+    "AssumeRoleWithWebIdentity",
 ];
 
 fn route(name: &str, source: &str) -> Class {
@@ -188,8 +245,25 @@ fn api_activity_id(name: &str, read_only: Option<bool>) -> i32 {
         (&["Get", "List", "Describe", "Search", "Lookup", "BatchGet"], 2),
         (
             &[
-                "Update", "Put", "Modify", "Set", "Attach", "Detach", "Associate", "Disassociate", "Add", "Remove",
-                "Tag", "Untag", "Enable", "Disable", "Start", "Stop", "Register", "Deregister", "Reboot",
+                "Update",
+                "Put",
+                "Modify",
+                "Set",
+                "Attach",
+                "Detach",
+                "Associate",
+                "Disassociate",
+                "Add",
+                "Remove",
+                "Tag",
+                "Untag",
+                "Enable",
+                "Disable",
+                "Start",
+                "Stop",
+                "Register",
+                "Deregister",
+                "Reboot",
             ],
             3,
         ),
@@ -205,24 +279,34 @@ fn api_activity_id(name: &str, read_only: Option<bool>) -> i32 {
 
 fn account_change_activity_id(name: &str, rec: &Rec<'_, '_>) -> i32 {
     match name {
-        "CreateUser" | "CreateRole" | "CreateServiceLinkedRole" | "CreateLoginProfile" | "CreateInstanceProfile"
+        "CreateUser"
+        | "CreateRole"
+        | "CreateServiceLinkedRole"
+        | "CreateLoginProfile"
+        | "CreateInstanceProfile"
         | "CreateGroup" => 1,
-        "DeleteUser" | "DeleteRole" | "DeleteServiceLinkedRole" | "DeleteLoginProfile" | "DeleteInstanceProfile"
+        "DeleteUser"
+        | "DeleteRole"
+        | "DeleteServiceLinkedRole"
+        | "DeleteLoginProfile"
+        | "DeleteInstanceProfile"
         | "DeleteGroup" => 6,
         "ChangePassword" | "UpdateLoginProfile" | "PasswordUpdated" => 3,
         "EnableMFADevice" | "CreateVirtualMFADevice" | "FinalizeSmsMfaRegistration" => 10,
         "DeactivateMFADevice" | "DeleteVirtualMFADevice" => 11,
-        "UpdateAccessKey" => {
-            match rec.val(K::RequestParameters).and_then(|p| p.get_str("status")) {
-                Some("Inactive") => 5,
-                Some("Active") => 2,
-                _ => 99,
-            }
-        }
+        "UpdateAccessKey" => match rec.val(K::RequestParameters).and_then(|p| p.get_str("status")) {
+            Some("Inactive") => 5,
+            Some("Active") => 2,
+            _ => 99,
+        },
         n if n.starts_with("Attach") && n.ends_with("Policy") => 7,
         n if n.starts_with("Put") && (n.ends_with("Policy") || n.ends_with("PermissionsBoundary")) => 7,
         n if n.starts_with("Detach") && n.ends_with("Policy") => 8,
-        n if n.starts_with("Delete") && (n.ends_with("Policy") && n != "DeletePolicy" || n.ends_with("PermissionsBoundary")) => 8,
+        n if n.starts_with("Delete")
+            && (n.ends_with("Policy") && n != "DeletePolicy" || n.ends_with("PermissionsBoundary")) =>
+        {
+            8
+        }
         _ => 99,
     }
 }
@@ -275,8 +359,12 @@ impl CloudTrail {
         let activity_id = match class {
             Class::ApiActivity => api_activity_id(name, read_only),
             Class::Authentication => match name {
-                "ConsoleLogin" | "AssumeRole" | "AssumeRoleWithSAML" | "AssumeRoleWithWebIdentity"
-                | "ExternalIdPDirectoryLogin" | "UserAuthentication" => 1,
+                "ConsoleLogin"
+                | "AssumeRole"
+                | "AssumeRoleWithSAML"
+                | "AssumeRoleWithWebIdentity"
+                | "ExternalIdPDirectoryLogin"
+                | "UserAuthentication" => 1,
                 _ => 99,
             },
             Class::AccountChange => account_change_activity_id(name, &rec),
@@ -554,8 +642,7 @@ impl CloudTrail {
             }
             if matches!(key(k), Some(K::UserIdentity)) && mapped {
                 // userIdentity members with no OCSF home (sessionContext, ...).
-                let rest: Vec<_> =
-                    v.entries().filter(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0).collect();
+                let rest: Vec<_> = v.entries().filter(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0).collect();
                 if rest.is_empty() {
                     continue;
                 }
@@ -724,7 +811,8 @@ fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>, extra: Option
                 batch.i64(s.created_time, t);
                 batch.i64(s.created_time_dt, t);
             }
-            let mfa = attrs.get("mfaAuthenticated").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true")));
+            let mfa =
+                attrs.get("mfaAuthenticated").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true")));
             if let Some(m) = mfa {
                 batch.bool(s.is_mfa, m);
             }

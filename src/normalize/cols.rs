@@ -71,7 +71,13 @@ pub struct EndpointCols {
 impl EndpointCols {
     fn resolve(b: &ColumnBatch, p: &str) -> Self {
         let s = |f: &str| b.slot(&format!("{p}.{f}"));
-        EndpointCols { ip: s("ip"), domain: s("domain"), hostname: s("hostname"), svc_name: s("svc_name"), uid: s("uid") }
+        EndpointCols {
+            ip: s("ip"),
+            domain: s("domain"),
+            hostname: s("hostname"),
+            svc_name: s("svc_name"),
+            uid: s("uid"),
+        }
     }
 }
 

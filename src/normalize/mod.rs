@@ -83,11 +83,6 @@ impl Normalizer {
                 detail: "not a CloudTrail record (no eventVersion with eventSource or eventName)".into(),
             });
         }
-        // The row's batch is only known once the record is routed, so the
-        // normaliser reports where it wrote and we validate that batch.
-        match self.cloudtrail.normalize(root, ctx, out) {
-            Ok(class) => Ok(class),
-            Err(e) => Err(e),
-        }
+        self.cloudtrail.normalize(root, ctx, out)
     }
 }

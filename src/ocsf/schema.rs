@@ -31,15 +31,7 @@ fn account() -> Node {
 fn user(name: &'static str) -> Node {
     obj(
         name,
-        vec![
-            s("uid"),
-            s("uid_alt"),
-            s("name"),
-            s("type"),
-            leaf("type_id", Ty::Int32),
-            s("credential_uid"),
-            account(),
-        ],
+        vec![s("uid"), s("uid_alt"), s("name"), s("type"), leaf("type_id", Ty::Int32), s("credential_uid"), account()],
     )
 }
 
@@ -88,12 +80,7 @@ fn base(class: Class) -> Vec<Node> {
                 req("version", Ty::Utf8),
                 obj(
                     "product",
-                    vec![
-                        req("name", Ty::Utf8),
-                        s("vendor_name"),
-                        s("version"),
-                        obj("feature", vec![s("name")]),
-                    ],
+                    vec![req("name", Ty::Utf8), s("vendor_name"), s("version"), obj("feature", vec![s("name")])],
                 ),
                 s("uid"),
                 s("original_event_uid"),
@@ -109,10 +96,7 @@ fn base(class: Class) -> Vec<Node> {
             "cloud",
             vec![s("provider"), s("region"), obj("account", vec![s("uid"), leaf("type_id", Ty::Int32), s("type")])],
         ),
-        obj(
-            "actor",
-            vec![user("user"), session("session"), s("app_name"), obj("idp", vec![s("uid"), s("name")])],
-        ),
+        obj("actor", vec![user("user"), session("session"), s("app_name"), obj("idp", vec![s("uid"), s("name")])]),
         obj(
             "api",
             vec![
@@ -133,12 +117,7 @@ fn base(class: Class) -> Vec<Node> {
                 "resources",
                 obj(
                     "element",
-                    vec![
-                        s("uid"),
-                        s("name"),
-                        s("type"),
-                        obj("owner", vec![obj("account", vec![s("uid")])]),
-                    ],
+                    vec![s("uid"), s("name"), s("type"), obj("owner", vec![obj("account", vec![s("uid")])])],
                 ),
             ));
         }
@@ -161,10 +140,7 @@ fn base(class: Class) -> Vec<Node> {
     v.push(s("unmapped"));
     v.push(s("raw_data"));
     // trailship extension (schemas/extensions/trailship): provenance and repairs.
-    v.push(obj(
-        "trailship",
-        vec![s("source_file"), leaf("source_index", Ty::Int64), strings("repairs")],
-    ));
+    v.push(obj("trailship", vec![s("source_file"), leaf("source_index", Ty::Int64), strings("repairs")]));
     v
 }
 

@@ -90,7 +90,7 @@ impl LocalSink {
     ) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
         fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
-        recover(root, &state)?;
+        recover(&state)?;
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
@@ -138,7 +138,8 @@ impl LocalSink {
             let name = format!("part-{}-{:05}.zstd.parquet", self.run, self.seq);
             let tmp = self.tmp.join(&name);
             let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            let writer = ObjectWriter::new(BufWriter::with_capacity(1 << 20, file), batch.schema(), self.props.clone())?;
+            let writer =
+                ObjectWriter::new(BufWriter::with_capacity(1 << 20, file), batch.schema(), self.props.clone())?;
             let obj_key = format!("{}/{}", key.dir(), name);
             self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
             self.open_order.push(key.clone());
@@ -213,7 +214,7 @@ impl LocalSink {
         write_synced(&tmp, &body)?;
         fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         sync_dir(&self.state)?;
-        apply(&self.root, &self.state, &journal)?;
+        apply(&self.state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         self.ledger.extend(journal.inputs);
         self.committed.extend(journal.objects);
@@ -238,7 +239,7 @@ fn sync_dir(dir: &Path) -> Result<(), SinkError> {
 }
 
 /// Performs a journal's renames (idempotently) and appends its inputs to the ledger.
-fn apply(root: &Path, state: &Path, j: &Journal) -> Result<(), SinkError> {
+fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
     let mut dirs = HashSet::new();
     for (tmp, dst) in &j.renames {
         if !tmp.exists() {
@@ -264,12 +265,11 @@ fn apply(root: &Path, state: &Path, j: &Journal) -> Result<(), SinkError> {
         f.write_all(&body).map_err(|e| io_err(&path, e))?;
         f.sync_all().map_err(|e| io_err(&path, e))?;
     }
-    let _ = root;
     Ok(())
 }
 
 /// Rolls a pending journal forward and deletes uncommitted temporary files.
-fn recover(root: &Path, state: &Path) -> Result<(), SinkError> {
+fn recover(state: &Path) -> Result<(), SinkError> {
     let path = state.join("journal.json");
     if path.exists() {
         let body = fs::read(&path).map_err(|e| io_err(&path, e))?;
@@ -277,7 +277,7 @@ fn recover(root: &Path, state: &Path) -> Result<(), SinkError> {
             .map_err(|e| SinkError::Corrupt { path: path.clone(), detail: e.to_string() })?;
         // The ledger append may have happened before the crash: the ledger is
         // a set, so appending twice is harmless.
-        apply(root, state, &journal)?;
+        apply(state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         tracing::info!(run = %journal.run, objects = journal.objects.len(), "rolled forward an interrupted checkpoint");
     }
@@ -296,4 +296,64 @@ fn read_ledger(state: &Path) -> Result<HashSet<InputId>, SinkError> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| SinkError::Corrupt { path: path.clone(), detail: e.to_string() }))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props() -> WriterProperties {
+        crate::encode::writer_properties(&crate::encode::EncodeOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn interrupted_checkpoint_is_rolled_forward_and_orphans_removed() {
+        let root = std::env::temp_dir().join(format!("trailship-sink-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let state = root.join("_trailship");
+        let run_tmp = state.join("tmp/run1");
+        fs::create_dir_all(&run_tmp).unwrap();
+        // The crash came after the journal and one of two renames.
+        fs::write(run_tmp.join("a.parquet"), b"A").unwrap();
+        fs::create_dir_all(root.join("ds/x")).unwrap();
+        fs::write(root.join("ds/x/b.parquet"), b"B").unwrap();
+        // An object of a checkpoint that never got its journal.
+        fs::write(run_tmp.join("orphan.parquet"), b"O").unwrap();
+        let input = InputId { path: "/in/1.json".into(), size: 1, mtime_ns: 2 };
+        let journal = Journal {
+            run: "run1".into(),
+            renames: vec![
+                (run_tmp.join("a.parquet"), root.join("ds/x/a.parquet")),
+                (run_tmp.join("b.parquet"), root.join("ds/x/b.parquet")),
+            ],
+            objects: vec![],
+            inputs: vec![input.clone()],
+        };
+        fs::write(state.join("journal.json"), serde_json::to_vec(&journal).unwrap()).unwrap();
+
+        let sink = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        assert_eq!(fs::read(root.join("ds/x/a.parquet")).unwrap(), b"A");
+        assert_eq!(fs::read(root.join("ds/x/b.parquet")).unwrap(), b"B");
+        assert!(!state.join("journal.json").exists());
+        assert!(!run_tmp.exists(), "uncommitted objects are deleted");
+        assert!(sink.is_done(&input));
+        drop(sink);
+
+        // Reopening again changes nothing (the roll-forward is idempotent).
+        let sink = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        assert!(sink.is_done(&input));
+        assert_eq!(fs::read_to_string(state.join("ledger.ndjson")).unwrap().lines().count(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn corrupt_ledger_is_a_clear_error() {
+        let root = std::env::temp_dir().join(format!("trailship-sink-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("_trailship")).unwrap();
+        fs::write(root.join("_trailship/ledger.ndjson"), b"{not json\n").unwrap();
+        let err = LocalSink::open(&root, props(), 1 << 20, 4).err().expect("refuses a corrupt ledger");
+        assert!(err.to_string().contains("ledger.ndjson"), "{err}");
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -16,7 +16,10 @@ use crate::sink::local::InputId;
 pub enum Input {
     File(PathBuf),
     /// Sample logs compiled into the binary (the embedded default).
-    Embedded { name: &'static str, bytes: &'static [u8] },
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
 }
 
 impl Input {
@@ -43,9 +46,10 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, SourceError> {
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
         if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(p).sort_by_file_name().into_iter().filter_entry(|e| {
-                e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-            });
+            let walker = walkdir::WalkDir::new(p)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
             for entry in walker {
                 let entry = entry.map_err(|e| SourceError::Walk { path: p.clone(), source: e })?;
                 if entry.file_type().is_file() {
@@ -87,10 +91,9 @@ pub fn open(input: &Input) -> io::Result<(InputId, Counting<Box<dyn Read + Send>
             let path = absolute(p);
             (InputId { path, size: meta.len(), mtime_ns }, Box::new(BufReader::with_capacity(256 * 1024, f)))
         }
-        Input::Embedded { name, bytes } => (
-            InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, mtime_ns: 0 },
-            Box::new(*bytes),
-        ),
+        Input::Embedded { name, bytes } => {
+            (InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, mtime_ns: 0 }, Box::new(*bytes))
+        }
     };
     Ok((id, Counting { inner: decompress(reader)?, bytes: 0 }))
 }

@@ -66,7 +66,9 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet") && !e.path().to_string_lossy().contains("/_trailship/"))
+        .filter(|e| {
+            e.path().extension().is_some_and(|x| x == "parquet") && !e.path().to_string_lossy().contains("/_trailship/")
+        })
         .map(|e| e.into_path())
         .collect();
     v.sort();
