@@ -16,6 +16,8 @@ export TRAILSHIP_TEST_PYTHON="$PWD/$venv/bin/python"
 export TRAILSHIP_REQUIRE_EXTERNAL=1
 
 echo "== cargo test"
-cargo test --locked --all-targets "$@"
-echo "== doc tests"
-cargo test --locked --doc "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets "$@" 2>&1 | tee "$log"
+# One closing line for the whole suite: the sum of every test binary's result.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "trailship: %d passed, %d failed\n", p, f }' "$log"

@@ -28,6 +28,9 @@ pub struct Options {
     pub max_file_bytes: usize,
     /// Memory bound for rows buffered across all partitions.
     pub max_buffer_bytes: usize,
+    /// A row group is written once its partition holds this many bytes (or
+    /// `encode.row_group_rows` rows), whichever comes first.
+    pub row_group_bytes: usize,
     /// Objects open at once (one per partition being written).
     pub max_open_files: usize,
     /// Input bytes between checkpoints (objects become visible at checkpoints).
@@ -43,7 +46,8 @@ impl Default for Options {
             raw_data: false,
             source: SourceKind::Auto,
             max_file_bytes: 256 << 20,
-            max_buffer_bytes: 128 << 20,
+            max_buffer_bytes: 64 << 20,
+            row_group_bytes: 32 << 20,
             max_open_files: 64,
             checkpoint_bytes: 1 << 30,
         }
@@ -225,8 +229,11 @@ impl<'o> Stages<'o> {
     /// Writes full batches (or all, when `all`), and the largest ones while
     /// over the memory bound.
     fn flush(&mut self, sink: &mut LocalSink, all: bool) -> Result<(), PipelineError> {
-        let batches =
-            if all { self.batcher.take_all() } else { self.batcher.take_full(self.opts.encode.row_group_rows) };
+        let batches = if all {
+            self.batcher.take_all()
+        } else {
+            self.batcher.take_full(self.opts.encode.row_group_rows, self.opts.row_group_bytes)
+        };
         for (key, batch) in batches {
             sink.write(&key, &batch)?;
         }

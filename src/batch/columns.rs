@@ -551,28 +551,35 @@ impl ColumnBatch {
         batch
     }
 
-    fn build(&self, node: &Node, next_leaf: &mut usize, next_list: &mut usize, next_struct: &mut usize) -> ArrayRef {
+    fn build(
+        &mut self,
+        node: &Node,
+        next_leaf: &mut usize,
+        next_list: &mut usize,
+        next_struct: &mut usize,
+    ) -> ArrayRef {
         match node {
             Node::Leaf { .. } => {
-                let l = &self.leaves[*next_leaf];
+                let l = &mut self.leaves[*next_leaf];
                 *next_leaf += 1;
                 leaf_array(l)
             }
             Node::Struct { children, .. } => {
-                let s = &self.structs[*next_struct];
+                let s = *next_struct;
                 *next_struct += 1;
                 let arrays: Vec<ArrayRef> =
                     children.iter().map(|c| self.build(c, next_leaf, next_list, next_struct)).collect();
-                let nulls = nulls(&s.valid);
+                let nulls = nulls(&self.structs[s].valid);
                 Arc::new(
                     StructArray::try_new(children_fields(children), arrays, nulls)
                         .expect("struct children have equal lengths"),
                 )
             }
             Node::List { item, .. } => {
-                let l = &self.lists[*next_list];
+                let li = *next_list;
                 *next_list += 1;
                 let values = self.build(item, next_leaf, next_list, next_struct);
+                let l = &self.lists[li];
                 let field = Arc::new(Field::new("element", item.data_type(), true));
                 Arc::new(
                     ListArray::try_new(
@@ -592,23 +599,35 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
     if valid.iter().all(|v| *v) { None } else { Some(NullBuffer::new(BooleanBuffer::from(valid))) }
 }
 
-fn leaf_array(l: &LeafCol) -> ArrayRef {
+/// Moves a column's values into an Arrow array (no copy); the column starts
+/// the next batch empty, with room for as many values as this one held.
+fn leaf_array(l: &mut LeafCol) -> ArrayRef {
     let n = nulls(&l.valid);
-    match (&l.values, l.ty) {
-        (Values::Utf8 { offsets, bytes }, _) => Arc::new(
-            StringArray::try_new(
-                OffsetBuffer::new(ScalarBuffer::from(offsets.clone())),
-                Buffer::from_slice_ref(bytes),
-                n,
+    l.valid.clear();
+    fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+        let cap = v.len();
+        std::mem::replace(v, Vec::with_capacity(cap))
+    }
+    match (&mut l.values, l.ty) {
+        (Values::Utf8 { offsets, bytes }, _) => {
+            let mut fresh = Vec::with_capacity(offsets.len());
+            fresh.push(0);
+            let offsets = std::mem::replace(offsets, fresh);
+            Arc::new(
+                StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(take(bytes)), n)
+                    .expect("only &str values are written to Utf8 columns"),
             )
-            .expect("only &str values are written to Utf8 columns"),
-        ),
-        (Values::I32(v), _) => Arc::new(Int32Array::new(ScalarBuffer::from(v.clone()), n)),
-        (Values::I64(v), Ty::TimestampMs) => {
-            Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(v.clone()), n).with_timezone("UTC"))
         }
-        (Values::I64(v), _) => Arc::new(Int64Array::new(ScalarBuffer::from(v.clone()), n)),
-        (Values::Bool(v), _) => Arc::new(BooleanArray::new(BooleanBuffer::from(v.as_slice()), n)),
+        (Values::I32(v), _) => Arc::new(Int32Array::new(ScalarBuffer::from(take(v)), n)),
+        (Values::I64(v), Ty::TimestampMs) => {
+            Arc::new(TimestampMillisecondArray::new(ScalarBuffer::from(take(v)), n).with_timezone("UTC"))
+        }
+        (Values::I64(v), _) => Arc::new(Int64Array::new(ScalarBuffer::from(take(v)), n)),
+        (Values::Bool(v), _) => {
+            let b = BooleanBuffer::from(v.as_slice());
+            v.clear();
+            Arc::new(BooleanArray::new(b, n))
+        }
     }
 }
 

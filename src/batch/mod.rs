@@ -81,11 +81,11 @@ impl Batcher {
         self.parts.iter().map(|(_, b)| b.buffered_bytes()).sum()
     }
 
-    /// Batches with at least `min_rows` rows, finished.
-    pub fn take_full(&mut self, min_rows: usize) -> Vec<(PartitionKey, RecordBatch)> {
+    /// Batches with at least `min_rows` rows or `min_bytes` bytes, finished.
+    pub fn take_full(&mut self, min_rows: usize, min_bytes: usize) -> Vec<(PartitionKey, RecordBatch)> {
         self.parts
             .iter_mut()
-            .filter(|(_, b)| b.rows() >= min_rows && b.rows() > 0)
+            .filter(|(_, b)| b.rows() > 0 && (b.rows() >= min_rows || b.buffered_bytes() >= min_bytes))
             .map(|(k, b)| (k.clone(), b.finish()))
             .collect()
     }
@@ -98,7 +98,7 @@ impl Batcher {
 
     /// Every non-empty batch, finished; partitions are forgotten.
     pub fn take_all(&mut self) -> Vec<(PartitionKey, RecordBatch)> {
-        let out = self.take_full(1);
+        let out = self.take_full(1, 0);
         self.parts.clear();
         self.last = 0;
         out
