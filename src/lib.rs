@@ -5,12 +5,14 @@
 //! `ARCHITECTURE.md` for the map and its invariants.
 
 pub mod batch;
+pub mod config;
 pub mod deadletter;
 pub mod decode;
 pub mod encode;
 pub mod normalize;
 pub mod ocsf;
 pub mod pipeline;
+pub mod redact;
 pub mod samples;
 pub mod sink;
 pub mod source;

@@ -69,6 +69,12 @@ enum Command {
         /// Input bytes between checkpoints; objects become visible at checkpoints.
         #[arg(long, default_value_t = 1 << 30)]
         checkpoint_bytes: u64,
+        /// Configuration file (TOML; see README "Configuration").
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Turn secret redaction off (secrets then reach the archive in clear).
+        #[arg(long)]
+        no_redact: bool,
     },
 }
 
@@ -110,9 +116,24 @@ fn run(cmd: Command) -> Result<()> {
             max_file_bytes,
             zstd_level,
             checkpoint_bytes,
+            config,
+            no_redact,
         } => {
-            let mut opts =
-                Options { out: out.clone(), raw_data, max_file_bytes, checkpoint_bytes, ..Options::default() };
+            let cfg = match &config {
+                Some(path) => trailship::config::Config::load(path)?,
+                None => trailship::config::Config::default(),
+            };
+            let mut opts = Options {
+                out: out.clone(),
+                raw_data,
+                max_file_bytes,
+                checkpoint_bytes,
+                redaction: cfg.redaction,
+                ..Options::default()
+            };
+            if no_redact {
+                opts.redaction.enabled = false;
+            }
             opts.limits.max_depth = max_depth;
             opts.limits.max_record_bytes = max_record_bytes;
             opts.encode.row_group_rows = row_group_rows;
@@ -156,6 +177,17 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         println!("  {:<24} {:>10}", reason.as_str(), n);
     }
     println!("repaired (invalid UTF-8 replaced, row kept): {}", s.repaired);
+    match &s.redaction_key {
+        None => println!("redaction: OFF"),
+        Some((id, ephemeral)) => {
+            let n: u64 = s.redactions.values().sum();
+            let key = if *ephemeral { "random key for this run: set TRAILSHIP_REDACTION_KEY" } else { "key" };
+            println!("redactions (rows, by type): {n}  ({key} {id})");
+            for (ty, n) in &s.redactions {
+                println!("  {ty:<24} {n:>10}");
+            }
+        }
+    }
     println!("objects committed: {}", s.objects.len());
     let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
     println!("\narchive: {}", abs.display());

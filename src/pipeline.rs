@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::batch::Batcher;
 use crate::deadletter::{self, Reason, SourceRef};
@@ -11,6 +12,7 @@ use crate::decode::json::Parser;
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::normalize::{Ctx, Normalizer, Rejected, SourceKind};
 use crate::ocsf::Class;
+use crate::redact::{RedactionConfig, Redactor, Stats};
 use crate::sink::SinkError;
 use crate::sink::local::{InputId, LocalSink, ObjectRecord};
 use crate::source::{self, Input};
@@ -35,6 +37,7 @@ pub struct Options {
     pub max_open_files: usize,
     /// Input bytes between checkpoints (objects become visible at checkpoints).
     pub checkpoint_bytes: u64,
+    pub redaction: RedactionConfig,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             row_group_bytes: 32 << 20,
             max_open_files: 64,
             checkpoint_bytes: 1 << 30,
+            redaction: RedactionConfig::default(),
         }
     }
 }
@@ -75,6 +79,10 @@ pub struct Summary {
     pub dead_letters: BTreeMap<Reason, u64>,
     pub repaired: u64,
     pub objects: Vec<ObjectRecord>,
+    /// Rows with a redaction of each type.
+    pub redactions: BTreeMap<&'static str, u64>,
+    /// The fingerprint key's id, and whether it was a random one for this run.
+    pub redaction_key: Option<(String, bool)>,
 }
 
 impl Summary {
@@ -91,8 +99,21 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         return Err(PipelineError::Config("limits and row_group_rows must be positive".into()));
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
+    let redactor = if opts.redaction.enabled {
+        let r = Redactor::new(&opts.redaction).map_err(|e| PipelineError::Config(e.to_string()))?;
+        if r.ephemeral_key() {
+            tracing::warn!(
+                env = %opts.redaction.key_env,
+                "no redaction key configured: fingerprints correlate only within this run"
+            );
+        }
+        Some(Arc::new(r))
+    } else {
+        tracing::warn!("redaction is disabled: secrets in the input reach the archive in clear");
+        None
+    };
     let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files)?;
-    let mut stage = Stages::new(opts);
+    let mut stage = Stages::new(opts, redactor.clone());
     let mut summary = Summary::default();
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
@@ -105,7 +126,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
                 // An unreadable input is one dead letter, not a failed run.
                 tracing::warn!(input = %name, error = %e, "cannot open input");
                 let src = SourceRef { file: &name, record_index: 0 };
-                sink.dead_letter(|b| deadletter::write_line(b, Reason::ReadError, &e.to_string(), &src, b""))?;
+                stage.dead_letter(&mut sink, Reason::ReadError, &e.to_string(), &src, b"")?;
                 summary.records_read += 1;
                 *summary.dead_letters.entry(Reason::ReadError).or_default() += 1;
                 continue;
@@ -136,6 +157,10 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     stage.flush(&mut sink, true)?;
     sink.checkpoint(&pending)?;
     summary.objects = sink.close_run()?;
+    if let Some(r) = &redactor {
+        summary.redactions = r.totals();
+        summary.redaction_key = Some((r.key_id().to_string(), r.ephemeral_key()));
+    }
     debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total());
     Ok(summary)
 }
@@ -143,6 +168,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
 /// The per-record stages and their reusable state.
 struct Stages<'o> {
     opts: &'o Options,
+    redactor: Option<Arc<Redactor>>,
     parser: Parser,
     normalizer: Normalizer,
     batcher: Batcher,
@@ -151,12 +177,13 @@ struct Stages<'o> {
 }
 
 impl<'o> Stages<'o> {
-    fn new(opts: &'o Options) -> Self {
+    fn new(opts: &'o Options, redactor: Option<Arc<Redactor>>) -> Self {
         Stages {
             opts,
             parser: Parser::default(),
             normalizer: Normalizer::new(opts.source),
-            batcher: Batcher::default(),
+            batcher: Batcher::new(redactor.clone()),
+            redactor,
             raw: String::new(),
             original: Vec::new(),
         }
@@ -204,8 +231,9 @@ impl<'o> Stages<'o> {
                         }
                         Err(r) => {
                             let src = SourceRef { file: name, record_index: index };
-                            let original = &self.original;
-                            sink.dead_letter(|b| deadletter::write_line(b, r.reason, &r.detail, &src, original))?;
+                            let original = std::mem::take(&mut self.original);
+                            self.dead_letter(sink, r.reason, &r.detail, &src, &original)?;
+                            self.original = original;
                             *summary.dead_letters.entry(r.reason).or_default() += 1;
                         }
                     }
@@ -217,13 +245,39 @@ impl<'o> Stages<'o> {
                 }
             };
             let src = SourceRef { file: name, record_index: index };
-            sink.dead_letter(|b| deadletter::write_line(b, reason, &detail, &src, input))?;
+            let input = input.to_vec();
+            self.dead_letter(sink, reason, &detail, &src, &input)?;
             *summary.dead_letters.entry(reason).or_default() += 1;
         }
         if let Some(e) = framer.take_read_error() {
             tracing::warn!(input = %name, error = %e, "input ended early");
         }
         Ok(())
+    }
+
+    /// Writes a dead letter; its input and detail go through the redactor
+    /// like every other string that leaves trailship.
+    fn dead_letter(
+        &self,
+        sink: &mut LocalSink,
+        reason: Reason,
+        detail: &str,
+        src: &SourceRef<'_>,
+        input: &[u8],
+    ) -> Result<(), SinkError> {
+        match &self.redactor {
+            None => sink.dead_letter(|b| deadletter::write_line(b, reason, detail, src, input)),
+            Some(r) => {
+                let mut stats = Stats::default();
+                let mut red_input = Vec::with_capacity(input.len());
+                r.scan_unparsed(input, &mut red_input, &mut stats);
+                let mut red_detail = Vec::with_capacity(detail.len());
+                r.scan_unparsed(detail.as_bytes(), &mut red_detail, &mut stats);
+                let red_detail = String::from_utf8_lossy(&red_detail);
+                r.record(&stats);
+                sink.dead_letter(|b| deadletter::write_line(b, reason, &red_detail, src, &red_input))
+            }
+        }
     }
 
     /// Writes full batches (or all, when `all`), and the largest ones while

@@ -210,7 +210,10 @@ fn mapping_details_beyond_the_references() {
     // The session token never reaches the archive in clear.
     let resp = get(&ours, "api.response.data").unwrap().as_str().unwrap();
     assert!(!resp.contains("<encoded session token blob>"), "{resp}");
-    assert!(resp.contains("[REDACTED:aws_session_token]"), "{resp}");
+    assert!(resp.contains("[REDACTED:aws_session_token:"), "{resp}");
+    assert_eq!(get(&ours, "trailship.redacted_count").unwrap(), 1);
+    assert_eq!(get(&ours, "trailship.redacted_types").unwrap(), &serde_json::json!(["aws_session_token"]));
+    assert_eq!(get(&ours, "trailship.redaction_key_id").unwrap().as_str().unwrap().len(), 8);
 
     // Error code → failure with code and message.
     let ours = normalise_one(&fixture("cloudtrail/aws-samples-security-lake/api_activity/UpdateTrail.json"));

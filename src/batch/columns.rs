@@ -22,6 +22,9 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+use crate::decode::json::Val;
+use crate::redact::{Redactor, Stats};
+
 /// Scalar column types used by trailship's OCSF datasets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
@@ -164,6 +167,11 @@ pub struct ColumnBatch {
     structs: Vec<StructCol>,
     levels: Vec<Level>,
     paths: Vec<(String, Handle)>,
+    redactor: Option<Arc<Redactor>>,
+    /// What was redacted in the current row.
+    row_stats: Stats,
+    /// `trailship.redacted_count`, `.redacted_types`, its item, `.redaction_key_id`.
+    redaction_cols: Option<(Slot, ListSlot, Slot, Slot)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -184,12 +192,34 @@ impl ColumnBatch {
             structs: Vec::new(),
             levels: vec![Level::default()],
             paths: Vec::new(),
+            redactor: None,
+            row_stats: Stats::default(),
+            redaction_cols: None,
         };
         for node in &root {
             b.register(node, "", 0);
         }
         b.root = root;
+        b.redaction_cols = match (
+            b.try_slot("trailship.redacted_count"),
+            b.try_list("trailship.redacted_types"),
+            b.try_slot("trailship.redacted_types[]"),
+            b.try_slot("trailship.redaction_key_id"),
+        ) {
+            (Some(a), Some(l), Some(i), Some(k)) => Some((a, l, i, k)),
+            _ => None,
+        };
         b
+    }
+
+    /// Every string written from now on goes through `r` (see `redact`).
+    pub fn with_redactor(mut self, r: Option<Arc<Redactor>>) -> Self {
+        self.redactor = r;
+        self
+    }
+
+    pub fn redacting(&self) -> bool {
+        self.redactor.is_some()
     }
 
     /// Registers `node` and returns the (leaf, list) columns it contributes at `level`.
@@ -335,9 +365,34 @@ impl ColumnBatch {
             .unwrap_or("?")
     }
 
+    /// Writes a string, with every secret in it redacted.
     #[inline]
     pub fn str(&mut self, slot: Slot, v: &str) {
-        self.str_with(slot, |buf| buf.extend_from_slice(v.as_bytes()));
+        match self.redactor.clone() {
+            None => self.str_with(slot, |buf| buf.extend_from_slice(v.as_bytes())),
+            Some(r) => {
+                let mut stats = std::mem::take(&mut self.row_stats);
+                self.str_with(slot, |buf| r.scan_into(v.as_bytes(), buf, &mut stats));
+                self.row_stats = stats;
+            }
+        }
+    }
+
+    /// Writes a JSON value as text, redacted by structure and content.
+    pub fn json(&mut self, slot: Slot, v: &Val<'_, '_>) {
+        self.json_with(slot, |buf, r, stats| match r {
+            Some(r) => r.write_json(v, buf, stats),
+            None => v.write_json(buf),
+        });
+    }
+
+    /// Writes JSON text built by `f`, which is handed the redactor (if any)
+    /// and must route every value through it.
+    pub fn json_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>, Option<&Redactor>, &mut Stats)) {
+        let r = self.redactor.clone();
+        let mut stats = std::mem::take(&mut self.row_stats);
+        self.str_with(slot, |buf| f(buf, r.as_deref(), &mut stats));
+        self.row_stats = stats;
     }
 
     /// Writes a string value produced in place, so serialised JSON goes straight
@@ -469,6 +524,17 @@ impl ColumnBatch {
     }
 
     pub fn end_row(&mut self) {
+        if self.row_stats.count > 0 {
+            if let (Some((count, list, item, key)), Some(r)) = (self.redaction_cols, self.redactor.clone()) {
+                self.i32(count, self.row_stats.count as i32);
+                let types = std::mem::take(&mut self.row_stats.types);
+                self.list_str(list, item, types.iter().copied());
+                self.str_with(key, |b| b.extend_from_slice(r.key_id().as_bytes()));
+                self.row_stats.types = types;
+                r.record(&self.row_stats);
+            }
+            self.row_stats.clear();
+        }
         self.end_level(0);
         for lvl in &mut self.levels {
             lvl.count_at_row_start = lvl.count;
@@ -477,6 +543,7 @@ impl ColumnBatch {
 
     /// Discards everything written since the last `end_row`.
     pub fn rollback_row(&mut self) {
+        self.row_stats.clear();
         for lvl in &mut self.levels {
             lvl.count = lvl.count_at_row_start;
         }

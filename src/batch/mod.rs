@@ -6,9 +6,12 @@
 
 pub mod columns;
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 
 use crate::ocsf::{Class, dataset_columns};
+use crate::redact::Redactor;
 use columns::ColumnBatch;
 
 /// Where a row goes in the archive.
@@ -53,9 +56,15 @@ pub fn partition_value(v: Option<&str>) -> &str {
 pub struct Batcher {
     parts: Vec<(PartitionKey, ColumnBatch)>,
     last: usize,
+    redactor: Option<Arc<Redactor>>,
 }
 
 impl Batcher {
+    /// A batcher whose batches redact every string through `redactor`.
+    pub fn new(redactor: Option<Arc<Redactor>>) -> Self {
+        Batcher { parts: Vec::new(), last: 0, redactor }
+    }
+
     /// The batch for a partition, created on first use.
     pub fn get(&mut self, class: Class, region: &str, account: &str, day: u32) -> &mut ColumnBatch {
         let matches = |k: &PartitionKey| k.class == class && k.day == day && k.region == region && k.account == account;
@@ -65,7 +74,8 @@ impl Batcher {
                 Some(i) => i,
                 None => {
                     let key = PartitionKey { class, region: region.into(), account: account.into(), day };
-                    self.parts.push((key, ColumnBatch::new(dataset_columns(class))));
+                    let batch = ColumnBatch::new(dataset_columns(class)).with_redactor(self.redactor.clone());
+                    self.parts.push((key, batch));
                     self.parts.len() - 1
                 }
             };

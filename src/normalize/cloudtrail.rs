@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::cols::{Cols, UserCols};
 use super::time::{event_day, parse_rfc3339_ms};
-use super::{Ctx, Rejected, write_json_redacted};
+use super::{Ctx, Rejected};
 use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
@@ -132,13 +132,12 @@ pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>) -> Val<'t, 'i> {
 
 pub struct CloudTrail {
     cols: [Cols; 3],
-    buf: Vec<u8>,
 }
 
 impl Default for CloudTrail {
     fn default() -> Self {
         let cols = Class::ALL.map(|c| Cols::resolve(&ColumnBatch::new(crate::ocsf::dataset_columns(c))));
-        CloudTrail { cols, buf: Vec::new() }
+        CloudTrail { cols }
     }
 }
 
@@ -322,7 +321,15 @@ fn user_type_id(t: &str) -> i32 {
 }
 
 impl CloudTrail {
-    pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
+    /// `envelope` is the record as received (an EventBridge envelope, say),
+    /// `root` the CloudTrail record inside it.
+    pub fn normalize(
+        &mut self,
+        envelope: Val<'_, '_>,
+        root: Val<'_, '_>,
+        ctx: &Ctx<'_>,
+        out: &mut Batcher,
+    ) -> Result<Class, Rejected> {
         let mut rec = Rec { f: [None; NK], consumed: 0, wrong_types: Vec::new() };
         for (k, v) in root.entries() {
             if let Some(k) = key(k) {
@@ -470,11 +477,11 @@ impl CloudTrail {
         }
         if let Some(p) = rec.val(K::RequestParameters) {
             rec.consume(K::RequestParameters);
-            batch.str_with(c.api_request_data, |b| write_json_redacted(&p, b));
+            batch.json(c.api_request_data, &p);
         }
         if let Some(r) = rec.val(K::ResponseElements) {
             rec.consume(K::ResponseElements);
-            batch.str_with(c.api_response_data, |b| write_json_redacted(&r, b));
+            batch.json(c.api_response_data, &r);
         }
 
         // endpoints and http
@@ -630,46 +637,53 @@ impl CloudTrail {
             }
         }
 
-        // unmapped: every member not consumed above, verbatim.
-        let buf = &mut self.buf;
-        buf.clear();
-        buf.push(b'{');
-        let mut first = true;
-        for (k, v) in root.entries() {
-            let mapped = key(k).is_some_and(|kk| rec.consumed & (1 << kk as u32) != 0);
-            if mapped && !matches!(key(k), Some(K::UserIdentity)) {
-                continue;
-            }
-            if matches!(key(k), Some(K::UserIdentity)) && mapped {
+        // unmapped: every member not consumed above, verbatim (and redacted).
+        let unmapped_member = |k: &str, v: &Val<'_, '_>| -> Option<bool> {
+            let kk = key(k);
+            let mapped = kk.is_some_and(|kk| rec.consumed & (1 << kk as u32) != 0);
+            match kk {
                 // userIdentity members with no OCSF home (sessionContext, ...).
-                let rest: Vec<_> = v.entries().filter(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0).collect();
-                if rest.is_empty() {
-                    continue;
+                Some(K::UserIdentity) if mapped => {
+                    v.entries().any(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0).then_some(true)
                 }
-                sep(buf, &mut first);
-                write_str(k, buf);
-                buf.extend_from_slice(b":{");
-                let mut f2 = true;
-                for (ik, iv) in rest {
-                    sep(buf, &mut f2);
-                    write_str(ik, buf);
+                _ if mapped => None,
+                _ => Some(false),
+            }
+        };
+        if root.entries().any(|(k, v)| unmapped_member(k, &v).is_some()) {
+            batch.json_with(c.unmapped, |buf, red, stats| {
+                let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| match red {
+                    Some(r) => r.write_member(k, v, buf, stats),
+                    None => v.write_json(buf),
+                };
+                buf.push(b'{');
+                let mut first = true;
+                for (k, v) in root.entries() {
+                    let Some(partial) = unmapped_member(k, &v) else { continue };
+                    sep(buf, &mut first);
+                    write_str(k, buf);
                     buf.push(b':');
-                    write_json_redacted(&iv, buf);
+                    if !partial {
+                        write(buf, stats, k, &v);
+                        continue;
+                    }
+                    buf.push(b'{');
+                    let mut f2 = true;
+                    for (ik, iv) in v.entries().filter(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0) {
+                        sep(buf, &mut f2);
+                        write_str(ik, buf);
+                        buf.push(b':');
+                        write(buf, stats, ik, &iv);
+                    }
+                    buf.push(b'}');
                 }
                 buf.push(b'}');
-                continue;
-            }
-            sep(buf, &mut first);
-            write_str(k, buf);
-            buf.push(b':');
-            write_json_redacted(&v, buf);
-        }
-        buf.push(b'}');
-        if !first {
-            batch.str(c.unmapped, std::str::from_utf8(buf).expect("JSON writer emits UTF-8"));
+            });
         }
         if let Some(raw) = ctx.raw {
-            batch.str(c.raw_data, raw);
+            // With redaction on, the record is re-serialised through it: the
+            // original bytes could hold secrets that only structure reveals.
+            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
         }
         batch.str(c.ts_source_file, ctx.source_file);
         batch.i64(c.ts_source_index, ctx.index as i64);

@@ -37,21 +37,6 @@ pub enum SourceKind {
     CloudTrail,
 }
 
-/// Field names whose string values are secrets whatever their shape. A
-/// stop-gap until the redaction stage: CloudTrail's own responses carry these.
-fn secret_key(k: &str) -> Option<&'static str> {
-    match k {
-        "secretAccessKey" => Some("aws_secret_access_key"),
-        "sessionToken" => Some("aws_session_token"),
-        "password" | "newPassword" | "oldPassword" => Some("password"),
-        _ => None,
-    }
-}
-
-pub(crate) fn write_json_redacted(v: &Val<'_, '_>, out: &mut Vec<u8>) {
-    v.write_json_with(out, secret_key);
-}
-
 /// Routes records to the normaliser of their family.
 #[derive(Default)]
 pub struct Normalizer {
@@ -72,6 +57,7 @@ impl Normalizer {
                 detail: format!("a record must be a JSON object, found {}", root.type_name()),
             });
         }
+        let envelope = root;
         let root = cloudtrail::unwrap_eventbridge(root);
         let is_cloudtrail = match self.kind {
             SourceKind::CloudTrail => true,
@@ -83,6 +69,6 @@ impl Normalizer {
                 detail: "not a CloudTrail record (no eventVersion with eventSource or eventName)".into(),
             });
         }
-        self.cloudtrail.normalize(root, ctx, out)
+        self.cloudtrail.normalize(envelope, root, ctx, out)
     }
 }

@@ -139,8 +139,18 @@ fn base(class: Class) -> Vec<Node> {
     }
     v.push(s("unmapped"));
     v.push(s("raw_data"));
-    // trailship extension (schemas/extensions/trailship): provenance and repairs.
-    v.push(obj("trailship", vec![s("source_file"), leaf("source_index", Ty::Int64), strings("repairs")]));
+    // trailship extension (schemas/extensions/trailship): provenance, repairs, redactions.
+    v.push(obj(
+        "trailship",
+        vec![
+            s("source_file"),
+            leaf("source_index", Ty::Int64),
+            strings("repairs"),
+            leaf("redacted_count", Ty::Int32),
+            strings("redacted_types"),
+            s("redaction_key_id"),
+        ],
+    ));
     v
 }
 

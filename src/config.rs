@@ -1,0 +1,62 @@
+//! The configuration file (TOML). Unknown keys are errors, so a typo never
+//! silently turns a protection off.
+//!
+//! ```toml
+//! [redaction]
+//! key_env = "TRAILSHIP_REDACTION_KEY"
+//! disabled_groups = ["jwt"]
+//! field_names = ["x-internal-auth"]
+//! allow_values = ["AKIAIOSFODNN7EXAMPLE"]
+//! [[redaction.patterns]]
+//! name = "acme_token"
+//! regex = "acme_[a-z0-9]{32}"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::redact::RedactionConfig;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub redaction: RedactionConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("config {path} is invalid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.into(), source: e })?;
+        Self::parse(&text).map_err(|detail| ConfigError::Parse { path: path.into(), detail })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_unknown_keys() {
+        let c = Config::parse(
+            "[redaction]\ndisabled_groups = [\"jwt\"]\n[[redaction.patterns]]\nname = \"a\"\nregex = \"a_[0-9]{4}\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.redaction.disabled_groups, ["jwt"]);
+        assert_eq!(c.redaction.patterns[0].name, "a");
+        assert!(c.redaction.enabled);
+        let e = Config::parse("[redaction]\nenabeld = false\n").unwrap_err();
+        assert!(e.contains("enabeld"), "{e}");
+    }
+}

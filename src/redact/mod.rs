@@ -1,0 +1,696 @@
+//! Redaction: no secret reaches the archive in clear.
+//!
+//! Two mechanisms, both applied where strings are written into column
+//! buffers (`batch::columns`), so no stage after normalisation ever holds a
+//! secret:
+//! - structure, while JSON is serialised: values under secret-looking keys
+//!   (`password`, `*Token`, `client_secret`, SSE-C headers, ...), the `value`
+//!   of `{name, value}` pairs whose name looks secret (environment
+//!   variables), everything under `data`/`stringData` of a Kubernetes Secret;
+//! - token detectors over every string value: one literal-led pass, verified
+//!   in code (`detectors.rs`).
+//!
+//! A secret becomes `[REDACTED:<type>:<fingerprint>]`, the fingerprint being
+//! the first 64 bits of HMAC-SHA256 under a deployment key, over the secret
+//! alone: the same leaked secret correlates across events and detectors
+//! without being revealed. Identifiers (access key IDs, ARNs, SHAs) and
+//! CloudTrail's own `HIDDEN_DUE_TO_SECURITY_REASONS` stay as they are.
+
+mod detectors;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use regex_automata::meta;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use simd_json::{Node, StaticNode};
+
+use crate::decode::json::{Val, write_str};
+pub use detectors::Finding;
+
+/// `[redaction]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    pub enabled: bool,
+    /// The fingerprint key itself (prefer `key_env`). At least 32 bytes.
+    pub key: Option<String>,
+    /// Environment variable holding the key.
+    pub key_env: String,
+    /// Detector groups to turn off: vcs, chat, payments, cloud, packages,
+    /// saas, ai, crypto, jwt, url, http_auth, fields.
+    pub disabled_groups: Vec<String>,
+    /// Individual detector types to turn off (e.g. `mailgun_key`).
+    pub disabled_types: Vec<String>,
+    /// Extra field names whose values are always redacted (compared
+    /// case-insensitively, ignoring `-`, `_` and `.`).
+    pub field_names: Vec<String>,
+    /// Values never redacted (exact match), e.g. documented example keys.
+    pub allow_values: Vec<String>,
+    /// Extra token patterns.
+    pub patterns: Vec<CustomPattern>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPattern {
+    /// The type named in the marker.
+    pub name: String,
+    /// A regular expression (bytes, ASCII); the whole match is the secret.
+    pub regex: String,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            enabled: true,
+            key: None,
+            key_env: "TRAILSHIP_REDACTION_KEY".into(),
+            disabled_groups: vec![],
+            disabled_types: vec![],
+            field_names: vec![],
+            allow_values: vec![],
+            patterns: vec![],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    #[error("redaction key from {source_name} is {len} bytes; use at least 32 random bytes")]
+    KeyTooShort { source_name: String, len: usize },
+    #[error("unknown redaction group {0:?}")]
+    UnknownGroup(String),
+    #[error("unknown redaction type {0:?}")]
+    UnknownType(String),
+    #[error("redaction pattern {name:?} does not compile: {detail}")]
+    BadPattern { name: String, detail: String },
+    #[error("no randomness for an ephemeral redaction key: {0}")]
+    Random(String),
+}
+
+const GROUPS: &[&str] =
+    &["vcs", "chat", "payments", "cloud", "packages", "saas", "ai", "crypto", "jwt", "url", "http_auth", "fields"];
+
+/// What was redacted in one row.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub count: u32,
+    pub types: Vec<&'static str>,
+}
+
+impl Stats {
+    fn add(&mut self, ty: &'static str) {
+        self.count += 1;
+        if !self.types.contains(&ty) {
+            self.types.push(ty);
+        }
+    }
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.types.clear();
+    }
+}
+
+pub struct Redactor {
+    key: Vec<u8>,
+    key_id: String,
+    ephemeral_key: bool,
+    re: meta::Regex,
+    dets: Vec<(&'static str, detectors::Verify)>,
+    field_rules: bool,
+    extra_fields: HashSet<String>,
+    allow: HashSet<Vec<u8>>,
+    totals: Mutex<BTreeMap<&'static str, u64>>,
+    /// `"key": "value"` and `key=value` in text that could not be parsed.
+    text_fields: meta::Regex,
+}
+
+fn custom_whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static str)> {
+    Some((0, m.len(), ty))
+}
+
+fn normalise_name(k: &str) -> String {
+    k.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.' | b' ')).map(|b| b.to_ascii_lowercase() as char).collect()
+}
+
+/// The secret type a field name implies, if any. `n` is lower-case with
+/// `-`, `_`, `.` and spaces removed.
+fn field_rule(n: &str) -> Option<&'static str> {
+    const EXACT: &[(&str, &str)] = &[
+        ("authorization", "authorization"),
+        ("proxyauthorization", "authorization"),
+        ("xamzsecuritytoken", "aws_session_token"),
+        ("sessiontoken", "aws_session_token"),
+        ("secretaccesskey", "aws_secret_access_key"),
+        ("awssecretaccesskey", "aws_secret_access_key"),
+        ("xamzserversideencryptioncustomerkey", "sse_customer_key"),
+        ("xamzcopysourceserversideencryptioncustomerkey", "sse_customer_key"),
+        ("ssecustomerkey", "sse_customer_key"),
+        ("copysourcessecustomerkey", "sse_customer_key"),
+        ("apikey", "api_key"),
+        ("xapikey", "api_key"),
+        ("apisecret", "secret"),
+        ("accesskey", "access_key"),
+        ("cookie", "cookie"),
+        ("setcookie", "cookie"),
+    ];
+    if let Some((_, ty)) = EXACT.iter().find(|(k, _)| *k == n) {
+        return Some(ty);
+    }
+    let ends = |xs: &[&str]| xs.iter().any(|x| n.ends_with(x));
+    if n.contains("privatekey") && !ends(&["id", "arn", "name", "path", "file", "type"]) {
+        return Some("private_key");
+    }
+    if (n.contains("password") || n.contains("passwd") || n.contains("passphrase"))
+        && !ends(&[
+            "policy",
+            "length",
+            "lastused",
+            "resetrequired",
+            "enabled",
+            "age",
+            "reuseprevention",
+            "required",
+            "changed",
+            "date",
+            "time",
+            "expiration",
+            "expires",
+            "set",
+            "type",
+            "arn",
+            "id",
+        ])
+    {
+        return Some("password");
+    }
+    if n.contains("secret")
+        && !ends(&[
+            "arn",
+            "arns",
+            "id",
+            "ids",
+            "name",
+            "names",
+            "type",
+            "versionid",
+            "versionstage",
+            "versionstages",
+            "region",
+            "count",
+            "enabled",
+            "list",
+            "kmskeyid",
+            "filter",
+            "filters",
+            "source",
+            "sources",
+            "ref",
+        ])
+    {
+        return Some("secret");
+    }
+    if n.ends_with("token")
+        && !matches!(
+            n,
+            "nexttoken"
+                | "clienttoken"
+                | "paginationtoken"
+                | "continuationtoken"
+                | "idempotencytoken"
+                | "starttoken"
+                | "tokentype"
+                | "csrftoken"
+                | "pagetoken"
+                | "nextpagetoken"
+                | "continuetoken"
+                | "requesttoken"
+                | "tasktoken"
+        )
+    {
+        return Some("token");
+    }
+    if (n.ends_with("apikey") || n.ends_with("apitoken") || n.ends_with("accesstoken")) && !n.ends_with("id") {
+        return Some("api_key");
+    }
+    if n == "pwd" || n.ends_with("dbpwd") {
+        return Some("password");
+    }
+    None
+}
+
+/// CloudTrail writes this where an API model marks a member sensitive.
+const AWS_MASK: &[u8] = b"HIDDEN_DUE_TO_SECURITY_REASONS";
+
+fn is_kept_verbatim(v: &[u8]) -> bool {
+    v.is_empty() || v == AWS_MASK || v.starts_with(b"[REDACTED:")
+}
+
+impl Redactor {
+    pub fn new(cfg: &RedactionConfig) -> Result<Self, RedactError> {
+        for g in &cfg.disabled_groups {
+            if !GROUPS.contains(&g.as_str()) {
+                return Err(RedactError::UnknownGroup(g.clone()));
+            }
+        }
+        let builtin = detectors::builtin();
+        for t in &cfg.disabled_types {
+            if !builtin.iter().any(|d| d.ty == t) {
+                return Err(RedactError::UnknownType(t.clone()));
+            }
+        }
+        let (key, ephemeral_key) = match cfg.key.clone().map(|k| ("config key".to_string(), k)).or_else(|| {
+            std::env::var(&cfg.key_env).ok().filter(|k| !k.is_empty()).map(|k| (format!("${}", cfg.key_env), k))
+        }) {
+            Some((source_name, k)) => {
+                if k.len() < 32 {
+                    return Err(RedactError::KeyTooShort { source_name, len: k.len() });
+                }
+                (k.into_bytes(), false)
+            }
+            None => {
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| RedactError::Random(e.to_string()))?;
+                (k, true)
+            }
+        };
+        let key_id = Sha256::digest(&key)[..4].iter().map(|b| format!("{b:02x}")).collect();
+
+        let mut patterns: Vec<String> = Vec::new();
+        let mut dets = Vec::new();
+        for d in builtin {
+            if cfg.disabled_groups.iter().any(|g| g == d.group) || cfg.disabled_types.iter().any(|t| t == d.ty) {
+                continue;
+            }
+            patterns.push(d.pattern.to_string());
+            dets.push((d.ty, d.verify));
+        }
+        for p in &cfg.patterns {
+            // Validate each on its own so the error names the culprit.
+            meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+                .build(&p.regex)
+                .map_err(|e| RedactError::BadPattern { name: p.name.clone(), detail: e.to_string() })?;
+            patterns.push(p.regex.clone());
+            let name: &'static str = Box::leak(p.name.clone().into_boxed_str());
+            dets.push((name, detectors::Verify::Match(custom_whole)));
+        }
+        let re = meta::Regex::builder()
+            .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+            .configure(meta::Config::new().match_kind(regex_automata::MatchKind::LeftmostFirst))
+            .build_many(&patterns)
+            .map_err(|e| RedactError::BadPattern { name: "built-in".into(), detail: e.to_string() })?;
+        Ok(Redactor {
+            key,
+            key_id,
+            ephemeral_key,
+            re,
+            dets,
+            field_rules: !cfg.disabled_groups.iter().any(|g| g == "fields"),
+            extra_fields: cfg.field_names.iter().map(|f| normalise_name(f)).collect(),
+            allow: cfg.allow_values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            totals: Mutex::new(BTreeMap::new()),
+            text_fields: meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+                .build(r#"["']?([A-Za-z0-9_.-]{1,64})["']?\s{0,3}[:=]\s{0,3}(?:"((?:[^"\\]|\\.){0,4096})"|'([^']{0,4096})'|([^\s,;&"'}{]{1,4096}))"#)
+                .map_err(|e| RedactError::BadPattern { name: "text fields".into(), detail: e.to_string() })?,
+        })
+    }
+
+    /// Short id of the key (first 32 bits of its SHA-256), recorded per row
+    /// so that fingerprints from different keys are never compared.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// True when no key was configured and a random one is used for this run.
+    pub fn ephemeral_key(&self) -> bool {
+        self.ephemeral_key
+    }
+
+    /// Redactions per type since start.
+    pub fn totals(&self) -> BTreeMap<&'static str, u64> {
+        self.totals.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Adds a finished row's stats to the totals.
+    pub fn record(&self, stats: &Stats) {
+        if stats.count == 0 {
+            return;
+        }
+        if let Ok(mut t) = self.totals.lock() {
+            for ty in &stats.types {
+                *t.entry(ty).or_default() += 1;
+            }
+        }
+    }
+
+    fn marker(&self, ty: &str, secret: &[u8], out: &mut Vec<u8>) {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(secret);
+        let tag = mac.finalize().into_bytes();
+        out.extend_from_slice(b"[REDACTED:");
+        out.extend_from_slice(ty.as_bytes());
+        out.push(b':');
+        for b in &tag[..8] {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+        }
+        out.push(b']');
+    }
+
+    /// Token findings in `text`, in order, non-overlapping.
+    pub fn find(&self, text: &[u8]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let Some(m) = self.re.search(&regex_automata::Input::new(text).range(at..)) else { break };
+            let (ty, verify) = self.dets[m.pattern().as_usize()];
+            let found = match verify {
+                detectors::Verify::Match(check) => {
+                    check(&text[m.start()..m.end()], ty).map(|(s, e, ty)| (m.start() + s, m.start() + e, ty))
+                }
+                detectors::Verify::Text(check) => check(text, m.start(), m.end(), ty),
+            };
+            match found {
+                Some((s, e, ty)) if !self.allow.contains(&text[s..e]) && !is_kept_verbatim(&text[s..e]) => {
+                    out.push(Finding { start: s, end: e, ty });
+                    at = e.max(m.end()).max(at + 1);
+                }
+                // A rejected candidate: look again just after its start.
+                _ => at = m.start() + 1,
+            }
+        }
+        out
+    }
+
+    /// Appends `text` to `out` with every detected token replaced.
+    pub fn scan_into(&self, text: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
+        // Fast path: most text holds no candidate at all.
+        if self.re.search(&regex_automata::Input::new(text)).is_none() {
+            out.extend_from_slice(text);
+            return;
+        }
+        let mut last = 0;
+        for f in self.find(text) {
+            out.extend_from_slice(&text[last..f.start]);
+            self.marker(f.ty, &text[f.start..f.end], out);
+            stats.add(f.ty);
+            last = f.end;
+        }
+        out.extend_from_slice(&text[last..]);
+    }
+
+    /// For text that is not parsed JSON (dead letters): tokens, and the values
+    /// of secret-looking `"key": "value"` / `key=value` pairs, by the same
+    /// field rules as structured data.
+    pub fn scan_unparsed(&self, text: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
+        let mut tokens = Vec::with_capacity(text.len());
+        self.scan_into(text, &mut tokens, stats);
+        let mut last = 0;
+        let mut caps = self.text_fields.create_captures();
+        let mut at = 0;
+        while at < tokens.len() {
+            self.text_fields.search_captures(&regex_automata::Input::new(&tokens[..]).range(at..), &mut caps);
+            let Some(m) = caps.get_match() else { break };
+            at = m.end().max(at + 1);
+            let Some(k) = caps.get_group(1) else { continue };
+            let key = String::from_utf8_lossy(&tokens[k.start..k.end]);
+            let Some(ty) = self.secret_field(&key) else { continue };
+            let Some(v) = (2..=4).find_map(|g| caps.get_group(g)) else { continue };
+            let value = &tokens[v.start..v.end];
+            if is_kept_verbatim(value) || self.allow.contains(value) {
+                continue;
+            }
+            out.extend_from_slice(&tokens[last..v.start]);
+            self.marker(ty, value, out);
+            stats.add(ty);
+            last = v.end;
+        }
+        out.extend_from_slice(&tokens[last..]);
+    }
+
+    /// Redacts a whole value found under a secret field.
+    fn write_secret_str(&self, ty: &'static str, s: &str, out: &mut Vec<u8>, stats: &mut Stats) {
+        if is_kept_verbatim(s.as_bytes()) || self.allow.contains(s.as_bytes()) {
+            write_str(s, out);
+            return;
+        }
+        out.push(b'"');
+        self.marker(ty, s.as_bytes(), out);
+        out.push(b'"');
+        stats.add(ty);
+    }
+
+    fn write_string(&self, s: &str, out: &mut Vec<u8>, stats: &mut Stats, scratch: &mut Vec<u8>) {
+        if self.re.search(&regex_automata::Input::new(s.as_bytes())).is_none() {
+            write_str(s, out);
+            return;
+        }
+        scratch.clear();
+        self.scan_into(s.as_bytes(), scratch, stats);
+        write_str(std::str::from_utf8(scratch).expect("markers are ASCII and cuts fall on token bounds"), out);
+    }
+
+    /// The secret type implied by a member key.
+    pub fn secret_field(&self, key: &str) -> Option<&'static str> {
+        if !self.field_rules && self.extra_fields.is_empty() {
+            return None;
+        }
+        let n = normalise_name(key);
+        if self.extra_fields.contains(&n) {
+            return Some("custom_field");
+        }
+        if self.field_rules { field_rule(&n) } else { None }
+    }
+
+    /// Writes `v` as compact JSON with every secret redacted.
+    pub fn write_json(&self, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats) {
+        let mut scratch = Vec::new();
+        self.walk(v, None, out, stats, &mut scratch);
+    }
+
+    /// Writes one object member's value, applying the key's field rule.
+    pub fn write_member(&self, key: &str, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats) {
+        let mut scratch = Vec::new();
+        self.walk(v, self.secret_field(key), out, stats, &mut scratch);
+    }
+
+    fn walk(
+        &self,
+        v: &Val<'_, '_>,
+        secret: Option<&'static str>,
+        out: &mut Vec<u8>,
+        stats: &mut Stats,
+        scratch: &mut Vec<u8>,
+    ) {
+        match v.node() {
+            Node::String(s) => match secret {
+                Some(ty) => self.write_secret_str(ty, s, out, stats),
+                None => self.write_string(s, out, stats, scratch),
+            },
+            Node::Static(st) => match (secret, st) {
+                // A number or boolean under a secret key: a numeric PIN is still a secret.
+                (Some(ty), StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)) => {
+                    let mut text = Vec::new();
+                    v.write_json(&mut text);
+                    out.push(b'"');
+                    self.marker(ty, &text, out);
+                    out.push(b'"');
+                    stats.add(ty);
+                }
+                _ => v.write_json(out),
+            },
+            Node::Array { .. } => {
+                out.push(b'[');
+                for (i, e) in v.elements().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.walk(&e, secret, out, stats, scratch);
+                }
+                out.push(b']');
+            }
+            Node::Object { .. } => {
+                let is_k8s_secret = v.get_str("kind") == Some("Secret");
+                // `{name, value}` pairs: environment variables, parameters.
+                let pair_secret = if secret.is_none() && self.field_rules {
+                    ["name", "Name", "key", "Key", "ParameterKey"]
+                        .iter()
+                        .find_map(|k| v.get_str(k))
+                        .and_then(|name| self.secret_field(name))
+                } else {
+                    None
+                };
+                out.push(b'{');
+                for (i, (k, val)) in v.entries().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(k, out);
+                    out.push(b':');
+                    let member_secret = secret
+                        .or_else(|| {
+                            (is_k8s_secret && self.field_rules && (k == "data" || k == "stringData"))
+                                .then_some("kubernetes_secret")
+                        })
+                        .or_else(|| pair_secret.filter(|_| matches!(k, "value" | "Value" | "ParameterValue")))
+                        .or_else(|| if is_k8s_secret && k == "metadata" { None } else { self.secret_field(k) })
+                        .or_else(|| {
+                            // The whole Secret travels in this annotation as a JSON string.
+                            (k == "kubectl.kubernetes.io/last-applied-configuration"
+                                && val.as_str().is_some_and(|s| s.contains("\"kind\":\"Secret\"")))
+                            .then_some("kubernetes_secret")
+                        });
+                    self.walk(&val, member_secret, out, stats, scratch);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::json::Parser;
+
+    fn red() -> Redactor {
+        Redactor::new(&RedactionConfig { key: Some("k".repeat(32)), ..Default::default() }).unwrap()
+    }
+
+    fn json(r: &Redactor, s: &str) -> (String, Stats) {
+        let mut p = Parser::default();
+        let mut b = s.as_bytes().to_vec();
+        let mut st = Stats::default();
+        let out = p.parse(&mut b, |v| {
+            let mut out = Vec::new();
+            r.write_json(&v.unwrap().root, &mut out, &mut st);
+            String::from_utf8(out).unwrap()
+        });
+        (out, st)
+    }
+
+    #[test]
+    fn field_rules() {
+        for (k, want) in [
+            ("password", Some("password")),
+            ("masterUserPassword", Some("password")),
+            ("PasswordResetRequired", None),
+            ("client_secret", Some("secret")),
+            ("SecretId", None),
+            ("secretString", Some("secret")),
+            ("sessionToken", Some("aws_session_token")),
+            ("nextToken", None),
+            ("clientToken", None),
+            ("GITHUB_TOKEN", Some("token")),
+            ("accessKeyId", None),
+            ("x-amz-server-side-encryption-customer-key", Some("sse_customer_key")),
+            ("x-amz-server-side-encryption-customer-key-MD5", None),
+            ("Authorization", Some("authorization")),
+            ("kmsKeyId", None),
+        ] {
+            assert_eq!(field_rule(&normalise_name(k)), want, "{k}");
+        }
+    }
+
+    #[test]
+    fn structure_and_tokens_in_json() {
+        let r = red();
+        let (out, st) = json(
+            &r,
+            r#"{"containerDefinitions":[{"environment":[{"name":"DB_PASSWORD","value":"hunter2"},{"name":"REGION","value":"eu-west-1"}]}],
+               "password":"HIDDEN_DUE_TO_SECURITY_REASONS","note":"token ghp_00000000000000000000000000000004WZ4EQ here",
+               "accessKeyId":"AKIAIOSFODNN7EXAMPLE","apiKey":1234}"#,
+        );
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains(r#""value":"eu-west-1""#), "{out}");
+        assert!(out.contains(r#""password":"HIDDEN_DUE_TO_SECURITY_REASONS""#), "{out}");
+        assert!(out.contains("token [REDACTED:github_token:"), "{out}");
+        assert!(out.contains("AKIAIOSFODNN7EXAMPLE"), "access key IDs are identifiers: {out}");
+        assert!(!out.contains("1234"), "{out}");
+        assert_eq!(st.count, 3);
+        assert_eq!(st.types, ["password", "github_token", "api_key"]);
+    }
+
+    #[test]
+    fn kubernetes_secret() {
+        let r = red();
+        let (out, _) = json(
+            &r,
+            r#"{"kind":"Secret","metadata":{"name":"db","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"data\":{\"pw\":\"aHVudGVyMg==\"},\"kind\":\"Secret\"}"}},"data":{"pw":"aHVudGVyMg=="},"stringData":{"x":"clear"}}"#,
+        );
+        assert!(!out.contains("aHVudGVyMg") && !out.contains("clear"), "{out}");
+        assert!(out.contains(r#""name":"db""#), "{out}");
+    }
+
+    #[test]
+    fn fingerprints_correlate_and_depend_on_the_key() {
+        let r = red();
+        let mut a = Vec::new();
+        let mut st = Stats::default();
+        r.scan_into(b"x ghp_00000000000000000000000000000004WZ4EQ", &mut a, &mut st);
+        let (j, _) = json(&r, r#"{"token":"ghp_00000000000000000000000000000004WZ4EQ"}"#);
+        let fp = |s: &str| s.rsplit(':').next().unwrap()[..16].to_string();
+        assert_eq!(fp(std::str::from_utf8(&a).unwrap()), fp(&j), "same secret, same fingerprint across detectors");
+        let other = Redactor::new(&RedactionConfig { key: Some("z".repeat(32)), ..Default::default() }).unwrap();
+        let mut b = Vec::new();
+        other.scan_into(b"x ghp_00000000000000000000000000000004WZ4EQ", &mut b, &mut st);
+        assert_ne!(a, b);
+        assert_ne!(r.key_id(), other.key_id());
+    }
+
+    #[test]
+    fn unparsed_text_is_redacted_by_key_and_token() {
+        let r = red();
+        let mut out = Vec::new();
+        let mut st = Stats::default();
+        r.scan_unparsed(
+            br#"{"eventName": "x", "password": "hunter2",, "nextToken": "abc", db_password=s3cr3t token xoxb-1234567890-abcdefghij"#,
+            &mut out,
+            &mut st,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("hunter2") && !out.contains("s3cr3t") && !out.contains("xoxb-123"), "{out}");
+        assert!(out.contains(r#""nextToken": "abc""#) && out.contains(r#""eventName": "x""#), "{out}");
+        assert_eq!(st.count, 3);
+    }
+
+    #[test]
+    fn config_errors_are_clear() {
+        let e = Redactor::new(&RedactionConfig { key: Some("short".into()), ..Default::default() }).err().unwrap();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        let e = Redactor::new(&RedactionConfig { disabled_groups: vec!["nope".into()], ..Default::default() })
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("nope"));
+        let e = Redactor::new(&RedactionConfig {
+            patterns: vec![CustomPattern { name: "x".into(), regex: "(".into() }],
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("\"x\""));
+    }
+
+    #[test]
+    fn custom_patterns_fields_and_allowlist() {
+        let r = Redactor::new(&RedactionConfig {
+            key: Some("k".repeat(32)),
+            patterns: vec![CustomPattern { name: "acme".into(), regex: "acme_[a-z0-9]{8}".into() }],
+            field_names: vec!["X-Internal-Auth".into()],
+            allow_values: vec!["ghp_00000000000000000000000000000004WZ4EQ".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let (out, st) =
+            json(&r, r#"{"a":"acme_12345678","x_internal_auth":"v","t":"ghp_00000000000000000000000000000004WZ4EQ"}"#);
+        assert!(out.contains("[REDACTED:acme:") && out.contains("[REDACTED:custom_field:"), "{out}");
+        assert!(out.contains("ghp_00000000000000000000000000000004WZ4EQ"), "allowlisted: {out}");
+        assert_eq!(st.count, 2);
+    }
+}
