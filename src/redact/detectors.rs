@@ -29,13 +29,15 @@ pub(crate) struct Detector {
 /// `(match bytes, type)` → the secret's range within the match, and its type.
 pub(crate) type Check = fn(&[u8], &'static str) -> Option<(usize, usize, &'static str)>;
 
+/// `(text, match start, match end, type)` → the secret's absolute range.
+pub(crate) type TextCheck = fn(&[u8], usize, usize, &'static str) -> Option<(usize, usize, &'static str)>;
+
 /// How a match is confirmed: on the matched bytes, or (rarely) by looking
 /// past the match in the whole text.
 #[derive(Clone, Copy)]
 pub(crate) enum Verify {
     Match(Check),
-    /// `(text, match start, match end, type)` → absolute range.
-    Text(fn(&[u8], usize, usize, &'static str) -> Option<(usize, usize, &'static str)>),
+    Text(TextCheck),
 }
 
 fn whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static str)> {
@@ -130,6 +132,12 @@ fn aws_secret_in_context(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'
     Some((start, m.len(), ty))
 }
 
+fn azure_identifiable(text: &[u8], start: usize, end: usize, ty: &'static str) -> Option<(usize, usize, &'static str)> {
+    let key_start = start.checked_sub(52)?;
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    text[key_start..start].iter().all(is_b64).then_some((key_start, end, ty))
+}
+
 fn http_basic(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static str)> {
     let start = 6; // "Basic "
     let decoded = base64::engine::general_purpose::STANDARD.decode(&m[start..]).ok()?;
@@ -163,9 +171,12 @@ pub(crate) fn builtin() -> Vec<Detector> {
         det!(
             "gitlab_token",
             "vcs",
-            r"(?:glptt|gldt|glrt|glcbt|glft|glimt|glagent|gloas|glsoat|glffct)-[0-9A-Za-z_-]{20,64}"
+            r"(?:glptt|gldt|glrt|glrtr|glcbt|glft|glimt|glagent|gloas|glsoat|glffct|glwt)-[0-9A-Za-z_-]{20,64}"
         ),
-        det!("atlassian_token", "vcs", r"(?:ATATT3|ATCTT3)[0-9A-Za-z_=-]{180,200}"),
+        det!("gitlab_runner_token", "vcs", r"GR1348941[0-9A-Za-z_-]{20}"),
+        det!("gitlab_session", "vcs", r"_gitlab_session=[0-9a-f]{32}", after_equals),
+        // The trailing `=` is often escaped (`\=`, `%3D`) where tokens are pasted.
+        det!("atlassian_token", "vcs", r"(?:ATATT3|ATCTT3)[0-9A-Za-z_=%\\-]{150,260}"),
         det!("bitbucket_token", "vcs", r"ATBB[0-9A-Za-z]{32}"),
         det!("slack_token", "chat", r"xox[abeprs]-[0-9A-Za-z-]{10,250}"),
         det!("slack_app_token", "chat", r"xapp-[0-9]-[0-9A-Za-z]{8,}-[0-9]{8,}-[0-9a-z]{32,}"),
@@ -179,6 +190,8 @@ pub(crate) fn builtin() -> Vec<Detector> {
         det!("azure_storage_key", "cloud", r"AccountKey=[0-9A-Za-z+/]{86}==", after_equals),
         det!("azure_shared_access_key", "cloud", r"SharedAccessKey=[0-9A-Za-z+/=]{40,}", after_equals),
         det!("azure_sas_signature", "cloud", r"sig=[0-9A-Za-z%+/=]{40,}", after_equals),
+        // Identifiable Azure keys carry a fixed signature 52 characters in.
+        det!("azure_storage_key", "cloud", r"JQQJ9[9DH][0-9A-Za-z+/]{20,40}={0,2}", text azure_identifiable),
         det!(
             "aws_secret_access_key",
             "cloud",
@@ -186,14 +199,15 @@ pub(crate) fn builtin() -> Vec<Detector> {
             aws_secret_in_context
         ),
         det!("aws_bedrock_key", "cloud", r"ABSK[0-9A-Za-z+/=]{100,}"),
+        det!("aws_bedrock_key", "cloud", r"bedrock-api-key-[0-9A-Za-z+/=]{20,}"),
         det!("digitalocean_token", "cloud", r"do[opr]_v1_[0-9a-f]{64}"),
         det!("vault_token", "cloud", r"hv[sb]\.[0-9A-Za-z_-]{90,300}"),
-        det!("heroku_token", "cloud", r"HRKU-AA[0-9A-Za-z_-]{58}"),
+        det!("heroku_token", "cloud", r"HRKU-[0-9A-Za-z_-]{30,60}"),
         det!("databricks_token", "cloud", r"dapi[0-9a-f]{32}(?:-[0-9])?"),
         det!("npm_token", "packages", r"npm_[0-9A-Za-z]{36}", npm),
         det!("pypi_token", "packages", r"pypi-AgEIcHlwaS5vcmc[0-9A-Za-z_-]{50,}"),
         det!("docker_hub_token", "packages", r"dckr_(?:pat|oat)_[0-9A-Za-z_-]{27,32}"),
-        det!("sendgrid_key", "saas", r"SG\.[0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43}"),
+        det!("sendgrid_key", "saas", r"SG\.[0-9A-Za-z_-]{16,32}\.[0-9A-Za-z_-]{16,64}"),
         det!("twilio_api_key", "saas", r"SK[0-9a-f]{32}"),
         det!("openai_key", "ai", r"sk-(?:proj-|svcacct-|admin-)?[0-9A-Za-z_-]{20,}T3BlbkFJ[0-9A-Za-z_-]{20,}"),
         det!("openai_key", "ai", r"sk-proj-[0-9A-Za-z_-]{40,}"),
@@ -202,16 +216,18 @@ pub(crate) fn builtin() -> Vec<Detector> {
         det!("shopify_token", "saas", r"shp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}"),
         det!("grafana_token", "saas", r"glsa_[0-9A-Za-z]{32}_[0-9a-fA-F]{8}"),
         det!("grafana_cloud_token", "saas", r"glc_[0-9A-Za-z+/]{32,400}={0,2}"),
+        det!("grafana_api_key", "saas", r"eyJrIjoi[0-9A-Za-z+/]{40,400}={0,2}"),
         det!("new_relic_key", "saas", r"(?:NRAK|NRII|NRJS)-[0-9A-Za-z]{19,32}"),
         det!("linear_key", "saas", r"lin_api_[0-9A-Za-z]{40}"),
         det!("postman_key", "saas", r"PMAK-[0-9a-f]{24}-[0-9a-f]{34}"),
+        det!("postman_key", "saas", r"PMAT-[0-9A-Z]{26}"),
         det!("doppler_token", "saas", r"dp\.pt\.[0-9A-Za-z]{43}"),
         det!("sentry_token", "saas", r"sntry[su]_[0-9A-Za-z_=+/-]{40,}"),
         det!("mailgun_key", "saas", r"key-[0-9a-f]{32}"),
         det!("onepassword_token", "saas", r"ops_eyJ[0-9A-Za-z+/=_-]{100,}"),
         det!("age_secret_key", "crypto", r"AGE-SECRET-KEY-1[0-9A-Z]{58}"),
         // The block runs to its END line, or to the end of the value.
-        det!("private_key", "crypto", r"-----BEGIN[ A-Z0-9]{0,20}PRIVATE KEY(?: BLOCK)?-----", text private_key),
+        det!("private_key", "crypto", r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----", text private_key),
         det!("jwt", "jwt", r"eyJ[0-9A-Za-z_-]{8,}\.eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}", jwt),
         det!("url_password", "url", r"://[^\s:/@?#\x22'\\]{1,256}:[^\s/@\x22'\\]{1,256}@", url_credentials),
         det!(

@@ -175,6 +175,10 @@ fn field_rule(n: &str) -> Option<&'static str> {
             "reuseprevention",
             "required",
             "changed",
+            "updated",
+            "used",
+            "reset",
+            "status",
             "date",
             "time",
             "expiration",
@@ -213,7 +217,11 @@ fn field_rule(n: &str) -> Option<&'static str> {
     {
         return Some("secret");
     }
+    // Names that describe a token rather than hold one (`subjectFromWebIdentityToken`).
+    let describes_token =
+        ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length"].iter().any(|w| n.contains(w));
     if n.ends_with("token")
+        && !describes_token
         && !matches!(
             n,
             "nexttoken"
@@ -581,6 +589,9 @@ mod tests {
             ("password", Some("password")),
             ("masterUserPassword", Some("password")),
             ("PasswordResetRequired", None),
+            ("PasswordUpdated", None),
+            ("subjectFromWebIdentityToken", None),
+            ("webIdentityToken", Some("token")),
             ("client_secret", Some("secret")),
             ("SecretId", None),
             ("secretString", Some("secret")),
