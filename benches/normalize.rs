@@ -12,6 +12,7 @@ use trailship::decode::framer::{Frame, Framer, Limits};
 use trailship::decode::json::Parser;
 use trailship::encode::{EncodeOptions, ObjectWriter, writer_properties};
 use trailship::normalize::{Ctx, Normalizer, SourceKind};
+use trailship::redact::{RedactionConfig, Redactor, Stats};
 
 const RECORDS: u64 = 20_000;
 const LIMITS: Limits = Limits { max_record_bytes: 4 << 20, max_depth: 64 };
@@ -28,10 +29,25 @@ fn corpus() -> Vec<u8> {
 
 /// Frames, parses and normalises `input`; returns rows written.
 fn normalise(input: &[u8], parser: &mut Parser, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {
+    normalise_redacted(input, parser, norm, batcher, None)
+}
+
+/// The same, deciding per record whether strings need the token scan, as the
+/// pipeline does.
+fn normalise_redacted(
+    input: &[u8],
+    parser: &mut Parser,
+    norm: &mut Normalizer,
+    batcher: &mut Batcher,
+    redactor: Option<&Redactor>,
+) -> u64 {
     let mut framer = Framer::new(input, LIMITS);
     let mut rows = 0;
     while let Some(frame) = framer.next() {
         if let Frame::Record { index, bytes } = frame {
+            if let Some(r) = redactor {
+                batcher.set_scan_tokens(r.candidate(bytes));
+            }
             let ok = parser.parse(bytes, |p| {
                 let p = p.expect("corpus is valid JSON");
                 let ctx = Ctx { source_file: "bench", index, repairs: p.repairs, raw: None };
@@ -69,6 +85,52 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             assert_eq!(normalise(&input, &mut parser, &mut norm, &mut batcher), RECORDS);
             batcher.take_all()
+        })
+    });
+
+    let redactor = std::sync::Arc::new(
+        Redactor::new(&RedactionConfig {
+            key: Some("bench-key-0123456789-0123456789-xx".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    g.bench_function("decode+normalise+redact", |b| {
+        let (mut parser, mut norm) = (Parser::default(), Normalizer::new(SourceKind::Auto));
+        let mut batcher = Batcher::new(Some(redactor.clone()));
+        b.iter(|| {
+            assert_eq!(normalise_redacted(&input, &mut parser, &mut norm, &mut batcher, Some(&redactor)), RECORDS);
+            batcher.take_all()
+        })
+    });
+
+    // The per-record candidate check alone (what every record pays).
+    g.bench_function("redact_candidate_check", |b| {
+        let mut rng = corpus::Rng::new(42);
+        let records: Vec<String> = (0..RECORDS)
+            .map(|i| {
+                let mut s = String::new();
+                corpus::record(&mut rng, i, &mut s);
+                s
+            })
+            .collect();
+        b.iter(|| {
+            let n = records.iter().filter(|r| redactor.candidate(r.as_bytes())).count();
+            assert_eq!(n, 0, "the corpus holds no token");
+            n
+        })
+    });
+
+    // The full token scanner over the corpus text: no secret in it that a
+    // token detector should find (the session tokens are for field rules).
+    g.bench_function("redact_scan_text", |b| {
+        let mut out = Vec::with_capacity(input.len());
+        b.iter(|| {
+            out.clear();
+            let mut st = Stats::default();
+            redactor.scan_into(&input, &mut out, &mut st);
+            assert_eq!(st.count, 0);
+            out.len()
         })
     });
 

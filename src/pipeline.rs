@@ -209,6 +209,11 @@ impl<'o> Stages<'o> {
                     // Dead letters need the input text, which parsing destroys.
                     self.original.clear();
                     self.original.extend_from_slice(bytes);
+                    // One pass over the raw record decides whether its strings
+                    // need the token scan; most records hold no candidate.
+                    if let Some(r) = &self.redactor {
+                        self.batcher.set_scan_tokens(r.candidate(bytes));
+                    }
                     let (normalizer, batcher, raw) = (&mut self.normalizer, &mut self.batcher, &self.raw);
                     let result = self.parser.parse(bytes, |parsed| match parsed {
                         Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: e }),

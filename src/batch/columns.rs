@@ -168,6 +168,9 @@ pub struct ColumnBatch {
     levels: Vec<Level>,
     paths: Vec<(String, Handle)>,
     redactor: Option<Arc<Redactor>>,
+    /// Whether string values of the current row may hold tokens (the
+    /// record's raw text had a candidate); field rules apply regardless.
+    scan_tokens: bool,
     /// What was redacted in the current row.
     row_stats: Stats,
     /// `trailship.redacted_count`, `.redacted_types`, its item, `.redaction_key_id`.
@@ -193,6 +196,7 @@ impl ColumnBatch {
             levels: vec![Level::default()],
             paths: Vec::new(),
             redactor: None,
+            scan_tokens: true,
             row_stats: Stats::default(),
             redaction_cols: None,
         };
@@ -220,6 +224,11 @@ impl ColumnBatch {
 
     pub fn redacting(&self) -> bool {
         self.redactor.is_some()
+    }
+
+    /// Set per row by the caller from [`Redactor::candidate`].
+    pub fn set_scan_tokens(&mut self, on: bool) {
+        self.scan_tokens = on;
     }
 
     /// Registers `node` and returns the (leaf, list) columns it contributes at `level`.
@@ -368,35 +377,40 @@ impl ColumnBatch {
     /// Writes a string, with every secret in it redacted.
     #[inline]
     pub fn str(&mut self, slot: Slot, v: &str) {
-        match self.redactor.clone() {
-            None => self.str_with(slot, |buf| buf.extend_from_slice(v.as_bytes())),
-            Some(r) => {
-                let mut stats = std::mem::take(&mut self.row_stats);
-                self.str_with(slot, |buf| r.scan_into(v.as_bytes(), buf, &mut stats));
-                self.row_stats = stats;
-            }
+        let i = slot.0 as usize;
+        debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
+        let leaf = &mut self.leaves[i];
+        let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
+        match &self.redactor {
+            Some(r) if self.scan_tokens => r.scan_into(v.as_bytes(), bytes, &mut self.row_stats),
+            _ => bytes.extend_from_slice(v.as_bytes()),
         }
+        offsets.push(bytes.len() as i32);
+        leaf.valid.push(true);
     }
 
     /// Writes a JSON value as text, redacted by structure and content.
     pub fn json(&mut self, slot: Slot, v: &Val<'_, '_>) {
-        self.json_with(slot, |buf, r, stats| match r {
-            Some(r) => r.write_json(v, buf, stats),
+        self.json_with(slot, |buf, r, stats, tokens| match r {
+            Some(r) => r.write_json(v, buf, stats, tokens),
             None => v.write_json(buf),
         });
     }
 
-    /// Writes JSON text built by `f`, which is handed the redactor (if any)
-    /// and must route every value through it.
-    pub fn json_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>, Option<&Redactor>, &mut Stats)) {
-        let r = self.redactor.clone();
-        let mut stats = std::mem::take(&mut self.row_stats);
-        self.str_with(slot, |buf| f(buf, r.as_deref(), &mut stats));
-        self.row_stats = stats;
+    /// Writes JSON text built by `f`, which is handed the redactor (if any),
+    /// the row's stats and the token flag, and must route every value through it.
+    pub fn json_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>, Option<&Redactor>, &mut Stats, bool)) {
+        let i = slot.0 as usize;
+        debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
+        let leaf = &mut self.leaves[i];
+        let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
+        f(bytes, self.redactor.as_deref(), &mut self.row_stats, self.scan_tokens);
+        offsets.push(bytes.len() as i32);
+        leaf.valid.push(true);
     }
 
-    /// Writes a string value produced in place, so serialised JSON goes straight
-    /// into the column buffer. `f` must append valid UTF-8 only.
+    /// Writes a string produced in place (constants and captions only:
+    /// nothing written here is scanned). `f` must append valid UTF-8.
     #[inline]
     pub fn str_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>)) {
         let leaf = self.leaf_mut(slot);

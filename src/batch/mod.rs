@@ -57,12 +57,19 @@ pub struct Batcher {
     parts: Vec<(PartitionKey, ColumnBatch)>,
     last: usize,
     redactor: Option<Arc<Redactor>>,
+    scan_tokens: bool,
 }
 
 impl Batcher {
     /// A batcher whose batches redact every string through `redactor`.
     pub fn new(redactor: Option<Arc<Redactor>>) -> Self {
-        Batcher { parts: Vec::new(), last: 0, redactor }
+        Batcher { parts: Vec::new(), last: 0, redactor, scan_tokens: true }
+    }
+
+    /// Whether the next row's strings may hold tokens ([`Redactor::candidate`]
+    /// on the record's raw text).
+    pub fn set_scan_tokens(&mut self, on: bool) {
+        self.scan_tokens = on;
     }
 
     /// The batch for a partition, created on first use.
@@ -80,7 +87,9 @@ impl Batcher {
                 }
             };
         }
-        &mut self.parts[self.last].1
+        let batch = &mut self.parts[self.last].1;
+        batch.set_scan_tokens(self.scan_tokens);
+        batch
     }
 
     pub fn buffered_rows(&self) -> usize {

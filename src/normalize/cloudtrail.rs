@@ -651,9 +651,9 @@ impl CloudTrail {
             }
         };
         if root.entries().any(|(k, v)| unmapped_member(k, &v).is_some()) {
-            batch.json_with(c.unmapped, |buf, red, stats| {
+            batch.json_with(c.unmapped, |buf, red, stats, tokens| {
                 let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| match red {
-                    Some(r) => r.write_member(k, v, buf, stats),
+                    Some(r) => r.write_member(k, v, buf, stats, tokens),
                     None => v.write_json(buf),
                 };
                 buf.push(b'{');

@@ -126,6 +126,57 @@ pub struct Redactor {
     totals: Mutex<BTreeMap<&'static str, u64>>,
     /// `"key": "value"` and `key=value` in text that could not be parsed.
     text_fields: meta::Regex,
+    /// Literal anchors of every token pattern, for the per-record check.
+    /// `None`: some pattern has no literal prefix, so every record is scanned.
+    anchors: Option<Vec<aho_corasick::packed::Searcher>>,
+}
+
+/// Teddy (the packed searcher) is fastest with small literal sets: measured
+/// on CloudTrail records, 16-20 literals a searcher ran at 1.6 GB/s in all,
+/// 24-44 at 0.7-0.9 GB/s (`benches/README.md`).
+const ANCHORS_PER_SEARCHER: usize = 16;
+
+/// `scheme://user:password@`: the `://` anchor is in every URL, so it is
+/// checked by hand rather than by the anchor searchers.
+fn has_url_credentials(raw: &[u8]) -> bool {
+    memchr::memmem::find_iter(raw, b"://").any(|at| {
+        let rest = &raw[at + 3..raw.len().min(at + 3 + 512)];
+        let stop = |b: &u8| matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b'\\' | b' ' | b'\t' | b'\n');
+        let auth = &rest[..rest.iter().position(stop).unwrap_or(rest.len())];
+        match (auth.iter().position(|b| *b == b':'), auth.iter().rposition(|b| *b == b'@')) {
+            (Some(c), Some(a)) => c > 0 && a > c + 1,
+            _ => false,
+        }
+    })
+}
+
+/// The leading literals of `patterns` (up to 12 bytes: shorter cuts lose
+/// what makes them rare, `Acco` of `AccountKey=` is in every
+/// `recipientAccountId`), deduplicated, or `None` when some pattern can
+/// start with anything.
+fn anchors(patterns: &[String]) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for p in patterns {
+        let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(p).ok()?;
+        let mut ex = Extractor::new();
+        ex.kind(ExtractKind::Prefix).limit_class(4).limit_repeat(4).limit_literal_len(16).limit_total(64);
+        let seq = ex.extract(&hir);
+        for lit in seq.literals()? {
+            let b = lit.as_bytes();
+            if b.is_empty() {
+                return None;
+            }
+            let cut = b[..b.len().min(12)].to_vec();
+            if !out.contains(&cut) {
+                out.push(cut);
+            }
+        }
+    }
+    // A shorter anchor covers every longer one that starts with it.
+    let all = out.clone();
+    out.retain(|a| !all.iter().any(|b| b.len() < a.len() && a.starts_with(b)));
+    Some(out)
 }
 
 fn custom_whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static str)> {
@@ -134,6 +185,39 @@ fn custom_whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static st
 
 fn normalise_name(k: &str) -> String {
     k.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.' | b' ')).map(|b| b.to_ascii_lowercase() as char).collect()
+}
+
+/// `normalise_name` without allocating, for keys that fit.
+fn normalise_on_stack<'b>(k: &str, buf: &'b mut [u8; 96]) -> Option<&'b str> {
+    let mut n = 0;
+    for &b in k.as_bytes() {
+        if matches!(b, b'-' | b'_' | b'.' | b' ') {
+            continue;
+        }
+        *buf.get_mut(n)? = b.to_ascii_lowercase();
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
+/// Every field rule needs one of these words (in any case); most keys have
+/// none, and are rejected here without being normalised. `word` catches
+/// `pass_word`, whose separator hides `pass` + `word` from `password`.
+fn may_name_a_secret(k: &[u8]) -> bool {
+    let eq = |r: &[u8], w: &[u8]| r.len() >= w.len() && r[..w.len()].eq_ignore_ascii_case(w);
+    (0..k.len()).any(|i| {
+        let r = &k[i..];
+        match r[0] | 0x20 {
+            b'p' => eq(r, b"pass") || eq(r, b"pwd"),
+            b'w' => eq(r, b"word"),
+            b's' => eq(r, b"secret"),
+            b't' => eq(r, b"token"),
+            b'k' => eq(r, b"key"),
+            b'a' => eq(r, b"auth"),
+            b'c' => eq(r, b"cookie"),
+            _ => false,
+        }
+    })
 }
 
 /// The secret type a field name implies, if any. `n` is lower-case with
@@ -257,6 +341,16 @@ fn is_kept_verbatim(v: &[u8]) -> bool {
     v.is_empty() || v == AWS_MASK || v.starts_with(b"[REDACTED:")
 }
 
+/// The anchors of the built-in patterns (for experiments).
+pub fn builtin_anchors() -> Option<Vec<Vec<u8>>> {
+    anchors(&builtin_patterns())
+}
+
+/// The built-in token patterns (for benchmarks and experiments).
+pub fn builtin_patterns() -> Vec<String> {
+    detectors::builtin().into_iter().map(|d| d.pattern.to_string()).collect()
+}
+
 impl Redactor {
     pub fn new(cfg: &RedactionConfig) -> Result<Self, RedactError> {
         for g in &cfg.disabled_groups {
@@ -306,6 +400,16 @@ impl Redactor {
             let name: &'static str = Box::leak(p.name.clone().into_boxed_str());
             dets.push((name, detectors::Verify::Match(custom_whole)));
         }
+        let anchors = anchors(&patterns).and_then(|lits| {
+            let lits: Vec<_> = lits.into_iter().filter(|l| l.as_slice() != b"://").collect();
+            lits.chunks(ANCHORS_PER_SEARCHER)
+                .map(|c| {
+                    let mut b = aho_corasick::packed::Config::new().builder();
+                    b.extend(c);
+                    b.build()
+                })
+                .collect::<Option<Vec<_>>>()
+        });
         let re = meta::Regex::builder()
             .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
             .configure(meta::Config::new().match_kind(regex_automata::MatchKind::LeftmostFirst))
@@ -321,6 +425,7 @@ impl Redactor {
             extra_fields: cfg.field_names.iter().map(|f| normalise_name(f)).collect(),
             allow: cfg.allow_values.iter().map(|v| v.as_bytes().to_vec()).collect(),
             totals: Mutex::new(BTreeMap::new()),
+            anchors,
             text_fields: meta::Regex::builder()
                 .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
                 .build(r#"["']?([A-Za-z0-9_.-]{1,64})["']?\s{0,3}[:=]\s{0,3}(?:"((?:[^"\\]|\\.){0,4096})"|'([^']{0,4096})'|([^\s,;&"'}{]{1,4096}))"#)
@@ -369,6 +474,20 @@ impl Redactor {
             out.push(HEX[(b & 15) as usize]);
         }
         out.push(b']');
+    }
+
+    /// Whether a record's raw text may hold a token: one fast pass over the
+    /// anchors of every detector. Escapes that could hide a token from the
+    /// raw text (`\/`, `\u`) make every record a candidate.
+    pub fn candidate(&self, raw: &[u8]) -> bool {
+        let Some(searchers) = &self.anchors else { return true };
+        if memchr::memmem::find(raw, b"\\/").is_some() || memchr::memmem::find(raw, b"\\u").is_some() {
+            return true;
+        }
+        // Anchors are cheap but loose: confirm with the detectors themselves
+        // before paying the per-value scan.
+        has_url_credentials(raw)
+            || searchers.iter().any(|s| s.find(raw).is_some()) && self.re.is_match(regex_automata::Input::new(raw))
     }
 
     /// Token findings in `text`, in order, non-overlapping.
@@ -464,30 +583,48 @@ impl Redactor {
         write_str(std::str::from_utf8(scratch).expect("markers are ASCII and cuts fall on token bounds"), out);
     }
 
-    /// The secret type implied by a member key.
+    /// The secret type implied by a member key. Runs for every key of every
+    /// JSON value, so it normalises on the stack and rejects most keys after
+    /// one pass over their bytes.
     pub fn secret_field(&self, key: &str) -> Option<&'static str> {
         if !self.field_rules && self.extra_fields.is_empty() {
             return None;
         }
-        let n = normalise_name(key);
-        if self.extra_fields.contains(&n) {
+        if self.extra_fields.is_empty() && !may_name_a_secret(key.as_bytes()) {
+            return None;
+        }
+        let mut buf = [0u8; 96];
+        let Some(n) = normalise_on_stack(key, &mut buf) else {
+            let n = normalise_name(key);
+            return if self.extra_fields.contains(&n) { Some("custom_field") } else { field_rule(&n) };
+        };
+        if !self.extra_fields.is_empty() && self.extra_fields.contains(n) {
             return Some("custom_field");
         }
-        if self.field_rules { field_rule(&n) } else { None }
+        if self.field_rules { field_rule(n) } else { None }
     }
 
-    /// Writes `v` as compact JSON with every secret redacted.
-    pub fn write_json(&self, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats) {
+    /// Writes `v` as compact JSON with every secret redacted. `tokens`:
+    /// whether string values may hold tokens (see [`Redactor::candidate`]);
+    /// field rules apply either way.
+    pub fn write_json(&self, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats, tokens: bool) {
         let mut scratch = Vec::new();
-        self.walk(v, None, out, stats, &mut scratch);
+        Walk { r: self, tokens }.walk(v, None, out, stats, &mut scratch);
     }
 
     /// Writes one object member's value, applying the key's field rule.
-    pub fn write_member(&self, key: &str, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats) {
+    pub fn write_member(&self, key: &str, v: &Val<'_, '_>, out: &mut Vec<u8>, stats: &mut Stats, tokens: bool) {
         let mut scratch = Vec::new();
-        self.walk(v, self.secret_field(key), out, stats, &mut scratch);
+        Walk { r: self, tokens }.walk(v, self.secret_field(key), out, stats, &mut scratch);
     }
+}
 
+struct Walk<'r> {
+    r: &'r Redactor,
+    tokens: bool,
+}
+
+impl Walk<'_> {
     fn walk(
         &self,
         v: &Val<'_, '_>,
@@ -498,8 +635,9 @@ impl Redactor {
     ) {
         match v.node() {
             Node::String(s) => match secret {
-                Some(ty) => self.write_secret_str(ty, s, out, stats),
-                None => self.write_string(s, out, stats, scratch),
+                Some(ty) => self.r.write_secret_str(ty, s, out, stats),
+                None if self.tokens => self.r.write_string(s, out, stats, scratch),
+                None => write_str(s, out),
             },
             Node::Static(st) => match (secret, st) {
                 // A number or boolean under a secret key: a numeric PIN is still a secret.
@@ -507,7 +645,7 @@ impl Redactor {
                     let mut text = Vec::new();
                     v.write_json(&mut text);
                     out.push(b'"');
-                    self.marker(ty, &text, out);
+                    self.r.marker(ty, &text, out);
                     out.push(b'"');
                     stats.add(ty);
                 }
@@ -524,15 +662,22 @@ impl Redactor {
                 out.push(b']');
             }
             Node::Object { .. } => {
-                let is_k8s_secret = v.get_str("kind") == Some("Secret");
-                // `{name, value}` pairs: environment variables, parameters.
-                let pair_secret = if secret.is_none() && self.field_rules {
-                    ["name", "Name", "key", "Key", "ParameterKey"]
-                        .iter()
-                        .find_map(|k| v.get_str(k))
-                        .and_then(|name| self.secret_field(name))
-                } else {
-                    None
+                // One pass: a Kubernetes Secret, and `{name, value}` pairs
+                // (environment variables, parameters).
+                let (mut is_k8s_secret, mut pair_name, mut has_value) = (false, None, false);
+                for (k, val) in v.entries() {
+                    match k {
+                        "kind" => is_k8s_secret = val.as_str() == Some("Secret"),
+                        "name" | "Name" | "key" | "Key" | "ParameterKey" if pair_name.is_none() => {
+                            pair_name = val.as_str()
+                        }
+                        "value" | "Value" | "ParameterValue" => has_value = true,
+                        _ => {}
+                    }
+                }
+                let pair_secret = match (secret, pair_name, has_value && self.r.field_rules) {
+                    (None, Some(name), true) => self.r.secret_field(name),
+                    _ => None,
                 };
                 out.push(b'{');
                 for (i, (k, val)) in v.entries().enumerate() {
@@ -543,11 +688,11 @@ impl Redactor {
                     out.push(b':');
                     let member_secret = secret
                         .or_else(|| {
-                            (is_k8s_secret && self.field_rules && (k == "data" || k == "stringData"))
+                            (is_k8s_secret && self.r.field_rules && (k == "data" || k == "stringData"))
                                 .then_some("kubernetes_secret")
                         })
                         .or_else(|| pair_secret.filter(|_| matches!(k, "value" | "Value" | "ParameterValue")))
-                        .or_else(|| if is_k8s_secret && k == "metadata" { None } else { self.secret_field(k) })
+                        .or_else(|| if is_k8s_secret && k == "metadata" { None } else { self.r.secret_field(k) })
                         .or_else(|| {
                             // The whole Secret travels in this annotation as a JSON string.
                             (k == "kubectl.kubernetes.io/last-applied-configuration"
@@ -577,7 +722,7 @@ mod tests {
         let mut st = Stats::default();
         let out = p.parse(&mut b, |v| {
             let mut out = Vec::new();
-            r.write_json(&v.unwrap().root, &mut out, &mut st);
+            r.write_json(&v.unwrap().root, &mut out, &mut st, true);
             String::from_utf8(out).unwrap()
         });
         (out, st)
@@ -604,6 +749,8 @@ mod tests {
             ("x-amz-server-side-encryption-customer-key-MD5", None),
             ("Authorization", Some("authorization")),
             ("kmsKeyId", None),
+            ("pass_word", Some("password")),
+            ("CLIENT-SECRET", Some("secret")),
         ] {
             assert_eq!(field_rule(&normalise_name(k)), want, "{k}");
         }
@@ -669,6 +816,15 @@ mod tests {
         assert!(!out.contains("hunter2") && !out.contains("s3cr3t") && !out.contains("xoxb-123"), "{out}");
         assert!(out.contains(r#""nextToken": "abc""#) && out.contains(r#""eventName": "x""#), "{out}");
         assert_eq!(st.count, 3);
+    }
+
+    #[test]
+    fn url_credential_check() {
+        assert!(has_url_credentials(b"x postgres://app:pw@db/x"));
+        assert!(has_url_credentials(b"\"https://u:p@h\""));
+        assert!(!has_url_credentials(b"https://console.aws.amazon.com/a:b@c"));
+        assert!(!has_url_credentials(b"https://user@example.com/"));
+        assert!(!has_url_credentials(b"s3://bucket/key:with@chars"));
     }
 
     #[test]
