@@ -80,7 +80,11 @@ enum Command {
 
 fn init_logging(format: LogFormat, filter: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -181,8 +185,12 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         None => println!("redaction: OFF"),
         Some((id, ephemeral)) => {
             let n: u64 = s.redactions.values().sum();
-            let key = if *ephemeral { "random key for this run: set TRAILSHIP_REDACTION_KEY" } else { "key" };
-            println!("redactions (rows, by type): {n}  ({key} {id})");
+            let note = if *ephemeral {
+                ", random for this run: set TRAILSHIP_REDACTION_KEY to keep fingerprints stable"
+            } else {
+                ""
+            };
+            println!("redactions (rows, by type): {n}  (key id {id}{note})");
             for (ty, n) in &s.redactions {
                 println!("  {ty:<24} {n:>10}");
             }
