@@ -190,7 +190,7 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
             } else {
                 ""
             };
-            println!("redactions (rows, by type): {n}  (key id {id}{note})");
+            println!("redactions (values, by type): {n}  (key id {id}{note})");
             for (ty, n) in &s.redactions {
                 println!("  {ty:<24} {n:>10}");
             }

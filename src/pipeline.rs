@@ -79,7 +79,7 @@ pub struct Summary {
     pub dead_letters: BTreeMap<Reason, u64>,
     pub repaired: u64,
     pub objects: Vec<ObjectRecord>,
-    /// Rows with a redaction of each type.
+    /// Values redacted, per type.
     pub redactions: BTreeMap<&'static str, u64>,
     /// The fingerprint key's id, and whether it was a random one for this run.
     pub redaction_key: Option<(String, bool)>,

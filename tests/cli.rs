@@ -128,3 +128,40 @@ fn raw_data_is_off_by_default_and_on_when_asked() {
     let original: serde_json::Value = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
     assert_eq!(serde_json::from_str::<serde_json::Value>(&raw).unwrap(), original);
 }
+
+#[test]
+fn config_file_drives_redaction_and_rejects_typos() {
+    let dir = TempDir::new("cli-config");
+    let out = dir.path().join("a");
+    let bad = dir.write("bad.toml", b"[redaction]\nenabeld = false\n");
+    let o = trailship(&["normalize", "--config", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("enabeld") && stderr(&o).contains("bad.toml"), "{}", stderr(&o));
+
+    let short_key = dir.write("key.toml", b"[redaction]\nkey = \"short\"\n");
+    let o = trailship(&["normalize", "--config", short_key.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("at least 32"), "{}", stderr(&o));
+
+    let cfg = dir.write(
+        "ok.toml",
+        b"[redaction]\nfield_names = [\"x-internal-auth\"]\n[[redaction.patterns]]\nname = \"acme_token\"\nregex = \"acme_[a-z0-9]{12}\"\n",
+    );
+    let rec = r#"{"eventVersion":"1.08","eventTime":"2024-01-02T03:04:05Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","awsRegion":"eu-west-1","recipientAccountId":"111122223333","eventID":"c1","requestParameters":{"x-internal-auth":"opaque-value-1","comment":"rotate acme_0123456789ab today"}}"#;
+    let input = dir.write("in.json", rec.as_bytes());
+    let o = trailship(&[
+        "normalize",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = all_rows(&out);
+    let data = get(&rows[0], "api.request.data").unwrap().as_str().unwrap().to_string();
+    assert!(!data.contains("opaque-value-1") && !data.contains("acme_0123456789ab"), "{data}");
+    assert!(data.contains("[REDACTED:custom_field:") && data.contains("[REDACTED:acme_token:"), "{data}");
+    assert_eq!(get(&rows[0], "trailship.redacted_count").unwrap(), 2);
+    assert!(stdout(&o).contains("redactions (values, by type): 2"), "{}", stdout(&o));
+}

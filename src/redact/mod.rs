@@ -98,19 +98,27 @@ const GROUPS: &[&str] =
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub count: u32,
+    /// Distinct types, in order of first occurrence.
     pub types: Vec<&'static str>,
+    /// Values redacted per type (parallel to `types`).
+    per_type: Vec<u32>,
 }
 
 impl Stats {
     fn add(&mut self, ty: &'static str) {
         self.count += 1;
-        if !self.types.contains(&ty) {
-            self.types.push(ty);
+        match self.types.iter().position(|t| *t == ty) {
+            Some(i) => self.per_type[i] += 1,
+            None => {
+                self.types.push(ty);
+                self.per_type.push(1);
+            }
         }
     }
     pub fn clear(&mut self) {
         self.count = 0;
         self.types.clear();
+        self.per_type.clear();
     }
 }
 
@@ -444,7 +452,7 @@ impl Redactor {
         self.ephemeral_key
     }
 
-    /// Redactions per type since start.
+    /// Values redacted per type since start.
     pub fn totals(&self) -> BTreeMap<&'static str, u64> {
         self.totals.lock().map(|t| t.clone()).unwrap_or_default()
     }
@@ -455,8 +463,8 @@ impl Redactor {
             return;
         }
         if let Ok(mut t) = self.totals.lock() {
-            for ty in &stats.types {
-                *t.entry(ty).or_default() += 1;
+            for (ty, n) in stats.types.iter().zip(&stats.per_type) {
+                *t.entry(ty).or_default() += *n as u64;
             }
         }
     }
