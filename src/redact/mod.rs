@@ -511,6 +511,17 @@ impl Redactor {
                 }
                 detectors::Verify::Text(check) => check(text, m.start(), m.end(), ty),
             };
+            // Bounded repetitions can stop inside a multi-byte character:
+            // widen to character boundaries so the output stays UTF-8.
+            let found = found.map(|(mut s, mut e, ty)| {
+                while s > 0 && (text[s] & 0xC0) == 0x80 {
+                    s -= 1;
+                }
+                while e < text.len() && (text[e] & 0xC0) == 0x80 {
+                    e += 1;
+                }
+                (s, e, ty)
+            });
             match found {
                 Some((s, e, ty)) if !self.allow.contains(&text[s..e]) && !is_kept_verbatim(&text[s..e]) => {
                     out.push(Finding { start: s, end: e, ty });
@@ -588,7 +599,7 @@ impl Redactor {
         }
         scratch.clear();
         self.scan_into(s.as_bytes(), scratch, stats);
-        write_str(std::str::from_utf8(scratch).expect("markers are ASCII and cuts fall on token bounds"), out);
+        write_str(&String::from_utf8_lossy(scratch), out);
     }
 
     /// The secret type implied by a member key. Runs for every key of every
@@ -824,6 +835,19 @@ mod tests {
         assert!(!out.contains("hunter2") && !out.contains("s3cr3t") && !out.contains("xoxb-123"), "{out}");
         assert!(out.contains(r#""nextToken": "abc""#) && out.contains(r#""eventName": "x""#), "{out}");
         assert_eq!(st.count, 3);
+    }
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        let r = red();
+        let text = format!("Password={};", "é".repeat(300));
+        let mut out = Vec::new();
+        let mut st = Stats::default();
+        r.scan_into(text.as_bytes(), &mut out, &mut st);
+        assert_eq!(st.count, 1);
+        let out = String::from_utf8(out).expect("valid UTF-8");
+        assert!(out.starts_with("Password=[REDACTED:connection_string_password:"), "{out}");
+        assert!(!out.contains('é'), "no tail of a long password is left: {out}");
     }
 
     #[test]
