@@ -1,7 +1,7 @@
 //! Dead letters: every input that does not become a row, with its reason.
 //!
 //! Written as NDJSON, one object per record:
-//! `{"reason", "detail", "source": {"file", "record_index"}, "input", "input_truncated"}`.
+//! `{"reason", "detail", "source": {"file", "record_index", "sub_index"?}, "input", "input_truncated"}`.
 
 use std::fmt;
 use std::io::Write;
@@ -77,6 +77,8 @@ impl fmt::Display for Reason {
 pub struct SourceRef<'a> {
     pub file: &'a str,
     pub record_index: u64,
+    /// Index within an envelope record (EventList item, CloudWatch Logs event).
+    pub sub_index: Option<u32>,
 }
 
 /// Dead letters keep at most this much input, so one huge bad record cannot
@@ -99,7 +101,11 @@ pub fn write_line(out: &mut Vec<u8>, reason: Reason, detail: &str, source: &Sour
     write_str(detail, out);
     out.extend_from_slice(b",\"source\":{\"file\":");
     write_str(source.file, out);
-    let _ = write!(out, ",\"record_index\":{}}},\"input\":", source.record_index);
+    let _ = write!(out, ",\"record_index\":{}", source.record_index);
+    if let Some(i) = source.sub_index {
+        let _ = write!(out, ",\"sub_index\":{i}");
+    }
+    out.extend_from_slice(b"},\"input\":");
     write_str(&text, out);
     let _ = writeln!(out, ",\"input_truncated\":{truncated}}}");
 }

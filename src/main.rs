@@ -33,6 +33,7 @@ enum LogFormat {
 enum Source {
     Auto,
     Cloudtrail,
+    K8sAudit,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +146,7 @@ fn run(cmd: Command) -> Result<()> {
             opts.source = match source {
                 Source::Auto => SourceKind::Auto,
                 Source::Cloudtrail => SourceKind::CloudTrail,
+                Source::K8sAudit => SourceKind::K8sAudit,
             };
             let embedded = paths.is_empty();
             let inputs =

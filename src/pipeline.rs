@@ -10,7 +10,7 @@ use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::Parser;
 use crate::encode::{EncodeOptions, writer_properties};
-use crate::normalize::{Ctx, Normalizer, Rejected, SourceKind};
+use crate::normalize::{Ctx, Normalizer, Rejected, SourceKind, SubRecord};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
 use crate::sink::SinkError;
@@ -125,7 +125,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
             Err(e) => {
                 // An unreadable input is one dead letter, not a failed run.
                 tracing::warn!(input = %name, error = %e, "cannot open input");
-                let src = SourceRef { file: &name, record_index: 0 };
+                let src = SourceRef { file: &name, record_index: 0, sub_index: None };
                 stage.dead_letter(&mut sink, Reason::ReadError, &e.to_string(), &src, b"")?;
                 summary.records_read += 1;
                 *summary.dead_letters.entry(Reason::ReadError).or_default() += 1;
@@ -215,8 +215,12 @@ impl<'o> Stages<'o> {
                         self.batcher.set_scan_tokens(r.candidate(bytes));
                     }
                     let (normalizer, batcher, raw) = (&mut self.normalizer, &mut self.batcher, &self.raw);
-                    let result = self.parser.parse(bytes, |parsed| match parsed {
-                        Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: e }),
+                    // (outcomes, text repaired, plain record rather than an envelope)
+                    let (outcome, repaired, plain) = self.parser.parse(bytes, |parsed| match parsed {
+                        Err(e) => {
+                            let result = Err(Rejected { reason: Reason::MalformedJson, detail: e });
+                            (vec![SubRecord { sub_index: 0, result, input: None }], false, true)
+                        }
                         Ok(p) => {
                             let ctx = Ctx {
                                 source_file: name,
@@ -224,22 +228,36 @@ impl<'o> Stages<'o> {
                                 repairs: p.repairs,
                                 raw: keep_raw.then_some(raw.as_str()),
                             };
-                            normalizer.normalize(p.root, &ctx, batcher).map(|c| (c, p.repairs))
-                        }
-                    });
-                    match result {
-                        Ok((class, repairs)) => {
-                            *summary.rows.entry(class).or_default() += 1;
-                            if repairs.utf8_replaced {
-                                summary.repaired += 1;
+                            let repaired = p.repairs.utf8_replaced;
+                            match normalizer.expand(p.root, &ctx, batcher) {
+                                // An envelope: each record inside is accounted for.
+                                Some(subs) => (subs, repaired, false),
+                                None => {
+                                    let result = normalizer.normalize(p.root, &ctx, batcher);
+                                    (vec![SubRecord { sub_index: 0, result, input: None }], repaired, true)
+                                }
                             }
                         }
-                        Err(r) => {
-                            let src = SourceRef { file: name, record_index: index };
-                            let original = std::mem::take(&mut self.original);
-                            self.dead_letter(sink, r.reason, &r.detail, &src, &original)?;
-                            self.original = original;
-                            *summary.dead_letters.entry(r.reason).or_default() += 1;
+                    });
+                    summary.records_read += outcome.len() as u64 - 1;
+                    for sub in outcome {
+                        match sub.result {
+                            Ok(class) => {
+                                *summary.rows.entry(class).or_default() += 1;
+                                summary.repaired += repaired as u64;
+                            }
+                            Err(r) => {
+                                let src = SourceRef {
+                                    file: name,
+                                    record_index: index,
+                                    sub_index: (!plain).then_some(sub.sub_index),
+                                };
+                                let original = std::mem::take(&mut self.original);
+                                let input = sub.input.as_deref().map_or(&original[..], str::as_bytes);
+                                self.dead_letter(sink, r.reason, &r.detail, &src, input)?;
+                                self.original = original;
+                                *summary.dead_letters.entry(r.reason).or_default() += 1;
+                            }
                         }
                     }
                     // Bound memory inside one input too: a 10 GB file is one input.
@@ -249,7 +267,7 @@ impl<'o> Stages<'o> {
                     continue;
                 }
             };
-            let src = SourceRef { file: name, record_index: index };
+            let src = SourceRef { file: name, record_index: index, sub_index: None };
             let input = input.to_vec();
             self.dead_letter(sink, reason, &detail, &src, &input)?;
             *summary.dead_letters.entry(reason).or_default() += 1;

@@ -12,6 +12,8 @@ pub struct UserCols {
     pub account_uid: Slot,
     pub account_type_id: Slot,
     pub account_type: Slot,
+    pub groups: ListSlot,
+    pub group_name: Slot,
 }
 
 impl UserCols {
@@ -27,6 +29,8 @@ impl UserCols {
             account_uid: s("account.uid"),
             account_type_id: s("account.type_id"),
             account_type: s("account.type"),
+            groups: b.list(&format!("{p}.groups")),
+            group_name: b.slot(&format!("{p}.groups.name")),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct ResourceCols {
     pub uid: Slot,
     pub name: Slot,
     pub type_: Slot,
+    pub namespace: Slot,
+    pub version: Slot,
     pub owner_account_uid: Slot,
 }
 
@@ -150,6 +156,9 @@ pub struct Cols {
     pub actor_app_name: Slot,
     pub actor_idp_name: Slot,
     pub actor_idp_uid: Slot,
+    pub actor_authorizations: ListSlot,
+    pub actor_authz_decision: Slot,
+    pub actor_authz_policy_name: Slot,
     pub api_operation: Slot,
     pub api_version: Slot,
     pub api_service_name: Slot,
@@ -162,6 +171,7 @@ pub struct Cols {
     pub dst: EndpointCols,
     pub http_user_agent: Slot,
     pub http_url_string: Slot,
+    pub http_url_path: Slot,
     pub resources: Option<ResourceCols>,
     pub auth: Option<AuthCols>,
     pub account_change: Option<AccountChangeCols>,
@@ -181,6 +191,8 @@ impl Cols {
             uid: s("resources.uid"),
             name: s("resources.name"),
             type_: s("resources.type"),
+            namespace: s("resources.namespace"),
+            version: s("resources.version"),
             owner_account_uid: s("resources.owner.account.uid"),
         });
         let auth = b.try_slot("auth_protocol_id").map(|auth_protocol_id| AuthCols {
@@ -241,6 +253,9 @@ impl Cols {
             actor_app_name: s("actor.app_name"),
             actor_idp_name: s("actor.idp.name"),
             actor_idp_uid: s("actor.idp.uid"),
+            actor_authorizations: b.list("actor.authorizations"),
+            actor_authz_decision: s("actor.authorizations.decision"),
+            actor_authz_policy_name: s("actor.authorizations.policy.name"),
             api_operation: s("api.operation"),
             api_version: s("api.version"),
             api_service_name: s("api.service.name"),
@@ -253,6 +268,7 @@ impl Cols {
             dst: EndpointCols::resolve(b, "dst_endpoint"),
             http_user_agent: s("http_request.user_agent"),
             http_url_string: s("http_request.url.url_string"),
+            http_url_path: s("http_request.url.path"),
             resources,
             auth,
             account_change,

@@ -5,11 +5,12 @@
 
 pub mod cloudtrail;
 pub mod cols;
+pub mod k8s;
 pub mod time;
 
 use crate::batch::Batcher;
 use crate::deadletter::Reason;
-use crate::decode::json::{Repairs, Val};
+use crate::decode::json::{Parser, Repairs, Val};
 use crate::ocsf::Class;
 
 /// What the normaliser knows about a record besides its content.
@@ -35,6 +36,16 @@ pub enum SourceKind {
     #[default]
     Auto,
     CloudTrail,
+    K8sAudit,
+}
+
+/// What became of one record of an envelope (an `EventList` item, a
+/// CloudWatch Logs event): its index in the envelope, and on failure its text
+/// for the dead letter.
+pub struct SubRecord {
+    pub sub_index: u32,
+    pub result: Result<Class, Rejected>,
+    pub input: Option<String>,
 }
 
 /// Routes records to the normaliser of their family.
@@ -42,6 +53,16 @@ pub enum SourceKind {
 pub struct Normalizer {
     kind: SourceKind,
     cloudtrail: cloudtrail::CloudTrail,
+    k8s: k8s::Kubernetes,
+    /// For records carried as JSON text inside another (CloudWatch Logs).
+    inner: Parser,
+    inner_buf: Vec<u8>,
+}
+
+/// The CloudWatch Logs subscription envelope's events, if `root` is one.
+fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>) -> Option<Val<'t, 'i>> {
+    root.get_str("messageType")?;
+    root.get("logEvents").filter(|e| matches!(e.node(), simd_json::Node::Array { .. }))
 }
 
 impl Normalizer {
@@ -49,26 +70,91 @@ impl Normalizer {
         Normalizer { kind, ..Default::default() }
     }
 
+    /// Normalises a record that may be an envelope of records: a Kubernetes
+    /// `EventList`, or a CloudWatch Logs subscription message (how EKS audit
+    /// logs and CloudTrail-to-CloudWatch are usually shipped). Returns `None`
+    /// for a plain record (then use [`Normalizer::normalize`]), else one
+    /// outcome per record inside.
+    pub fn expand(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Option<Vec<SubRecord>> {
+        if let Some(items) = k8s::event_list_items(&root) {
+            let mut v = Vec::new();
+            for (i, item) in items.elements().enumerate() {
+                let result = self.normalize(item, ctx, out);
+                let input = result.is_err().then(|| item.to_json());
+                v.push(SubRecord { sub_index: i as u32, result, input });
+            }
+            if v.is_empty() {
+                v.push(empty_envelope("EventList"));
+            }
+            return Some(v);
+        }
+        let events = cloudwatch_events(&root)?;
+        let mut v = Vec::new();
+        for (i, ev) in events.elements().enumerate() {
+            let sub_index = i as u32;
+            let Some(message) = ev.get_str("message") else {
+                let result = Err(Rejected {
+                    reason: Reason::MissingField,
+                    detail: "CloudWatch Logs event without a message".into(),
+                });
+                v.push(SubRecord { sub_index, result, input: Some(ev.to_json()) });
+                continue;
+            };
+            self.inner_buf.clear();
+            self.inner_buf.extend_from_slice(message.as_bytes());
+            let (inner, kind) = (&mut self.inner, self.kind);
+            let (cloudtrail, k8s) = (&mut self.cloudtrail, &mut self.k8s);
+            let result = inner.parse(&mut self.inner_buf, |p| match p {
+                Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
+                Ok(p) => route(kind, cloudtrail, k8s, p.root, ctx, out),
+            });
+            let input = result.is_err().then(|| message.to_string());
+            v.push(SubRecord { sub_index, result, input });
+        }
+        if v.is_empty() {
+            v.push(empty_envelope("CloudWatch Logs message"));
+        }
+        Some(v)
+    }
+
     /// Writes the row for `root` into `out`; on rejection nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        if !root.is_object() {
-            return Err(Rejected {
-                reason: Reason::NotAnObject,
-                detail: format!("a record must be a JSON object, found {}", root.type_name()),
-            });
-        }
-        let envelope = root;
-        let root = cloudtrail::unwrap_eventbridge(root);
-        let is_cloudtrail = match self.kind {
-            SourceKind::CloudTrail => true,
-            SourceKind::Auto => cloudtrail::looks_like_cloudtrail(&root),
-        };
-        if !is_cloudtrail {
-            return Err(Rejected {
-                reason: Reason::UnrecognisedSource,
-                detail: "not a CloudTrail record (no eventVersion with eventSource or eventName)".into(),
-            });
-        }
-        self.cloudtrail.normalize(envelope, root, ctx, out)
+        route(self.kind, &mut self.cloudtrail, &mut self.k8s, root, ctx, out)
+    }
+}
+
+fn empty_envelope(what: &str) -> SubRecord {
+    SubRecord {
+        sub_index: 0,
+        result: Err(Rejected { reason: Reason::EmptyEnvelope, detail: format!("{what} holds no records") }),
+        input: None,
+    }
+}
+
+fn route(
+    kind: SourceKind,
+    cloudtrail: &mut cloudtrail::CloudTrail,
+    k8s: &mut k8s::Kubernetes,
+    root: Val<'_, '_>,
+    ctx: &Ctx<'_>,
+    out: &mut Batcher,
+) -> Result<Class, Rejected> {
+    if !root.is_object() {
+        return Err(Rejected {
+            reason: Reason::NotAnObject,
+            detail: format!("a record must be a JSON object, found {}", root.type_name()),
+        });
+    }
+    let envelope = root;
+    let root = cloudtrail::unwrap_eventbridge(root);
+    match kind {
+        SourceKind::CloudTrail => cloudtrail.normalize(envelope, root, ctx, out),
+        SourceKind::K8sAudit => k8s.normalize(envelope, root, ctx, out),
+        SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => cloudtrail.normalize(envelope, root, ctx, out),
+        SourceKind::Auto if k8s::is_event(&root) => k8s.normalize(envelope, root, ctx, out),
+        SourceKind::Auto => Err(Rejected {
+            reason: Reason::UnrecognisedSource,
+            detail: "neither a CloudTrail record nor a Kubernetes audit event".into(),
+        }),
     }
 }

@@ -31,7 +31,16 @@ fn account() -> Node {
 fn user(name: &'static str) -> Node {
     obj(
         name,
-        vec![s("uid"), s("uid_alt"), s("name"), s("type"), leaf("type_id", Ty::Int32), s("credential_uid"), account()],
+        vec![
+            s("uid"),
+            s("uid_alt"),
+            s("name"),
+            s("type"),
+            leaf("type_id", Ty::Int32),
+            s("credential_uid"),
+            account(),
+            list_of("groups", obj("element", vec![s("name")])),
+        ],
     )
 }
 
@@ -96,7 +105,16 @@ fn base(class: Class) -> Vec<Node> {
             "cloud",
             vec![s("provider"), s("region"), obj("account", vec![s("uid"), leaf("type_id", Ty::Int32), s("type")])],
         ),
-        obj("actor", vec![user("user"), session("session"), s("app_name"), obj("idp", vec![s("uid"), s("name")])]),
+        obj(
+            "actor",
+            vec![
+                user("user"),
+                session("session"),
+                s("app_name"),
+                obj("idp", vec![s("uid"), s("name")]),
+                list_of("authorizations", obj("element", vec![s("decision"), obj("policy", vec![s("name")])])),
+            ],
+        ),
         obj(
             "api",
             vec![
@@ -109,7 +127,7 @@ fn base(class: Class) -> Vec<Node> {
         ),
         endpoint("src_endpoint"),
         endpoint("dst_endpoint"),
-        obj("http_request", vec![s("user_agent"), obj("url", vec![s("url_string")])]),
+        obj("http_request", vec![s("user_agent"), obj("url", vec![s("url_string"), s("path")])]),
     ];
     match class {
         Class::ApiActivity => {
@@ -117,7 +135,14 @@ fn base(class: Class) -> Vec<Node> {
                 "resources",
                 obj(
                     "element",
-                    vec![s("uid"), s("name"), s("type"), obj("owner", vec![obj("account", vec![s("uid")])])],
+                    vec![
+                        s("uid"),
+                        s("name"),
+                        s("type"),
+                        s("namespace"),
+                        s("version"),
+                        obj("owner", vec![obj("account", vec![s("uid")])]),
+                    ],
                 ),
             ));
         }

@@ -312,7 +312,7 @@ fn field_rule(n: &str) -> Option<&'static str> {
     // Names that describe a token rather than hold one (`subjectFromWebIdentityToken`).
     let describes_token =
         ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length"].iter().any(|w| n.contains(w));
-    if n.ends_with("token")
+    if (n.ends_with("token") || n.ends_with("tokens"))
         && !describes_token
         && !matches!(
             n,
@@ -705,7 +705,19 @@ impl Walk<'_> {
                     }
                     write_str(k, out);
                     out.push(b':');
-                    let member_secret = secret
+                    // A secret-named key over an object (`"secret": {"secretName":
+                    // ..., "defaultMode": 420}`, a pod volume) names where a secret
+                    // lives, not the secret: inside it only value-like members
+                    // inherit; the rest are judged by their own names. A
+                    // Kubernetes Secret's data is secret through and through.
+                    let inherited = secret.filter(|ty| {
+                        *ty == "kubernetes_secret"
+                            || matches!(
+                                k,
+                                "value" | "Value" | "data" | "plaintext" | "text" | "string" | "content" | "key"
+                            )
+                    });
+                    let member_secret = inherited
                         .or_else(|| {
                             (is_k8s_secret && self.r.field_rules && (k == "data" || k == "stringData"))
                                 .then_some("kubernetes_secret")
@@ -792,6 +804,19 @@ mod tests {
         assert!(!out.contains("1234"), "{out}");
         assert_eq!(st.count, 3);
         assert_eq!(st.types, ["password", "github_token", "api_key"]);
+    }
+
+    #[test]
+    fn secret_named_objects_are_judged_member_by_member() {
+        let r = red();
+        let (out, st) = json(
+            &r,
+            r#"{"volumes":[{"name":"certs","secret":{"secretName":"tls-certs","defaultMode":420}}],"password":{"value":"hunter2","hint":"pet"},"tokens":["t1","t2"]}"#,
+        );
+        assert!(out.contains(r#""secretName":"tls-certs""#) && out.contains(r#""defaultMode":420"#), "{out}");
+        assert!(!out.contains("hunter2") && out.contains(r#""hint":"pet""#), "{out}");
+        assert!(!out.contains("\"t1\""), "arrays under a secret key are secret: {out}");
+        assert_eq!(st.count, 3);
     }
 
     #[test]
