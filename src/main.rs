@@ -34,6 +34,7 @@ enum Source {
     Auto,
     Cloudtrail,
     K8sAudit,
+    Github,
 }
 
 #[derive(Subcommand)]
@@ -147,6 +148,7 @@ fn run(cmd: Command) -> Result<()> {
                 Source::Auto => SourceKind::Auto,
                 Source::Cloudtrail => SourceKind::CloudTrail,
                 Source::K8sAudit => SourceKind::K8sAudit,
+                Source::Github => SourceKind::GitHub,
             };
             let embedded = paths.is_empty();
             let inputs =

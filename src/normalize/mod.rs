@@ -5,6 +5,7 @@
 
 pub mod cloudtrail;
 pub mod cols;
+pub mod github;
 pub mod k8s;
 pub mod time;
 
@@ -37,6 +38,7 @@ pub enum SourceKind {
     Auto,
     CloudTrail,
     K8sAudit,
+    GitHub,
 }
 
 /// What became of one record of an envelope (an `EventList` item, a
@@ -54,6 +56,7 @@ pub struct Normalizer {
     kind: SourceKind,
     cloudtrail: cloudtrail::CloudTrail,
     k8s: k8s::Kubernetes,
+    github: github::GitHub,
     /// For records carried as JSON text inside another (CloudWatch Logs).
     inner: Parser,
     inner_buf: Vec<u8>,
@@ -103,10 +106,10 @@ impl Normalizer {
             self.inner_buf.clear();
             self.inner_buf.extend_from_slice(message.as_bytes());
             let (inner, kind) = (&mut self.inner, self.kind);
-            let (cloudtrail, k8s) = (&mut self.cloudtrail, &mut self.k8s);
+            let families = Families { cloudtrail: &mut self.cloudtrail, k8s: &mut self.k8s, github: &mut self.github };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
-                Ok(p) => route(kind, cloudtrail, k8s, p.root, ctx, out),
+                Ok(p) => route(kind, families, p.root, ctx, out),
             });
             let input = result.is_err().then(|| message.to_string());
             v.push(SubRecord { sub_index, result, input });
@@ -119,7 +122,8 @@ impl Normalizer {
 
     /// Writes the row for `root` into `out`; on rejection nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        route(self.kind, &mut self.cloudtrail, &mut self.k8s, root, ctx, out)
+        let families = Families { cloudtrail: &mut self.cloudtrail, k8s: &mut self.k8s, github: &mut self.github };
+        route(self.kind, families, root, ctx, out)
     }
 }
 
@@ -131,10 +135,15 @@ fn empty_envelope(what: &str) -> SubRecord {
     }
 }
 
+struct Families<'a> {
+    cloudtrail: &'a mut cloudtrail::CloudTrail,
+    k8s: &'a mut k8s::Kubernetes,
+    github: &'a mut github::GitHub,
+}
+
 fn route(
     kind: SourceKind,
-    cloudtrail: &mut cloudtrail::CloudTrail,
-    k8s: &mut k8s::Kubernetes,
+    f: Families<'_>,
     root: Val<'_, '_>,
     ctx: &Ctx<'_>,
     out: &mut Batcher,
@@ -147,14 +156,22 @@ fn route(
     }
     let envelope = root;
     let root = cloudtrail::unwrap_eventbridge(root);
+    let not_github =
+        || Rejected { reason: Reason::UnrecognisedSource, detail: "not a GitHub webhook delivery or payload".into() };
     match kind {
-        SourceKind::CloudTrail => cloudtrail.normalize(envelope, root, ctx, out),
-        SourceKind::K8sAudit => k8s.normalize(envelope, root, ctx, out),
-        SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => cloudtrail.normalize(envelope, root, ctx, out),
-        SourceKind::Auto if k8s::is_event(&root) => k8s.normalize(envelope, root, ctx, out),
-        SourceKind::Auto => Err(Rejected {
-            reason: Reason::UnrecognisedSource,
-            detail: "neither a CloudTrail record nor a Kubernetes audit event".into(),
-        }),
+        SourceKind::CloudTrail => f.cloudtrail.normalize(envelope, root, ctx, out),
+        SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
+        SourceKind::GitHub => f.github.normalize(github::event(&root).ok_or_else(not_github)?, ctx, out),
+        SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => {
+            f.cloudtrail.normalize(envelope, root, ctx, out)
+        }
+        SourceKind::Auto if k8s::is_event(&root) => f.k8s.normalize(envelope, root, ctx, out),
+        SourceKind::Auto => match github::event(&root) {
+            Some(ev) => f.github.normalize(ev, ctx, out),
+            None => Err(Rejected {
+                reason: Reason::UnrecognisedSource,
+                detail: "not a CloudTrail record, Kubernetes audit event or GitHub webhook".into(),
+            }),
+        },
     }
 }

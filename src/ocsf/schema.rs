@@ -162,6 +162,9 @@ fn base(class: Class) -> Vec<Node> {
             v.push(list_of("policies", obj("element", vec![s("uid"), s("name")])));
         }
     }
+    if class == Class::ApiActivity {
+        v.push(change());
+    }
     v.push(s("unmapped"));
     v.push(s("raw_data"));
     // trailship extension (schemas/extensions/trailship): provenance, repairs, redactions.
@@ -177,6 +180,51 @@ fn base(class: Class) -> Vec<Node> {
         ],
     ));
     v
+}
+
+/// The trailship extension's `change` object: the facts about a code change
+/// that auditors ask for, as columns (`schemas/extensions/trailship/`).
+fn change() -> Node {
+    obj(
+        "change",
+        vec![
+            s("vcs"),
+            obj("repository", vec![s("uid"), s("name"), s("url")]),
+            leaf("number", Ty::Int64),
+            s("url"),
+            s("title"),
+            s("state"),
+            leaf("is_draft", Ty::Bool),
+            s("head_ref"),
+            s("head_sha"),
+            s("base_ref"),
+            s("base_sha"),
+            s("merge_sha"),
+            s("author"),
+            leaf("is_author_bot", Ty::Bool),
+            leaf("is_merged", Ty::Bool),
+            s("merged_by"),
+            strings("requested_reviewers"),
+            s("reviewer"),
+            s("review_state"),
+            s("review_commit_sha"),
+            leaf("is_stale_review", Ty::Bool),
+            s("approver"),
+            leaf("is_self_approved", Ty::Bool),
+            s("ref"),
+            s("before_sha"),
+            s("after_sha"),
+            leaf("is_force_push", Ty::Bool),
+            s("pusher"),
+            list_of("commits", obj("element", vec![s("sha"), s("author"), leaf("is_bot", Ty::Bool)])),
+            strings("co_authors"),
+            leaf("has_bot_co_author", Ty::Bool),
+            s("environment"),
+            s("deployment_uid"),
+            obj("workflow", vec![s("name"), s("path"), s("event"), s("run_uid"), leaf("run_attempt", Ty::Int32)]),
+            s("conclusion"),
+        ],
+    )
 }
 
 /// The column tree of `class`'s dataset.

@@ -1,0 +1,668 @@
+//! GitHub webhook events → OCSF API Activity (6003) with the trailship
+//! `change` object: `api.operation` is `<event>.<action>`, the sender is the
+//! actor, and the facts of the change (PR, review, push, deployment,
+//! workflow run) are columns.
+//!
+//! Inputs: webhook deliveries in the shape of GitHub's REST answer for a
+//! delivery (`guid`, `event`, `delivered_at`, `request.headers`,
+//! `request.payload`), or bare payloads, whose event is recognised from
+//! their members. (Kafka messages with the event in headers come with the
+//! streaming source.)
+
+use super::cols::Cols;
+use super::time::{event_day, parse_rfc3339_ms};
+use super::{Ctx, Rejected};
+use crate::batch::columns::{ColumnBatch, ListSlot, Slot};
+use crate::batch::{Batcher, partition_value};
+use crate::deadletter::Reason;
+use crate::decode::json::Val;
+use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+
+/// A GitHub event found in a record.
+pub struct Event<'t, 'i> {
+    pub name: &'i str,
+    pub payload: Val<'t, 'i>,
+    /// The delivery around the payload, when the input carries one.
+    pub delivery: Option<Val<'t, 'i>>,
+}
+
+/// Recognises a delivery or a bare payload.
+pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i>> {
+    if let (Some(name), Some(payload)) =
+        (root.get_str("event"), root.get("request").and_then(|r| r.get("payload")).filter(|p| p.is_object()))
+    {
+        return Some(Event { name, payload, delivery: Some(*root) });
+    }
+    let sender = root.get("sender").filter(|s| s.get_str("login").is_some())?;
+    let _ = sender;
+    (root.get("repository").is_some() || root.get("organization").is_some()).then(|| Event {
+        name: infer_event(root),
+        payload: *root,
+        delivery: None,
+    })
+}
+
+/// The event name of a bare payload, from the members GitHub sends with it.
+fn infer_event(p: &Val<'_, '_>) -> &'static str {
+    let has = |k: &str| p.get(k).is_some_and(|v| !v.is_null());
+    if has("review") && has("pull_request") {
+        "pull_request_review"
+    } else if has("comment") && has("pull_request") {
+        "pull_request_review_comment"
+    } else if has("pull_request") && has("number") {
+        "pull_request"
+    } else if has("deployment_status") {
+        "deployment_status"
+    } else if has("deployment") {
+        "deployment"
+    } else if has("workflow_run") {
+        "workflow_run"
+    } else if has("workflow_job") {
+        "workflow_job"
+    } else if has("check_run") {
+        "check_run"
+    } else if has("check_suite") {
+        "check_suite"
+    } else if has("ref") && has("before") && has("after") && has("pusher") {
+        "push"
+    } else if has("ref_type") && has("master_branch") {
+        "create"
+    } else if has("ref_type") {
+        "delete"
+    } else if has("release") {
+        "release"
+    } else if has("rule") {
+        "branch_protection_rule"
+    } else if has("member") {
+        "member"
+    } else if has("sha") && has("context") && has("state") {
+        "status"
+    } else if has("action")
+        && has("repository")
+        && p.entries().all(|(k, _)| {
+            matches!(k, "action" | "repository" | "sender" | "organization" | "installation" | "enterprise" | "changes")
+        })
+    {
+        "repository"
+    } else {
+        "unknown"
+    }
+}
+
+struct ChangeCols {
+    vcs: Slot,
+    repo_uid: Slot,
+    repo_name: Slot,
+    repo_url: Slot,
+    number: Slot,
+    url: Slot,
+    title: Slot,
+    state: Slot,
+    is_draft: Slot,
+    head_ref: Slot,
+    head_sha: Slot,
+    base_ref: Slot,
+    base_sha: Slot,
+    merge_sha: Slot,
+    author: Slot,
+    is_author_bot: Slot,
+    is_merged: Slot,
+    merged_by: Slot,
+    requested_reviewers: ListSlot,
+    requested_reviewer: Slot,
+    reviewer: Slot,
+    review_state: Slot,
+    review_commit_sha: Slot,
+    is_stale_review: Slot,
+    approver: Slot,
+    is_self_approved: Slot,
+    git_ref: Slot,
+    before_sha: Slot,
+    after_sha: Slot,
+    is_force_push: Slot,
+    pusher: Slot,
+    commits: ListSlot,
+    commit_sha: Slot,
+    commit_author: Slot,
+    commit_is_bot: Slot,
+    co_authors: ListSlot,
+    co_author: Slot,
+    has_bot_co_author: Slot,
+    environment: Slot,
+    deployment_uid: Slot,
+    wf_name: Slot,
+    wf_path: Slot,
+    wf_event: Slot,
+    wf_run_uid: Slot,
+    wf_run_attempt: Slot,
+    conclusion: Slot,
+}
+
+impl ChangeCols {
+    fn resolve(b: &ColumnBatch) -> Self {
+        let s = |p: &str| b.slot(&format!("change.{p}"));
+        let l = |p: &str| b.list(&format!("change.{p}"));
+        ChangeCols {
+            vcs: s("vcs"),
+            repo_uid: s("repository.uid"),
+            repo_name: s("repository.name"),
+            repo_url: s("repository.url"),
+            number: s("number"),
+            url: s("url"),
+            title: s("title"),
+            state: s("state"),
+            is_draft: s("is_draft"),
+            head_ref: s("head_ref"),
+            head_sha: s("head_sha"),
+            base_ref: s("base_ref"),
+            base_sha: s("base_sha"),
+            merge_sha: s("merge_sha"),
+            author: s("author"),
+            is_author_bot: s("is_author_bot"),
+            is_merged: s("is_merged"),
+            merged_by: s("merged_by"),
+            requested_reviewers: l("requested_reviewers"),
+            requested_reviewer: s("requested_reviewers[]"),
+            reviewer: s("reviewer"),
+            review_state: s("review_state"),
+            review_commit_sha: s("review_commit_sha"),
+            is_stale_review: s("is_stale_review"),
+            approver: s("approver"),
+            is_self_approved: s("is_self_approved"),
+            git_ref: s("ref"),
+            before_sha: s("before_sha"),
+            after_sha: s("after_sha"),
+            is_force_push: s("is_force_push"),
+            pusher: s("pusher"),
+            commits: l("commits"),
+            commit_sha: s("commits.sha"),
+            commit_author: s("commits.author"),
+            commit_is_bot: s("commits.is_bot"),
+            co_authors: l("co_authors"),
+            co_author: s("co_authors[]"),
+            has_bot_co_author: s("has_bot_co_author"),
+            environment: s("environment"),
+            deployment_uid: s("deployment_uid"),
+            wf_name: s("workflow.name"),
+            wf_path: s("workflow.path"),
+            wf_event: s("workflow.event"),
+            wf_run_uid: s("workflow.run_uid"),
+            wf_run_attempt: s("workflow.run_attempt"),
+            conclusion: s("conclusion"),
+        }
+    }
+}
+
+pub struct GitHub {
+    cols: Cols,
+    change: ChangeCols,
+}
+
+impl Default for GitHub {
+    fn default() -> Self {
+        let b = ColumnBatch::new(crate::ocsf::dataset_columns(Class::ApiActivity));
+        GitHub { cols: Cols::resolve(&b), change: ChangeCols::resolve(&b) }
+    }
+}
+
+/// A JSON number or numeric string, as text (GitHub ids are numbers).
+fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
+    let v = v?;
+    match v.node() {
+        simd_json::Node::Static(simd_json::StaticNode::I64(n)) => Some(n.to_string()),
+        simd_json::Node::Static(simd_json::StaticNode::U64(n)) => Some(n.to_string()),
+        simd_json::Node::String(s) if !s.is_empty() => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// RFC 3339 text or epoch seconds (push payloads use both).
+fn time_of(v: Option<Val<'_, '_>>) -> Option<i64> {
+    let v = v?;
+    match v.node() {
+        simd_json::Node::String(s) => parse_rfc3339_ms(s),
+        simd_json::Node::Static(simd_json::StaticNode::I64(n)) => n.checked_mul(1000),
+        simd_json::Node::Static(simd_json::StaticNode::U64(n)) => i64::try_from(n).ok()?.checked_mul(1000),
+        _ => None,
+    }
+}
+
+fn is_bot_login(login: &str) -> bool {
+    login.ends_with("[bot]")
+}
+
+/// `Co-authored-by: Name <email>` trailers of a commit message.
+fn co_authors(message: &str) -> impl Iterator<Item = &str> {
+    message.lines().filter_map(|l| {
+        let l = l.trim();
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("co-authored-by").then(|| v.trim()).filter(|v| !v.is_empty())
+    })
+}
+
+/// Bots and AI agents as commit co-authors: `[bot]` accounts and the
+/// noreply identities AI coding agents sign with.
+fn is_bot_identity(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.contains("[bot]") || l.contains("noreply@anthropic.com") || l.contains("copilot") || l.contains("devin-ai")
+}
+
+fn activity(event: &str, action: Option<&str>, p: &Val<'_, '_>) -> i32 {
+    match (event, action) {
+        ("pull_request", Some("opened" | "reopened" | "ready_for_review")) => 1,
+        ("pull_request", Some("closed")) => {
+            if p.at(&["pull_request", "merged"]).and_then(|m| m.as_bool()) == Some(true) { 3 } else { 4 }
+        }
+        ("pull_request_review", Some("submitted")) => 1,
+        ("pull_request_review", Some("dismissed")) => 4,
+        ("push", _) => {
+            if p.get("created").and_then(|v| v.as_bool()) == Some(true) {
+                1
+            } else if p.get("deleted").and_then(|v| v.as_bool()) == Some(true) {
+                4
+            } else {
+                3
+            }
+        }
+        ("create", _) => 1,
+        ("delete", _) => 4,
+        ("deployment_status", _) => 3,
+        (_, Some("created" | "opened" | "added" | "requested" | "published")) => 1,
+        (_, Some("deleted" | "removed" | "closed")) => 4,
+        _ => 3,
+    }
+}
+
+impl GitHub {
+    pub fn normalize(&mut self, ev: Event<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
+        let p = ev.payload;
+        let action = p.get_str("action").or_else(|| ev.delivery.and_then(|d| d.get_str("action")));
+        let pr = p.get("pull_request").filter(|v| v.is_object());
+        let delivered = ev.delivery.and_then(|d| time_of(d.get("delivered_at")));
+        // The event's own time where the payload has one; else the delivery's.
+        let own = match ev.name {
+            "pull_request" => pr.and_then(|r| {
+                time_of(r.get("merged_at")).or(time_of(r.get("closed_at"))).or(time_of(r.get("updated_at")))
+            }),
+            "pull_request_review" => time_of(p.at(&["review", "submitted_at"])),
+            "push" => time_of(p.at(&["head_commit", "timestamp"])).or(time_of(p.at(&["repository", "pushed_at"]))),
+            "deployment" => time_of(p.at(&["deployment", "created_at"])),
+            "deployment_status" => time_of(p.at(&["deployment_status", "updated_at"]))
+                .or(time_of(p.at(&["deployment_status", "created_at"]))),
+            "workflow_run" => time_of(p.at(&["workflow_run", "updated_at"])),
+            "workflow_job" => {
+                time_of(p.at(&["workflow_job", "completed_at"])).or(time_of(p.at(&["workflow_job", "started_at"])))
+            }
+            "check_run" => {
+                time_of(p.at(&["check_run", "completed_at"])).or(time_of(p.at(&["check_run", "started_at"])))
+            }
+            "release" => time_of(p.at(&["release", "published_at"])).or(time_of(p.at(&["release", "created_at"]))),
+            "branch_protection_rule" => {
+                time_of(p.at(&["rule", "updated_at"])).or(time_of(p.at(&["rule", "created_at"])))
+            }
+            "status" => time_of(p.get("updated_at")),
+            _ => None,
+        };
+        let repo_updated = time_of(p.at(&["repository", "updated_at"]));
+        let (time, time_note) = match (own, delivered, repo_updated) {
+            (Some(t), _, _) => (t, None),
+            (None, Some(t), _) => (t, None),
+            (None, None, Some(t)) => (t, Some("time_from:repository.updated_at")),
+            _ => {
+                return Err(Rejected {
+                    reason: Reason::MissingField,
+                    detail: format!("{} event without a usable time", ev.name),
+                });
+            }
+        };
+
+        let repo = p.get("repository").filter(|r| r.is_object());
+        let owner = repo
+            .and_then(|r| r.at(&["owner", "login"]))
+            .and_then(|v| v.as_str())
+            .or_else(|| p.at(&["organization", "login"]).and_then(|v| v.as_str()));
+        let batch = out.get(Class::ApiActivity, "unknown", partition_value(owner), event_day(time));
+        let (c, ch) = (&self.cols, &self.change);
+
+        let activity_id = activity(ev.name, action, &p);
+        let caption = Class::ApiActivity.activity_caption(activity_id).unwrap_or("Other");
+        batch.i32(c.class_uid, 6003);
+        batch.str(c.class_name, Class::ApiActivity.name());
+        batch.i32(c.category_uid, 6);
+        batch.str(c.category_name, Class::ApiActivity.category_name());
+        batch.i32(c.activity_id, activity_id);
+        batch.str(c.activity_name, caption);
+        batch.i64(c.type_uid, 600_300 + activity_id as i64);
+        batch.str_with(c.type_name, |b| {
+            b.extend_from_slice(b"API Activity: ");
+            b.extend_from_slice(caption.as_bytes());
+        });
+        batch.i32(c.severity_id, 1);
+        batch.str(c.severity, severity_caption(1));
+        batch.i64(c.time, time);
+        batch.i64(c.time_dt, time);
+
+        // Outcome-bearing events follow their outcome; the rest succeeded.
+        let outcome = match ev.name {
+            "deployment_status" => p.at(&["deployment_status", "state"]),
+            "workflow_run" => p.at(&["workflow_run", "conclusion"]),
+            "workflow_job" => p.at(&["workflow_job", "conclusion"]),
+            "check_run" => p.at(&["check_run", "conclusion"]),
+            _ => None,
+        }
+        .and_then(|v| v.as_str());
+        let status_id = match (ev.name, outcome) {
+            ("deployment_status" | "workflow_run" | "workflow_job" | "check_run", Some("success")) => 1,
+            (
+                "deployment_status" | "workflow_run" | "workflow_job" | "check_run",
+                Some("failure" | "error" | "cancelled" | "timed_out" | "startup_failure"),
+            ) => 2,
+            ("deployment_status" | "workflow_run" | "workflow_job" | "check_run", _) => 99,
+            _ => 1,
+        };
+        batch.i32(c.status_id, status_id);
+        batch.str(c.status, status_caption(status_id));
+        if let Some(o) = outcome {
+            batch.str(c.status_code, o);
+            batch.str(ch.conclusion, o);
+        }
+
+        // metadata
+        batch.str(c.md_version, OCSF_VERSION);
+        batch.str(c.md_product_name, "GitHub");
+        batch.str(c.md_product_vendor, "GitHub");
+        batch.str(c.md_feature_name, "Webhooks");
+        batch.str(c.md_log_name, "webhooks");
+        batch.str(c.md_event_code, ev.name);
+        let headers = ev.delivery.and_then(|d| d.at(&["request", "headers"]));
+        let guid = ev
+            .delivery
+            .and_then(|d| d.get_str("guid"))
+            .or_else(|| headers.and_then(|h| h.get_str("X-GitHub-Delivery")));
+        if let Some(g) = guid {
+            batch.str(c.md_uid, g);
+            batch.str(c.md_original_event_uid, g);
+        }
+        batch.str(c.md_log_source, ctx.source_file);
+        batch.list_str(c.md_profiles, c.md_profile, ["datetime"]);
+
+        // actor: the sender
+        if let Some(s) = p.get("sender").filter(|s| s.is_object()) {
+            let u = &c.actor_user;
+            if let Some(login) = s.get_str("login") {
+                batch.str(u.name, login);
+            }
+            if let Some(id) = id_text(s.get("id")) {
+                batch.str(u.uid, &id);
+            }
+            if let Some(v) = s.get_str("node_id") {
+                batch.str(u.uid_alt, v);
+            }
+            if let Some(t) = s.get_str("type") {
+                batch.str(u.type_, t);
+                batch.i32(
+                    u.type_id,
+                    match t {
+                        "User" => 1,
+                        "Bot" => 4,
+                        _ => 99,
+                    },
+                );
+            }
+        }
+
+        // api
+        batch.str_with(c.api_operation, |b| {
+            b.extend_from_slice(ev.name.as_bytes());
+            if let Some(a) = action {
+                b.push(b'.');
+                b.extend_from_slice(a.as_bytes());
+            }
+        });
+        batch.str(c.api_service_name, "github");
+        batch.json(c.api_request_data, &p);
+        let host = headers.and_then(|h| h.get_str("X-GitHub-Enterprise-Host")).unwrap_or("github.com");
+        batch.str(c.src.hostname, host);
+
+        // resources: the repository, and the pull request
+        let rc = c.resources.as_ref().expect("API Activity has resources");
+        batch.list_begin(rc.list);
+        if let Some(r) = repo {
+            if let Some(id) = id_text(r.get("id")) {
+                batch.str(rc.uid, &id);
+            }
+            if let Some(n) = r.get_str("full_name") {
+                batch.str(rc.name, n);
+            }
+            batch.str(rc.type_, "repository");
+            batch.item_end(rc.list);
+        }
+        if let Some(r) = pr {
+            if let Some(id) = id_text(r.get("id")) {
+                batch.str(rc.uid, &id);
+            }
+            if let Some(n) = id_text(r.get("number")) {
+                batch.str_with(rc.name, |b| {
+                    b.push(b'#');
+                    b.extend_from_slice(n.as_bytes());
+                });
+            }
+            batch.str(rc.type_, "pull_request");
+            batch.item_end(rc.list);
+        }
+        batch.list_end(rc.list);
+
+        // change: the facts auditors ask about
+        batch.str(ch.vcs, "github");
+        if let Some(r) = repo {
+            if let Some(id) = id_text(r.get("id")) {
+                batch.str(ch.repo_uid, &id);
+            }
+            if let Some(n) = r.get_str("full_name") {
+                batch.str(ch.repo_name, n);
+            }
+            if let Some(u) = r.get_str("html_url") {
+                batch.str(ch.repo_url, u);
+            }
+        }
+        if let Some(r) = pr {
+            self.pull_request(batch, &p, r);
+        }
+        match ev.name {
+            "push" => self.push(batch, &p),
+            "deployment" | "deployment_status" => {
+                if let Some(d) = p.get("deployment") {
+                    if let Some(e) = d.get_str("environment") {
+                        batch.str(ch.environment, e);
+                    }
+                    if let Some(id) = id_text(d.get("id")) {
+                        batch.str(ch.deployment_uid, &id);
+                    }
+                    if let Some(v) = d.get_str("sha") {
+                        batch.str(ch.head_sha, v);
+                    }
+                    if let Some(v) = d.get_str("ref") {
+                        batch.str(ch.head_ref, v);
+                    }
+                }
+            }
+            "workflow_run" | "workflow_job" | "check_run" => {
+                let run = p.get(ev.name).filter(|r| r.is_object());
+                if let Some(r) = run {
+                    if let Some(v) = r.get_str("name") {
+                        batch.str(ch.wf_name, v);
+                    }
+                    if let Some(v) = r.get_str("path") {
+                        batch.str(ch.wf_path, v);
+                    }
+                    if let Some(v) = r.get_str("event") {
+                        batch.str(ch.wf_event, v);
+                    }
+                    if let Some(v) = id_text(r.get("id")) {
+                        batch.str(ch.wf_run_uid, &v);
+                    }
+                    if let Some(n) = r.get("run_attempt").and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
+                        batch.i32(ch.wf_run_attempt, n);
+                    }
+                    if pr.is_none() {
+                        if let Some(v) = r.get_str("head_sha") {
+                            batch.str(ch.head_sha, v);
+                        }
+                        if let Some(v) = r.get_str("head_branch") {
+                            batch.str(ch.head_ref, v);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        if let Some(raw) = ctx.raw {
+            let envelope = ev.delivery.unwrap_or(p);
+            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
+        }
+        batch.str(c.ts_source_file, ctx.source_file);
+        batch.i64(c.ts_source_index, ctx.index as i64);
+        let notes: Vec<&str> =
+            [ctx.repairs.utf8_replaced.then_some("utf8_replaced"), time_note].into_iter().flatten().collect();
+        if !notes.is_empty() {
+            batch.list_str(c.ts_repairs, c.ts_repair, notes.iter().copied());
+        }
+        debug_assert_eq!(batch.missing_required(), None);
+        batch.end_row();
+        Ok(Class::ApiActivity)
+    }
+
+    fn pull_request(&self, batch: &mut ColumnBatch, p: &Val<'_, '_>, r: Val<'_, '_>) {
+        let ch = &self.change;
+        if let Some(n) = r.get("number").and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
+            batch.i64(ch.number, n);
+        }
+        let str_at = |path: &[&str]| r.at(path).and_then(|v| v.as_str());
+        for (slot, path) in [
+            (ch.url, &["html_url"][..]),
+            (ch.title, &["title"]),
+            (ch.state, &["state"]),
+            (ch.head_ref, &["head", "ref"]),
+            (ch.head_sha, &["head", "sha"]),
+            (ch.base_ref, &["base", "ref"]),
+            (ch.base_sha, &["base", "sha"]),
+            (ch.merge_sha, &["merge_commit_sha"]),
+            (ch.author, &["user", "login"]),
+        ] {
+            if let Some(v) = str_at(path) {
+                batch.str(slot, v);
+            }
+        }
+        if let Some(d) = r.get("draft").and_then(|v| v.as_bool()) {
+            batch.bool(ch.is_draft, d);
+        }
+        let author = str_at(&["user", "login"]);
+        if let Some(a) = author {
+            let bot = is_bot_login(a) || str_at(&["user", "type"]) == Some("Bot");
+            batch.bool(ch.is_author_bot, bot);
+        }
+        if let Some(m) = r.get("merged").and_then(|v| v.as_bool()) {
+            batch.bool(ch.is_merged, m);
+        }
+        if let Some(v) = str_at(&["merged_by", "login"]) {
+            batch.str(ch.merged_by, v);
+        }
+        if let Some(rr) = r.get("requested_reviewers").filter(|v| v.elements().next().is_some()) {
+            let logins: Vec<&str> = rr.elements().filter_map(|u| u.get_str("login")).collect();
+            batch.list_str(ch.requested_reviewers, ch.requested_reviewer, logins);
+        }
+        if let Some(review) = p.get("review").filter(|v| v.is_object()) {
+            let reviewer = review.at(&["user", "login"]).and_then(|v| v.as_str());
+            if let Some(v) = reviewer {
+                batch.str(ch.reviewer, v);
+            }
+            let state = review.get_str("state");
+            if let Some(v) = state {
+                batch.str(ch.review_state, v);
+            }
+            let commit = review.get_str("commit_id");
+            if let Some(v) = commit {
+                batch.str(ch.review_commit_sha, v);
+            }
+            if let (Some(c), Some(h)) = (commit, str_at(&["head", "sha"])) {
+                batch.bool(ch.is_stale_review, c != h);
+            }
+            if state.is_some_and(|s| s.eq_ignore_ascii_case("approved")) {
+                if let Some(v) = reviewer {
+                    batch.str(ch.approver, v);
+                }
+                let reviewer_id = id_text(review.at(&["user", "id"]));
+                let author_id = id_text(r.at(&["user", "id"]));
+                if let (Some(a), Some(b)) = (reviewer_id, author_id) {
+                    batch.bool(ch.is_self_approved, a == b);
+                }
+            }
+        }
+    }
+
+    fn push(&self, batch: &mut ColumnBatch, p: &Val<'_, '_>) {
+        let ch = &self.change;
+        for (slot, key) in [(ch.git_ref, "ref"), (ch.before_sha, "before"), (ch.after_sha, "after")] {
+            if let Some(v) = p.get_str(key) {
+                batch.str(slot, v);
+            }
+        }
+        if let Some(f) = p.get("forced").and_then(|v| v.as_bool()) {
+            batch.bool(ch.is_force_push, f);
+        }
+        if let Some(v) = p.at(&["pusher", "name"]).and_then(|v| v.as_str()) {
+            batch.str(ch.pusher, v);
+        }
+        let commits = p.get("commits").filter(|c| c.elements().next().is_some());
+        let mut co: Vec<&str> = Vec::new();
+        let mut bot = false;
+        if let Some(list) = commits {
+            batch.list_begin(ch.commits);
+            for commit in list.elements() {
+                if let Some(v) = commit.get_str("id") {
+                    batch.str(ch.commit_sha, v);
+                }
+                let author = commit.get("author");
+                let who = author.and_then(|a| a.get_str("username").or_else(|| a.get_str("name")));
+                if let Some(v) = who {
+                    batch.str(ch.commit_author, v);
+                }
+                let email = author.and_then(|a| a.get_str("email")).unwrap_or("");
+                let is_bot = who.is_some_and(is_bot_identity) || is_bot_identity(email);
+                batch.bool(ch.commit_is_bot, is_bot);
+                batch.item_end(ch.commits);
+                if let Some(m) = commit.get_str("message") {
+                    for a in co_authors(m) {
+                        bot |= is_bot_identity(a);
+                        if !co.contains(&a) {
+                            co.push(a);
+                        }
+                    }
+                }
+                bot |= is_bot;
+            }
+            batch.list_end(ch.commits);
+        }
+        if !co.is_empty() {
+            batch.list_str(ch.co_authors, ch.co_author, co);
+        }
+        if commits.is_some() {
+            batch.bool(ch.has_bot_co_author, bot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_and_bots() {
+        let m = "Fix it\n\nCo-authored-by: Claude <noreply@anthropic.com>\nco-authored-by:  Ann <ann@x.io>\n";
+        let v: Vec<_> = co_authors(m).collect();
+        assert_eq!(v, ["Claude <noreply@anthropic.com>", "Ann <ann@x.io>"]);
+        assert!(is_bot_identity(v[0]) && !is_bot_identity(v[1]));
+        assert!(is_bot_login("dependabot[bot]"));
+    }
+}

@@ -1,0 +1,212 @@
+//! GitHub webhook events → OCSF API Activity with the `change` columns, on
+//! GitHub's own example payloads (octokit/webhooks) and planted variations.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn payload(rel: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("github-webhooks/{rel}"))).unwrap()).unwrap()
+}
+
+/// Normalises NDJSON lines; returns the rows.
+fn rows_of(name: &str, lines: &[Value]) -> Vec<Value> {
+    let dir = TempDir::new(name);
+    let body: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    let input = dir.write("in/events.ndjson", body.as_bytes());
+    let s = run(&dir.path().join("out"), &[input]);
+    assert_eq!(s.dead_total(), 0, "{:?}", dead_letters(&dir.path().join("out")));
+    rows(&dir.path().join("out"), "api_activity")
+}
+
+fn delivery(event: &str, guid: &str, payload: Value) -> Value {
+    json!({
+        "id": 12345678901i64, "guid": guid, "delivered_at": "2024-05-01T10:00:00Z", "redelivery": false,
+        "duration": 0.27, "status": "OK", "status_code": 200, "event": event, "action": payload["action"],
+        "request": {"headers": {"X-GitHub-Event": event, "X-GitHub-Delivery": guid,
+                                "X-Hub-Signature-256": "sha256=0000"}, "payload": payload},
+        "response": {"headers": {}, "payload": "ok"}
+    })
+}
+
+#[test]
+fn every_example_payload_becomes_one_row() {
+    let dir = TempDir::new("gh-all");
+    let s = run(dir.path(), &[fixture("github-webhooks")]);
+    assert_eq!(s.records_read, 115);
+    assert_eq!(s.rows_total(), 115, "{:?}", dead_letters(dir.path()));
+    let rows = rows(dir.path(), "api_activity");
+    let mut events: Vec<String> =
+        rows.iter().map(|r| r["metadata"]["event_code"].as_str().unwrap().to_string()).collect();
+    events.sort();
+    events.dedup();
+    for e in [
+        "pull_request",
+        "pull_request_review",
+        "push",
+        "deployment",
+        "deployment_status",
+        "workflow_run",
+        "check_run",
+        "release",
+        "branch_protection_rule",
+        "member",
+        "repository",
+    ] {
+        assert!(events.contains(&e.to_string()), "{e} recognised: {events:?}");
+    }
+    for r in &rows {
+        assert_eq!(r["api"]["service"]["name"], "github");
+        assert_eq!(r["change"]["vcs"], "github");
+        assert!(r["actor"]["user"]["name"].is_string(), "{r}");
+        assert!(r["time"].as_i64().unwrap() > 1_400_000_000_000, "{r}");
+    }
+}
+
+#[test]
+fn pull_request_closed_without_merge() {
+    let rows = rows_of("gh-pr", &[payload("pull_request/closed.payload.json")]);
+    let r = &rows[0];
+    for (path, want) in [
+        ("api.operation", json!("pull_request.closed")),
+        ("activity_id", json!(4)),
+        ("time", json!(1_557_933_678_000i64)), // closed_at
+        ("change.number", json!(2)),
+        ("change.url", json!("https://github.com/Codertocat/Hello-World/pull/2")),
+        ("change.head_sha", json!("ec26c3e57ca3a959ca5aad62de7213c562f8c821")),
+        ("change.base_sha", json!("f95f852bd8fca8fcc58a9a2d6c842781e32a215e")),
+        ("change.author", json!("Codertocat")),
+        ("change.is_merged", json!(false)),
+        ("change.repository.name", json!("Codertocat/Hello-World")),
+        ("change.repository.uid", json!("186853002")),
+        (
+            "resources",
+            json!([{"uid": "186853002", "name": "Codertocat/Hello-World", "type": "repository"},
+                             {"uid": "279147437", "name": "#2", "type": "pull_request"}]),
+        ),
+        ("src_endpoint.hostname", json!("github.com")),
+    ] {
+        assert_eq!(get(r, path), Some(&want), "{path}");
+    }
+}
+
+#[test]
+fn merged_pull_request_records_who_merged() {
+    let mut p = payload("pull_request/closed.payload.json");
+    p["pull_request"]["merged"] = json!(true);
+    p["pull_request"]["merged_at"] = json!("2019-05-15T15:21:18Z");
+    p["pull_request"]["merged_by"] = json!({"login": "octocat", "id": 583231});
+    p["pull_request"]["merge_commit_sha"] = json!("c4295bd74fb0f4fbf95d2c9a3ea8a2b1c3d4e5f6");
+    let r = &rows_of("gh-merge", &[p])[0];
+    assert_eq!(r["activity_id"], 3);
+    assert_eq!(r["change"]["is_merged"], true);
+    assert_eq!(r["change"]["merged_by"], "octocat");
+    assert_eq!(r["change"]["merge_sha"], "c4295bd74fb0f4fbf95d2c9a3ea8a2b1c3d4e5f6");
+    assert_eq!(r["change"]["base_ref"], "master");
+}
+
+#[test]
+fn approvals_self_approval_and_stale_reviews() {
+    let base = payload("pull_request_review/submitted.payload.json");
+    // The example review is by the PR's author, on the head commit.
+    let mut self_approved = base.clone();
+    self_approved["review"]["state"] = json!("approved");
+    let mut other = base.clone();
+    other["review"]["state"] = json!("APPROVED");
+    other["review"]["user"] = json!({"login": "reviewer-2", "id": 99, "type": "User"});
+    other["review"]["commit_id"] = json!("0000000000000000000000000000000000000000");
+    let rows = rows_of("gh-review", &[base.clone(), self_approved, other]);
+    let commented = &rows.iter().find(|r| r["change"]["review_state"] == "commented").unwrap()["change"];
+    assert!(commented.get("approver").is_none() && commented.get("is_self_approved").is_none());
+    assert_eq!(commented["is_stale_review"], false);
+    let selfie = &rows.iter().find(|r| r["change"]["review_state"] == "approved").unwrap()["change"];
+    assert_eq!(selfie["approver"], "Codertocat");
+    assert_eq!(selfie["is_self_approved"], true);
+    let reviewed = &rows.iter().find(|r| r["change"]["review_state"] == "APPROVED").unwrap()["change"];
+    assert_eq!(reviewed["approver"], "reviewer-2");
+    assert_eq!(reviewed["is_self_approved"], false);
+    assert_eq!(reviewed["is_stale_review"], true, "approved an older commit than the head");
+    assert_eq!(reviewed["reviewer"], "reviewer-2");
+}
+
+#[test]
+fn forced_push_with_bot_and_ai_co_authors() {
+    let mut p = payload("push/payload.json");
+    p["forced"] = json!(true);
+    p["ref"] = json!("refs/heads/main");
+    p["commits"] = json!([
+        {"id": "a1".repeat(20), "message": "Fix flaky test\n\nCo-authored-by: Claude <noreply@anthropic.com>",
+         "timestamp": "2024-05-01T09:59:00Z", "author": {"name": "Ann", "email": "ann@example.com", "username": "ann"}},
+        {"id": "b2".repeat(20), "message": "Bump deps", "timestamp": "2024-05-01T09:59:30Z",
+         "author": {"name": "dependabot[bot]", "email": "49699333+dependabot[bot]@users.noreply.github.com"}}
+    ]);
+    p["head_commit"] = p["commits"][1].clone();
+    let r = &rows_of("gh-push", &[p])[0];
+    let c = &r["change"];
+    assert_eq!(r["api"]["operation"], "push");
+    assert_eq!(r["time"], 1_714_557_570_000i64, "head commit time");
+    assert_eq!(c["is_force_push"], true);
+    assert_eq!(c["ref"], "refs/heads/main");
+    assert_eq!(c["pusher"], "Codertocat");
+    assert_eq!(c["co_authors"], json!(["Claude <noreply@anthropic.com>"]));
+    assert_eq!(c["has_bot_co_author"], true);
+    assert_eq!(
+        c["commits"],
+        json!([{"sha": "a1".repeat(20), "author": "ann", "is_bot": false},
+                                    {"sha": "b2".repeat(20), "author": "dependabot[bot]", "is_bot": true}])
+    );
+}
+
+#[test]
+fn workflow_runs_and_deployments_carry_their_outcome() {
+    let mut failed = payload("workflow_run/completed.payload.json");
+    failed["workflow_run"]["conclusion"] = json!("failure");
+    let rows = rows_of(
+        "gh-wf",
+        &[payload("workflow_run/completed.payload.json"), failed, payload("deployment_status/payload.json")],
+    );
+    let ok = rows
+        .iter()
+        .find(|r| r["change"]["conclusion"] == "success" && r["api"]["operation"] == "workflow_run.completed")
+        .unwrap();
+    assert_eq!(ok["status_id"], 1);
+    assert_eq!(ok["change"]["workflow"]["path"], ".github/workflows/test.yml");
+    assert_eq!(ok["change"]["workflow"]["run_uid"], "289782451");
+    assert_eq!(ok["change"]["workflow"]["run_attempt"], 1);
+    let bad = rows.iter().find(|r| r["change"]["conclusion"] == "failure").unwrap();
+    assert_eq!(bad["status_id"], 2);
+    assert_eq!(bad["status"], "Failure");
+    let dep = rows.iter().find(|r| r["api"]["operation"] == "deployment_status.created").unwrap();
+    assert_eq!(dep["change"]["environment"], "production");
+    assert!(dep["change"]["head_sha"].is_string());
+}
+
+#[test]
+fn deliveries_and_unknown_events() {
+    let pr = payload("pull_request/opened.payload.json");
+    let unknown = json!({"action": "tier_changed", "sponsorship": {"tier": {"name": "$5"}},
+        "sender": {"login": "octocat", "id": 1, "type": "User"}, "repository": {"id": 7, "full_name": "o/r",
+        "owner": {"login": "o"}, "updated_at": "2024-05-01T08:00:00Z"}});
+    let rows = rows_of(
+        "gh-delivery",
+        &[
+            delivery("pull_request", "72d3162e-cc78-11e3-81ab-4c9367dc0958", pr),
+            delivery("sponsorship", "0b989ba4-242f-11e5-81e1-c7b6966d2516", unknown.clone()),
+            unknown,
+        ],
+    );
+    let r = find_by_uid(&rows, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(r["api"]["operation"], "pull_request.opened");
+    assert_eq!(r["metadata"]["original_event_uid"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(r["activity_id"], 1);
+    // An event trailship does not know is kept, in its generic form, with its payload.
+    let s = find_by_uid(&rows, "0b989ba4-242f-11e5-81e1-c7b6966d2516");
+    assert_eq!(s["api"]["operation"], "sponsorship.tier_changed");
+    assert_eq!(s["time"], 1_714_557_600_000i64, "the delivery time");
+    assert!(s["api"]["request"]["data"].as_str().unwrap().contains("tier_changed"));
+    // Bare and unknown: recognised as GitHub, time from the repository, said so.
+    let bare = rows.iter().find(|r| r["metadata"]["event_code"] == "unknown").unwrap();
+    assert_eq!(bare["api"]["operation"], "unknown.tier_changed");
+    assert_eq!(bare["trailship"]["repairs"], json!(["time_from:repository.updated_at"]));
+}
