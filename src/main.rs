@@ -35,6 +35,7 @@ enum Source {
     Cloudtrail,
     K8sAudit,
     Github,
+    Gitlab,
 }
 
 #[derive(Subcommand)]
@@ -149,6 +150,7 @@ fn run(cmd: Command) -> Result<()> {
                 Source::Cloudtrail => SourceKind::CloudTrail,
                 Source::K8sAudit => SourceKind::K8sAudit,
                 Source::Github => SourceKind::GitHub,
+                Source::Gitlab => SourceKind::GitLab,
             };
             let embedded = paths.is_empty();
             let inputs =

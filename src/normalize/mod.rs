@@ -6,6 +6,7 @@
 pub mod cloudtrail;
 pub mod cols;
 pub mod github;
+pub mod gitlab;
 pub mod k8s;
 pub mod time;
 
@@ -39,6 +40,7 @@ pub enum SourceKind {
     CloudTrail,
     K8sAudit,
     GitHub,
+    GitLab,
 }
 
 /// What became of one record of an envelope (an `EventList` item, a
@@ -57,6 +59,7 @@ pub struct Normalizer {
     cloudtrail: cloudtrail::CloudTrail,
     k8s: k8s::Kubernetes,
     github: github::GitHub,
+    gitlab: gitlab::GitLab,
     /// For records carried as JSON text inside another (CloudWatch Logs).
     inner: Parser,
     inner_buf: Vec<u8>,
@@ -106,7 +109,12 @@ impl Normalizer {
             self.inner_buf.clear();
             self.inner_buf.extend_from_slice(message.as_bytes());
             let (inner, kind) = (&mut self.inner, self.kind);
-            let families = Families { cloudtrail: &mut self.cloudtrail, k8s: &mut self.k8s, github: &mut self.github };
+            let families = Families {
+                cloudtrail: &mut self.cloudtrail,
+                k8s: &mut self.k8s,
+                github: &mut self.github,
+                gitlab: &mut self.gitlab,
+            };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
                 Ok(p) => route(kind, families, p.root, ctx, out),
@@ -122,7 +130,12 @@ impl Normalizer {
 
     /// Writes the row for `root` into `out`; on rejection nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        let families = Families { cloudtrail: &mut self.cloudtrail, k8s: &mut self.k8s, github: &mut self.github };
+        let families = Families {
+            cloudtrail: &mut self.cloudtrail,
+            k8s: &mut self.k8s,
+            github: &mut self.github,
+            gitlab: &mut self.gitlab,
+        };
         route(self.kind, families, root, ctx, out)
     }
 }
@@ -139,6 +152,7 @@ struct Families<'a> {
     cloudtrail: &'a mut cloudtrail::CloudTrail,
     k8s: &'a mut k8s::Kubernetes,
     github: &'a mut github::GitHub,
+    gitlab: &'a mut gitlab::GitLab,
 }
 
 fn route(
@@ -162,15 +176,17 @@ fn route(
         SourceKind::CloudTrail => f.cloudtrail.normalize(envelope, root, ctx, out),
         SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
         SourceKind::GitHub => f.github.normalize(github::event(&root).ok_or_else(not_github)?, ctx, out),
+        SourceKind::GitLab => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => {
             f.cloudtrail.normalize(envelope, root, ctx, out)
         }
         SourceKind::Auto if k8s::is_event(&root) => f.k8s.normalize(envelope, root, ctx, out),
+        SourceKind::Auto if gitlab::is_webhook(&root) => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto => match github::event(&root) {
             Some(ev) => f.github.normalize(ev, ctx, out),
             None => Err(Rejected {
                 reason: Reason::UnrecognisedSource,
-                detail: "not a CloudTrail record, Kubernetes audit event or GitHub webhook".into(),
+                detail: "not a CloudTrail record, Kubernetes audit event, GitHub or GitLab webhook".into(),
             }),
         },
     }
