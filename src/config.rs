@@ -22,6 +22,32 @@ use crate::redact::RedactionConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redaction: RedactionConfig,
+    pub kubernetes: KubernetesConfig,
+    pub github: GitHubConfig,
+}
+
+/// `[kubernetes]` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Keep only the final stage of each request (ResponseComplete, Panic);
+    /// the other stages are counted as filtered, not dead-lettered.
+    pub final_stage_only: bool,
+}
+
+/// `[github]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitHubConfig {
+    /// Environment variable holding the webhook secret; when set, each
+    /// delivery's `X-Hub-Signature-256` is verified and the verdict recorded.
+    pub webhook_secret_env: String,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        GitHubConfig { webhook_secret_env: "TRAILSHIP_GITHUB_WEBHOOK_SECRET".into() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

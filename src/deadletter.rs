@@ -28,6 +28,9 @@ pub enum Reason {
     MissingField,
     WrongFieldType,
     InvalidTimestamp,
+    /// Not a dead letter: dropped on purpose by configuration (Kubernetes
+    /// `final_stage_only`), counted in the summary as filtered.
+    Filtered,
 }
 
 impl Reason {
@@ -62,6 +65,7 @@ impl Reason {
             Reason::MissingField => "missing_field",
             Reason::WrongFieldType => "wrong_field_type",
             Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::Filtered => "filtered",
         }
     }
 }

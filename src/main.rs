@@ -141,6 +141,9 @@ fn run(cmd: Command) -> Result<()> {
             if no_redact {
                 opts.redaction.enabled = false;
             }
+            opts.normalize.k8s_final_stage_only = cfg.kubernetes.final_stage_only;
+            opts.normalize.github_webhook_secret =
+                std::env::var(&cfg.github.webhook_secret_env).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
             opts.limits.max_depth = max_depth;
             opts.limits.max_record_bytes = max_record_bytes;
             opts.encode.row_group_rows = row_group_rows;
@@ -187,6 +190,9 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         println!("  {:<24} {:>10}", reason.as_str(), n);
     }
     println!("repaired (invalid UTF-8 replaced, row kept): {}", s.repaired);
+    if s.filtered > 0 {
+        println!("filtered by configuration (not dead letters): {}", s.filtered);
+    }
     match &s.redaction_key {
         None => println!("redaction: OFF"),
         Some((id, ephemeral)) => {

@@ -10,7 +10,7 @@ use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::Parser;
 use crate::encode::{EncodeOptions, writer_properties};
-use crate::normalize::{Ctx, Normalizer, Rejected, SourceKind, SubRecord};
+use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
 use crate::sink::SinkError;
@@ -38,6 +38,7 @@ pub struct Options {
     /// Input bytes between checkpoints (objects become visible at checkpoints).
     pub checkpoint_bytes: u64,
     pub redaction: RedactionConfig,
+    pub normalize: NormalizeOptions,
 }
 
 impl Default for Options {
@@ -54,6 +55,7 @@ impl Default for Options {
             max_open_files: 64,
             checkpoint_bytes: 1 << 30,
             redaction: RedactionConfig::default(),
+            normalize: NormalizeOptions::default(),
         }
     }
 }
@@ -68,7 +70,7 @@ pub enum PipelineError {
     Config(String),
 }
 
-/// What a run did. `records_read == rows + dead letters`, always.
+/// What a run did. `records_read == rows + dead letters + filtered`, always.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub inputs_processed: u64,
@@ -78,6 +80,8 @@ pub struct Summary {
     pub rows: BTreeMap<Class, u64>,
     pub dead_letters: BTreeMap<Reason, u64>,
     pub repaired: u64,
+    /// Records dropped on purpose by configuration (not dead letters).
+    pub filtered: u64,
     pub objects: Vec<ObjectRecord>,
     /// Values redacted, per type.
     pub redactions: BTreeMap<&'static str, u64>,
@@ -161,7 +165,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         summary.redactions = r.totals();
         summary.redaction_key = Some((r.key_id().to_string(), r.ephemeral_key()));
     }
-    debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total());
+    debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total() + summary.filtered);
     Ok(summary)
 }
 
@@ -181,7 +185,7 @@ impl<'o> Stages<'o> {
         Stages {
             opts,
             parser: Parser::default(),
-            normalizer: Normalizer::new(opts.source),
+            normalizer: Normalizer::new(opts.source).with_options(&opts.normalize),
             batcher: Batcher::new(redactor.clone()),
             redactor,
             raw: String::new(),
@@ -246,6 +250,7 @@ impl<'o> Stages<'o> {
                                 *summary.rows.entry(class).or_default() += 1;
                                 summary.repaired += repaired as u64;
                             }
+                            Err(r) if r.reason == Reason::Filtered => summary.filtered += 1,
                             Err(r) => {
                                 let src = SourceRef {
                                     file: name,

@@ -210,3 +210,42 @@ fn deliveries_and_unknown_events() {
     assert_eq!(bare["api"]["operation"], "unknown.tier_changed");
     assert_eq!(bare["trailship"]["repairs"], json!(["time_from:repository.updated_at"]));
 }
+
+#[test]
+fn webhook_signatures_are_verified_when_a_secret_is_configured() {
+    use hmac::{Hmac, Mac};
+    let secret = b"It's a Secret to Everybody";
+    let pr = payload("pull_request/opened.payload.json");
+    let body = serde_json::to_string(&pr).unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap();
+    mac.update(body.as_bytes());
+    let good: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let with_sig = |guid: &str, sig: Option<String>| {
+        let mut d = delivery("pull_request", guid, pr.clone());
+        if let Some(s) = sig {
+            d["request"]["headers"]["x-hub-signature-256"] = json!(s);
+        }
+        d["request"]["headers"].as_object_mut().unwrap().remove("X-Hub-Signature-256");
+        d
+    };
+    let lines = [
+        with_sig("good", Some(format!("sha256={good}"))),
+        with_sig("bad", Some(format!("sha256={}", "0".repeat(64)))),
+        with_sig("none", None),
+    ];
+    let dir = TempDir::new("gh-sig");
+    let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    let input = dir.write("in/d.ndjson", text.as_bytes());
+    let mut opts = trailship::pipeline::Options { out: dir.path().join("with"), ..Default::default() };
+    opts.normalize.github_webhook_secret = Some(secret.to_vec());
+    run_with(opts, std::slice::from_ref(&input));
+    let rows = rows(&dir.path().join("with"), "api_activity");
+    assert_eq!(find_by_uid(&rows, "good")["trailship"]["signature"], "valid");
+    assert_eq!(find_by_uid(&rows, "bad")["trailship"]["signature"], "invalid", "kept, and flagged");
+    assert_eq!(find_by_uid(&rows, "none")["trailship"]["signature"], "absent");
+    // Without a secret a signature cannot be checked, and says so.
+    run(&dir.path().join("without"), &[input]);
+    let rows = common::rows(&dir.path().join("without"), "api_activity");
+    assert_eq!(find_by_uid(&rows, "good")["trailship"]["signature"], "unverified");
+    assert!(find_by_uid(&rows, "none")["trailship"].get("signature").is_none());
+}

@@ -226,3 +226,21 @@ fn forced_source_kind() {
     );
     assert_eq!(forced.rows_total(), 1);
 }
+
+#[test]
+fn final_stage_only_filters_the_other_stages_without_dead_letters() {
+    let dir = TempDir::new("k8s-final");
+    let body = format!(
+        "{}\n{}\n{}\n",
+        event("s-1", "RequestReceived", json!({"responseStatus": null})),
+        event("s-1", "ResponseStarted", json!({})),
+        event("s-1", "ResponseComplete", json!({}))
+    );
+    let input = dir.write("in/audit.log", body.as_bytes());
+    let mut opts = Options { out: dir.path().join("out"), ..Default::default() };
+    opts.normalize.k8s_final_stage_only = true;
+    let s = run_with(opts, &[input]);
+    assert_eq!((s.records_read, s.rows_total(), s.filtered, s.dead_total()), (3, 1, 2, 0));
+    let rows = rows(&dir.path().join("out"), "api_activity");
+    assert_eq!(rows[0]["metadata"]["uid"], "s-1:ResponseComplete");
+}

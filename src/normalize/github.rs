@@ -197,13 +197,44 @@ impl ChangeCols {
 pub struct GitHub {
     cols: Cols,
     change: ChangeCols,
+    signature: crate::batch::columns::Slot,
+    pub(super) webhook_secret: Option<Vec<u8>>,
 }
 
 impl Default for GitHub {
     fn default() -> Self {
         let b = ColumnBatch::new(crate::ocsf::dataset_columns(Class::ApiActivity));
-        GitHub { cols: Cols::resolve(&b), change: ChangeCols::resolve(&b) }
+        GitHub {
+            cols: Cols::resolve(&b),
+            change: ChangeCols::resolve(&b),
+            signature: b.slot("trailship.signature"),
+            webhook_secret: None,
+        }
     }
+}
+
+/// Case-insensitive header lookup (GitHub's REST API and proxies differ).
+fn header<'i>(headers: Option<Val<'_, 'i>>, name: &str) -> Option<&'i str> {
+    headers?.entries().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
+}
+
+/// Checks `sha256=<hex>` against HMAC-SHA256 of `body`, in constant time.
+pub fn signature_valid(secret: &[u8], body: &[u8], header: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(hex) = header.strip_prefix("sha256=") else { return false };
+    if hex.len() != 64 {
+        return false;
+    }
+    let mut tag = [0u8; 32];
+    for (i, b) in tag.iter_mut().enumerate() {
+        match u8::from_str_radix(&hex[2 * i..2 * i + 2], 16) {
+            Ok(v) => *b = v,
+            Err(_) => return false,
+        }
+    }
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&tag).is_ok()
 }
 
 /// A JSON number or numeric string, as text (GitHub ids are numbers).
@@ -516,6 +547,28 @@ impl GitHub {
                 }
             }
             _ => {}
+        }
+
+        // The signature covers the body GitHub sent: compact JSON of the
+        // payload, which is what the delivery's payload re-serialises to.
+        let sig = header(headers, "X-Hub-Signature-256");
+        let verdict = match (&self.webhook_secret, sig) {
+            (Some(secret), Some(sig)) => {
+                let mut body = Vec::new();
+                p.write_json(&mut body);
+                if signature_valid(secret, &body, sig) {
+                    Some("valid")
+                } else {
+                    tracing::warn!(event = ev.name, delivery = guid.unwrap_or(""), "webhook signature does not match");
+                    Some("invalid")
+                }
+            }
+            (Some(_), None) if ev.delivery.is_some() => Some("absent"),
+            (None, Some(_)) => Some("unverified"),
+            _ => None,
+        };
+        if let Some(v) = verdict {
+            batch.str(self.signature, v);
         }
 
         if let Some(raw) = ctx.raw {

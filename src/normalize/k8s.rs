@@ -57,11 +57,15 @@ const MAPPED: &[&str] = &[
 
 pub struct Kubernetes {
     cols: Cols,
+    pub(super) final_stage_only: bool,
 }
 
 impl Default for Kubernetes {
     fn default() -> Self {
-        Kubernetes { cols: Cols::resolve(&ColumnBatch::new(crate::ocsf::dataset_columns(Class::ApiActivity))) }
+        Kubernetes {
+            cols: Cols::resolve(&ColumnBatch::new(crate::ocsf::dataset_columns(Class::ApiActivity))),
+            final_stage_only: false,
+        }
     }
 }
 
@@ -120,6 +124,9 @@ impl Kubernetes {
         })?;
         let audit_id = str_field("auditID")?;
         let stage = str_field("stage")?;
+        if self.final_stage_only && matches!(stage, Some("RequestReceived" | "ResponseStarted")) {
+            return Err(Rejected { reason: Reason::Filtered, detail: "not the final stage".into() });
+        }
         let time_str = str_field("stageTimestamp")?.or(str_field("requestReceivedTimestamp")?).ok_or_else(|| {
             Rejected { reason: Reason::MissingField, detail: "required field stageTimestamp is missing".into() }
         })?;

@@ -43,6 +43,14 @@ pub enum SourceKind {
     GitLab,
 }
 
+/// Per-family settings.
+#[derive(Debug, Clone, Default)]
+pub struct NormalizeOptions {
+    pub k8s_final_stage_only: bool,
+    /// Never logged; used only to check `X-Hub-Signature-256`.
+    pub github_webhook_secret: Option<Vec<u8>>,
+}
+
 /// What became of one record of an envelope (an `EventList` item, a
 /// CloudWatch Logs event): its index in the envelope, and on failure its text
 /// for the dead letter.
@@ -74,6 +82,13 @@ fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>) -> Option<Val<'t, 'i>> {
 impl Normalizer {
     pub fn new(kind: SourceKind) -> Self {
         Normalizer { kind, ..Default::default() }
+    }
+
+    /// Settings of the families that have any.
+    pub fn with_options(mut self, opts: &NormalizeOptions) -> Self {
+        self.k8s.final_stage_only = opts.k8s_final_stage_only;
+        self.github.webhook_secret = opts.github_webhook_secret.clone();
+        self
     }
 
     /// Normalises a record that may be an envelope of records: a Kubernetes

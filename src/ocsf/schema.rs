@@ -177,6 +177,7 @@ fn base(class: Class) -> Vec<Node> {
             leaf("redacted_count", Ty::Int32),
             strings("redacted_types"),
             s("redaction_key_id"),
+            s("signature"),
         ],
     ));
     v
