@@ -249,3 +249,58 @@ fn webhook_signatures_are_verified_when_a_secret_is_configured() {
     assert_eq!(find_by_uid(&rows, "good")["trailship"]["signature"], "unverified");
     assert!(find_by_uid(&rows, "none")["trailship"].get("signature").is_none());
 }
+
+#[test]
+fn audit_log_events_against_the_ocsf_reference() {
+    let dir = TempDir::new("gh-audit");
+    let s = run(dir.path(), &[fixture("ocsf-examples/github/api_activity.raw")]);
+    assert_eq!(s.rows_total(), 1);
+    let r = &rows(dir.path(), "api_activity")[0];
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("ocsf-examples/github/api_activity.ocsf")).unwrap())
+            .unwrap();
+    // Field by field, except where trailship deliberately differs:
+    // metadata.version (1.8.0 pinned), activity_name (the action for activity 99),
+    // *_dt (a timestamp column), observables and src_endpoint.location (not produced),
+    // unmapped (JSON text), and resources[].type (trailship names the resource type).
+    for (path, want) in [
+        ("class_uid", &expected["class_uid"]),
+        ("activity_id", &expected["activity_id"]),
+        ("type_uid", &expected["type_uid"]),
+        ("time", &expected["time"]),
+        ("api.operation", &expected["api"]["operation"]),
+        ("metadata.event_code", &expected["metadata"]["event_code"]),
+        ("metadata.uid", &expected["metadata"]["uid"]),
+        ("metadata.product.name", &expected["metadata"]["product"]["name"]),
+        ("metadata.product.vendor_name", &expected["metadata"]["product"]["vendor_name"]),
+        ("actor.user.name", &expected["actor"]["user"]["name"]),
+        ("actor.user.uid", &expected["actor"]["user"]["uid"]),
+        ("actor.user.email_addr", &expected["actor"]["user"]["email_addr"]),
+        ("actor.user.account.name", &expected["actor"]["user"]["account"]["name"]),
+        ("actor.user.account.uid", &expected["actor"]["user"]["account"]["uid"]),
+        ("actor.user.account.type_id", &expected["actor"]["user"]["account"]["type_id"]),
+        ("http_request.user_agent", &expected["http_request"]["user_agent"]),
+        ("src_endpoint.ip", &expected["src_endpoint"]["ip"]),
+        ("resources.0.name", &expected["resources"][0]["name"]),
+        ("resources.0.uid", &expected["resources"][0]["uid"]),
+    ] {
+        let got = path.split('.').try_fold(r, |v, k| match k.parse::<usize>() {
+            Ok(i) => v.get(i),
+            Err(_) => v.get(k),
+        });
+        assert_eq!(got, Some(want), "{path}");
+    }
+    assert_eq!(r["activity_name"], "git.push");
+    // hashed_token is GitHub's hash of a token: an identifier, kept.
+    let unmapped: Value = serde_json::from_str(r["unmapped"].as_str().unwrap()).unwrap();
+    assert_eq!(unmapped["hashed_token"], "tO8qpNGhmNe8OMdEXAMPLE");
+    // The other reference samples are audit events too, and map.
+    let dir = TempDir::new("gh-audit-all");
+    let s = run(dir.path(), &[fixture("ocsf-examples/github")]);
+    assert_eq!(s.rows_total(), 5);
+    assert_eq!(
+        s.dead_letters.get(&trailship::deadletter::Reason::UnrecognisedSource),
+        Some(&1),
+        "the .ocsf file is not an input"
+    );
+}

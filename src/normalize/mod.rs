@@ -6,6 +6,7 @@
 pub mod cloudtrail;
 pub mod cols;
 pub mod github;
+pub mod github_audit;
 pub mod gitlab;
 pub mod k8s;
 pub mod time;
@@ -68,6 +69,7 @@ pub struct Normalizer {
     k8s: k8s::Kubernetes,
     github: github::GitHub,
     gitlab: gitlab::GitLab,
+    github_audit: github_audit::GitHubAudit,
     /// For records carried as JSON text inside another (CloudWatch Logs).
     inner: Parser,
     inner_buf: Vec<u8>,
@@ -129,6 +131,7 @@ impl Normalizer {
                 k8s: &mut self.k8s,
                 github: &mut self.github,
                 gitlab: &mut self.gitlab,
+                github_audit: &mut self.github_audit,
             };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
@@ -150,6 +153,7 @@ impl Normalizer {
             k8s: &mut self.k8s,
             github: &mut self.github,
             gitlab: &mut self.gitlab,
+            github_audit: &mut self.github_audit,
         };
         route(self.kind, families, root, ctx, out)
     }
@@ -168,6 +172,7 @@ struct Families<'a> {
     k8s: &'a mut k8s::Kubernetes,
     github: &'a mut github::GitHub,
     gitlab: &'a mut gitlab::GitLab,
+    github_audit: &'a mut github_audit::GitHubAudit,
 }
 
 fn route(
@@ -190,6 +195,7 @@ fn route(
     match kind {
         SourceKind::CloudTrail => f.cloudtrail.normalize(envelope, root, ctx, out),
         SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
+        SourceKind::GitHub if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
         SourceKind::GitHub => f.github.normalize(github::event(&root).ok_or_else(not_github)?, ctx, out),
         SourceKind::GitLab => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => {
@@ -197,11 +203,13 @@ fn route(
         }
         SourceKind::Auto if k8s::is_event(&root) => f.k8s.normalize(envelope, root, ctx, out),
         SourceKind::Auto if gitlab::is_webhook(&root) => f.gitlab.normalize(envelope, root, ctx, out),
+        SourceKind::Auto if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
         SourceKind::Auto => match github::event(&root) {
             Some(ev) => f.github.normalize(ev, ctx, out),
             None => Err(Rejected {
                 reason: Reason::UnrecognisedSource,
-                detail: "not a CloudTrail record, Kubernetes audit event, GitHub or GitLab webhook".into(),
+                detail: "not a CloudTrail record, Kubernetes audit event, GitHub webhook or audit-log event, or GitLab webhook"
+                    .into(),
             }),
         },
     }

@@ -38,6 +38,7 @@ fn user(name: &'static str) -> Node {
             s("type"),
             leaf("type_id", Ty::Int32),
             s("credential_uid"),
+            s("email_addr"),
             account(),
             list_of("groups", obj("element", vec![s("name")])),
         ],

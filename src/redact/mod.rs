@@ -310,8 +310,9 @@ fn field_rule(n: &str) -> Option<&'static str> {
         return Some("secret");
     }
     // Names that describe a token rather than hold one (`subjectFromWebIdentityToken`).
-    let describes_token =
-        ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length"].iter().any(|w| n.contains(w));
+    let describes_token = ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length", "hash"]
+        .iter()
+        .any(|w| n.contains(w));
     if (n.ends_with("token") || n.ends_with("tokens"))
         && !describes_token
         && !matches!(
@@ -767,6 +768,7 @@ mod tests {
             ("PasswordResetRequired", None),
             ("PasswordUpdated", None),
             ("subjectFromWebIdentityToken", None),
+            ("hashed_token", None),
             ("webIdentityToken", Some("token")),
             ("client_secret", Some("secret")),
             ("SecretId", None),
