@@ -209,3 +209,132 @@ pub fn log_file(r: &mut Rng, first_seq: u64, n: u64) -> String {
     s.push_str("]}");
     s
 }
+
+/// Appends one Kubernetes audit event (log backend line): Metadata level for
+/// most, RequestResponse with a request object for writes.
+pub fn k8s_event(r: &mut Rng, seq: u64, out: &mut String) {
+    let verbs = ["get", "list", "watch", "create", "update", "patch", "delete"];
+    let verb = verbs[r.below(verbs.len() as u64) as usize];
+    let resource = r.pick(&["pods", "deployments", "configmaps", "services", "leases", "events"]);
+    let ns = r.pick(&["default", "kube-system", "payments", "platform"]);
+    let user = r.pick(&[
+        "system:serviceaccount:kube-system:replicaset-controller",
+        "system:node:ip-10-0-1-17.ec2.internal",
+        "alice@example.com",
+        "system:kube-scheduler",
+    ]);
+    let secs = 1_714_557_600 + seq / 200;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let write = matches!(verb, "create" | "update" | "patch");
+    let _ = write!(
+        out,
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"{}","auditID":"{}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{ns}/{resource}","verb":"{verb}","user":{{"username":"{user}","uid":"{}","groups":["system:authenticated"]}},"sourceIPs":["10.0.{}.{}"],"userAgent":"kube-controller-manager/v1.29.3 (linux/amd64) kubernetes/6813625","objectRef":{{"resource":"{resource}","namespace":"{ns}","name":"web-{}","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":{}}},"#,
+        if write { "RequestResponse" } else { "Metadata" },
+        r.uuid(),
+        r.uuid(),
+        r.below(255),
+        r.below(255),
+        r.below(1000),
+        if r.below(20) == 0 { 403 } else { 200 },
+    );
+    if write {
+        let _ = write!(
+            out,
+            r#""requestObject":{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"web-{}","namespace":"{ns}","labels":{{"app":"web","tier":"frontend"}}}},"data":{{"LOG_LEVEL":"info","FEATURE_FLAGS":"a,b,c"}}}},"#,
+            r.below(1000)
+        );
+    }
+    let _ = write!(
+        out,
+        r#""requestReceivedTimestamp":"2024-05-01T{h:02}:{m:02}:{s:02}.{:06}Z","stageTimestamp":"2024-05-01T{h:02}:{m:02}:{s:02}.{:06}Z","annotations":{{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"system:controller\""}}}}"#,
+        r.below(1_000_000),
+        r.below(1_000_000)
+    );
+}
+
+/// Appends one GitHub webhook delivery (REST API shape) with a trimmed but
+/// realistic payload: pull requests, reviews, pushes and workflow runs.
+pub fn github_delivery(r: &mut Rng, seq: u64, out: &mut String) {
+    let secs = 1_714_557_600 + seq / 20;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let t = format!("2024-05-01T{h:02}:{m:02}:{s:02}Z");
+    let repo = format!(
+        r#"{{"id":{},"node_id":"R_kgDO{}","name":"svc","full_name":"acme/svc-{}","private":true,"owner":{{"login":"acme","id":9919,"type":"Organization"}},"html_url":"https://github.com/acme/svc","default_branch":"main","updated_at":"{t}"}}"#,
+        100_000 + r.below(50),
+        r.hex(8),
+        r.below(50)
+    );
+    let sender = format!(
+        r#"{{"login":"dev{}","id":{},"node_id":"U_{}","type":"User"}}"#,
+        r.below(40),
+        5000 + r.below(40),
+        r.hex(8)
+    );
+    let n = 1 + r.below(900);
+    let pr = format!(
+        r#"{{"id":{},"number":{n},"state":"open","title":"Change {n}","html_url":"https://github.com/acme/svc/pull/{n}","user":{{"login":"dev{}","id":{}}},"draft":false,"head":{{"ref":"feature-{n}","sha":"{}"}},"base":{{"ref":"main","sha":"{}"}},"merged":false,"merge_commit_sha":null,"requested_reviewers":[{{"login":"dev{}"}}],"updated_at":"{t}","body":"Fixes #{}"}}"#,
+        1_000_000 + n,
+        r.below(40),
+        5000 + r.below(40),
+        r.hex(40),
+        r.hex(40),
+        r.below(40),
+        r.below(500)
+    );
+    let (event, payload) = match r.below(4) {
+        0 => (
+            "pull_request",
+            format!(
+                r#"{{"action":"synchronize","number":{n},"pull_request":{pr},"repository":{repo},"sender":{sender}}}"#
+            ),
+        ),
+        1 => (
+            "pull_request_review",
+            format!(
+                r#"{{"action":"submitted","review":{{"id":{},"user":{{"login":"dev{}","id":{}}},"state":"approved","commit_id":"{}","submitted_at":"{t}"}},"pull_request":{pr},"repository":{repo},"sender":{sender}}}"#,
+                r.below(1_000_000),
+                r.below(40),
+                5000 + r.below(40),
+                r.hex(40)
+            ),
+        ),
+        2 => (
+            "push",
+            format!(
+                r#"{{"ref":"refs/heads/main","before":"{}","after":"{}","created":false,"deleted":false,"forced":false,"commits":[{{"id":"{}","message":"Update deps\n\nCo-authored-by: dev{} <dev@example.com>","timestamp":"{t}","author":{{"name":"dev","email":"dev@example.com","username":"dev{}"}}}}],"head_commit":{{"id":"{}","timestamp":"{t}"}},"pusher":{{"name":"dev{}"}},"repository":{repo},"sender":{sender}}}"#,
+                r.hex(40),
+                r.hex(40),
+                r.hex(40),
+                r.below(40),
+                r.below(40),
+                r.hex(40),
+                r.below(40)
+            ),
+        ),
+        _ => (
+            "workflow_run",
+            format!(
+                r#"{{"action":"completed","workflow_run":{{"id":{},"name":"CI","path":".github/workflows/ci.yml","event":"push","head_branch":"main","head_sha":"{}","run_attempt":1,"conclusion":"{}","updated_at":"{t}"}},"repository":{repo},"sender":{sender}}}"#,
+                r.below(1_000_000_000),
+                r.hex(40),
+                if r.below(10) == 0 { "failure" } else { "success" }
+            ),
+        ),
+    };
+    let guid = r.uuid();
+    let _ = write!(
+        out,
+        r#"{{"id":{},"guid":"{guid}","delivered_at":"{t}","redelivery":false,"duration":0.31,"status":"OK","status_code":200,"event":"{event}","request":{{"headers":{{"X-GitHub-Event":"{event}","X-GitHub-Delivery":"{guid}"}},"payload":{payload}}}}}"#,
+        r.below(u64::MAX / 2)
+    );
+}
+
+/// NDJSON of `n` records made by `gen`.
+pub fn ndjson(r: &mut Rng, n: u64, make: fn(&mut Rng, u64, &mut String)) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        make(r, i, &mut s);
+        s.push('\n');
+    }
+    s
+}

@@ -1,7 +1,10 @@
 //! Writes a seeded CloudTrail corpus as CloudTrail delivers it to S3:
 //! gzip log files under `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`.
 //!
-//! `cargo run --release --example gen-corpus -- OUT_DIR [RECORDS] [PER_FILE] [SEED]`
+//! `cargo run --release --example gen-corpus -- OUT_DIR [RECORDS] [PER_FILE] [SEED] [mix]`
+//!
+//! With `mix`, also writes as many Kubernetes audit events (`k8s/*.log`, the
+//! log backend's NDJSON) and GitHub webhook deliveries (`github/*.ndjson`).
 
 #[path = "corpus.rs"]
 mod corpus;
@@ -32,6 +35,23 @@ fn main() -> std::io::Result<()> {
         gz_bytes += gz.len() as u64;
         written += n;
         file += 1;
+    }
+    if args.get(5).map(String::as_str) == Some("mix") {
+        for (dir, ext, make) in [
+            ("k8s", "log", corpus::k8s_event as fn(&mut corpus::Rng, u64, &mut String)),
+            ("github", "ndjson", corpus::github_delivery),
+        ] {
+            std::fs::create_dir_all(format!("{out}/{dir}"))?;
+            let (mut done, mut n) = (0u64, 0u64);
+            while done < records {
+                let count = per_file.min(records - done);
+                let body = corpus::ndjson(&mut rng, count, make);
+                std::fs::write(format!("{out}/{dir}/part-{n:05}.{ext}"), body)?;
+                done += count;
+                n += 1;
+            }
+            println!("{records} {dir} records in {n} files");
+        }
     }
     println!(
         "{records} records in {file} files: {:.1} MB of JSON, {:.1} MB gzip, {:.0} bytes/record",

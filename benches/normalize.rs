@@ -169,6 +169,27 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     eprintln!("corpus: {RECORDS} records, {} bytes ({} bytes/record)", input.len(), input.len() as u64 / RECORDS);
+
+    // The other families, decode + normalise + redact, one group each.
+    for (family, generate) in [
+        ("k8s_audit", corpus::k8s_event as fn(&mut corpus::Rng, u64, &mut String)),
+        ("github_webhooks", corpus::github_delivery),
+    ] {
+        let text = corpus::ndjson(&mut corpus::Rng::new(7), RECORDS, generate).into_bytes();
+        let mut g = c.benchmark_group(family);
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.sample_size(10);
+        g.bench_function("decode+normalise+redact", |b| {
+            let (mut parser, mut norm) = (Parser::default(), Normalizer::new(SourceKind::Auto));
+            let mut batcher = Batcher::new(Some(redactor.clone()));
+            b.iter(|| {
+                assert_eq!(normalise_redacted(&text, &mut parser, &mut norm, &mut batcher, Some(&redactor)), RECORDS);
+                batcher.take_all()
+            })
+        });
+        g.finish();
+        eprintln!("{family}: {RECORDS} records, {} bytes ({} bytes/record)", text.len(), text.len() as u64 / RECORDS);
+    }
 }
 
 criterion_group!(benches, bench);

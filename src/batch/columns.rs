@@ -103,17 +103,23 @@ impl LeafCol {
         self.valid.len()
     }
 
-    fn push_null(&mut self) {
-        match &mut self.values {
-            Values::Utf8 { offsets, bytes } => offsets.push(bytes.len() as i32),
-            Values::I32(v) => v.push(0),
-            Values::I64(v) => v.push(0),
-            Values::Bool(v) => v.push(false),
+    fn pad_to(&mut self, n: usize) {
+        if self.len() >= n {
+            return;
         }
-        self.valid.push(false);
+        match &mut self.values {
+            Values::Utf8 { offsets, bytes } => offsets.resize(n + 1, bytes.len() as i32),
+            Values::I32(v) => v.resize(n, 0),
+            Values::I64(v) => v.resize(n, 0),
+            Values::Bool(v) => v.resize(n, false),
+        }
+        self.valid.resize(n, false);
     }
 
     fn truncate(&mut self, n: usize) {
+        if self.len() <= n {
+            return;
+        }
         match &mut self.values {
             Values::Utf8 { offsets, bytes } => {
                 offsets.truncate(n + 1);
@@ -140,12 +146,22 @@ struct ListCol {
     valid: Vec<bool>,
 }
 
+impl ListCol {
+    /// Null (absent) entries up to row `n`.
+    fn pad_to(&mut self, n: usize) {
+        if self.valid.len() < n {
+            let last = *self.offsets.last().expect("offsets start with 0");
+            self.offsets.resize(n + 1, last);
+            self.valid.resize(n, false);
+        }
+    }
+}
+
+/// A struct column: its validity is derived from its children at `finish`.
 struct StructCol {
-    level: usize,
-    /// Columns at the same level whose presence makes this struct non-null.
+    /// Columns at the same level beneath it.
     leaves: Vec<usize>,
     lists: Vec<usize>,
-    valid: Vec<bool>,
 }
 
 /// Per level: the columns that must be null-filled when an item of it ends.
@@ -250,7 +266,7 @@ impl ColumnBatch {
             }
             Node::Struct { children, .. } => {
                 let idx = self.structs.len();
-                self.structs.push(StructCol { level, leaves: vec![], lists: vec![], valid: Vec::new() });
+                self.structs.push(StructCol { leaves: vec![], lists: vec![] });
                 self.levels[level].structs.push(idx);
                 self.paths.push((path.clone(), Handle::Struct));
                 let (mut leaves, mut lists) = (vec![], vec![]);
@@ -281,7 +297,7 @@ impl ColumnBatch {
         match item {
             Node::Struct { children, .. } => {
                 let idx = self.structs.len();
-                self.structs.push(StructCol { level, leaves: vec![], lists: vec![], valid: vec![] });
+                self.structs.push(StructCol { leaves: vec![], lists: vec![] });
                 self.levels[level].structs.push(idx);
                 let (mut leaves, mut lists) = (vec![], vec![]);
                 for c in children {
@@ -360,11 +376,15 @@ impl ColumnBatch {
         self.is_set(slot.0 as usize)
     }
 
+    /// The column of `slot`, padded with nulls up to the current row.
     #[inline]
     fn leaf_mut(&mut self, slot: Slot) -> &mut LeafCol {
         let i = slot.0 as usize;
         debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
-        &mut self.leaves[i]
+        let count = self.levels[self.leaves[i].level].count;
+        let leaf = &mut self.leaves[i];
+        leaf.pad_to(count);
+        leaf
     }
 
     fn path_of(&self, leaf: usize) -> &str {
@@ -379,7 +399,9 @@ impl ColumnBatch {
     pub fn str(&mut self, slot: Slot, v: &str) {
         let i = slot.0 as usize;
         debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
+        let count = self.levels[self.leaves[i].level].count;
         let leaf = &mut self.leaves[i];
+        leaf.pad_to(count);
         let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
         match &self.redactor {
             Some(r) if self.scan_tokens => r.scan_into(v.as_bytes(), bytes, &mut self.row_stats),
@@ -402,7 +424,9 @@ impl ColumnBatch {
     pub fn json_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>, Option<&Redactor>, &mut Stats, bool)) {
         let i = slot.0 as usize;
         debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
+        let count = self.levels[self.leaves[i].level].count;
         let leaf = &mut self.leaves[i];
+        leaf.pad_to(count);
         let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
         f(bytes, self.redactor.as_deref(), &mut self.row_stats, self.scan_tokens);
         offsets.push(bytes.len() as i32);
@@ -459,7 +483,10 @@ impl ColumnBatch {
     pub fn list_begin(&mut self, list: ListSlot) {
         let i = list.0 as usize;
         debug_assert!(!self.list_is_set(i));
-        self.lists[i].valid.push(true);
+        let count = self.levels[self.lists[i].level].count;
+        let l = &mut self.lists[i];
+        l.pad_to(count);
+        l.valid.push(true);
     }
 
     /// Ends one item of `list`; unset columns of the item become null.
@@ -485,30 +512,11 @@ impl ColumnBatch {
         self.list_end(list);
     }
 
+    /// Ends a row or item of `level`. Columns not written in it are padded
+    /// with nulls lazily (at their next write, or at `finish`), and struct
+    /// validity is derived at `finish`, so a row costs what it writes, not
+    /// what the schema holds.
     fn end_level(&mut self, level: usize) {
-        // Struct validity first: it looks at what was written before null-filling.
-        for k in 0..self.levels[level].structs.len() {
-            let s = self.levels[level].structs[k];
-            let st = &self.structs[s];
-            let valid = st.leaves.iter().any(|&l| self.is_set(l)) || st.lists.iter().any(|&l| self.list_is_set(l));
-            self.structs[s].valid.push(valid);
-        }
-        let count = self.levels[level].count;
-        for k in 0..self.levels[level].leaves.len() {
-            let l = self.levels[level].leaves[k];
-            if self.leaves[l].len() == count {
-                self.leaves[l].push_null();
-            }
-        }
-        for k in 0..self.levels[level].lists.len() {
-            let l = self.levels[level].lists[k];
-            let list = &mut self.lists[l];
-            if list.valid.len() == count {
-                let last = *list.offsets.last().unwrap();
-                list.offsets.push(last);
-                list.valid.push(false);
-            }
-        }
         self.levels[level].count += 1;
     }
 
@@ -567,12 +575,10 @@ impl ColumnBatch {
         }
         for l in &mut self.lists {
             let n = self.levels[l.level].count;
-            l.valid.truncate(n);
-            l.offsets.truncate(n + 1);
-        }
-        for s in &mut self.structs {
-            let n = self.levels[s.level].count;
-            s.valid.truncate(n);
+            if l.valid.len() > n {
+                l.valid.truncate(n);
+                l.offsets.truncate(n + 1);
+            }
         }
     }
 
@@ -599,6 +605,14 @@ impl ColumnBatch {
     /// Moves the rows written so far into a `RecordBatch` and clears the
     /// buffers, keeping their capacity for the next batch.
     pub fn finish(&mut self) -> RecordBatch {
+        for l in 0..self.leaves.len() {
+            let n = self.levels[self.leaves[l].level].count;
+            self.leaves[l].pad_to(n);
+        }
+        for l in 0..self.lists.len() {
+            let n = self.levels[self.lists[l].level].count;
+            self.lists[l].pad_to(n);
+        }
         let mut next_leaf = 0;
         let mut next_list = 0;
         let mut next_struct = 0;
@@ -622,9 +636,6 @@ impl ColumnBatch {
             l.valid.clear();
             l.offsets.truncate(1);
         }
-        for s in &mut self.structs {
-            s.valid.clear();
-        }
         for lvl in &mut self.levels {
             lvl.count = 0;
             lvl.count_at_row_start = 0;
@@ -646,11 +657,22 @@ impl ColumnBatch {
                 leaf_array(l)
             }
             Node::Struct { children, .. } => {
-                let s = *next_struct;
                 *next_struct += 1;
                 let arrays: Vec<ArrayRef> =
                     children.iter().map(|c| self.build(c, next_leaf, next_list, next_struct)).collect();
-                let nulls = nulls(&self.structs[s].valid);
+                // A struct is present where anything beneath it is.
+                let nulls = arrays.iter().try_fold(None::<BooleanBuffer>, |acc, a| {
+                    let v = a.nulls()?.inner().clone();
+                    Some(Some(match acc {
+                        None => v,
+                        Some(acc) => &acc | &v,
+                    }))
+                });
+                let nulls = match nulls {
+                    // Some child is valid everywhere (or there are no rows).
+                    None | Some(None) => None,
+                    Some(Some(v)) => Some(NullBuffer::new(v)).filter(|n| n.null_count() > 0),
+                };
                 Arc::new(
                     StructArray::try_new(children_fields(children), arrays, nulls)
                         .expect("struct children have equal lengths"),
