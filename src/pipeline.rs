@@ -231,6 +231,8 @@ impl<'o> Stages<'o> {
                                 index,
                                 repairs: p.repairs,
                                 raw: keep_raw.then_some(raw.as_str()),
+                                headers: &[],
+                                body: None,
                             };
                             let repaired = p.repairs.utf8_replaced;
                             match normalizer.expand(p.root, &ctx, batcher) {

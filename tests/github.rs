@@ -304,3 +304,56 @@ fn audit_log_events_against_the_ocsf_reference() {
         "the .ocsf file is not an input"
     );
 }
+
+/// The entry point the Kafka source will use: the payload is the message
+/// value, the event name, delivery id and signature travel in headers, and
+/// the signature is checked over the value's exact bytes.
+#[test]
+fn payloads_with_transport_headers() {
+    use hmac::{Hmac, Mac};
+    use trailship::batch::Batcher;
+    use trailship::decode::json::Parser;
+    use trailship::normalize::{Ctx, NormalizeOptions, Normalizer, SourceKind};
+
+    let secret = b"kafka-secret";
+    // Pretty-printed: a re-serialisation would not match, the exact bytes do.
+    let value = serde_json::to_vec_pretty(&payload("pull_request_review/submitted.payload.json")).unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap();
+    mac.update(&value);
+    let sig = format!("sha256={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let opts = NormalizeOptions { github_webhook_secret: Some(secret.to_vec()), ..Default::default() };
+    let mut norm = Normalizer::new(SourceKind::GitHub).with_options(&opts);
+    let (mut parser, mut batcher) = (Parser::default(), Batcher::default());
+    for (i, tamper) in [false, true].into_iter().enumerate() {
+        let mut body = value.clone();
+        if tamper {
+            let at = body.iter().position(|b| *b == b'C').unwrap();
+            body[at] = b'X'; // "Codertocat" → "Xodertocat"
+        }
+        let headers = [
+            ("x-github-event", "pull_request_review"),
+            ("X-GitHub-Delivery", if tamper { "d-2" } else { "d-1" }),
+            ("X-Hub-Signature-256", sig.as_str()),
+        ];
+        let exact = body.clone();
+        let mut bytes = body;
+        let r = parser.parse(&mut bytes, |p| {
+            let p = p.unwrap();
+            let ctx = Ctx {
+                source_file: "kafka:github/0",
+                index: i as u64,
+                repairs: p.repairs,
+                raw: None,
+                headers: &headers,
+                body: Some(&exact),
+            };
+            norm.normalize(p.root, &ctx, &mut batcher)
+        });
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let rows: Vec<Value> = batcher.take_all().iter().flat_map(|(_, b)| batch_to_json(b)).collect();
+    let good = find_by_uid(&rows, "d-1");
+    assert_eq!(good["metadata"]["event_code"], "pull_request_review");
+    assert_eq!(good["trailship"]["signature"], "valid");
+    assert_eq!(find_by_uid(&rows, "d-2")["trailship"]["signature"], "invalid");
+}

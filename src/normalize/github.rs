@@ -19,15 +19,15 @@ use crate::decode::json::Val;
 use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
 
 /// A GitHub event found in a record.
-pub struct Event<'t, 'i> {
-    pub name: &'i str,
+pub struct Event<'t, 'i, 'n> {
+    pub name: &'n str,
     pub payload: Val<'t, 'i>,
     /// The delivery around the payload, when the input carries one.
     pub delivery: Option<Val<'t, 'i>>,
 }
 
 /// Recognises a delivery or a bare payload.
-pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i>> {
+pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
     if let (Some(name), Some(payload)) =
         (root.get_str("event"), root.get("request").and_then(|r| r.get("payload")).filter(|p| p.is_object()))
     {
@@ -40,6 +40,18 @@ pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i>> {
         payload: *root,
         delivery: None,
     })
+}
+
+/// Like [`event`], but a payload carried with transport headers (a Kafka
+/// message) takes its event name from `X-GitHub-Event`.
+pub fn event_with_headers<'t, 'i: 'c, 'c>(root: &Val<'t, 'i>, ctx: &'c Ctx<'c>) -> Option<Event<'t, 'i, 'c>> {
+    let found = event(root);
+    match (ctx.header("X-GitHub-Event"), found) {
+        // The header names the event: trust it over inference.
+        (Some(name), Some(ev)) if ev.delivery.is_none() => Some(Event { name, payload: ev.payload, delivery: None }),
+        (Some(name), None) if root.is_object() => Some(Event { name, payload: *root, delivery: None }),
+        (_, found) => found.map(|ev| Event { name: ev.name, payload: ev.payload, delivery: ev.delivery }),
+    }
 }
 
 /// The event name of a bare payload, from the members GitHub sends with it.
@@ -306,7 +318,7 @@ fn activity(event: &str, action: Option<&str>, p: &Val<'_, '_>) -> i32 {
 }
 
 impl GitHub {
-    pub fn normalize(&mut self, ev: Event<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
+    pub fn normalize(&mut self, ev: Event<'_, '_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
         let p = ev.payload;
         let action = p.get_str("action").or_else(|| ev.delivery.and_then(|d| d.get_str("action")));
         let pr = p.get("pull_request").filter(|v| v.is_object());
@@ -410,7 +422,8 @@ impl GitHub {
         let guid = ev
             .delivery
             .and_then(|d| d.get_str("guid"))
-            .or_else(|| headers.and_then(|h| h.get_str("X-GitHub-Delivery")));
+            .or_else(|| header(headers, "X-GitHub-Delivery"))
+            .or_else(|| ctx.header("X-GitHub-Delivery"));
         if let Some(g) = guid {
             batch.str(c.md_uid, g);
             batch.str(c.md_original_event_uid, g);
@@ -551,11 +564,17 @@ impl GitHub {
 
         // The signature covers the body GitHub sent: compact JSON of the
         // payload, which is what the delivery's payload re-serialises to.
-        let sig = header(headers, "X-Hub-Signature-256");
+        let sig = header(headers, "X-Hub-Signature-256").or_else(|| ctx.header("X-Hub-Signature-256"));
+        let transported = !ctx.headers.is_empty();
         let verdict = match (&self.webhook_secret, sig) {
             (Some(secret), Some(sig)) => {
+                // A message value is the body exactly as GitHub sent it; a
+                // REST delivery's payload is re-serialised compactly.
                 let mut body = Vec::new();
-                p.write_json(&mut body);
+                match (ctx.body, ev.delivery) {
+                    (Some(raw), None) => body.extend_from_slice(raw),
+                    _ => p.write_json(&mut body),
+                }
                 if signature_valid(secret, &body, sig) {
                     Some("valid")
                 } else {
@@ -563,7 +582,7 @@ impl GitHub {
                     Some("invalid")
                 }
             }
-            (Some(_), None) if ev.delivery.is_some() => Some("absent"),
+            (Some(_), None) if ev.delivery.is_some() || transported => Some("absent"),
             (None, Some(_)) => Some("unverified"),
             _ => None,
         };

@@ -23,6 +23,20 @@ pub struct Ctx<'a> {
     pub repairs: Repairs,
     /// The record's original text, when `raw_data` is enabled.
     pub raw: Option<&'a str>,
+    /// Transport metadata that travels beside the record, such as Kafka
+    /// message headers (`X-GitHub-Event`, `X-GitHub-Delivery`,
+    /// `X-Hub-Signature-256`). Empty for files.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The record's exact bytes as received, where a signature covers them
+    /// (a webhook body carried as a message value).
+    pub body: Option<&'a [u8]>,
+}
+
+impl Ctx<'_> {
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
 }
 
 /// A record that cannot become a row.
@@ -196,7 +210,10 @@ fn route(
         SourceKind::CloudTrail => f.cloudtrail.normalize(envelope, root, ctx, out),
         SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
         SourceKind::GitHub if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
-        SourceKind::GitHub => f.github.normalize(github::event(&root).ok_or_else(not_github)?, ctx, out),
+        SourceKind::GitHub => {
+            let ev = github::event_with_headers(&root, ctx).ok_or_else(not_github)?;
+            f.github.normalize(ev, ctx, out)
+        }
         SourceKind::GitLab => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => {
             f.cloudtrail.normalize(envelope, root, ctx, out)
@@ -204,7 +221,7 @@ fn route(
         SourceKind::Auto if k8s::is_event(&root) => f.k8s.normalize(envelope, root, ctx, out),
         SourceKind::Auto if gitlab::is_webhook(&root) => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
-        SourceKind::Auto => match github::event(&root) {
+        SourceKind::Auto => match github::event_with_headers(&root, ctx) {
             Some(ev) => f.github.normalize(ev, ctx, out),
             None => Err(Rejected {
                 reason: Reason::UnrecognisedSource,
