@@ -10,12 +10,12 @@ use std::net::IpAddr;
 
 use super::cols::{Cols, UserCols};
 use super::time::{event_day, parse_rfc3339_ms};
-use super::{Ctx, Rejected};
+use super::{Ctx, Rejected, row};
 use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
 use crate::decode::json::{Val, write_str};
-use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// Top-level CloudTrail fields trailship maps. The discriminant is a bit in
 /// the "consumed" mask that decides what goes to `unmapped`.
@@ -393,24 +393,7 @@ impl CloudTrail {
             _ => 1,
         };
 
-        let activity_caption = class.activity_caption(activity_id).unwrap_or("Other");
-        batch.i32(c.class_uid, class.uid());
-        batch.str(c.class_name, class.name());
-        batch.i32(c.category_uid, class.category_uid());
-        batch.str(c.category_name, class.category_name());
-        batch.i32(c.activity_id, activity_id);
-        // OCSF: with activity 99 the source's own verb names the activity.
-        batch.str(c.activity_name, if activity_id == 99 { name } else { activity_caption });
-        batch.i64(c.type_uid, class.uid() as i64 * 100 + activity_id as i64);
-        batch.str_with(c.type_name, |b| {
-            b.extend_from_slice(class.name().as_bytes());
-            b.extend_from_slice(b": ");
-            b.extend_from_slice(activity_caption.as_bytes());
-        });
-        batch.i32(c.severity_id, 1);
-        batch.str(c.severity, severity_caption(1));
-        batch.i64(c.time, time);
-        batch.i64(c.time_dt, time);
+        row::header(batch, c, class, activity_id, name, time);
         batch.i32(c.status_id, status_id);
         batch.str(c.status, status_caption(status_id));
         if let Some(code) = error_code {
@@ -680,30 +663,9 @@ impl CloudTrail {
                 buf.push(b'}');
             });
         }
-        if let Some(raw) = ctx.raw {
-            // With redaction on, the record is re-serialised through it: the
-            // original bytes could hold secrets that only structure reveals.
-            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
-        }
-        batch.str(c.ts_source_file, ctx.source_file);
-        batch.i64(c.ts_source_index, ctx.index as i64);
-        if ctx.repairs.utf8_replaced || !rec.wrong_types.is_empty() {
-            batch.list_begin(c.ts_repairs);
-            if ctx.repairs.utf8_replaced {
-                batch.str(c.ts_repair, "utf8_replaced");
-                batch.item_end(c.ts_repairs);
-            }
-            for w in &rec.wrong_types {
-                batch.str_with(c.ts_repair, |b| {
-                    b.extend_from_slice(b"wrong_type:");
-                    b.extend_from_slice(w.as_bytes());
-                });
-                batch.item_end(c.ts_repairs);
-            }
-            batch.list_end(c.ts_repairs);
-        }
-        debug_assert_eq!(batch.missing_required(), None);
-        batch.end_row();
+        let notes: Vec<String> = rec.wrong_types.iter().map(|w| format!("wrong_type:{w}")).collect();
+        let notes: Vec<&str> = notes.iter().map(String::as_str).collect();
+        row::finish(batch, c, ctx, &envelope, &notes);
         Ok(class)
     }
 }

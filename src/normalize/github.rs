@@ -10,13 +10,14 @@
 //! streaming source.)
 
 use super::cols::Cols;
+use super::row::{self, id_text};
 use super::time::{event_day, parse_rfc3339_ms};
 use super::{Ctx, Rejected};
 use crate::batch::columns::{ColumnBatch, ListSlot, Slot};
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
 use crate::decode::json::Val;
-use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// A GitHub event found in a record.
 pub struct Event<'t, 'i, 'n> {
@@ -249,17 +250,6 @@ pub fn signature_valid(secret: &[u8], body: &[u8], header: &str) -> bool {
     mac.verify_slice(&tag).is_ok()
 }
 
-/// A JSON number or numeric string, as text (GitHub ids are numbers).
-fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
-    let v = v?;
-    match v.node() {
-        simd_json::Node::Static(simd_json::StaticNode::I64(n)) => Some(n.to_string()),
-        simd_json::Node::Static(simd_json::StaticNode::U64(n)) => Some(n.to_string()),
-        simd_json::Node::String(s) if !s.is_empty() => Some(s.to_string()),
-        _ => None,
-    }
-}
-
 /// RFC 3339 text or epoch seconds (push payloads use both).
 fn time_of(v: Option<Val<'_, '_>>) -> Option<i64> {
     let v = v?;
@@ -369,22 +359,7 @@ impl GitHub {
         let (c, ch) = (&self.cols, &self.change);
 
         let activity_id = activity(ev.name, action, &p);
-        let caption = Class::ApiActivity.activity_caption(activity_id).unwrap_or("Other");
-        batch.i32(c.class_uid, 6003);
-        batch.str(c.class_name, Class::ApiActivity.name());
-        batch.i32(c.category_uid, 6);
-        batch.str(c.category_name, Class::ApiActivity.category_name());
-        batch.i32(c.activity_id, activity_id);
-        batch.str(c.activity_name, caption);
-        batch.i64(c.type_uid, 600_300 + activity_id as i64);
-        batch.str_with(c.type_name, |b| {
-            b.extend_from_slice(b"API Activity: ");
-            b.extend_from_slice(caption.as_bytes());
-        });
-        batch.i32(c.severity_id, 1);
-        batch.str(c.severity, severity_caption(1));
-        batch.i64(c.time, time);
-        batch.i64(c.time_dt, time);
+        row::header(batch, c, Class::ApiActivity, activity_id, ev.name, time);
 
         // Outcome-bearing events follow their outcome; the rest succeeded.
         let outcome = match ev.name {
@@ -590,19 +565,8 @@ impl GitHub {
             batch.str(self.signature, v);
         }
 
-        if let Some(raw) = ctx.raw {
-            let envelope = ev.delivery.unwrap_or(p);
-            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
-        }
-        batch.str(c.ts_source_file, ctx.source_file);
-        batch.i64(c.ts_source_index, ctx.index as i64);
-        let notes: Vec<&str> =
-            [ctx.repairs.utf8_replaced.then_some("utf8_replaced"), time_note].into_iter().flatten().collect();
-        if !notes.is_empty() {
-            batch.list_str(c.ts_repairs, c.ts_repair, notes.iter().copied());
-        }
-        debug_assert_eq!(batch.missing_required(), None);
-        batch.end_row();
+        let envelope = ev.delivery.unwrap_or(p);
+        row::finish(batch, c, ctx, &envelope, time_note.as_slice());
         Ok(Class::ApiActivity)
     }
 

@@ -8,13 +8,14 @@ use std::net::IpAddr;
 
 use super::cols::Cols;
 use super::github::ChangeCols;
+use super::row::{self, id_text};
 use super::time::event_day;
 use super::{Ctx, Rejected};
 use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
-use crate::decode::json::{Val, write_str};
-use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+use crate::decode::json::Val;
+use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// An audit-log event: a dotted `action`, an `actor` and a millisecond time.
 pub fn is_event(root: &Val<'_, '_>) -> bool {
@@ -53,13 +54,6 @@ fn number(v: Option<Val<'_, '_>>) -> Option<i64> {
     }
 }
 
-fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
-    match v?.node() {
-        simd_json::Node::String(s) if !s.is_empty() => Some(s.to_string()),
-        _ => number(v).map(|n| n.to_string()),
-    }
-}
-
 pub struct GitHubAudit {
     cols: Cols,
     change: ChangeCols,
@@ -92,22 +86,7 @@ impl GitHubAudit {
             Some("remove") => 4,
             _ => 99,
         };
-        let caption = Class::ApiActivity.activity_caption(activity_id).unwrap_or("Other");
-        batch.i32(c.class_uid, 6003);
-        batch.str(c.class_name, Class::ApiActivity.name());
-        batch.i32(c.category_uid, 6);
-        batch.str(c.category_name, Class::ApiActivity.category_name());
-        batch.i32(c.activity_id, activity_id);
-        batch.str(c.activity_name, if activity_id == 99 { action } else { caption });
-        batch.i64(c.type_uid, 600_300 + activity_id as i64);
-        batch.str_with(c.type_name, |b| {
-            b.extend_from_slice(b"API Activity: ");
-            b.extend_from_slice(caption.as_bytes());
-        });
-        batch.i32(c.severity_id, 1);
-        batch.str(c.severity, severity_caption(1));
-        batch.i64(c.time, time);
-        batch.i64(c.time_dt, time);
+        row::header(batch, c, Class::ApiActivity, activity_id, action, time);
         batch.i32(c.status_id, 1);
         batch.str(c.status, status_caption(1));
 
@@ -187,33 +166,8 @@ impl GitHubAudit {
         }
 
         let unmapped: Vec<_> = p.entries().filter(|(k, _)| !MAPPED.contains(k)).collect();
-        if !unmapped.is_empty() {
-            batch.json_with(c.unmapped, |buf, red, stats, tokens| {
-                buf.push(b'{');
-                for (i, (k, v)) in unmapped.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    write_str(k, buf);
-                    buf.push(b':');
-                    match red {
-                        Some(r) => r.write_member(k, v, buf, stats, tokens),
-                        None => v.write_json(buf),
-                    }
-                }
-                buf.push(b'}');
-            });
-        }
-        if let Some(raw) = ctx.raw {
-            if batch.redacting() { batch.json(c.raw_data, &p) } else { batch.str(c.raw_data, raw) }
-        }
-        batch.str(c.ts_source_file, ctx.source_file);
-        batch.i64(c.ts_source_index, ctx.index as i64);
-        if ctx.repairs.utf8_replaced {
-            batch.list_str(c.ts_repairs, c.ts_repair, ["utf8_replaced"]);
-        }
-        debug_assert_eq!(batch.missing_required(), None);
-        batch.end_row();
+        row::members_json(batch, c.unmapped, &unmapped);
+        row::finish(batch, c, ctx, &p, &[]);
         Ok(Class::ApiActivity)
     }
 }

@@ -4,13 +4,14 @@
 
 use super::cols::Cols;
 use super::github::ChangeCols;
+use super::row::{self, id_text};
 use super::time::{event_day, parse_rfc3339_ms};
 use super::{Ctx, Rejected};
 use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
 use crate::decode::json::Val;
-use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// A GitLab webhook body: `object_kind` (or the system hook's `event_name`)
 /// with a project.
@@ -37,15 +38,6 @@ pub fn parse_time(s: &str) -> Option<i64> {
 
 fn time_of(v: Option<Val<'_, '_>>) -> Option<i64> {
     v.and_then(|v| v.as_str()).and_then(parse_time)
-}
-
-fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
-    match v?.node() {
-        simd_json::Node::Static(simd_json::StaticNode::I64(n)) => Some(n.to_string()),
-        simd_json::Node::Static(simd_json::StaticNode::U64(n)) => Some(n.to_string()),
-        simd_json::Node::String(s) if !s.is_empty() => Some(s.to_string()),
-        _ => None,
-    }
 }
 
 pub struct GitLab {
@@ -115,22 +107,7 @@ impl GitLab {
             (_, Some("delete" | "deleted" | "destroy")) => 4,
             _ => 3,
         };
-        let caption = Class::ApiActivity.activity_caption(activity_id).unwrap_or("Other");
-        batch.i32(c.class_uid, 6003);
-        batch.str(c.class_name, Class::ApiActivity.name());
-        batch.i32(c.category_uid, 6);
-        batch.str(c.category_name, Class::ApiActivity.category_name());
-        batch.i32(c.activity_id, activity_id);
-        batch.str(c.activity_name, caption);
-        batch.i64(c.type_uid, 600_300 + activity_id as i64);
-        batch.str_with(c.type_name, |b| {
-            b.extend_from_slice(b"API Activity: ");
-            b.extend_from_slice(caption.as_bytes());
-        });
-        batch.i32(c.severity_id, 1);
-        batch.str(c.severity, severity_caption(1));
-        batch.i64(c.time, time);
-        batch.i64(c.time_dt, time);
+        row::header(batch, c, Class::ApiActivity, activity_id, kind, time);
         let status_id = match (kind, action) {
             ("pipeline" | "deployment" | "build", Some("success")) => 1,
             ("pipeline" | "deployment" | "build", Some("failed" | "canceled" | "canceling")) => 2,
@@ -310,16 +287,7 @@ impl GitLab {
             _ => {}
         }
 
-        if let Some(raw) = ctx.raw {
-            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
-        }
-        batch.str(c.ts_source_file, ctx.source_file);
-        batch.i64(c.ts_source_index, ctx.index as i64);
-        if ctx.repairs.utf8_replaced {
-            batch.list_str(c.ts_repairs, c.ts_repair, ["utf8_replaced"]);
-        }
-        debug_assert_eq!(batch.missing_required(), None);
-        batch.end_row();
+        row::finish(batch, c, ctx, &envelope, &[]);
         Ok(Class::ApiActivity)
     }
 }

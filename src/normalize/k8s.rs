@@ -10,12 +10,12 @@ use std::net::IpAddr;
 
 use super::cols::Cols;
 use super::time::{event_day, parse_rfc3339_ms};
-use super::{Ctx, Rejected};
+use super::{Ctx, Rejected, row};
 use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
-use crate::decode::json::{Val, write_str};
-use crate::ocsf::{Class, OCSF_VERSION, severity_caption, status_caption};
+use crate::decode::json::Val;
+use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// An audit `Event` (the log backend's lines, or an `EventList` item).
 /// Older clusters (audit.k8s.io/v1beta1 era) wrote no `apiVersion`.
@@ -144,22 +144,7 @@ impl Kubernetes {
         let c = &self.cols;
 
         let activity_id = activity(verb);
-        let caption = Class::ApiActivity.activity_caption(activity_id).unwrap_or("Other");
-        batch.i32(c.class_uid, 6003);
-        batch.str(c.class_name, Class::ApiActivity.name());
-        batch.i32(c.category_uid, 6);
-        batch.str(c.category_name, Class::ApiActivity.category_name());
-        batch.i32(c.activity_id, activity_id);
-        batch.str(c.activity_name, if activity_id == 99 { verb } else { caption });
-        batch.i64(c.type_uid, 600_300 + activity_id as i64);
-        batch.str_with(c.type_name, |b| {
-            b.extend_from_slice(b"API Activity: ");
-            b.extend_from_slice(caption.as_bytes());
-        });
-        batch.i32(c.severity_id, 1);
-        batch.str(c.severity, severity_caption(1));
-        batch.i64(c.time, time);
-        batch.i64(c.time_dt, time);
+        row::header(batch, c, Class::ApiActivity, activity_id, verb, time);
 
         let status = root.get("responseStatus").filter(|s| s.is_object());
         let code = status.and_then(|s| s.get("code")).and_then(|c| match c.node() {
@@ -347,33 +332,8 @@ impl Kubernetes {
                     || (*k == "user" && extra.is_some())
             })
             .collect();
-        if !unmapped.is_empty() {
-            batch.json_with(c.unmapped, |buf, red, stats, tokens| {
-                buf.push(b'{');
-                for (i, (k, v)) in unmapped.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    write_str(k, buf);
-                    buf.push(b':');
-                    match red {
-                        Some(r) => r.write_member(k, v, buf, stats, tokens),
-                        None => v.write_json(buf),
-                    }
-                }
-                buf.push(b'}');
-            });
-        }
-        if let Some(raw) = ctx.raw {
-            if batch.redacting() { batch.json(c.raw_data, &envelope) } else { batch.str(c.raw_data, raw) }
-        }
-        batch.str(c.ts_source_file, ctx.source_file);
-        batch.i64(c.ts_source_index, ctx.index as i64);
-        if ctx.repairs.utf8_replaced {
-            batch.list_str(c.ts_repairs, c.ts_repair, ["utf8_replaced"]);
-        }
-        debug_assert_eq!(batch.missing_required(), None);
-        batch.end_row();
+        row::members_json(batch, c.unmapped, &unmapped);
+        row::finish(batch, c, ctx, &envelope, &[]);
         Ok(Class::ApiActivity)
     }
 }

@@ -9,6 +9,7 @@ pub mod github;
 pub mod github_audit;
 pub mod gitlab;
 pub mod k8s;
+mod row;
 pub mod time;
 
 use crate::batch::Batcher;
