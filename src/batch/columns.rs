@@ -131,10 +131,6 @@ impl LeafCol {
         }
         self.valid.truncate(n);
     }
-
-    fn clear(&mut self) {
-        self.truncate(0);
-    }
 }
 
 struct ListCol {
@@ -157,21 +153,11 @@ impl ListCol {
     }
 }
 
-/// A struct column: its validity is derived from its children at `finish`.
-struct StructCol {
-    /// Columns at the same level beneath it.
-    leaves: Vec<usize>,
-    lists: Vec<usize>,
-}
-
-/// Per level: the columns that must be null-filled when an item of it ends.
+/// Rows (level 0) or items of one list (level > 0) written so far.
 #[derive(Default)]
 struct Level {
     count: usize,
     count_at_row_start: usize,
-    leaves: Vec<usize>,
-    lists: Vec<usize>,
-    structs: Vec<usize>,
 }
 
 /// A batch of rows for one dataset, built column by column.
@@ -180,7 +166,6 @@ pub struct ColumnBatch {
     schema: SchemaRef,
     leaves: Vec<LeafCol>,
     lists: Vec<ListCol>,
-    structs: Vec<StructCol>,
     levels: Vec<Level>,
     paths: Vec<(String, Handle)>,
     redactor: Option<Arc<Redactor>>,
@@ -208,7 +193,6 @@ impl ColumnBatch {
             schema,
             leaves: Vec::new(),
             lists: Vec::new(),
-            structs: Vec::new(),
             levels: vec![Level::default()],
             paths: Vec::new(),
             redactor: None,
@@ -247,81 +231,48 @@ impl ColumnBatch {
         self.scan_tokens = on;
     }
 
-    /// Registers `node` and returns the (leaf, list) columns it contributes at `level`.
-    fn register(&mut self, node: &Node, prefix: &str, level: usize) -> (Vec<usize>, Vec<usize>) {
+    /// Registers `node`'s columns at `level`, addressed by dotted path.
+    /// (Structs have no buffers: their validity is derived at `finish`.)
+    fn register(&mut self, node: &Node, prefix: &str, level: usize) {
         let path = if prefix.is_empty() { node.name().to_string() } else { format!("{prefix}.{}", node.name()) };
         match node {
-            Node::Leaf { ty, .. } => {
-                let values = match ty {
-                    Ty::Utf8 => Values::Utf8 { offsets: vec![0], bytes: Vec::new() },
-                    Ty::Int32 => Values::I32(Vec::new()),
-                    Ty::Int64 | Ty::TimestampMs => Values::I64(Vec::new()),
-                    Ty::Bool => Values::Bool(Vec::new()),
-                };
-                let idx = self.leaves.len();
-                self.leaves.push(LeafCol { ty: *ty, level, values, valid: Vec::new() });
-                self.levels[level].leaves.push(idx);
-                self.paths.push((path, Handle::Leaf(idx)));
-                (vec![idx], vec![])
-            }
+            Node::Leaf { ty, .. } => self.push_leaf(*ty, level, path),
             Node::Struct { children, .. } => {
-                let idx = self.structs.len();
-                self.structs.push(StructCol { leaves: vec![], lists: vec![] });
-                self.levels[level].structs.push(idx);
                 self.paths.push((path.clone(), Handle::Struct));
-                let (mut leaves, mut lists) = (vec![], vec![]);
                 for c in children {
-                    let (l, li) = self.register(c, &path, level);
-                    leaves.extend(l);
-                    lists.extend(li);
+                    self.register(c, &path, level);
                 }
-                self.structs[idx].leaves = leaves.clone();
-                self.structs[idx].lists = lists.clone();
-                (leaves, lists)
             }
             Node::List { item, .. } => {
                 let idx = self.lists.len();
                 let item_level = self.levels.len();
                 self.levels.push(Level::default());
                 self.lists.push(ListCol { level, item_level, offsets: vec![0], valid: Vec::new() });
-                self.levels[level].lists.push(idx);
                 self.paths.push((path.clone(), Handle::List(idx)));
-                // Items of a list of scalars are addressed by the list's own path.
-                self.register_item(item, &path, item_level);
-                (vec![], vec![idx])
+                match &**item {
+                    // The item struct's fields are addressed under the list's path.
+                    Node::Struct { children, .. } => {
+                        for c in children {
+                            self.register(c, &path, item_level);
+                        }
+                    }
+                    // Items of a list of scalars are addressed as `list[]`.
+                    Node::Leaf { ty, .. } => self.push_leaf(*ty, item_level, format!("{path}[]")),
+                    Node::List { .. } => unreachable!("lists of lists are not used by OCSF datasets"),
+                }
             }
         }
     }
 
-    fn register_item(&mut self, item: &Node, list_path: &str, level: usize) {
-        match item {
-            Node::Struct { children, .. } => {
-                let idx = self.structs.len();
-                self.structs.push(StructCol { leaves: vec![], lists: vec![] });
-                self.levels[level].structs.push(idx);
-                let (mut leaves, mut lists) = (vec![], vec![]);
-                for c in children {
-                    let (l, li) = self.register(c, list_path, level);
-                    leaves.extend(l);
-                    lists.extend(li);
-                }
-                self.structs[idx].leaves = leaves;
-                self.structs[idx].lists = lists;
-            }
-            Node::Leaf { ty, .. } => {
-                let values = match ty {
-                    Ty::Utf8 => Values::Utf8 { offsets: vec![0], bytes: Vec::new() },
-                    Ty::Int32 => Values::I32(Vec::new()),
-                    Ty::Int64 | Ty::TimestampMs => Values::I64(Vec::new()),
-                    Ty::Bool => Values::Bool(Vec::new()),
-                };
-                let idx = self.leaves.len();
-                self.leaves.push(LeafCol { ty: *ty, level, values, valid: Vec::new() });
-                self.levels[level].leaves.push(idx);
-                self.paths.push((format!("{list_path}[]"), Handle::Leaf(idx)));
-            }
-            Node::List { .. } => unreachable!("lists of lists are not used by OCSF datasets"),
-        }
+    fn push_leaf(&mut self, ty: Ty, level: usize, path: String) {
+        let values = match ty {
+            Ty::Utf8 => Values::Utf8 { offsets: vec![0], bytes: Vec::new() },
+            Ty::Int32 => Values::I32(Vec::new()),
+            Ty::Int64 | Ty::TimestampMs => Values::I64(Vec::new()),
+            Ty::Bool => Values::Bool(Vec::new()),
+        };
+        self.paths.push((path, Handle::Leaf(self.leaves.len())));
+        self.leaves.push(LeafCol { ty, level, values, valid: Vec::new() });
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -397,18 +348,10 @@ impl ColumnBatch {
     /// Writes a string, with every secret in it redacted.
     #[inline]
     pub fn str(&mut self, slot: Slot, v: &str) {
-        let i = slot.0 as usize;
-        debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
-        let count = self.levels[self.leaves[i].level].count;
-        let leaf = &mut self.leaves[i];
-        leaf.pad_to(count);
-        let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
-        match &self.redactor {
-            Some(r) if self.scan_tokens => r.scan_into(v.as_bytes(), bytes, &mut self.row_stats),
-            _ => bytes.extend_from_slice(v.as_bytes()),
-        }
-        offsets.push(bytes.len() as i32);
-        leaf.valid.push(true);
+        self.json_with(slot, |buf, r, stats, tokens| match r {
+            Some(r) if tokens => r.scan_into(v.as_bytes(), buf, stats),
+            _ => buf.extend_from_slice(v.as_bytes()),
+        });
     }
 
     /// Writes a JSON value as text, redacted by structure and content.
@@ -419,8 +362,10 @@ impl ColumnBatch {
         });
     }
 
-    /// Writes JSON text built by `f`, which is handed the redactor (if any),
-    /// the row's stats and the token flag, and must route every value through it.
+    /// Writes text built by `f` into a Utf8 column. `f` is handed the
+    /// redactor (if any), the row's stats and the token flag, and must route
+    /// every value through the redactor.
+    #[inline]
     pub fn json_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>, Option<&Redactor>, &mut Stats, bool)) {
         let i = slot.0 as usize;
         debug_assert!(!self.is_set(i), "column {} written twice in one row", self.path_of(i));
@@ -615,11 +560,10 @@ impl ColumnBatch {
         }
         let mut next_leaf = 0;
         let mut next_list = 0;
-        let mut next_struct = 0;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.root.len());
         let root = std::mem::take(&mut self.root);
         for node in &root {
-            columns.push(self.build(node, &mut next_leaf, &mut next_list, &mut next_struct));
+            columns.push(self.build(node, &mut next_leaf, &mut next_list));
         }
         self.root = root;
         let rows = self.rows();
@@ -629,9 +573,7 @@ impl ColumnBatch {
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .expect("column builder produced arrays that match its own schema");
-        for l in &mut self.leaves {
-            l.clear();
-        }
+        // `leaf_array` already handed each leaf's buffers to Arrow and left it empty.
         for l in &mut self.lists {
             l.valid.clear();
             l.offsets.truncate(1);
@@ -643,13 +585,7 @@ impl ColumnBatch {
         batch
     }
 
-    fn build(
-        &mut self,
-        node: &Node,
-        next_leaf: &mut usize,
-        next_list: &mut usize,
-        next_struct: &mut usize,
-    ) -> ArrayRef {
+    fn build(&mut self, node: &Node, next_leaf: &mut usize, next_list: &mut usize) -> ArrayRef {
         match node {
             Node::Leaf { .. } => {
                 let l = &mut self.leaves[*next_leaf];
@@ -657,9 +593,7 @@ impl ColumnBatch {
                 leaf_array(l)
             }
             Node::Struct { children, .. } => {
-                *next_struct += 1;
-                let arrays: Vec<ArrayRef> =
-                    children.iter().map(|c| self.build(c, next_leaf, next_list, next_struct)).collect();
+                let arrays: Vec<ArrayRef> = children.iter().map(|c| self.build(c, next_leaf, next_list)).collect();
                 // A struct is present where anything beneath it is.
                 let nulls = arrays.iter().try_fold(None::<BooleanBuffer>, |acc, a| {
                     let v = a.nulls()?.inner().clone();
@@ -681,7 +615,7 @@ impl ColumnBatch {
             Node::List { item, .. } => {
                 let li = *next_list;
                 *next_list += 1;
-                let values = self.build(item, next_leaf, next_list, next_struct);
+                let values = self.build(item, next_leaf, next_list);
                 let l = &self.lists[li];
                 let field = Arc::new(Field::new("element", item.data_type(), true));
                 Arc::new(

@@ -34,8 +34,7 @@ pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
     {
         return Some(Event { name, payload, delivery: Some(*root) });
     }
-    let sender = root.get("sender").filter(|s| s.get_str("login").is_some())?;
-    let _ = sender;
+    root.get("sender").filter(|s| s.get_str("login").is_some())?;
     (root.get("repository").is_some() || root.get("organization").is_some()).then(|| Event {
         name: infer_event(root),
         payload: *root,

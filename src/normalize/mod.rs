@@ -80,11 +80,7 @@ pub struct SubRecord {
 #[derive(Default)]
 pub struct Normalizer {
     kind: SourceKind,
-    cloudtrail: cloudtrail::CloudTrail,
-    k8s: k8s::Kubernetes,
-    github: github::GitHub,
-    gitlab: gitlab::GitLab,
-    github_audit: github_audit::GitHubAudit,
+    families: Families,
     /// For records carried as JSON text inside another (CloudWatch Logs).
     inner: Parser,
     inner_buf: Vec<u8>,
@@ -103,8 +99,8 @@ impl Normalizer {
 
     /// Settings of the families that have any.
     pub fn with_options(mut self, opts: &NormalizeOptions) -> Self {
-        self.k8s.final_stage_only = opts.k8s_final_stage_only;
-        self.github.webhook_secret = opts.github_webhook_secret.clone();
+        self.families.k8s.final_stage_only = opts.k8s_final_stage_only;
+        self.families.github.webhook_secret = opts.github_webhook_secret.clone();
         self
     }
 
@@ -140,14 +136,7 @@ impl Normalizer {
             };
             self.inner_buf.clear();
             self.inner_buf.extend_from_slice(message.as_bytes());
-            let (inner, kind) = (&mut self.inner, self.kind);
-            let families = Families {
-                cloudtrail: &mut self.cloudtrail,
-                k8s: &mut self.k8s,
-                github: &mut self.github,
-                gitlab: &mut self.gitlab,
-                github_audit: &mut self.github_audit,
-            };
+            let (inner, kind, families) = (&mut self.inner, self.kind, &mut self.families);
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
                 Ok(p) => route(kind, families, p.root, ctx, out),
@@ -163,14 +152,7 @@ impl Normalizer {
 
     /// Writes the row for `root` into `out`; on rejection nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        let families = Families {
-            cloudtrail: &mut self.cloudtrail,
-            k8s: &mut self.k8s,
-            github: &mut self.github,
-            gitlab: &mut self.gitlab,
-            github_audit: &mut self.github_audit,
-        };
-        route(self.kind, families, root, ctx, out)
+        route(self.kind, &mut self.families, root, ctx, out)
     }
 }
 
@@ -182,17 +164,19 @@ fn empty_envelope(what: &str) -> SubRecord {
     }
 }
 
-struct Families<'a> {
-    cloudtrail: &'a mut cloudtrail::CloudTrail,
-    k8s: &'a mut k8s::Kubernetes,
-    github: &'a mut github::GitHub,
-    gitlab: &'a mut gitlab::GitLab,
-    github_audit: &'a mut github_audit::GitHubAudit,
+/// One normaliser per source family, with its resolved column slots.
+#[derive(Default)]
+struct Families {
+    cloudtrail: cloudtrail::CloudTrail,
+    k8s: k8s::Kubernetes,
+    github: github::GitHub,
+    gitlab: gitlab::GitLab,
+    github_audit: github_audit::GitHubAudit,
 }
 
 fn route(
     kind: SourceKind,
-    f: Families<'_>,
+    f: &mut Families,
     root: Val<'_, '_>,
     ctx: &Ctx<'_>,
     out: &mut Batcher,
