@@ -537,13 +537,14 @@ impl Redactor {
 
     /// Appends `text` to `out` with every detected token replaced.
     pub fn scan_into(&self, text: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
-        // Fast path: most text holds no candidate at all.
-        if self.re.search(&regex_automata::Input::new(text)).is_none() {
-            out.extend_from_slice(text);
-            return;
-        }
+        // Most text holds no candidate: `find` is then one search, no allocation.
+        let found = self.find(text);
+        self.replace(text, &found, out, stats);
+    }
+
+    fn replace(&self, text: &[u8], found: &[Finding], out: &mut Vec<u8>, stats: &mut Stats) {
         let mut last = 0;
-        for f in self.find(text) {
+        for f in found {
             out.extend_from_slice(&text[last..f.start]);
             self.marker(f.ty, &text[f.start..f.end], out);
             stats.add(f.ty);
@@ -594,12 +595,13 @@ impl Redactor {
     }
 
     fn write_string(&self, s: &str, out: &mut Vec<u8>, stats: &mut Stats, scratch: &mut Vec<u8>) {
-        if self.re.search(&regex_automata::Input::new(s.as_bytes())).is_none() {
+        let found = self.find(s.as_bytes());
+        if found.is_empty() {
             write_str(s, out);
             return;
         }
         scratch.clear();
-        self.scan_into(s.as_bytes(), scratch, stats);
+        self.replace(s.as_bytes(), &found, scratch, stats);
         write_str(&String::from_utf8_lossy(scratch), out);
     }
 
