@@ -131,7 +131,7 @@ pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>) -> Val<'t, 'i> {
 }
 
 pub struct CloudTrail {
-    cols: [Cols; 3],
+    cols: [Cols; Class::ALL.len()],
 }
 
 impl Default for CloudTrail {
@@ -359,7 +359,7 @@ impl CloudTrail {
         let recipient = rec.str(K::RecipientAccountId, "recipientAccountId");
         let account = recipient.or_else(|| ident.and_then(|i| i.get_str("accountId")));
         let batch = out.get(class, partition_value(region), partition_value(account), event_day(time));
-        let c = &self.cols[Class::ALL.iter().position(|x| *x == class).unwrap()];
+        let c = &self.cols[class.index()];
 
         // Classification.
         let read_only = rec.val(K::ReadOnly).and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true")));
@@ -375,6 +375,7 @@ impl CloudTrail {
                 _ => 99,
             },
             Class::AccountChange => account_change_activity_id(name, &rec),
+            Class::EntityManagement | Class::GroupManagement => unreachable!("route() never picks {class:?}"),
         };
         let error_code = rec.str(K::ErrorCode, "errorCode");
         let error_message = rec.str(K::ErrorMessage, "errorMessage");
@@ -618,6 +619,7 @@ impl CloudTrail {
                     }
                 }
             }
+            Class::EntityManagement | Class::GroupManagement => {}
         }
 
         // unmapped: every member not consumed above, verbatim (and redacted).

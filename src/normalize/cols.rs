@@ -118,6 +118,39 @@ pub struct AccountChangeCols {
     pub policy_name: Slot,
 }
 
+pub struct ManagedEntityCols {
+    pub uid: Slot,
+    pub name: Slot,
+    pub type_: Slot,
+    pub type_id: Slot,
+    pub data: Slot,
+}
+
+impl ManagedEntityCols {
+    fn resolve(b: &ColumnBatch, p: &str) -> Self {
+        let s = |f: &str| b.slot(&format!("{p}.{f}"));
+        ManagedEntityCols { uid: s("uid"), name: s("name"), type_: s("type"), type_id: s("type_id"), data: s("data") }
+    }
+}
+
+pub struct EntityCols {
+    pub entity: ManagedEntityCols,
+    pub result: ManagedEntityCols,
+    pub comment: Slot,
+}
+
+pub struct GroupCols {
+    pub group_uid: Slot,
+    pub group_name: Slot,
+    pub group_type: Slot,
+    pub user: UserCols,
+    pub privileges: ListSlot,
+    pub privilege: Slot,
+    pub resource_uid: Slot,
+    pub resource_name: Slot,
+    pub resource_type: Slot,
+}
+
 /// Every column a normaliser may write; class-specific ones are `Option`s.
 pub struct Cols {
     pub class_uid: Slot,
@@ -179,6 +212,8 @@ pub struct Cols {
     pub resources: Option<ResourceCols>,
     pub auth: Option<AuthCols>,
     pub account_change: Option<AccountChangeCols>,
+    pub entity: Option<EntityCols>,
+    pub group: Option<GroupCols>,
     pub unmapped: Slot,
     pub raw_data: Slot,
     pub ts_source_file: Slot,
@@ -215,6 +250,22 @@ impl Cols {
             policies,
             policy_uid: s("policies.uid"),
             policy_name: s("policies.name"),
+        });
+        let entity = b.try_slot("entity.uid").map(|_| EntityCols {
+            entity: ManagedEntityCols::resolve(b, "entity"),
+            result: ManagedEntityCols::resolve(b, "entity_result"),
+            comment: s("comment"),
+        });
+        let group = b.try_slot("group.uid").map(|group_uid| GroupCols {
+            group_uid,
+            group_name: s("group.name"),
+            group_type: s("group.type"),
+            user: UserCols::resolve(b, "user"),
+            privileges: b.list("privileges"),
+            privilege: s("privileges[]"),
+            resource_uid: s("resource.uid"),
+            resource_name: s("resource.name"),
+            resource_type: s("resource.type"),
         });
         Cols {
             class_uid: s("class_uid"),
@@ -276,6 +327,8 @@ impl Cols {
             resources,
             auth,
             account_change,
+            entity,
+            group,
             unmapped: s("unmapped"),
             raw_data: s("raw_data"),
             ts_source_file: s("trailship.source_file"),

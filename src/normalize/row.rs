@@ -21,6 +21,18 @@ pub(super) fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
 /// Class, category, activity (with OCSF's rule that activity 99 names the
 /// source's own verb), type, severity (Informational) and time.
 pub(super) fn header(batch: &mut ColumnBatch, c: &Cols, class: Class, activity_id: i32, verb: &str, time: i64) {
+    header_with_severity(batch, c, class, activity_id, verb, time, 1);
+}
+
+pub(super) fn header_with_severity(
+    batch: &mut ColumnBatch,
+    c: &Cols,
+    class: Class,
+    activity_id: i32,
+    verb: &str,
+    time: i64,
+    severity_id: i32,
+) {
     let caption = class.activity_caption(activity_id).unwrap_or("Other");
     batch.i32(c.class_uid, class.uid());
     batch.str(c.class_name, class.name());
@@ -34,8 +46,8 @@ pub(super) fn header(batch: &mut ColumnBatch, c: &Cols, class: Class, activity_i
         b.extend_from_slice(b": ");
         b.extend_from_slice(caption.as_bytes());
     });
-    batch.i32(c.severity_id, 1);
-    batch.str(c.severity, severity_caption(1));
+    batch.i32(c.severity_id, severity_id);
+    batch.str(c.severity, severity_caption(severity_id));
     batch.i64(c.time, time);
     batch.i64(c.time_dt, time);
 }

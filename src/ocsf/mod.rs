@@ -54,16 +54,37 @@ pub const OCSF_VERSION: &str = "1.8.0";
 pub enum Class {
     AccountChange,
     Authentication,
+    EntityManagement,
+    GroupManagement,
     ApiActivity,
 }
 
 impl Class {
-    pub const ALL: [Class; 3] = [Class::ApiActivity, Class::Authentication, Class::AccountChange];
+    pub const ALL: [Class; 5] = [
+        Class::ApiActivity,
+        Class::Authentication,
+        Class::AccountChange,
+        Class::EntityManagement,
+        Class::GroupManagement,
+    ];
+
+    /// Position in [`Class::ALL`], for per-class tables.
+    pub fn index(self) -> usize {
+        match self {
+            Class::ApiActivity => 0,
+            Class::Authentication => 1,
+            Class::AccountChange => 2,
+            Class::EntityManagement => 3,
+            Class::GroupManagement => 4,
+        }
+    }
 
     pub fn uid(self) -> i32 {
         match self {
             Class::AccountChange => 3001,
             Class::Authentication => 3002,
+            Class::EntityManagement => 3004,
+            Class::GroupManagement => 3006,
             Class::ApiActivity => 6003,
         }
     }
@@ -76,6 +97,8 @@ impl Class {
         match self {
             Class::AccountChange => "Account Change",
             Class::Authentication => "Authentication",
+            Class::EntityManagement => "Entity Management",
+            Class::GroupManagement => "Group Management",
             Class::ApiActivity => "API Activity",
         }
     }
@@ -94,6 +117,8 @@ impl Class {
         match self {
             Class::AccountChange => "account_change",
             Class::Authentication => "authentication",
+            Class::EntityManagement => "entity_management",
+            Class::GroupManagement => "group_management",
             Class::ApiActivity => "api_activity",
         }
     }
@@ -126,6 +151,23 @@ impl Class {
             (Class::AccountChange, 10) => "MFA Factor Enable",
             (Class::AccountChange, 11) => "MFA Factor Disable",
             (Class::AccountChange, 12) => "Unlock",
+            (Class::EntityManagement, 1) => "Create",
+            (Class::EntityManagement, 2) => "Read",
+            (Class::EntityManagement, 3) => "Update",
+            (Class::EntityManagement, 4) => "Delete",
+            (Class::EntityManagement, 5) => "Move",
+            (Class::EntityManagement, 6) => "Enroll",
+            (Class::EntityManagement, 7) => "Unenroll",
+            (Class::EntityManagement, 8) => "Enable",
+            (Class::EntityManagement, 9) => "Disable",
+            (Class::EntityManagement, 10) => "Activate",
+            (Class::EntityManagement, 11) => "Deactivate",
+            (Class::EntityManagement, 12) => "Suspend",
+            (Class::EntityManagement, 13) => "Resume",
+            (Class::GroupManagement, 1) => "Assign Privileges",
+            (Class::GroupManagement, 2) => "Revoke Privileges",
+            (Class::GroupManagement, 3) => "Add User",
+            (Class::GroupManagement, 4) => "Remove User",
             _ => return None,
         };
         Some(c)

@@ -62,6 +62,11 @@ fn session(name: &'static str) -> Node {
     )
 }
 
+/// OCSF `managed_entity`: what an Entity Management event created, changed or deleted.
+fn managed_entity(name: &'static str) -> Node {
+    obj(name, vec![s("uid"), s("name"), s("type"), leaf("type_id", Ty::Int32), s("data")])
+}
+
 fn endpoint(name: &'static str) -> Node {
     obj(name, vec![s("ip"), s("domain"), s("hostname"), s("svc_name"), s("uid")])
 }
@@ -162,8 +167,21 @@ fn base(class: Class) -> Vec<Node> {
             v.push(user("user"));
             v.push(list_of("policies", obj("element", vec![s("uid"), s("name")])));
         }
+        Class::EntityManagement => {
+            v.push(managed_entity("entity"));
+            v.push(managed_entity("entity_result"));
+            v.push(s("comment"));
+        }
+        Class::GroupManagement => {
+            v.push(obj("group", vec![s("uid"), s("name"), s("type")]));
+            v.push(user("user"));
+            v.push(strings("privileges"));
+            v.push(obj("resource", vec![s("uid"), s("name"), s("type")]));
+        }
     }
-    if class == Class::ApiActivity {
+    // Repository and branch-protection settings are Entity Management events
+    // about code: the `change` facts apply there too.
+    if matches!(class, Class::ApiActivity | Class::EntityManagement) {
         v.push(change());
     }
     v.push(s("unmapped"));

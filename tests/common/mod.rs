@@ -91,7 +91,7 @@ pub fn rows(dir: &Path, dataset: &str) -> Vec<Value> {
 
 /// Every row of the archive, whatever the dataset.
 pub fn all_rows(dir: &Path) -> Vec<Value> {
-    ["api_activity", "authentication", "account_change"].iter().flat_map(|d| rows(dir, d)).collect()
+    trailship::ocsf::Class::ALL.iter().flat_map(|c| rows(dir, c.dataset())).collect()
 }
 
 pub fn batch_to_json(b: &RecordBatch) -> Vec<Value> {
