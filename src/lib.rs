@@ -9,6 +9,7 @@ pub mod config;
 pub mod deadletter;
 pub mod decode;
 pub mod encode;
+pub mod integrity;
 pub mod normalize;
 pub mod ocsf;
 pub mod pipeline;

@@ -79,6 +79,59 @@ enum Command {
         #[arg(long)]
         no_redact: bool,
     },
+    /// Validate CloudTrail digest chains and the log files they list
+    /// (`aws cloudtrail validate-logs`, stricter). Exit 0: everything valid;
+    /// 1: something invalid or missing; 2: bad arguments; 3: could not validate.
+    ValidateDigests(ValidateArgs),
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// The trail: arn:aws:cloudtrail:HOME-REGION:ACCOUNT:trail/NAME.
+    #[arg(long)]
+    trail_arn: String,
+    /// Start of the range (RFC 3339; a bare date or time is UTC).
+    #[arg(long)]
+    start_time: String,
+    /// End of the range (default: now).
+    #[arg(long)]
+    end_time: Option<String>,
+    /// Bucket the trail delivers to.
+    #[arg(long)]
+    s3_bucket: String,
+    /// Key prefix of the trail, if any.
+    #[arg(long)]
+    s3_prefix: Option<String>,
+    /// Member account of an organization trail (default: the ARN's account).
+    #[arg(long)]
+    account_id: Option<String>,
+    /// Organization id of an organization trail (`AWSLogs/<o-id>/<account>/...`).
+    #[arg(long)]
+    organization_id: Option<String>,
+    /// Source regions to validate (repeat or comma-separate; default: every region found).
+    #[arg(long = "source-region", value_delimiter = ',')]
+    source_regions: Vec<String>,
+    /// A ListPublicKeys answer (`aws cloudtrail list-public-keys > FILE`), for air-gapped audits.
+    #[arg(long)]
+    public_keys: Option<PathBuf>,
+    /// Validate a local copy of the bucket: DIR/<bucket>/<key> or DIR/<key>;
+    /// a digest's S3 metadata, when kept, in `<file>.metadata.json`.
+    #[arg(long)]
+    local: Option<PathBuf>,
+    /// Log files fetched and hashed at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// List every object, valid ones too.
+    #[arg(long)]
+    verbose: bool,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> Result<()> {
@@ -100,6 +153,9 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(cli.log_format, &cli.log) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
+    }
+    if let Command::ValidateDigests(args) = cli.command {
+        return validate_digests(args);
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,7 +220,77 @@ fn run(cmd: Command) -> Result<()> {
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
+        Command::ValidateDigests(_) => unreachable!("handled in main"),
     }
+}
+
+fn validate_digests(a: ValidateArgs) -> ExitCode {
+    use trailship::integrity::{keys::KeySet, store, validate};
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(2)
+    };
+    let mut trail = match validate::Trail::from_arn(&a.trail_arn) {
+        Ok(t) => t,
+        Err(e) => return usage(e),
+    };
+    if let Some(acct) = a.account_id {
+        trail.account = acct;
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let Some(start_ms) = validate::parse_time(&a.start_time) else {
+        return usage(format!("--start-time {:?} is not a time (RFC 3339 or YYYY-MM-DD)", a.start_time));
+    };
+    let end_ms = match a.end_time.as_deref().map(validate::parse_time) {
+        None => now,
+        Some(Some(t)) => t,
+        Some(None) => return usage(format!("--end-time {:?} is not a time", a.end_time.unwrap_or_default())),
+    };
+    let Some(key_file) = a.public_keys else {
+        return usage("--public-keys FILE is required: fetching keys with ListPublicKeys is not built yet".into());
+    };
+    let keys = match KeySet::from_file(&key_file) {
+        Ok(k) => k,
+        Err(e) => return usage(format!("{e}")),
+    };
+    let Some(dir) = a.local else {
+        return usage("--local DIR is required: reading digests from S3 is not built yet".into());
+    };
+    let st = store::LocalStore::new(dir);
+    let opts = validate::Options {
+        bucket: a.s3_bucket,
+        prefix: a.s3_prefix,
+        org_id: a.organization_id,
+        trail,
+        regions: a.source_regions,
+        start_ms,
+        end_ms,
+        concurrency: a.concurrency,
+        now_ms: now,
+    };
+    let report = match validate::validate(&st, &keys, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = match a.format {
+        ReportFormat::Text => report.write_text(&mut out, a.verbose),
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| {
+                use std::io::Write;
+                writeln!(out)
+            })
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("error: writing the report: {e}");
+        return ExitCode::from(3);
+    }
+    if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::time::Duration) {

@@ -66,6 +66,14 @@ pub fn event_day(ms: i64) -> u32 {
     (y as u32) * 10_000 + m * 100 + d
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC), the form CloudTrail digests use.
+pub fn format_rfc3339_s(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t / 60 % 60, t % 60)
+}
+
 fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
     let mut v = 0u32;
     for &c in b.get(at..at + n)? {

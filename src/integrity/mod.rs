@@ -1,0 +1,65 @@
+//! Integrity beside the data path: CloudTrail digest chains (what
+//! `aws cloudtrail validate-logs` checks, and more), over S3 or a local copy.
+//!
+//! - [`digest`] parses one digest file and builds the string CloudTrail signs;
+//! - [`keys`] loads CloudTrail's public keys and verifies signatures;
+//! - [`store`] is where digests and log files are read from;
+//! - [`validate`] walks the chains and gives every object a [`validate::Verdict`].
+
+pub mod digest;
+pub mod keys;
+pub mod store;
+pub mod validate;
+
+use std::io::{BufRead, Read};
+
+use sha2::{Digest as _, Sha256};
+
+/// Why a gzip stream is not what CloudTrail writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GzipError {
+    #[error("not gzip")]
+    NotGzip,
+    #[error("truncated or corrupt gzip stream")]
+    Truncated,
+    #[error("unexpected data after end of compressed stream")]
+    TrailingData,
+}
+
+/// Inflates exactly one gzip member, feeding the bytes to `sink`, and
+/// refuses anything after it. Only the first member is what CloudTrail
+/// hashed: a reader that decodes further members (`gzip -d`,
+/// `MultiGzDecoder`) would see events a forger appended while the hash
+/// still matches.
+pub fn gunzip_one_member(mut input: impl BufRead, mut sink: impl FnMut(&[u8])) -> Result<u64, GzipError> {
+    let head = input.fill_buf().map_err(|_| GzipError::Truncated)?;
+    if head.len() < 2 || head[0] != 0x1f || head[1] != 0x8b {
+        return Err(GzipError::NotGzip);
+    }
+    let mut dec = flate2::bufread::GzDecoder::new(input);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                sink(&buf[..n]);
+                total += n as u64;
+            }
+            Err(_) => return Err(GzipError::Truncated),
+        }
+    }
+    let mut rest = dec.into_inner();
+    match rest.fill_buf() {
+        Ok([]) => Ok(total),
+        Ok(_) => Err(GzipError::TrailingData),
+        Err(_) => Err(GzipError::Truncated),
+    }
+}
+
+/// SHA-256 of the first gzip member's content.
+pub fn sha256_of_gzip(input: impl BufRead) -> Result<[u8; 32], GzipError> {
+    let mut h = Sha256::new();
+    gunzip_one_member(input, |b| h.update(b))?;
+    Ok(h.finalize().into())
+}
