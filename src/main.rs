@@ -114,10 +114,16 @@ struct ValidateArgs {
     /// A ListPublicKeys answer (`aws cloudtrail list-public-keys > FILE`), for air-gapped audits.
     #[arg(long)]
     public_keys: Option<PathBuf>,
-    /// Validate a local copy of the bucket: DIR/<bucket>/<key> or DIR/<key>;
-    /// a digest's S3 metadata, when kept, in `<file>.metadata.json`.
+    /// Validate a local copy of the bucket instead of S3: DIR/<bucket>/<key>
+    /// or DIR/<key>; a digest's S3 metadata, when kept, in `<file>.metadata.json`.
     #[arg(long)]
     local: Option<PathBuf>,
+    /// S3-compatible endpoint (path-style addressing).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Region of the bucket's S3 client (default: the AWS configuration's).
+    #[arg(long)]
+    region: Option<String>,
     /// Log files fetched and hashed at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -254,10 +260,16 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         Ok(k) => k,
         Err(e) => return usage(format!("{e}")),
     };
-    let Some(dir) = a.local else {
-        return usage("--local DIR is required: reading digests from S3 is not built yet".into());
+    let st: Box<dyn store::Store> = match a.local {
+        Some(dir) => Box::new(store::LocalStore::new(dir)),
+        None => match trailship::integrity::s3::S3Store::new(a.endpoint_url.as_deref(), a.region.as_deref()) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(3);
+            }
+        },
     };
-    let st = store::LocalStore::new(dir);
     let opts = validate::Options {
         bucket: a.s3_bucket,
         prefix: a.s3_prefix,
@@ -269,7 +281,7 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         concurrency: a.concurrency,
         now_ms: now,
     };
-    let report = match validate::validate(&st, &keys, &opts) {
+    let report = match validate::validate(st.as_ref(), &keys, &opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

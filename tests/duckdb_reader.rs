@@ -40,7 +40,13 @@ fn duckdb_reads_the_archive_like_ocsf() {
     let Some(py) = python() else { return };
     let dir = TempDir::new("duckdb");
     let out = dir.path();
-    let inputs = vec![fixture("cloudtrail/aws-samples-security-lake"), fixture("cloudtrail/awsdocs")];
+    // The GitHub audit-log samples fill the two datasets CloudTrail never writes.
+    let inputs = vec![
+        fixture("cloudtrail/aws-samples-security-lake"),
+        fixture("cloudtrail/awsdocs"),
+        fixture("ocsf-examples/github/entity_management.raw"),
+        fixture("ocsf-examples/github/group_management.raw"),
+    ];
     let s = run(out, &inputs);
     let root = out.display();
     let ds = |d: &str| format!("read_parquet('{root}/{d}/**/*.parquet', hive_partitioning=true)");

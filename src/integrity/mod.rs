@@ -8,6 +8,7 @@
 
 pub mod digest;
 pub mod keys;
+pub mod s3;
 pub mod store;
 pub mod validate;
 
