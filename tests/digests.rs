@@ -6,44 +6,21 @@ mod common;
 
 use std::path::Path;
 
-use common::digests::{self, ACCOUNT, ARN, BUCKET, HOUR, Hour, T0, build, gunzip, gzip, iso};
+use common::digests::{self, ACCOUNT, ARN, BUCKET, HOUR, Hour, T0, build, gunzip, gzip, iso, verdict};
 use common::{TempDir, fixture};
 use trailship::integrity::digest::Digest;
 use trailship::integrity::keys::KeySet;
 use trailship::integrity::store::LocalStore;
-use trailship::integrity::validate::{Kind, Options, Report, Trail, Verdict, validate};
-
-fn opts(start: i64, end: i64) -> Options {
-    Options {
-        bucket: BUCKET.into(),
-        prefix: None,
-        org_id: None,
-        trail: Trail::from_arn(ARN).unwrap(),
-        regions: Vec::new(),
-        start_ms: start,
-        end_ms: end,
-        concurrency: 4,
-        now_ms: T0 + 1000 * HOUR,
-    }
-}
+use trailship::integrity::validate::{Kind, Report, Verdict, validate};
 
 fn run_keys(root: &Path, published: &[usize], start: i64, end: i64) -> Report {
     let keys = KeySet::from_list_public_keys_json(&digests::public_keys_json(published)).unwrap();
-    validate(&LocalStore::new(root), &keys, &opts(start, end)).unwrap()
+    validate(&LocalStore::new(root), &keys, &digests::options(start, end, 4)).unwrap()
 }
 
 /// The whole chain of `hours` hours, as `aws cloudtrail validate-logs` would be asked.
 fn run(root: &Path, hours: usize) -> Report {
     run_keys(root, &[0, 1], T0, T0 + hours as i64 * HOUR - 1)
-}
-
-fn verdict(r: &Report, kind: Kind, key_suffix: &str) -> Verdict {
-    r.findings
-        .iter()
-        .find(|f| f.kind == kind && f.location.ends_with(key_suffix))
-        .unwrap_or_else(|| panic!("no {kind:?} finding for {key_suffix}: {:#?}", r.findings))
-        .verdict
-        .clone()
 }
 
 fn failures(r: &Report) -> Vec<(Kind, Verdict)> {

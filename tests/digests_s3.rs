@@ -7,10 +7,10 @@ mod common;
 use std::path::Path;
 
 use common::TempDir;
-use common::digests::{self, ARN, BUCKET, HOUR, Hour, T0, build, gzip};
+use common::digests::{self, BUCKET, HOUR, Hour, T0, build, gzip, verdict};
 use trailship::integrity::keys::KeySet;
 use trailship::integrity::s3::S3Store;
-use trailship::integrity::validate::{Kind, Options, Report, Trail, Verdict, validate};
+use trailship::integrity::validate::{Kind, Report, Verdict, validate};
 
 fn endpoint() -> Option<String> {
     match std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") {
@@ -65,27 +65,7 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 fn check(s3: &S3Store, published: &[usize], hours: usize) -> Report {
     let keys = KeySet::from_list_public_keys_json(&digests::public_keys_json(published)).unwrap();
-    let opts = Options {
-        bucket: BUCKET.into(),
-        prefix: None,
-        org_id: None,
-        trail: Trail::from_arn(ARN).unwrap(),
-        regions: Vec::new(),
-        start_ms: T0,
-        end_ms: T0 + hours as i64 * HOUR - 1,
-        concurrency: 8,
-        now_ms: T0 + 1000 * HOUR,
-    };
-    validate(s3, &keys, &opts).unwrap()
-}
-
-fn verdict(r: &Report, kind: Kind, suffix: &str) -> Verdict {
-    r.findings
-        .iter()
-        .find(|f| f.kind == kind && f.location.ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {kind:?} {suffix}: {:#?}", r.findings))
-        .verdict
-        .clone()
+    validate(s3, &keys, &digests::options(T0, T0 + hours as i64 * HOUR - 1, 8)).unwrap()
 }
 
 #[test]

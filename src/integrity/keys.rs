@@ -106,10 +106,6 @@ impl KeySet {
         KeySet::from_list_public_keys_json(&text)
     }
 
-    pub fn merge(&mut self, other: KeySet) {
-        self.by_fingerprint.extend(other.by_fingerprint);
-    }
-
     /// Verifies a hex signature over `data` with the key named by `fingerprint`.
     pub fn verify(&self, fingerprint: &str, data: &[u8], signature_hex: &str) -> Result<(), SigError> {
         let key = self.get(fingerprint).ok_or(SigError::KeyNotFound)?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::digest::{Digest, DigestKey, FormatError, LogFileEntry, ms_to_stamp, stamp_to_ms};
+use super::digest::{Digest, DigestKey, FormatError, LogFileEntry, ms_to_stamp};
 use super::keys::{KeySet, SigError, decode_signature};
 use super::sha256_of_gzip;
 use super::store::{GetError, ListError, Store};
@@ -433,29 +433,20 @@ impl Walker<'_> {
         let anchor = listing.standard.iter().find(|(k, _)| k.time_ms() > horizon);
         let first = anchor.or(newest_in_range).map(|(_, key)| key.clone());
 
-        match newest_in_range {
-            None if anchor.is_none() => {
-                // Nothing at all for this chain in the range; the caller reports "No digests found".
+        // No later digest to anchor the tail: fall back on the hourly cadence.
+        // (No digest at all in the range is reported as "No digests found".)
+        if let (None, Some((k, _))) = (anchor, newest_in_range) {
+            let due = end.min(self.opts.now_ms - 2 * HOUR_MS);
+            if due - k.time_ms() > 2 * HOUR_MS {
+                let count = (due - k.time_ms()) / HOUR_MS;
+                let loc = format!("{}{}/ after {}", chain_root(self.opts), self.region, k.stamp);
+                self.report.record(
+                    Kind::Digest,
+                    self.region,
+                    self.store.display(&bucket, &loc),
+                    Verdict::MissingInferred { from: format_rfc3339_s(k.time_ms()), to: format_rfc3339_s(due), count },
+                );
             }
-            Some((k, _)) if anchor.is_none() => {
-                // No later digest to anchor the tail: fall back on the hourly cadence.
-                let due = end.min(self.opts.now_ms - 2 * HOUR_MS);
-                if due - k.time_ms() > 2 * HOUR_MS {
-                    let count = (due - k.time_ms()) / HOUR_MS;
-                    let loc = format!("{}{}/ after {}", chain_root(self.opts), self.region, k.stamp);
-                    self.report.record(
-                        Kind::Digest,
-                        self.region,
-                        self.store.display(&bucket, &loc),
-                        Verdict::MissingInferred {
-                            from: format_rfc3339_s(k.time_ms()),
-                            to: format_rfc3339_s(due),
-                            count,
-                        },
-                    );
-                }
-            }
-            _ => {}
         }
 
         let mut cursor: Option<(String, Option<Link>)> = first.map(|k| (k, None));
@@ -725,9 +716,4 @@ fn check_logs(store: &dyn Store, concurrency: usize, jobs: Vec<LogJob>, report: 
         let loc = store.display(&job.entry.s3_bucket, &job.entry.s3_object);
         report.record(Kind::LogFile, &job.region, loc, v);
     }
-}
-
-/// `YYYYMMDDTHHMMSSZ` of a key, as ms (for callers listing by hand).
-pub fn key_time_ms(key: &str) -> Option<i64> {
-    DigestKey::parse(key).and_then(|k| stamp_to_ms(&k.stamp))
 }

@@ -74,8 +74,32 @@ pub fn iso(ms: i64) -> String {
     trailship::normalize::time::format_rfc3339_s(ms)
 }
 
-fn stamp(ms: i64) -> String {
-    iso(ms).replace(['-', ':'], "")
+use trailship::integrity::digest::ms_to_stamp as stamp;
+use trailship::integrity::validate::{Kind, Options, Report, Trail, Verdict};
+
+/// Validation of the generated trail between `start` and `end`, every region.
+pub fn options(start: i64, end: i64, concurrency: usize) -> Options {
+    Options {
+        bucket: BUCKET.into(),
+        prefix: None,
+        org_id: None,
+        trail: Trail::from_arn(ARN).unwrap(),
+        regions: Vec::new(),
+        start_ms: start,
+        end_ms: end,
+        concurrency,
+        now_ms: T0 + 1000 * HOUR,
+    }
+}
+
+/// The verdict of the `kind` object whose location ends with `suffix`.
+pub fn verdict(r: &Report, kind: Kind, suffix: &str) -> Verdict {
+    r.findings
+        .iter()
+        .find(|f| f.kind == kind && f.location.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {kind:?} finding for {suffix}: {:#?}", r.findings))
+        .verdict
+        .clone()
 }
 
 /// What one hour of the chain holds.

@@ -138,9 +138,12 @@ fn value(a: &ArrayRef, i: usize) -> Option<Value> {
     })
 }
 
-/// `a.b.c` lookup in a JSON value.
+/// `a.b.c` lookup in a JSON value; a number indexes an array (`resources.0.name`).
 pub fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, k| v.get(k))
+    path.split('.').try_fold(v, |v, k| match (v, k.parse::<usize>()) {
+        (Value::Array(a), Ok(i)) => a.get(i),
+        _ => v.get(k),
+    })
 }
 
 /// Flattens a JSON object into `a.b.c` → leaf (arrays kept whole).
