@@ -10,6 +10,10 @@
 //! [[redaction.patterns]]
 //! name = "acme_token"
 //! regex = "acme_[a-z0-9]{32}"
+//! [integrity]
+//! signing_key_file = "/etc/trailship/archive-signing.pem"
+//! writer_id = "worker-0"
+//! digest_interval_s = 3600
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +28,25 @@ pub struct Config {
     pub redaction: RedactionConfig,
     pub kubernetes: KubernetesConfig,
     pub github: GitHubConfig,
+    pub integrity: IntegrityConfig,
+}
+
+/// `[integrity]`: trailship's own digest chain over the archive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrityConfig {
+    /// PKCS#8 private key (RSA or Ed25519, PEM or DER); unset: the archive is not signed.
+    pub signing_key_file: Option<PathBuf>,
+    /// Names this writer's chain (`_digests/<writer_id>/`): one per worker.
+    pub writer_id: String,
+    /// A digest at least this often while running, and one at the end of a run.
+    pub digest_interval_s: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        IntegrityConfig { signing_key_file: None, writer_id: "trailship".into(), digest_interval_s: 3600 }
+    }
 }
 
 /// `[kubernetes]` settings.

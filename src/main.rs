@@ -78,28 +78,39 @@ enum Command {
         /// Turn secret redaction off (secrets then reach the archive in clear).
         #[arg(long)]
         no_redact: bool,
+        /// Sign the archive's digest chain with this PKCS#8 key (RSA or
+        /// Ed25519; overrides `[integrity] signing_key_file`).
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+    },
+    /// Write a new Ed25519 signing key for the archive's digest chain (PKCS#8 PEM).
+    Keygen {
+        /// Where to write the private key (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Validate CloudTrail digest chains and the log files they list
-    /// (`aws cloudtrail validate-logs`, stricter). Exit 0: everything valid;
-    /// 1: something invalid or missing; 2: bad arguments; 3: could not validate.
-    ValidateDigests(ValidateArgs),
+    /// (`aws cloudtrail validate-logs`, stricter), or trailship's own archive
+    /// (`--archive`). Exit 0: everything valid; 1: something invalid or
+    /// missing; 2: bad arguments; 3: could not validate.
+    ValidateDigests(Box<ValidateArgs>),
 }
 
 #[derive(clap::Args)]
 struct ValidateArgs {
     /// The trail: arn:aws:cloudtrail:HOME-REGION:ACCOUNT:trail/NAME.
-    #[arg(long)]
-    trail_arn: String,
+    #[arg(long, required_unless_present = "archive")]
+    trail_arn: Option<String>,
     /// Start of the range (RFC 3339; a bare date or time is UTC).
-    #[arg(long)]
-    start_time: String,
+    #[arg(long, required_unless_present = "archive")]
+    start_time: Option<String>,
     /// End of the range (default: now).
     #[arg(long)]
     end_time: Option<String>,
-    /// Bucket the trail delivers to.
+    /// Bucket the trail delivers to (default: asked of DescribeTrails).
     #[arg(long)]
-    s3_bucket: String,
-    /// Key prefix of the trail, if any.
+    s3_bucket: Option<String>,
+    /// Key prefix of the trail, if any (default: asked of DescribeTrails with the bucket).
     #[arg(long)]
     s3_prefix: Option<String>,
     /// Member account of an organization trail (default: the ARN's account).
@@ -111,22 +122,39 @@ struct ValidateArgs {
     /// Source regions to validate (repeat or comma-separate; default: every region found).
     #[arg(long = "source-region", value_delimiter = ',')]
     source_regions: Vec<String>,
-    /// A ListPublicKeys answer (`aws cloudtrail list-public-keys > FILE`), for air-gapped audits.
+    /// Public keys from a file instead of CloudTrail ListPublicKeys: a
+    /// ListPublicKeys answer (`aws cloudtrail list-public-keys > FILE`), for
+    /// air-gapped audits. With `--archive`: default `_digests/public-keys.json`
+    /// of the archive, which proves consistency but not origin: pin your own copy.
     #[arg(long)]
     public_keys: Option<PathBuf>,
     /// Validate a local copy of the bucket instead of S3: DIR/<bucket>/<key>
     /// or DIR/<key>; a digest's S3 metadata, when kept, in `<file>.metadata.json`.
     #[arg(long)]
     local: Option<PathBuf>,
-    /// S3-compatible endpoint (path-style addressing).
+    /// Validate trailship's own archive (DIR or s3://BUCKET/PREFIX) instead of a trail.
+    #[arg(long, conflicts_with_all = ["trail_arn", "local", "s3_bucket"])]
+    archive: Option<String>,
+    /// With `--archive`: objects written after the newest digest are pending,
+    /// not invalid, for this many seconds.
+    #[arg(long, default_value_t = 7200)]
+    pending_grace_s: u64,
+    /// S3 endpoint (S3-compatible stores; path-style addressing).
     #[arg(long)]
     endpoint_url: Option<String>,
+    /// CloudTrail API endpoint for ListPublicKeys and DescribeTrails (default: AWS's).
+    #[arg(long)]
+    cloudtrail_endpoint_url: Option<String>,
     /// Region of the bucket's S3 client (default: the AWS configuration's).
     #[arg(long)]
     region: Option<String>,
     /// Log files fetched and hashed at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Keep log files proven valid in FILE, and skip them when run again
+    /// with the same FILE (resume an interrupted multi-year validation).
+    #[arg(long)]
+    resume: Option<PathBuf>,
     /// List every object, valid ones too.
     #[arg(long)]
     verbose: bool,
@@ -161,7 +189,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Command::ValidateDigests(args) = cli.command {
-        return validate_digests(args);
+        return validate_digests(*args);
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,6 +215,7 @@ fn run(cmd: Command) -> Result<()> {
             checkpoint_bytes,
             config,
             no_redact,
+            signing_key,
         } => {
             let cfg = match &config {
                 Some(path) => trailship::config::Config::load(path)?,
@@ -198,8 +227,12 @@ fn run(cmd: Command) -> Result<()> {
                 max_file_bytes,
                 checkpoint_bytes,
                 redaction: cfg.redaction,
+                integrity: cfg.integrity,
                 ..Options::default()
             };
+            if signing_key.is_some() {
+                opts.integrity.signing_key_file = signing_key;
+            }
             if no_redact {
                 opts.redaction.enabled = false;
             }
@@ -226,67 +259,174 @@ fn run(cmd: Command) -> Result<()> {
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
+        Command::Keygen { out } => {
+            use std::io::Write;
+            let pem = trailship::integrity::chain::generate_ed25519_pem();
+            let mut f = std::fs::OpenOptions::new();
+            f.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+            let mut file = f.open(&out).with_context(|| format!("creating {} (never overwritten)", out.display()))?;
+            file.write_all(pem.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+            let key = trailship::integrity::chain::SigningKey::from_pkcs8(pem.as_bytes())
+                .map_err(|e| anyhow::anyhow!("generated key does not load: {e}"))?;
+            println!("wrote Ed25519 signing key {} (fingerprint {})", out.display(), key.fingerprint());
+            println!("use it: trailship normalize --signing-key {} ...", out.display());
+            Ok(())
+        }
         Command::ValidateDigests(_) => unreachable!("handled in main"),
     }
 }
 
 fn validate_digests(a: ValidateArgs) -> ExitCode {
-    use trailship::integrity::{keys::KeySet, store, validate};
+    use trailship::integrity::{archive, cloudtrail_api::CloudTrailApi, keys::KeySet, s3::S3Store, store, validate};
     let usage = |msg: String| {
         eprintln!("error: {msg}");
         ExitCode::from(2)
     };
-    let mut trail = match validate::Trail::from_arn(&a.trail_arn) {
-        Ok(t) => t,
-        Err(e) => return usage(e),
+    let cannot = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(3)
     };
-    if let Some(acct) = a.account_id {
-        trail.account = acct;
-    }
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let Some(start_ms) = validate::parse_time(&a.start_time) else {
-        return usage(format!("--start-time {:?} is not a time (RFC 3339 or YYYY-MM-DD)", a.start_time));
-    };
-    let end_ms = match a.end_time.as_deref().map(validate::parse_time) {
-        None => now,
-        Some(Some(t)) => t,
-        Some(None) => return usage(format!("--end-time {:?} is not a time", a.end_time.unwrap_or_default())),
-    };
-    let Some(key_file) = a.public_keys else {
-        return usage("--public-keys FILE is required: fetching keys with ListPublicKeys is not built yet".into());
-    };
-    let keys = match KeySet::from_file(&key_file) {
-        Ok(k) => k,
-        Err(e) => return usage(format!("{e}")),
-    };
-    let st: Box<dyn store::Store> = match a.local {
-        Some(dir) => Box::new(store::LocalStore::new(dir)),
-        None => match trailship::integrity::s3::S3Store::new(a.endpoint_url.as_deref(), a.region.as_deref()) {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(3);
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let s3 = |region: Option<&str>| S3Store::new(a.endpoint_url.as_deref(), region);
+
+    let report = if let Some(location) = &a.archive {
+        let (bucket, prefix) = archive::ArchiveOptions::parse_location(location);
+        let st: Box<dyn store::Store> = match &bucket {
+            Some(_) => match s3(a.region.as_deref()) {
+                Ok(s) => Box::new(s),
+                Err(e) => return cannot(e.to_string()),
+            },
+            None => Box::new(store::LocalStore::new(location)),
+        };
+        let keys = match &a.public_keys {
+            Some(f) => KeySet::from_file(f),
+            None => {
+                let key = format!("{prefix}{}", trailship::integrity::chain::PUBLIC_KEYS);
+                match st.get(bucket.as_deref().unwrap_or(""), &key) {
+                    Ok(o) => KeySet::from_list_public_keys_json(&String::from_utf8_lossy(&o.bytes)),
+                    Err(e) => {
+                        return cannot(format!(
+                            "{}: {e}; pass --public-keys",
+                            st.display(bucket.as_deref().unwrap_or(""), &key)
+                        ));
+                    }
+                }
             }
-        },
-    };
-    let opts = validate::Options {
-        bucket: a.s3_bucket,
-        prefix: a.s3_prefix,
-        org_id: a.organization_id,
-        trail,
-        regions: a.source_regions,
-        start_ms,
-        end_ms,
-        concurrency: a.concurrency,
-        now_ms: now,
-    };
-    let report = match validate::validate(st.as_ref(), &keys, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(3);
+        };
+        let keys = match keys {
+            Ok(k) => k,
+            Err(e) => return usage(e.to_string()),
+        };
+        let opts = archive::ArchiveOptions {
+            bucket: bucket.unwrap_or_default(),
+            prefix,
+            location: location.clone(),
+            concurrency: a.concurrency,
+            now_ms: now,
+            grace_ms: a.pending_grace_s.saturating_mul(1000) as i64,
+            progress,
+        };
+        archive::validate_archive(st.as_ref(), &keys, &opts)
+    } else {
+        let arn = a.trail_arn.clone().unwrap_or_default();
+        let mut trail = match validate::Trail::from_arn(&arn) {
+            Ok(t) => t,
+            Err(e) => return usage(e),
+        };
+        if let Some(acct) = a.account_id.clone() {
+            trail.account = acct;
         }
+        let start = a.start_time.clone().unwrap_or_default();
+        let Some(start_ms) = validate::parse_time(&start) else {
+            return usage(format!("--start-time {start:?} is not a time (RFC 3339 or YYYY-MM-DD)"));
+        };
+        let end_ms = match a.end_time.as_deref().map(validate::parse_time) {
+            None => now,
+            Some(Some(t)) => t,
+            Some(None) => return usage(format!("--end-time {:?} is not a time", a.end_time.unwrap_or_default())),
+        };
+        // The CloudTrail API only when needed: air-gapped audits never touch it.
+        let api = || CloudTrailApi::new(a.cloudtrail_endpoint_url.as_deref());
+        let (bucket, prefix) = match (&a.s3_bucket, &a.local) {
+            (Some(b), _) => (b.clone(), a.s3_prefix.clone()),
+            (None, Some(_)) => return usage("--local needs --s3-bucket (the bucket the copy was made from)".into()),
+            (None, None) => {
+                let loc = match api()
+                    .map_err(|e| e.to_string())
+                    .and_then(|api| api.describe_trail(&trail.home_region, &arn).map_err(|e| e.to_string()))
+                {
+                    Ok(l) => l,
+                    Err(e) => return cannot(format!("{e} (or pass --s3-bucket)")),
+                };
+                if loc.organization_trail && a.organization_id.is_none() {
+                    return usage(format!(
+                        "{arn} is an organization trail: pass --organization-id (the o-... in AWSLogs/<o-id>/)"
+                    ));
+                }
+                (loc.bucket, a.s3_prefix.clone().or(loc.prefix))
+            }
+        };
+        let resume = match &a.resume {
+            Some(p) => match trailship::integrity::resume::Resume::open(p) {
+                Ok(r) => Some(std::sync::Arc::new(r)),
+                Err(e) => return usage(e.to_string()),
+            },
+            None => None,
+        };
+        let st: Box<dyn store::Store> = match &a.local {
+            Some(dir) => Box::new(store::LocalStore::new(dir)),
+            None => match s3(a.region.as_deref()) {
+                Ok(s) => Box::new(s),
+                Err(e) => return cannot(e.to_string()),
+            },
+        };
+        let mut opts = validate::Options {
+            bucket,
+            prefix,
+            org_id: a.organization_id.clone(),
+            trail,
+            regions: a.source_regions.clone(),
+            start_ms,
+            end_ms,
+            concurrency: a.concurrency,
+            now_ms: now,
+            resume,
+            progress,
+        };
+        let keys = match &a.public_keys {
+            Some(f) => match KeySet::from_file(f) {
+                Ok(k) => k,
+                Err(e) => return usage(e.to_string()),
+            },
+            None => {
+                let regions = match validate::regions(st.as_ref(), &opts) {
+                    Ok(r) => r,
+                    Err(e) => return cannot(e.to_string()),
+                };
+                let api = match api() {
+                    Ok(api) => api,
+                    Err(e) => return cannot(e.to_string()),
+                };
+                let mut keys = KeySet::default();
+                // Keys of the whole range, plus the hour after it whose digest anchors the tail.
+                for r in &regions {
+                    if let Err(e) = api.list_public_keys(r, start_ms - 3_600_000, end_ms + 2 * 3_600_000, &mut keys) {
+                        return cannot(format!("{e} (or pass --public-keys FILE)"));
+                    }
+                }
+                opts.regions = regions;
+                keys
+            }
+        };
+        validate::validate(st.as_ref(), &keys, &opts)
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return cannot(e.to_string()),
     };
     let mut out = std::io::stdout().lock();
     let written = match a.format {
@@ -299,8 +439,7 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         }
     };
     if let Err(e) = written {
-        eprintln!("error: writing the report: {e}");
-        return ExitCode::from(3);
+        return cannot(format!("writing the report: {e}"));
     }
     if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
@@ -347,6 +486,14 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         }
     }
     println!("objects committed: {}", s.objects.len());
+    match &s.signing_key {
+        Some(fp) => println!(
+            "digests sealed: {} (key fingerprint {fp}; check: trailship validate-digests --archive {})",
+            s.digests.len(),
+            out.display()
+        ),
+        None => println!("digests sealed: none (unsigned: see `trailship keygen` and --signing-key)"),
+    }
     let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
     println!("\narchive: {}", abs.display());
     if s.dead_total() > 0 {

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::batch::Batcher;
+use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::Parser;
 use crate::encode::{EncodeOptions, writer_properties};
+use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
@@ -39,6 +41,7 @@ pub struct Options {
     pub checkpoint_bytes: u64,
     pub redaction: RedactionConfig,
     pub normalize: NormalizeOptions,
+    pub integrity: IntegrityConfig,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             checkpoint_bytes: 1 << 30,
             redaction: RedactionConfig::default(),
             normalize: NormalizeOptions::default(),
+            integrity: IntegrityConfig::default(),
         }
     }
 }
@@ -87,6 +91,9 @@ pub struct Summary {
     pub redactions: BTreeMap<&'static str, u64>,
     /// The fingerprint key's id, and whether it was a random one for this run.
     pub redaction_key: Option<(String, bool)>,
+    /// Digests sealed over the archive, and the signing key's fingerprint.
+    pub digests: Vec<String>,
+    pub signing_key: Option<String>,
 }
 
 impl Summary {
@@ -117,8 +124,19 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         None
     };
     let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files)?;
-    let mut stage = Stages::new(opts, redactor.clone());
     let mut summary = Summary::default();
+    match &opts.integrity.signing_key_file {
+        Some(path) => {
+            let key = SigningKey::from_file(path).map_err(|e| PipelineError::Config(e.to_string()))?;
+            summary.signing_key = Some(key.fingerprint());
+            let chain = ChainWriter::new(key, &opts.integrity.writer_id, "", crate::sink::now_ms())
+                .map_err(PipelineError::Config)?;
+            let interval = opts.integrity.digest_interval_s.max(1).saturating_mul(1000) as i64;
+            sink.sign_with(chain, interval)?;
+        }
+        None => tracing::warn!("no signing key configured ([integrity] signing_key_file): the archive is not signed"),
+    }
+    let mut stage = Stages::new(opts, redactor.clone());
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
 
@@ -154,12 +172,14 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         if since_checkpoint >= opts.checkpoint_bytes {
             stage.flush(&mut sink, true)?;
             sink.checkpoint(&pending)?;
+            summary.digests.extend(sink.seal_if_due(false)?);
             pending.clear();
             since_checkpoint = 0;
         }
     }
     stage.flush(&mut sink, true)?;
     sink.checkpoint(&pending)?;
+    summary.digests.extend(sink.seal_if_due(true)?);
     summary.objects = sink.close_run()?;
     if let Some(r) = &redactor {
         summary.redactions = r.totals();

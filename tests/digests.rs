@@ -354,3 +354,86 @@ fn cli_exit_codes_and_json() {
     assert_eq!(code, Some(2));
     let _ = ACCOUNT;
 }
+
+/// Runs the CLI over the local copy, keys from the local CloudTrail API.
+fn cli_with_api(root: &Path, api: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["validate-digests", "--trail-arn", ARN, "--s3-bucket", BUCKET])
+        .args(["--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-01-01T05:59:59Z"])
+        .args(["--cloudtrail-endpoint-url", api, "--local"])
+        .arg(root)
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", "trailship-test")
+        .env("AWS_SECRET_ACCESS_KEY", "trailship-test")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn keys_come_from_list_public_keys_across_pages_and_rotation() {
+    let dir = TempDir::new("dg-api");
+    let mut hours = six_hours();
+    for h in &mut hours[3..] {
+        h.key = 1;
+    }
+    build(dir.path(), &hours);
+    let api = common::cloudtrail_api::start(vec![0, 1]);
+    let (code, text) = cli_with_api(dir.path(), &api.url, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("6/6 digest files valid"), "{text}");
+    let reqs = api.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "one call per page: {reqs:#?}");
+    assert!(reqs.iter().all(|r| r.target == "CloudTrail_20131101.ListPublicKeys"));
+    // Asked of the digests' source region, not the client's default one,
+    // for the range (from an hour before it).
+    assert!(reqs.iter().all(|r| r.region == "us-east-1"), "{reqs:#?}");
+    assert_eq!(reqs[0].body["StartTime"].as_f64(), Some(((T0 - HOUR) / 1000) as f64));
+    assert_eq!(reqs[1].body["NextToken"], "page-1");
+
+    // The rotated-to key is not published: its digests fail by name.
+    let api = common::cloudtrail_api::start(vec![0]);
+    let (code, text) = cli_with_api(dir.path(), &api.url, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("INVALID: public key not found in region us-east-1").count(), 3, "{text}");
+}
+
+#[test]
+fn a_resumed_validation_skips_proven_log_files_and_rechecks_the_rest() {
+    let dir = TempDir::new("dg-resume");
+    let c = build(dir.path(), &six_hours());
+    let keys = dir.write("keys.json", digests::public_keys_json(&[0]).as_bytes());
+    let state = dir.path().join("resume.ndjson");
+    std::fs::remove_file(c.path(&c.logs[2][0])).unwrap();
+    let cli = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+            .args(["validate-digests", "--trail-arn", ARN, "--s3-bucket", BUCKET])
+            .args(["--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-01-01T05:59:59Z", "--public-keys"])
+            .arg(&keys)
+            .arg("--local")
+            .arg(dir.path())
+            .arg("--resume")
+            .arg(&state)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let total: usize = c.logs.iter().map(Vec::len).sum();
+    let (code, first) = cli();
+    assert_eq!(code, Some(1), "{first}");
+    let proven = std::fs::read_to_string(&state).unwrap().lines().count();
+    assert_eq!(proven, total - 1, "every valid log file is kept, the missing one is not");
+    assert!(!first.contains("taken as valid"), "{first}");
+
+    // Run again (as after an interruption): nothing proven is fetched again,
+    // and the missing file is checked, and reported, again.
+    let (code, second) = cli();
+    assert_eq!(code, Some(1), "{second}");
+    assert!(second.contains(&format!("{proven} log files taken as valid from the resume file")), "{second}");
+    assert!(second.contains(&format!("{}\tINVALID: not found", c.logs[2][0])), "{second}");
+    assert!(second.contains(&format!("{}/{total} log files valid", total - 1)), "{second}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap().lines().count(), proven, "nothing recorded twice");
+}

@@ -8,8 +8,10 @@ use std::path::Path;
 
 use common::TempDir;
 use common::digests::{self, BUCKET, HOUR, Hour, T0, build, gzip, verdict};
+use trailship::integrity::archive::{ArchiveOptions, validate_archive};
 use trailship::integrity::keys::KeySet;
 use trailship::integrity::s3::S3Store;
+use trailship::integrity::store::Store as _;
 use trailship::integrity::validate::{Kind, Report, Verdict, validate};
 
 fn endpoint() -> Option<String> {
@@ -26,26 +28,34 @@ fn endpoint() -> Option<String> {
     }
 }
 
+/// Tests that fill the trail bucket take turns.
+static TRAIL_BUCKET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Empties the bucket and uploads the local copy, sidecar metadata as S3 user metadata.
 fn upload(s3: &S3Store, root: &Path) {
+    upload_to(s3, BUCKET, "", &root.join(BUCKET));
+}
+
+/// Empties `bucket` and uploads every file under `base` to `prefix<relative path>`,
+/// each `<file>.metadata.json` as that object's user metadata.
+fn upload_to(s3: &S3Store, bucket: &str, prefix: &str, base: &Path) {
     let c = s3.client();
     s3.block_on(async {
-        let _ = c.create_bucket().bucket(BUCKET).send().await;
-        let listed = c.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+        let _ = c.create_bucket().bucket(bucket).send().await;
+        let listed = c.list_objects_v2().bucket(bucket).send().await.unwrap();
         for o in listed.contents() {
-            c.delete_object().bucket(BUCKET).key(o.key().unwrap()).send().await.unwrap();
+            c.delete_object().bucket(bucket).key(o.key().unwrap()).send().await.unwrap();
         }
-        let base = root.join(BUCKET);
         let mut files = Vec::new();
-        collect(&base, &mut files);
+        collect(base, &mut files);
         for f in files {
-            let key = f.strip_prefix(&base).unwrap().to_str().unwrap().to_owned();
-            if key.ends_with(".metadata.json") {
+            let rel = f.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
+            if rel.ends_with(".metadata.json") {
                 continue;
             }
-            let mut put = c.put_object().bucket(BUCKET).key(&key).body(std::fs::read(&f).unwrap().into());
-            let meta = root.join(BUCKET).join(format!("{key}.metadata.json"));
-            if let Ok(m) = std::fs::read(&meta) {
+            let mut put =
+                c.put_object().bucket(bucket).key(format!("{prefix}{rel}")).body(std::fs::read(&f).unwrap().into());
+            if let Ok(m) = std::fs::read(base.join(format!("{rel}.metadata.json"))) {
                 let m: std::collections::BTreeMap<String, String> = serde_json::from_slice(&m).unwrap();
                 for (k, v) in m {
                     put = put.metadata(k, v);
@@ -71,6 +81,7 @@ fn check(s3: &S3Store, published: &[usize], hours: usize) -> Report {
 #[test]
 fn scenarios_against_a_real_s3_api() {
     let Some(ep) = endpoint() else { return };
+    let _turn = TRAIL_BUCKET.lock().unwrap_or_else(|p| p.into_inner());
     let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
     let hours = || vec![Hour::logs(2), Hour::logs(0), Hour::logs(3), Hour::logs(1), Hour::logs(2)];
 
@@ -130,4 +141,115 @@ fn scenarios_against_a_real_s3_api() {
     let r = check(&s3, &[0], 5);
     assert!(r.is_clean(), "{:#?}", r.findings);
     assert_eq!(r.gaps.len(), 1);
+}
+
+/// Without `--s3-bucket`, the bucket comes from DescribeTrails (the local
+/// CloudTrail API) and the objects from the S3 server.
+#[test]
+fn describe_trails_finds_the_bucket() {
+    let Some(ep) = endpoint() else { return };
+    let _turn = TRAIL_BUCKET.lock().unwrap_or_else(|p| p.into_inner());
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let dir = TempDir::new("s3-describe");
+    let c = build(dir.path(), &[Hour::logs(1), Hour::logs(2), Hour::logs(1)]);
+    let logs: usize = c.logs.iter().map(Vec::len).sum();
+    upload(&s3, dir.path());
+    let api = common::cloudtrail_api::start(vec![0]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["validate-digests", "--trail-arn", digests::ARN])
+        .args(["--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-01-01T02:59:59Z"])
+        .args(["--endpoint-url", &ep, "--cloudtrail-endpoint-url", &api.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("3/3 digest files valid") && text.contains(&format!("{logs}/{logs} log files valid")),
+        "{text}"
+    );
+    let targets: Vec<String> = api.requests.lock().unwrap().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(targets, ["CloudTrail_20131101.DescribeTrails", "CloudTrail_20131101.ListPublicKeys"]);
+}
+
+/// trailship's own chain, read over the S3 API from under a prefix, with
+/// signatures as user metadata: valid; then a changed, a removed and an
+/// added object, a digest removed in the middle and the newest edited after
+/// signing.
+#[test]
+fn the_archive_chain_against_a_real_s3_api() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let dir = TempDir::new("s3-archive");
+    let out = dir.path().join("archive");
+    let key = dir.write("k.pem", trailship::integrity::chain::generate_ed25519_pem().as_bytes());
+    let mut opts = trailship::pipeline::Options { out: out.clone(), ..Default::default() };
+    opts.integrity.signing_key_file = Some(key);
+    // Four runs, four digests.
+    let inputs = trailship::source::expand(&[common::fixture("cloudtrail/awsdocs")]).unwrap();
+    let mut digests = Vec::new();
+    let mut objects: Vec<Vec<String>> = Vec::new();
+    for chunk in inputs.chunks(inputs.len().div_ceil(4)) {
+        let s = trailship::pipeline::run(&opts, chunk).unwrap();
+        digests.extend(s.digests);
+        objects.push(s.objects.iter().map(|o| o.key.clone()).collect());
+    }
+    assert_eq!(digests.len(), 4);
+    std::fs::remove_dir_all(out.join("_trailship")).unwrap();
+    let bucket = "trailship-archive";
+    let keys = KeySet::from_file(&out.join(trailship::integrity::chain::PUBLIC_KEYS)).unwrap();
+    let check = || {
+        let opts = ArchiveOptions {
+            bucket: bucket.into(),
+            prefix: "tenant-a/".into(),
+            location: format!("s3://{bucket}/tenant-a"),
+            concurrency: 4,
+            now_ms: i64::MAX / 2,
+            grace_ms: 0,
+            progress: false,
+        };
+        validate_archive(&s3, &keys, &opts).unwrap()
+    };
+    upload_to(&s3, bucket, "tenant-a/", &out);
+    let r = check();
+    assert!(r.is_clean(), "{:#?}", r.findings);
+    let written = trailship::integrity::store::LocalStore::new(&out)
+        .list("", "")
+        .unwrap()
+        .into_iter()
+        .filter(|k| !k.starts_with("_digests/"))
+        .count();
+    assert_eq!((r.digests.valid, r.objects.unwrap().valid), (4, written));
+    assert!(r.findings[0].location.starts_with("s3://trailship-archive/tenant-a/_digests/"), "{:#?}", r.findings[0]);
+
+    let (changed, removed) = (&objects[0][0], &objects[0][1]);
+    let planted = "api_activity/part-planted.zstd.parquet";
+    std::fs::remove_file(out.join(&digests[1])).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&digests::gunzip(&std::fs::read(out.join(&digests[3])).unwrap())).unwrap();
+    doc["digestStartTime"] = "2020-01-01T00:00:00Z".into();
+    // Parquet objects and the dead-letter file of the last run.
+    let newest_listed = doc["logFiles"].as_array().unwrap().len();
+    std::fs::write(out.join(&digests[3]), gzip(&serde_json::to_vec(&doc).unwrap(), 6)).unwrap();
+    upload_to(&s3, bucket, "tenant-a/", &out);
+    s3.block_on(async {
+        let c = s3.client();
+        let put = |k: String, b: &'static [u8]| c.put_object().bucket(bucket).key(k).body(b.to_vec().into()).send();
+        put(format!("tenant-a/{changed}"), b"PAR1 forged").await.unwrap();
+        put(format!("tenant-a/{planted}"), b"PAR1 planted").await.unwrap();
+        c.delete_object().bucket(bucket).key(format!("tenant-a/{removed}")).send().await.unwrap();
+    });
+    let r = check();
+    assert_eq!(verdict(&r, Kind::Object, changed), Verdict::HashMismatch);
+    assert_eq!(verdict(&r, Kind::Object, removed), Verdict::NotFound);
+    assert_eq!(verdict(&r, Kind::Object, planted), Verdict::Unreferenced);
+    assert_eq!(verdict(&r, Kind::Digest, &digests[1]), Verdict::NotFound);
+    assert_eq!(verdict(&r, Kind::Digest, &digests[3]), Verdict::SignatureMismatch { content_authentic: false });
+    for o in &objects[1] {
+        assert_eq!(verdict(&r, Kind::Object, o), Verdict::Unreferenced, "{o}: its digest is gone");
+    }
+    for o in &objects[3] {
+        assert_eq!(verdict(&r, Kind::Object, o), Verdict::Unverified, "{o}: its digest was edited");
+    }
+    let bad = r.findings.iter().filter(|f| !f.verdict.is_valid()).count();
+    assert_eq!(bad, 5 + objects[1].len() + newest_listed, "{:#?}", r.findings);
 }

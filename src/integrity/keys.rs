@@ -1,12 +1,13 @@
-//! CloudTrail's public keys: loaded from a `ListPublicKeys` answer (the API,
-//! or a file saved by `aws cloudtrail list-public-keys` for air-gapped
-//! audits), looked up by fingerprint, used to verify SHA256withRSA.
+//! Public keys: loaded from a `ListPublicKeys` answer (the API, a file saved
+//! by `aws cloudtrail list-public-keys` for air-gapped audits, or the list
+//! trailship publishes beside its archive), looked up by fingerprint, used
+//! to verify SHA256withRSA (CloudTrail's) or Ed25519 (trailship's option).
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use ring::signature::{ED25519, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -19,15 +20,25 @@ pub enum KeyFileError {
 #[derive(Debug, Clone)]
 pub struct PublicKey {
     pub fingerprint: String,
-    /// PKCS#1 `RSAPublicKey` DER (unwrapped from SubjectPublicKeyInfo if needed);
-    /// `None` when the value could not be read as an RSA key.
-    pkcs1: Option<Vec<u8>>,
+    /// `None` when the value is neither an RSA nor an Ed25519 key.
+    material: Option<KeyMaterial>,
     /// The fingerprint is the MD5 of the value as delivered: a mismatch
     /// means a corrupted or substituted key file.
     pub fingerprint_matches: bool,
     pub valid_from_ms: Option<i64>,
     pub valid_to_ms: Option<i64>,
 }
+
+#[derive(Debug, Clone)]
+enum KeyMaterial {
+    /// PKCS#1 `RSAPublicKey` DER (unwrapped from SubjectPublicKeyInfo if needed).
+    Rsa(Vec<u8>),
+    Ed25519([u8; 32]),
+}
+
+/// The names a digest gives its signature algorithm.
+pub const RSA_SHA256: &str = "SHA256withRSA";
+pub const ED25519_ALG: &str = "Ed25519";
 
 /// Why a signature did not verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +68,15 @@ impl KeySet {
     pub fn insert_der(&mut self, fingerprint: &str, der: &[u8], valid_from_ms: Option<i64>, valid_to_ms: Option<i64>) {
         let fp = fingerprint.to_ascii_lowercase();
         let fingerprint_matches = hex::encode(Md5::digest(der)) == fp;
-        let pkcs1 = if der_is_rsa_public_key(der) { Some(der.to_vec()) } else { spki_to_pkcs1(der) };
-        self.by_fingerprint
-            .insert(fp.clone(), PublicKey { fingerprint: fp, pkcs1, fingerprint_matches, valid_from_ms, valid_to_ms });
+        let material = if der_is_rsa_public_key(der) {
+            Some(KeyMaterial::Rsa(der.to_vec()))
+        } else {
+            spki_to_pkcs1(der).map(KeyMaterial::Rsa).or_else(|| spki_ed25519(der).map(KeyMaterial::Ed25519))
+        };
+        self.by_fingerprint.insert(
+            fp.clone(),
+            PublicKey { fingerprint: fp, material, fingerprint_matches, valid_from_ms, valid_to_ms },
+        );
     }
 
     pub fn get(&self, fingerprint: &str) -> Option<&PublicKey> {
@@ -106,12 +123,33 @@ impl KeySet {
         KeySet::from_list_public_keys_json(&text)
     }
 
-    /// Verifies a hex signature over `data` with the key named by `fingerprint`.
+    /// Verifies a hex signature over `data` with the key named by
+    /// `fingerprint`, as SHA256withRSA. See [`KeySet::verify_as`].
     pub fn verify(&self, fingerprint: &str, data: &[u8], signature_hex: &str) -> Result<(), SigError> {
+        self.verify_as(RSA_SHA256, fingerprint, data, signature_hex)
+    }
+
+    /// Verifies with the algorithm the digest names. A key of another type
+    /// is a mismatch, never a fallback: the algorithm is part of what an
+    /// attacker could edit.
+    pub fn verify_as(
+        &self,
+        algorithm: &str,
+        fingerprint: &str,
+        data: &[u8],
+        signature_hex: &str,
+    ) -> Result<(), SigError> {
         let key = self.get(fingerprint).ok_or(SigError::KeyNotFound)?;
-        let der = key.pkcs1.as_ref().filter(|_| key.fingerprint_matches).ok_or(SigError::KeyUnloadable)?;
+        let material = key.material.as_ref().filter(|_| key.fingerprint_matches).ok_or(SigError::KeyUnloadable)?;
         let sig = decode_signature(signature_hex)?;
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).verify(data, &sig).map_err(|_| SigError::Mismatch)
+        let ok = match (algorithm, material) {
+            (RSA_SHA256, KeyMaterial::Rsa(der)) => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).verify(data, &sig).is_ok()
+            }
+            (ED25519_ALG, KeyMaterial::Ed25519(pk)) => UnparsedPublicKey::new(&ED25519, pk).verify(data, &sig).is_ok(),
+            _ => false,
+        };
+        if ok { Ok(()) } else { Err(SigError::Mismatch) }
     }
 }
 
@@ -162,4 +200,21 @@ fn spki_to_pkcs1(der: &[u8]) -> Option<Vec<u8>> {
     let (0x03, bits, []) = tlv(rest)? else { return None };
     let (&0, key) = bits.split_first()? else { return None };
     der_is_rsa_public_key(key).then(|| key.to_vec())
+}
+
+/// `SubjectPublicKeyInfo { { id-Ed25519 }, BIT STRING { 0x00, 32 bytes } }` (RFC 8410).
+fn spki_ed25519(der: &[u8]) -> Option<[u8; 32]> {
+    let (0x30, body, []) = tlv(der)? else { return None };
+    let (0x30, alg, rest) = tlv(body)? else { return None };
+    let (0x06, [0x2b, 0x65, 0x70], []) = tlv(alg)? else { return None };
+    let (0x03, bits, []) = tlv(rest)? else { return None };
+    let (&0, key) = bits.split_first()? else { return None };
+    key.try_into().ok()
+}
+
+/// The SPKI DER of an Ed25519 public key, as trailship publishes it.
+pub fn ed25519_spki(public: &[u8; 32]) -> Vec<u8> {
+    let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    der.extend_from_slice(public);
+    der
 }

@@ -1,13 +1,20 @@
 //! Integrity beside the data path: CloudTrail digest chains (what
-//! `aws cloudtrail validate-logs` checks, and more), over S3 or a local copy.
+//! `aws cloudtrail validate-logs` checks, and more), over S3 or a local copy,
+//! and the same guarantee for trailship's own output.
 //!
 //! - [`digest`] parses one digest file and builds the string CloudTrail signs;
 //! - [`keys`] loads CloudTrail's public keys and verifies signatures;
 //! - [`store`] is where digests and log files are read from;
-//! - [`validate`] walks the chains and gives every object a [`validate::Verdict`].
+//! - [`validate`] walks the chains and gives every object a [`validate::Verdict`];
+//! - [`chain`] writes trailship's own digest chain over its archive, and
+//!   [`archive`] validates it with the same verdicts.
 
+pub mod archive;
+pub mod chain;
+pub mod cloudtrail_api;
 pub mod digest;
 pub mod keys;
+pub mod resume;
 pub mod s3;
 pub mod store;
 pub mod validate;

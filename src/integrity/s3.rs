@@ -14,35 +14,16 @@ pub struct S3Store {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the S3 client: {0}")]
-pub struct S3SetupError(String);
+#[error("cannot start the AWS client: {0}")]
+pub struct S3SetupError(pub(super) String);
 
 impl S3Store {
     /// Credentials and region from the usual AWS chain (environment, profile,
     /// web identity, instance metadata). `endpoint` selects an S3-compatible
     /// store and path-style addressing.
     pub fn new(endpoint: Option<&str>, region: Option<&str>) -> Result<S3Store, S3SetupError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| S3SetupError(e.to_string()))?;
-        // rustls with ring: no C toolchain beyond what ring needs, and the
-        // same crypto crate trailship verifies signatures with.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r.to_owned()));
-        }
-        let conf = rt.block_on(loader.load());
+        let (rt, conf) = sdk_config(region)?;
         let mut b = aws_sdk_s3::config::Builder::from(&conf);
-        if conf.region().is_none() {
-            b = b.region(aws_config::Region::new("us-east-1"));
-        }
         if let Some(e) = endpoint {
             b = b.endpoint_url(e).force_path_style(true);
         }
@@ -58,6 +39,35 @@ impl S3Store {
     }
 }
 
+/// A small runtime and the AWS configuration from the usual chain
+/// (environment, profile, web identity, instance metadata), over rustls with
+/// ring: no C toolchain beyond what ring needs, and the same crypto crate
+/// trailship verifies signatures with. Region: `region`, else the
+/// configuration's, else us-east-1.
+pub(super) fn sdk_config(
+    region: Option<&str>,
+) -> Result<(tokio::runtime::Runtime, aws_config::SdkConfig), S3SetupError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| S3SetupError(e.to_string()))?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    let mut conf = rt.block_on(loader.load());
+    if conf.region().is_none() {
+        conf = conf.into_builder().region(aws_config::Region::new("us-east-1")).build();
+    }
+    Ok((rt, conf))
+}
+
 fn describe<E: std::fmt::Debug>(e: &SdkError<E>) -> String {
     match e {
         SdkError::ServiceError(s) => format!("HTTP {}: {:?}", s.raw().status().as_u16(), s.err()),
@@ -65,15 +75,71 @@ fn describe<E: std::fmt::Debug>(e: &SdkError<E>) -> String {
     }
 }
 
+impl S3Store {
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, GetError> {
+        self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+            let status = match &e {
+                SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+                _ => None,
+            };
+            let missing = matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) || status == Some(404);
+            if missing {
+                GetError::NotFound
+            } else if status == Some(403) {
+                GetError::Unreadable(
+                    "access denied (403); without s3:ListBucket a deleted object also answers 403".into(),
+                )
+            } else {
+                GetError::Unreadable(describe(&e))
+            }
+        })
+    }
+}
+
+/// An object body read chunk by chunk as the network delivers it, so a
+/// large log file is hashed in constant memory.
+struct BodyReader<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    body: aws_sdk_s3::primitives::ByteStream,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rt.block_on(self.body.next()) {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 impl Store for S3Store {
-    fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, ListError> {
+    fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send + '_>, GetError> {
+        let out = self.rt.block_on(self.get_object(bucket, key))?;
+        Ok(Box::new(BodyReader { rt: &self.rt, body: out.body, chunk: bytes::Bytes::new() }))
+    }
+
+    fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError> {
         self.rt.block_on(async {
             let mut keys = Vec::new();
             let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page =
                     page.map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
-                keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                keys.extend(page.contents().iter().filter_map(|o| {
+                    let modified = o.last_modified().and_then(|t| t.to_millis().ok());
+                    o.key().map(|k| (k.to_owned(), modified))
+                }));
             }
             keys.sort();
             Ok(keys)
@@ -82,26 +148,7 @@ impl Store for S3Store {
 
     fn get(&self, bucket: &str, key: &str) -> Result<Object, GetError> {
         self.rt.block_on(async {
-            let out = match self.client.get_object().bucket(bucket).key(key).send().await {
-                Ok(o) => o,
-                Err(e) => {
-                    let status = match &e {
-                        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
-                        _ => None,
-                    };
-                    let missing =
-                        matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) || status == Some(404);
-                    return Err(if missing {
-                        GetError::NotFound
-                    } else if status == Some(403) {
-                        GetError::Unreadable(
-                            "access denied (403); without s3:ListBucket a deleted object also answers 403".into(),
-                        )
-                    } else {
-                        GetError::Unreadable(describe(&e))
-                    });
-                }
-            };
+            let out = self.get_object(bucket, key).await?;
             // Body and metadata from the same response: a HEAD then a GET
             // could straddle an overwrite.
             let metadata: BTreeMap<String, String> =

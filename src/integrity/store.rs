@@ -1,5 +1,5 @@
-//! Where digests and log files are read from: an S3 API (see `s3.rs` once
-//! it exists) or a local copy of a bucket.
+//! Where digests and log files are read from: an S3 API (`s3.rs`) or a
+//! local copy of a bucket.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,8 +35,16 @@ pub struct ListError {
 
 pub trait Store: Sync {
     /// Every key under `prefix`, sorted.
-    fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, ListError>;
+    fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, ListError> {
+        Ok(self.list_modified(bucket, prefix)?.into_iter().map(|(k, _)| k).collect())
+    }
+    /// Every key under `prefix` with its last-modified time (ms), sorted.
+    fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError>;
     fn get(&self, bucket: &str, key: &str) -> Result<Object, GetError>;
+    /// The object's bytes as a stream, for hashing without holding it.
+    fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send + '_>, GetError> {
+        Ok(Box::new(std::io::Cursor::new(self.get(bucket, key)?.bytes)))
+    }
     /// How to name an object to a person.
     fn display(&self, bucket: &str, key: &str) -> String {
         format!("s3://{bucket}/{key}")
@@ -75,7 +83,7 @@ impl LocalStore {
     }
 }
 
-fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, Option<i64>)>) -> std::io::Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -88,21 +96,26 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else if !name.ends_with(METADATA_SUFFIX) {
-            out.push(key);
+            let modified = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64));
+            out.push((key, modified));
         }
     }
     Ok(())
 }
 
 impl Store for LocalStore {
-    fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, ListError> {
+    fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError> {
         let base = self.base(bucket);
         // Walk the deepest folder the prefix names, then filter by the prefix.
         let dir_part = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let mut keys = Vec::new();
         walk(&base.join(dir_part), dir_part, &mut keys)
             .map_err(|e| ListError { location: base.join(dir_part).display().to_string(), reason: e.to_string() })?;
-        keys.retain(|k| k.starts_with(prefix));
+        keys.retain(|(k, _)| k.starts_with(prefix));
         keys.sort();
         Ok(keys)
     }
@@ -126,6 +139,16 @@ impl Store for LocalStore {
         };
         let metadata_supported = !metadata.is_empty();
         Ok(Object { bytes, metadata, metadata_supported })
+    }
+
+    fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send + '_>, GetError> {
+        let path = self.path(bucket, key).ok_or(GetError::NotFound)?;
+        match std::fs::File::open(&path) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => Ok(Box::new(f)),
+            Ok(_) => Err(GetError::NotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(GetError::NotFound),
+            Err(e) => Err(GetError::Unreadable(e.to_string())),
+        }
     }
 
     fn display(&self, bucket: &str, key: &str) -> String {

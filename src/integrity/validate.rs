@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::digest::{Digest, DigestKey, FormatError, LogFileEntry, ms_to_stamp};
-use super::keys::{KeySet, SigError, decode_signature};
+use super::keys::{KeySet, RSA_SHA256, SigError, decode_signature};
+use super::resume::Resume;
 use super::sha256_of_gzip;
 use super::store::{GetError, ListError, Store};
 use crate::normalize::time::{format_rfc3339_s, parse_rfc3339_ms};
@@ -43,7 +44,7 @@ impl Trail {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub bucket: String,
     /// Key prefix before `AWSLogs/`, without a trailing `/`.
@@ -59,6 +60,10 @@ pub struct Options {
     pub concurrency: usize,
     /// Now, for deciding whether digests for the end of the range are due.
     pub now_ms: i64,
+    /// Log files an interrupted run already proved valid.
+    pub resume: Option<std::sync::Arc<Resume>>,
+    /// Draw a progress bar on standard error.
+    pub progress: bool,
 }
 
 /// An object's verdict. Everything but `Valid` fails the run.
@@ -103,11 +108,19 @@ pub enum Verdict {
     HashMismatch,
     /// Listed only by a digest that is not valid: its hash is unproven.
     Unverified,
+    /// In trailship's archive but in no digest: added, or its digest removed.
+    Unreferenced,
+    /// Written after the newest digest and younger than the grace period:
+    /// the next digest is not due yet. Not an error.
+    Pending {
+        due_by: String,
+    },
 }
 
 impl Verdict {
+    /// Whether this verdict lets the run pass (valid, or not yet due).
     pub fn is_valid(&self) -> bool {
-        *self == Verdict::Valid
+        matches!(self, Verdict::Valid | Verdict::Pending { .. })
     }
 
     /// The wording of `aws cloudtrail validate-logs` where it has one.
@@ -143,6 +156,8 @@ impl Verdict {
             }
             Verdict::HashMismatch => "INVALID: hash value doesn't match".into(),
             Verdict::Unverified => "INVALID: not verified (listed only by an invalid digest)".into(),
+            Verdict::Unreferenced => "INVALID: not listed by any digest (added, or its digest was removed)".into(),
+            Verdict::Pending { due_by } => format!("pending: written after the newest digest, due by {due_by}"),
         }
     }
 }
@@ -153,6 +168,8 @@ pub enum Kind {
     Digest,
     BackfillDigest,
     LogFile,
+    /// An object of trailship's own archive.
+    Object,
 }
 
 impl Kind {
@@ -161,6 +178,7 @@ impl Kind {
             Kind::Digest => "Digest file",
             Kind::BackfillDigest => "(backfill) Digest file",
             Kind::LogFile => "Log file",
+            Kind::Object => "Object",
         }
     }
 }
@@ -194,6 +212,9 @@ pub struct Count {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// What was validated: a CloudTrail trail, or trailship's archive at this location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
     pub requested_start: String,
     pub requested_end: String,
     pub found_start: Option<String>,
@@ -202,10 +223,19 @@ pub struct Report {
     pub digests: Count,
     pub backfill_digests: Count,
     pub log_files: Count,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Count>,
     pub gaps: Vec<Gap>,
     pub findings: Vec<Finding>,
+    /// Log files taken as valid from `--resume` instead of fetched again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resumed: usize,
     #[serde(skip)]
     index: HashMap<(Kind, String), usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -214,7 +244,7 @@ impl Report {
         self.findings.iter().all(|f| f.verdict.is_valid()) && self.digests.valid + self.backfill_digests.valid > 0
     }
 
-    fn record(&mut self, kind: Kind, region: &str, location: String, verdict: Verdict) {
+    pub(super) fn record(&mut self, kind: Kind, region: &str, location: String, verdict: Verdict) {
         if let Some(&i) = self.index.get(&(kind, location.clone())) {
             let f = &mut self.findings[i];
             if f.verdict.is_valid() {
@@ -228,12 +258,13 @@ impl Report {
         self.findings.push(Finding { kind, region: region.into(), location, verdict, also: Vec::new() });
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         for f in &self.findings {
             let c = match f.kind {
                 Kind::Digest => &mut self.digests,
                 Kind::BackfillDigest => &mut self.backfill_digests,
                 Kind::LogFile => &mut self.log_files,
+                Kind::Object => self.objects.get_or_insert_default(),
             };
             if f.verdict.is_valid() { c.valid += 1 } else { c.invalid += 1 }
         }
@@ -250,10 +281,16 @@ impl Report {
                 }
             }
         }
+        if let Some(archive) = &self.archive {
+            return self.write_archive_summary(w, archive);
+        }
         for g in &self.gaps {
             writeln!(w, "No log files were delivered by CloudTrail between {} and {} ({})", g.from, g.to, g.region)?;
         }
         writeln!(w, "\nResults requested for {} to {}", self.requested_start, self.requested_end)?;
+        if self.resumed > 0 {
+            writeln!(w, "{} log files taken as valid from the resume file", self.resumed)?;
+        }
         if self.digests.valid + self.digests.invalid + self.backfill_digests.valid + self.backfill_digests.invalid == 0
         {
             return writeln!(w, "No digests found");
@@ -277,6 +314,39 @@ impl Report {
     }
 }
 
+impl Report {
+    fn write_archive_summary(&self, w: &mut impl std::io::Write, archive: &str) -> std::io::Result<()> {
+        for g in &self.gaps {
+            writeln!(
+                w,
+                "Chain of writer {} restarted: no link from the digest starting {} to the one ending {}",
+                g.region, g.to, g.from
+            )?;
+        }
+        writeln!(w, "\nResults for the trailship archive {archive} (writers: {})", self.regions.join(", "))?;
+        if self.digests.valid + self.digests.invalid == 0 {
+            return writeln!(w, "No digests found");
+        }
+        if let (Some(s), Some(e)) = (&self.found_start, &self.found_end) {
+            writeln!(w, "Digests cover {s} to {e}:\n")?;
+        }
+        let objects = self.objects.unwrap_or_default();
+        for (c, name) in [(self.digests, "digest files"), (objects, "objects")] {
+            let total = c.valid + c.invalid;
+            write!(w, "{}/{total} {name} valid", c.valid)?;
+            if c.invalid > 0 {
+                write!(w, ", {}/{total} {name} INVALID", c.invalid)?;
+            }
+            writeln!(w)?;
+        }
+        let pending = self.findings.iter().filter(|f| matches!(f.verdict, Verdict::Pending { .. })).count();
+        if pending > 0 {
+            writeln!(w, "{pending} objects written after the newest digest (not yet due)")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
     #[error(transparent)]
@@ -289,17 +359,17 @@ pub enum ValidateError {
 
 /// What the newer digest says about the one it links to.
 #[derive(Debug, Clone)]
-struct Link {
-    newer: String,
-    newer_start: String,
-    hash: Option<String>,
-    signature: Option<String>,
-    algorithm: Option<String>,
+pub(super) struct Link {
+    pub newer: String,
+    pub newer_start: String,
+    pub hash: Option<String>,
+    pub signature: Option<String>,
+    pub algorithm: Option<String>,
 }
 
-struct LogJob {
-    region: String,
-    entry: LogFileEntry,
+pub(super) struct LogJob {
+    pub region: String,
+    pub entry: LogFileEntry,
 }
 
 /// Parses `--start-time` / `--end-time`: RFC 3339 (an offset is converted,
@@ -326,18 +396,7 @@ pub fn validate(store: &dyn Store, keys: &KeySet, opts: &Options) -> Result<Repo
         requested_end: format_rfc3339_s(opts.end_ms),
         ..Default::default()
     };
-    let root = chain_root(opts);
-    let regions = if opts.regions.is_empty() {
-        let mut r: Vec<String> = store
-            .list(&opts.bucket, &root)?
-            .iter()
-            .filter_map(|k| k[root.len()..].split_once('/').map(|(r, _)| r.to_owned()))
-            .collect();
-        r.dedup();
-        r
-    } else {
-        opts.regions.clone()
-    };
+    let regions = regions(store, opts)?;
     let mut jobs = Vec::new();
     let mut found = (i64::MAX, i64::MIN);
     for region in &regions {
@@ -345,13 +404,36 @@ pub fn validate(store: &dyn Store, keys: &KeySet, opts: &Options) -> Result<Repo
         w.walk_region()?;
     }
     report.regions = regions;
-    check_logs(store, opts.concurrency.max(1), jobs, &mut report);
+    let run = LogRun {
+        concurrency: opts.concurrency,
+        hashing: Hashing::Gunzipped,
+        kind: Kind::LogFile,
+        resume: opts.resume.as_deref(),
+        progress: opts.progress,
+    };
+    check_logs(store, &run, jobs, &mut report);
     if found.0 <= found.1 {
         report.found_start = Some(format_rfc3339_s(found.0.max(opts.start_ms)));
         report.found_end = Some(format_rfc3339_s(found.1.min(opts.end_ms)));
     }
     report.finish();
     Ok(report)
+}
+
+/// The source regions to validate: those asked for, else every region
+/// with digests under the trail's prefix.
+pub fn regions(store: &dyn Store, opts: &Options) -> Result<Vec<String>, ValidateError> {
+    if !opts.regions.is_empty() {
+        return Ok(opts.regions.clone());
+    }
+    let root = chain_root(opts);
+    let mut r: Vec<String> = store
+        .list(&opts.bucket, &root)?
+        .iter()
+        .filter_map(|k| k[root.len()..].split_once('/').map(|(r, _)| r.to_owned()))
+        .collect();
+    r.dedup();
+    Ok(r)
 }
 
 fn chain_root(opts: &Options) -> String {
@@ -393,7 +475,7 @@ impl Listing {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Valid(Digest),
     /// Not valid; the digest when it could be parsed (its log files are then unverified).
     Invalid(Verdict, Option<Digest>),
@@ -579,141 +661,231 @@ impl Walker<'_> {
     }
 
     fn check_digest(&mut self, bucket: &str, key: &str, parsed: Option<&DigestKey>, via: Option<&Link>) -> Outcome {
-        let obj = match self.store.get(bucket, key) {
-            Ok(o) => o,
-            Err(GetError::NotFound) => return Outcome::Invalid(Verdict::NotFound, None),
-            Err(GetError::Unreadable(reason)) => return Outcome::Invalid(Verdict::Unreadable { reason }, None),
+        let end_stamp = parsed.filter(|k| !k.backfill).map(|k| k.stamp.as_str());
+        let rules = Rules {
+            region: self.region,
+            algorithms: &[RSA_SHA256],
+            expect_bucket: Some(bucket),
+            expect_object: key,
+            expect_end_stamp: end_stamp,
+            backfill: parsed.is_some_and(|k| k.backfill),
         };
-        let d = match Digest::from_gzip(&obj.bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                let reason = match e {
-                    FormatError::Json(_) => "not a digest (JSON)".to_owned(),
-                    e => e.to_string(),
-                };
-                return Outcome::Invalid(Verdict::InvalidFormat { reason }, None);
-            }
-        };
-        let invalid = |v| Outcome::Invalid(v, Some(d.clone()));
-        if parsed.is_some_and(|k| k.backfill)
-            && obj.metadata_supported
-            && !obj.metadata.contains_key("backfill-generation-timestamp")
-        {
-            return invalid(Verdict::InvalidFormat {
-                reason: "backfill digest without backfill-generation-timestamp".into(),
-            });
-        }
-        if d.doc.digest_s3_bucket != bucket || d.doc.digest_s3_object != key {
-            return invalid(Verdict::Moved);
-        }
-        if let Some(k) = parsed.filter(|k| !k.backfill) {
-            let end_stamp = parse_rfc3339_ms(&d.doc.digest_end_time).map(ms_to_stamp);
-            if end_stamp.as_deref() != Some(k.stamp.as_str()) {
-                return invalid(Verdict::InvalidFormat {
-                    reason: "digestEndTime differs from the time in the key".into(),
-                });
-            }
-        }
-        for alg in
-            [d.doc.digest_signature_algorithm.as_deref(), obj.metadata.get("signature-algorithm").map(String::as_str)]
-                .into_iter()
-                .flatten()
-        {
-            if alg != "SHA256withRSA" {
-                return invalid(Verdict::UnsupportedAlgorithm { algorithm: alg.into() });
-            }
-        }
-        let fp = &d.doc.digest_public_key_fingerprint;
-        let data = d.data_to_sign();
-        let link_ok = via
-            .and_then(|l| l.signature.as_deref())
-            .map(|s| self.keys.verify(fp, data.as_bytes(), s).is_ok())
-            .unwrap_or(false);
-        let meta_sig = obj.metadata.get("signature");
-        let sig_result = match meta_sig {
-            Some(s) => self.keys.verify(fp, data.as_bytes(), s),
-            None if !obj.metadata_supported && link_ok => Ok(()),
-            None => return invalid(Verdict::SignatureMissing { content_authentic: link_ok }),
-        };
-        match sig_result {
-            Ok(()) => {}
-            Err(SigError::KeyNotFound) => {
-                return invalid(Verdict::KeyNotFound { fingerprint: fp.clone(), region: self.region.into() });
-            }
-            Err(SigError::KeyUnloadable) => return invalid(Verdict::KeyUnloadable { fingerprint: fp.clone() }),
-            Err(SigError::BadSignatureEncoding | SigError::Mismatch) => {
-                return invalid(Verdict::SignatureMismatch { content_authentic: link_ok });
-            }
-        }
-        if let Some(l) = via {
-            let newer = l.newer.clone();
-            let mut link_fail = |field: &str| {
-                self.report.record(
-                    Kind::Digest,
-                    self.region,
-                    newer.clone(),
-                    Verdict::LinkMismatch { field: field.into() },
-                );
-            };
-            if l.hash.as_deref().map(str::to_ascii_lowercase) != Some(hex::encode(d.sha256)) {
-                link_fail("previousDigestHashValue");
-            }
-            if l.algorithm.as_deref().is_some_and(|a| a != "SHA-256") {
-                link_fail("previousDigestHashAlgorithm");
-            }
-            let same_sig = match (meta_sig, l.signature.as_deref()) {
-                (Some(m), Some(s)) => decode_signature(m).ok().is_some_and(|m| decode_signature(s).ok() == Some(m)),
-                (None, Some(_)) => link_ok,
-                _ => false,
-            };
-            if !same_sig {
-                link_fail("previousDigestSignature");
-            }
-        }
-        Outcome::Valid(d)
+        check_digest(self.store, self.keys, bucket, key, &rules, via, self.report)
     }
+}
+
+/// What a digest must satisfy beyond its signature and links.
+pub(super) struct Rules<'a> {
+    /// The chain's name in messages (a region, or a trailship writer).
+    pub region: &'a str,
+    pub algorithms: &'a [&'a str],
+    /// Where the digest must say it is stored (`None`: the bucket is not checked).
+    pub expect_bucket: Option<&'a str>,
+    pub expect_object: &'a str,
+    /// The end time its key carries, when the key has one.
+    pub expect_end_stamp: Option<&'a str>,
+    pub backfill: bool,
+}
+
+/// Fetches one digest and checks format, location, algorithm, signature,
+/// and (given the newer digest's `via` link) that the link names it exactly.
+/// Link failures are recorded against the newer digest.
+pub(super) fn check_digest(
+    store: &dyn Store,
+    keys: &KeySet,
+    bucket: &str,
+    key: &str,
+    rules: &Rules<'_>,
+    via: Option<&Link>,
+    report: &mut Report,
+) -> Outcome {
+    let obj = match store.get(bucket, key) {
+        Ok(o) => o,
+        Err(GetError::NotFound) => return Outcome::Invalid(Verdict::NotFound, None),
+        Err(GetError::Unreadable(reason)) => return Outcome::Invalid(Verdict::Unreadable { reason }, None),
+    };
+    let d = match Digest::from_gzip(&obj.bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            let reason = match e {
+                FormatError::Json(_) => "not a digest (JSON)".to_owned(),
+                e => e.to_string(),
+            };
+            return Outcome::Invalid(Verdict::InvalidFormat { reason }, None);
+        }
+    };
+    let invalid = |v| Outcome::Invalid(v, Some(d.clone()));
+    if rules.backfill && obj.metadata_supported && !obj.metadata.contains_key("backfill-generation-timestamp") {
+        return invalid(Verdict::InvalidFormat {
+            reason: "backfill digest without backfill-generation-timestamp".into(),
+        });
+    }
+    if rules.expect_bucket.is_some_and(|b| d.doc.digest_s3_bucket != b) || d.doc.digest_s3_object != rules.expect_object
+    {
+        return invalid(Verdict::Moved);
+    }
+    if let Some(stamp) = rules.expect_end_stamp {
+        let end_stamp = parse_rfc3339_ms(&d.doc.digest_end_time).map(ms_to_stamp);
+        if end_stamp.as_deref() != Some(stamp) {
+            return invalid(Verdict::InvalidFormat { reason: "digestEndTime differs from the time in the key".into() });
+        }
+    }
+    let declared = d.doc.digest_signature_algorithm.as_deref().unwrap_or(RSA_SHA256);
+    for alg in [Some(declared), obj.metadata.get("signature-algorithm").map(String::as_str)].into_iter().flatten() {
+        if !rules.algorithms.contains(&alg) || alg != declared {
+            return invalid(Verdict::UnsupportedAlgorithm { algorithm: alg.into() });
+        }
+    }
+    let fp = &d.doc.digest_public_key_fingerprint;
+    let data = d.data_to_sign();
+    let link_ok = via
+        .and_then(|l| l.signature.as_deref())
+        .map(|s| keys.verify_as(declared, fp, data.as_bytes(), s).is_ok())
+        .unwrap_or(false);
+    let meta_sig = obj.metadata.get("signature");
+    let sig_result = match meta_sig {
+        Some(s) => keys.verify_as(declared, fp, data.as_bytes(), s),
+        None if !obj.metadata_supported && link_ok => Ok(()),
+        None => return invalid(Verdict::SignatureMissing { content_authentic: link_ok }),
+    };
+    match sig_result {
+        Ok(()) => {}
+        Err(SigError::KeyNotFound) => {
+            return invalid(Verdict::KeyNotFound { fingerprint: fp.clone(), region: rules.region.into() });
+        }
+        Err(SigError::KeyUnloadable) => return invalid(Verdict::KeyUnloadable { fingerprint: fp.clone() }),
+        Err(SigError::BadSignatureEncoding | SigError::Mismatch) => {
+            return invalid(Verdict::SignatureMismatch { content_authentic: link_ok });
+        }
+    }
+    // Links are judged only against a digest that verifies: an invalid one
+    // is reported itself, and its successor is not blamed for it.
+    if let Some(l) = via {
+        let mut link_fail = |field: &str| {
+            report.record(Kind::Digest, rules.region, l.newer.clone(), Verdict::LinkMismatch { field: field.into() });
+        };
+        if l.hash.as_deref().map(str::to_ascii_lowercase) != Some(hex::encode(d.sha256)) {
+            link_fail("previousDigestHashValue");
+        }
+        if l.algorithm.as_deref().is_some_and(|a| a != "SHA-256") {
+            link_fail("previousDigestHashAlgorithm");
+        }
+        let same_sig = match (meta_sig, l.signature.as_deref()) {
+            (Some(m), Some(s)) => decode_signature(m).ok().is_some_and(|m| decode_signature(s).ok() == Some(m)),
+            (None, Some(_)) => link_ok,
+            _ => false,
+        };
+        if !same_sig {
+            link_fail("previousDigestSignature");
+        }
+    }
+    Outcome::Valid(d)
 }
 
 fn location_of(store: &dyn Store, d: &Digest) -> String {
     store.display(&d.doc.digest_s3_bucket, &d.doc.digest_s3_object)
 }
 
-fn check_log(store: &dyn Store, e: &LogFileEntry) -> Verdict {
+/// How a listed object's hash is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hashing {
+    /// Of the first gzip member's content (CloudTrail log files).
+    Gunzipped,
+    /// Of the bytes as stored (trailship's objects).
+    Stored,
+}
+
+fn check_log(store: &dyn Store, e: &LogFileEntry, hashing: Hashing) -> Verdict {
     if let Some(a) = e.hash_algorithm.as_deref().filter(|a| *a != "SHA-256") {
         return Verdict::UnsupportedAlgorithm { algorithm: a.into() };
     }
-    let obj = match store.get(&e.s3_bucket, &e.s3_object) {
+    let body = match store.open(&e.s3_bucket, &e.s3_object) {
         Ok(o) => o,
         Err(GetError::NotFound) => return Verdict::NotFound,
         Err(GetError::Unreadable(reason)) => return Verdict::Unreadable { reason },
     };
-    match sha256_of_gzip(&obj.bytes[..]) {
+    let body = std::io::BufReader::with_capacity(256 << 10, body);
+    let hash = match hashing {
+        Hashing::Gunzipped => sha256_of_gzip(body).map_err(|g| g.to_string()),
+        Hashing::Stored => sha256_of_reader(body).map_err(|e| format!("read failed: {e}")),
+    };
+    match hash {
         Ok(h) if hex::encode(h) == e.hash_value.to_ascii_lowercase() => Verdict::Valid,
         Ok(_) => Verdict::HashMismatch,
-        Err(g) => Verdict::InvalidFormat { reason: g.to_string() },
+        Err(reason) => Verdict::InvalidFormat { reason },
     }
+}
+
+fn sha256_of_reader(mut r: impl std::io::BufRead) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        h.update(buf);
+        let n = buf.len();
+        r.consume(n);
+    }
+    Ok(h.finalize().into())
+}
+
+/// How `check_logs` runs.
+pub(super) struct LogRun<'a> {
+    pub concurrency: usize,
+    pub hashing: Hashing,
+    pub kind: Kind,
+    pub resume: Option<&'a Resume>,
+    pub progress: bool,
 }
 
 /// Fetches and hashes log files `concurrency` at a time; results are
 /// recorded in listing order, so output does not depend on timing.
-fn check_logs(store: &dyn Store, concurrency: usize, jobs: Vec<LogJob>, report: &mut Report) {
+pub(super) fn check_logs(store: &dyn Store, run: &LogRun<'_>, jobs: Vec<LogJob>, report: &mut Report) {
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<usize, Verdict>> = Mutex::new(BTreeMap::new());
+    let bar = if run.progress {
+        indicatif::ProgressBar::new(jobs.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_prefix(match run.kind {
+        Kind::Object => "objects",
+        _ => "log files",
+    });
+    let resumed = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for _ in 0..concurrency.min(jobs.len()) {
+        for _ in 0..run.concurrency.max(1).min(jobs.len()) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    let v = check_log(store, &job.entry);
+                    let v = if run.resume.is_some_and(|r| r.is_done(&job.entry)) {
+                        resumed.fetch_add(1, Ordering::Relaxed);
+                        Verdict::Valid
+                    } else {
+                        let v = check_log(store, &job.entry, run.hashing);
+                        if let (Some(r), Verdict::Valid) = (run.resume, &v) {
+                            r.record(&job.entry);
+                        }
+                        v
+                    };
+                    bar.inc(1);
                     results.lock().unwrap_or_else(|p| p.into_inner()).insert(i, v);
                 }
             });
         }
     });
+    bar.finish_and_clear();
+    report.resumed += resumed.into_inner();
     for (i, v) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
         let job = &jobs[i];
         let loc = store.display(&job.entry.s3_bucket, &job.entry.s3_object);
-        report.record(Kind::LogFile, &job.region, loc, v);
+        report.record(run.kind, &job.region, loc, v);
     }
 }

@@ -18,7 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::PartitionKey;
 use crate::encode::ObjectWriter;
+use crate::integrity::chain::{ChainWriter, Covered};
 use crate::sink::SinkError;
+use crate::sink::seal::{self, Sealer, now_ms};
+
+fn covered(r: &ObjectRecord) -> Covered {
+    Covered { key: r.key.clone(), sha256: r.sha256.clone(), bytes: r.bytes }
+}
 
 /// Identity of an input for the ledger: a changed file is a new input.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +39,9 @@ struct Journal {
     run: String,
     renames: Vec<(PathBuf, PathBuf)>,
     objects: Vec<ObjectRecord>,
+    /// Dead-letter files: digests cover them like Parquet objects.
+    #[serde(default)]
+    dead_objects: Vec<ObjectRecord>,
     inputs: Vec<InputId>,
 }
 
@@ -66,13 +75,14 @@ pub struct LocalSink {
     open_order: Vec<PartitionKey>,
     closed: Vec<(PathBuf, ObjectRecord)>,
     dead: Vec<u8>,
-    dead_files: Vec<(PathBuf, String)>,
+    dead_files: Vec<(PathBuf, ObjectRecord)>,
     seq: u64,
     ledger: HashSet<InputId>,
     committed: Vec<ObjectRecord>,
+    sealer: Option<Sealer>,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> SinkError {
+pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
     SinkError::Io { path: path.to_path_buf(), source: e }
 }
 
@@ -112,11 +122,29 @@ impl LocalSink {
             seq: 0,
             ledger,
             committed: Vec::new(),
+            sealer: None,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Signs the archive from now on: every committed object goes into the
+    /// next digest of `chain` (see `integrity::chain`), sealed at least every
+    /// `interval_ms` and at the end of the run.
+    pub fn sign_with(&mut self, chain: ChainWriter, interval_ms: i64) -> Result<(), SinkError> {
+        self.sealer = Some(Sealer::open(&self.root, &self.state, chain, interval_ms)?);
+        Ok(())
+    }
+
+    /// Seals a digest when one is due (`force`: whenever objects await one).
+    /// Returns the digest's key when one was written.
+    pub fn seal_if_due(&mut self, force: bool) -> Result<Option<String>, SinkError> {
+        match &mut self.sealer {
+            Some(s) => s.seal_if_due(now_ms(), force),
+            None => Ok(None),
+        }
     }
 
     pub fn is_done(&self, input: &InputId) -> bool {
@@ -182,8 +210,14 @@ impl LocalSink {
         let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
         f.write_all(&self.dead).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        let rec = ObjectRecord {
+            key: format!("_dead_letter/{name}"),
+            sha256: crate::integrity::chain::sha256_hex(&self.dead),
+            bytes: self.dead.len() as u64,
+            rows: memchr::memchr_iter(b'\n', &self.dead).count() as u64,
+        };
         self.dead.clear();
-        self.dead_files.push((tmp, format!("_dead_letter/{name}")));
+        self.dead_files.push((tmp, rec));
         Ok(())
     }
 
@@ -201,13 +235,15 @@ impl LocalSink {
             renames.push((tmp, self.root.join(&rec.key)));
             objects.push(rec);
         }
-        for (tmp, key) in self.dead_files.drain(..) {
-            renames.push((tmp, self.root.join(key)));
+        let mut dead_objects = Vec::new();
+        for (tmp, rec) in self.dead_files.drain(..) {
+            renames.push((tmp, self.root.join(&rec.key)));
+            dead_objects.push(rec);
         }
         if renames.is_empty() && inputs.is_empty() {
             return Ok(());
         }
-        let journal = Journal { run: self.run.clone(), renames, objects, inputs: inputs.to_vec() };
+        let journal = Journal { run: self.run.clone(), renames, objects, dead_objects, inputs: inputs.to_vec() };
         let path = self.state.join("journal.json");
         let tmp = self.state.join("journal.json.tmp");
         let body = serde_json::to_vec(&journal).expect("journal serialises");
@@ -217,24 +253,28 @@ impl LocalSink {
         apply(&self.state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         self.ledger.extend(journal.inputs);
+        if let Some(s) = &mut self.sealer {
+            s.add(journal.objects.iter().chain(&journal.dead_objects).map(covered));
+        }
         self.committed.extend(journal.objects);
         Ok(())
     }
 
-    /// Removes this run's temporary directory (after the final checkpoint).
+    /// Removes this run's temporary directory (after the final checkpoint
+    /// and seal).
     pub fn close_run(self) -> Result<Vec<ObjectRecord>, SinkError> {
         let _ = fs::remove_dir(&self.tmp);
         Ok(self.committed)
     }
 }
 
-fn write_synced(path: &Path, body: &[u8]) -> Result<(), SinkError> {
+pub(super) fn write_synced(path: &Path, body: &[u8]) -> Result<(), SinkError> {
     let mut f = File::create(path).map_err(|e| io_err(path, e))?;
     f.write_all(body).map_err(|e| io_err(path, e))?;
     f.sync_all().map_err(|e| io_err(path, e))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), SinkError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
@@ -254,6 +294,10 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
     for d in dirs {
         sync_dir(&d)?;
     }
+    // Before the journal is removed, so no committed object can miss its
+    // digest; a roll-forward may append twice, and readers dedupe.
+    let covered: Vec<Covered> = j.objects.iter().chain(&j.dead_objects).map(covered).collect();
+    seal::append_undigested(state, &covered)?;
     if !j.inputs.is_empty() {
         let path = state.join("ledger.ndjson");
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
@@ -327,6 +371,7 @@ mod tests {
                 (run_tmp.join("b.parquet"), root.join("ds/x/b.parquet")),
             ],
             objects: vec![],
+            dead_objects: vec![],
             inputs: vec![input.clone()],
         };
         fs::write(state.join("journal.json"), serde_json::to_vec(&journal).unwrap()).unwrap();

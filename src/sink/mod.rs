@@ -2,6 +2,9 @@
 //! Only the sink knows about the storage; nothing upstream does I/O on it.
 
 pub mod local;
+mod seal;
+
+pub use seal::now_ms;
 
 use std::path::PathBuf;
 

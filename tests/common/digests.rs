@@ -25,6 +25,8 @@ pub const HOUR: i64 = 3_600_000;
 pub struct TestKey {
     pub signing: SigningKey<Sha256>,
     pub pkcs1_der: Vec<u8>,
+    /// The private key, for trailship's own chain (which loads PKCS#8).
+    pub pkcs8_der: Vec<u8>,
     pub fingerprint: String,
 }
 
@@ -36,7 +38,8 @@ pub fn keys() -> &'static [TestKey; 3] {
             let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
             let pkcs1_der = private.to_public_key().to_pkcs1_der().unwrap().as_bytes().to_vec();
             let fingerprint = hex::encode(md5::Md5::digest(&pkcs1_der));
-            TestKey { signing: SigningKey::<Sha256>::new(private), pkcs1_der, fingerprint }
+            let pkcs8_der = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&private).unwrap().as_bytes().to_vec();
+            TestKey { signing: SigningKey::<Sha256>::new(private), pkcs1_der, pkcs8_der, fingerprint }
         })
     })
 }
@@ -89,6 +92,8 @@ pub fn options(start: i64, end: i64, concurrency: usize) -> Options {
         end_ms: end,
         concurrency,
         now_ms: T0 + 1000 * HOUR,
+        resume: None,
+        progress: false,
     }
 }
 

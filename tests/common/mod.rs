@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cloudtrail_api;
 pub mod digests;
 pub mod planted;
 
