@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::TempDir;
-use common::digests::{self, BUCKET, HOUR, Hour, T0, build, gzip, verdict};
+use common::digests::{self, BUCKET, HOUR, Hour, T0, build, gzip, upload_to, verdict};
 use trailship::integrity::archive::{ArchiveOptions, validate_archive};
 use trailship::integrity::keys::KeySet;
 use trailship::integrity::s3::S3Store;
@@ -34,43 +34,6 @@ static TRAIL_BUCKET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Empties the bucket and uploads the local copy, sidecar metadata as S3 user metadata.
 fn upload(s3: &S3Store, root: &Path) {
     upload_to(s3, BUCKET, "", &root.join(BUCKET));
-}
-
-/// Empties `bucket` and uploads every file under `base` to `prefix<relative path>`,
-/// each `<file>.metadata.json` as that object's user metadata.
-fn upload_to(s3: &S3Store, bucket: &str, prefix: &str, base: &Path) {
-    let c = s3.client();
-    s3.block_on(async {
-        let _ = c.create_bucket().bucket(bucket).send().await;
-        let listed = c.list_objects_v2().bucket(bucket).send().await.unwrap();
-        for o in listed.contents() {
-            c.delete_object().bucket(bucket).key(o.key().unwrap()).send().await.unwrap();
-        }
-        let mut files = Vec::new();
-        collect(base, &mut files);
-        for f in files {
-            let rel = f.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
-            if rel.ends_with(".metadata.json") {
-                continue;
-            }
-            let mut put =
-                c.put_object().bucket(bucket).key(format!("{prefix}{rel}")).body(std::fs::read(&f).unwrap().into());
-            if let Ok(m) = std::fs::read(base.join(format!("{rel}.metadata.json"))) {
-                let m: std::collections::BTreeMap<String, String> = serde_json::from_slice(&m).unwrap();
-                for (k, v) in m {
-                    put = put.metadata(k, v);
-                }
-            }
-            put.send().await.unwrap();
-        }
-    });
-}
-
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { collect(&p, out) } else { out.push(p) }
-    }
 }
 
 fn check(s3: &S3Store, published: &[usize], hours: usize) -> Report {
@@ -220,6 +183,20 @@ fn the_archive_chain_against_a_real_s3_api() {
         .count();
     assert_eq!((r.digests.valid, r.objects.unwrap().valid), (4, written));
     assert!(r.findings[0].location.starts_with("s3://trailship-archive/tenant-a/_digests/"), "{:#?}", r.findings[0]);
+    // Checked against a key the auditor pinned that is not the writer's: nothing verifies.
+    let other = KeySet::from_list_public_keys_json(&digests::public_keys_json(&[2])).unwrap();
+    let opts = ArchiveOptions {
+        bucket: bucket.into(),
+        prefix: "tenant-a/".into(),
+        location: String::new(),
+        concurrency: 4,
+        now_ms: i64::MAX / 2,
+        grace_ms: 0,
+        progress: false,
+    };
+    let r = validate_archive(&s3, &other, &opts).unwrap();
+    assert_eq!(r.digests.invalid, 4);
+    assert!(matches!(verdict(&r, Kind::Digest, &digests[0]), Verdict::KeyNotFound { .. }));
 
     let (changed, removed) = (&objects[0][0], &objects[0][1]);
     let planted = "api_activity/part-planted.zstd.parquet";

@@ -1,5 +1,5 @@
 //! A local CloudTrail API speaking the real wire protocol (JSON 1.1 over
-//! HTTP, `X-Amz-Target: CloudTrail_20131101.<Operation>`) for the two calls
+//! HTTP, `X-Amz-Target: [...]CloudTrail_20131101.<Operation>`) for the two calls
 //! validation makes. No local server implements CloudTrail's ListPublicKeys,
 //! so this one stands in, as the project's rules allow.
 
@@ -71,9 +71,11 @@ fn serve(conn: std::net::TcpStream, seen: &Mutex<Vec<Request>>, published: &[usi
             .unwrap_or_default();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         seen.lock().unwrap().push(Request { target: target.clone(), body: body.clone(), region });
-        let (status, answer) = match target.as_str() {
-            "CloudTrail_20131101.ListPublicKeys" => (200, list_public_keys(&body, published)),
-            "CloudTrail_20131101.DescribeTrails" => (200, describe_trails()),
+        // The Rust SDK sends `CloudTrail_20131101.Op`; botocore's newer model
+        // prefixes the service's full shape name.
+        let (status, answer) = match target.rsplit('.').next().unwrap_or_default() {
+            "ListPublicKeys" => (200, list_public_keys(&body, published)),
+            "DescribeTrails" => (200, describe_trails()),
             _ => (400, serde_json::json!({"__type": "UnknownOperationException", "message": target})),
         };
         let answer = answer.to_string();

@@ -196,6 +196,11 @@ fn write_signed(root: &Path, key: &str, raw: &[u8], doc: &serde_json::Value, sig
 
 /// Writes hourly digests from `T0` for `hours`, each listing its log files.
 pub fn build(root: &Path, hours: &[Hour]) -> Chain {
+    build_with(root, hours, 1)
+}
+
+/// As [`build`], with `records` events in each log file (for benchmarks).
+pub fn build_with(root: &Path, hours: &[Hour], records: usize) -> Chain {
     let mut chain = Chain { root: root.to_path_buf(), digests: Vec::new(), logs: Vec::new() };
     let mut prev: Option<(String, String, String)> = None; // key, sha256 hex, signature
     for (h, spec) in hours.iter().enumerate() {
@@ -214,12 +219,18 @@ pub fn build(root: &Path, hours: &[Hour]) -> Chain {
                 &stamp(delivered)[..13],
                 h * 1000 + i
             );
-            let body = serde_json::json!({"Records": [{
-                "eventVersion": "1.08", "eventID": format!("ev-{h}-{i}"), "eventTime": iso(delivered - 60_000),
-                "eventSource": "s3.amazonaws.com", "eventName": "PutObject", "awsRegion": REGION,
-                "recipientAccountId": ACCOUNT,
-            }]})
-            .to_string();
+            let events: Vec<_> = (0..records)
+                .map(|r| {
+                    serde_json::json!({
+                        "eventVersion": "1.08", "eventID": format!("ev-{h}-{i}-{r}"), "eventTime": iso(delivered - 60_000),
+                        "eventSource": "s3.amazonaws.com", "eventName": "PutObject", "awsRegion": REGION,
+                        "recipientAccountId": ACCOUNT, "sourceIPAddress": "198.51.100.7",
+                        "userIdentity": {"type": "AssumedRole", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/app/i-{r:08x}")},
+                        "requestParameters": {"bucketName": "data", "key": format!("objects/{h}/{i}/{r}.json")},
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "Records": events }).to_string();
             let path = root.join(BUCKET).join(&key);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, gzip(body.as_bytes(), 6)).unwrap();
@@ -263,4 +274,43 @@ pub fn build(root: &Path, hours: &[Hour]) -> Chain {
         chain.digests.push(Some(key));
     }
     chain
+}
+
+/// Empties `bucket` and uploads every file under `base` to `prefix<relative path>`,
+/// each `<file>.metadata.json` as that object's user metadata.
+pub fn upload_to(s3: &trailship::integrity::s3::S3Store, bucket: &str, prefix: &str, base: &Path) {
+    let c = s3.client();
+    s3.block_on(async {
+        let _ = c.create_bucket().bucket(bucket).send().await;
+        let mut pages = c.list_objects_v2().bucket(bucket).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for o in page.unwrap().contents() {
+                c.delete_object().bucket(bucket).key(o.key().unwrap()).send().await.unwrap();
+            }
+        }
+        let mut files = Vec::new();
+        collect(base, &mut files);
+        for f in files {
+            let rel = f.strip_prefix(base).unwrap().to_str().unwrap().to_owned();
+            if rel.ends_with(".metadata.json") {
+                continue;
+            }
+            let mut put =
+                c.put_object().bucket(bucket).key(format!("{prefix}{rel}")).body(std::fs::read(&f).unwrap().into());
+            if let Ok(m) = std::fs::read(base.join(format!("{rel}.metadata.json"))) {
+                let m: std::collections::BTreeMap<String, String> = serde_json::from_slice(&m).unwrap();
+                for (k, v) in m {
+                    put = put.metadata(k, v);
+                }
+            }
+            put.send().await.unwrap();
+        }
+    });
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { collect(&p, out) } else { out.push(p) }
+    }
 }
