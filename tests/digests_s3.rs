@@ -160,7 +160,7 @@ fn the_archive_chain_against_a_real_s3_api() {
     std::fs::remove_dir_all(out.join("_trailship")).unwrap();
     let bucket = "trailship-archive";
     let keys = KeySet::from_file(&out.join(trailship::integrity::chain::PUBLIC_KEYS)).unwrap();
-    let check = || {
+    let check_with = |keys: &KeySet| {
         let opts = ArchiveOptions {
             bucket: bucket.into(),
             prefix: "tenant-a/".into(),
@@ -170,8 +170,9 @@ fn the_archive_chain_against_a_real_s3_api() {
             grace_ms: 0,
             progress: false,
         };
-        validate_archive(&s3, &keys, &opts).unwrap()
+        validate_archive(&s3, keys, &opts).unwrap()
     };
+    let check = || check_with(&keys);
     upload_to(&s3, bucket, "tenant-a/", &out);
     let r = check();
     assert!(r.is_clean(), "{:#?}", r.findings);
@@ -184,17 +185,7 @@ fn the_archive_chain_against_a_real_s3_api() {
     assert_eq!((r.digests.valid, r.objects.unwrap().valid), (4, written));
     assert!(r.findings[0].location.starts_with("s3://trailship-archive/tenant-a/_digests/"), "{:#?}", r.findings[0]);
     // Checked against a key the auditor pinned that is not the writer's: nothing verifies.
-    let other = KeySet::from_list_public_keys_json(&digests::public_keys_json(&[2])).unwrap();
-    let opts = ArchiveOptions {
-        bucket: bucket.into(),
-        prefix: "tenant-a/".into(),
-        location: String::new(),
-        concurrency: 4,
-        now_ms: i64::MAX / 2,
-        grace_ms: 0,
-        progress: false,
-    };
-    let r = validate_archive(&s3, &other, &opts).unwrap();
+    let r = check_with(&KeySet::from_list_public_keys_json(&digests::public_keys_json(&[2])).unwrap());
     assert_eq!(r.digests.invalid, 4);
     assert!(matches!(verdict(&r, Kind::Digest, &digests[0]), Verdict::KeyNotFound { .. }));
 

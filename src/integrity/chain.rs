@@ -148,9 +148,14 @@ pub fn digest_key(writer: &str, end_ms: i64) -> String {
 pub fn parse_digest_key(key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(DIGESTS_DIR)?.strip_prefix('/')?;
     let (writer, rest) = rest.split_once('/')?;
-    let name = rest.rsplit('/').next()?;
+    let stamp = digest_name_stamp(rest.rsplit('/').next()?)?;
+    valid_writer_id(writer).then_some((writer, stamp))
+}
+
+/// The stamp in a digest's file name, `trailship-digest_<stamp>.json.gz`.
+pub fn digest_name_stamp(name: &str) -> Option<&str> {
     let stamp = name.strip_prefix(NAME_PREFIX)?.strip_suffix(".json.gz")?;
-    (valid_writer_id(writer) && stamp_to_ms(stamp).is_some()).then_some((writer, stamp))
+    stamp_to_ms(stamp).is_some().then_some(stamp)
 }
 
 /// An object a digest vouches for.

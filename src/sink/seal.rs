@@ -12,7 +12,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, PUBLIC_KEYS, parse_digest_key, public_keys_with};
+use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, PUBLIC_KEYS, digest_name_stamp, public_keys_with};
 use crate::integrity::digest::Digest;
 use crate::integrity::store::METADATA_SUFFIX;
 use crate::sink::SinkError;
@@ -108,9 +108,7 @@ fn newest_digest(dir: &Path) -> Option<PathBuf> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| {
-            let name = e.file_name().to_str()?;
-            let key = format!("{DIGESTS_DIR}/w/{name}");
-            let stamp = parse_digest_key(&key)?.1.to_owned();
+            let stamp = digest_name_stamp(e.file_name().to_str()?)?.to_owned();
             Some((stamp, e.into_path()))
         })
         .max()
