@@ -288,8 +288,7 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         eprintln!("error: {msg}");
         ExitCode::from(3)
     };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = trailship::sink::now_ms();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let s3 = |region: Option<&str>| S3Store::new(a.endpoint_url.as_deref(), region);
 

@@ -60,6 +60,13 @@ pub struct LocalStore {
 
 pub const METADATA_SUFFIX: &str = ".metadata.json";
 
+/// Where a local object's user metadata lives: `<file>.metadata.json`.
+pub fn sidecar_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(METADATA_SUFFIX);
+    PathBuf::from(p)
+}
+
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStore { root: root.into() }
@@ -127,9 +134,7 @@ impl Store for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(GetError::NotFound),
             Err(e) => return Err(GetError::Unreadable(e.to_string())),
         };
-        let mut meta_path = path.into_os_string();
-        meta_path.push(METADATA_SUFFIX);
-        let metadata = match std::fs::read(&meta_path) {
+        let metadata = match std::fs::read(sidecar_path(&path)) {
             Ok(m) => serde_json::from_slice::<BTreeMap<String, String>>(&m)
                 .map_err(|e| GetError::Unreadable(format!("metadata file: {e}")))?
                 .into_iter()

@@ -210,6 +210,18 @@ pub struct Count {
     pub invalid: usize,
 }
 
+impl Count {
+    /// `3/4 log files valid, 1/4 log files INVALID`, as the AWS CLI words it.
+    fn write_line(self, w: &mut impl std::io::Write, what: &str) -> std::io::Result<()> {
+        let total = self.valid + self.invalid;
+        write!(w, "{}/{total} {what} valid", self.valid)?;
+        if self.invalid > 0 {
+            write!(w, ", {}/{total} {what} INVALID", self.invalid)?;
+        }
+        writeln!(w)
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     /// What was validated: a CloudTrail trail, or trailship's archive at this location.
@@ -299,15 +311,13 @@ impl Report {
             (Some(s), Some(e)) => writeln!(w, "Results found for {s} to {e}:\n")?,
             _ => writeln!(w, "No valid digests found in range\n")?,
         }
-        for (c, name) in [(self.digests, "digest"), (self.backfill_digests, "backfill digest"), (self.log_files, "log")]
-        {
-            let total = c.valid + c.invalid;
-            if total > 0 {
-                write!(w, "{}/{total} {name} files valid", c.valid)?;
-                if c.invalid > 0 {
-                    write!(w, ", {}/{total} {name} files INVALID", c.invalid)?;
-                }
-                writeln!(w)?;
+        for (c, what) in [
+            (self.digests, "digest files"),
+            (self.backfill_digests, "backfill digest files"),
+            (self.log_files, "log files"),
+        ] {
+            if c.valid + c.invalid > 0 {
+                c.write_line(w, what)?;
             }
         }
         Ok(())
@@ -331,14 +341,8 @@ impl Report {
             writeln!(w, "Digests cover {s} to {e}:\n")?;
         }
         let objects = self.objects.unwrap_or_default();
-        for (c, name) in [(self.digests, "digest files"), (objects, "objects")] {
-            let total = c.valid + c.invalid;
-            write!(w, "{}/{total} {name} valid", c.valid)?;
-            if c.invalid > 0 {
-                write!(w, ", {}/{total} {name} INVALID", c.invalid)?;
-            }
-            writeln!(w)?;
-        }
+        self.digests.write_line(w, "digest files")?;
+        objects.write_line(w, "objects")?;
         let pending = self.findings.iter().filter(|f| matches!(f.verdict, Verdict::Pending { .. })).count();
         if pending > 0 {
             writeln!(w, "{pending} objects written after the newest digest (not yet due)")?;

@@ -86,10 +86,6 @@ pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
     SinkError::Io { path: path.to_path_buf(), source: e }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl LocalSink {
     /// Opens (creating) the archive at `root`, recovering from an interrupted run.
     pub fn open(
@@ -187,7 +183,7 @@ impl LocalSink {
         let (sha, bytes, buf) = obj.writer.finish()?;
         let file = buf.into_inner().map_err(|e| io_err(&obj.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| io_err(&obj.tmp, e))?;
-        self.closed.push((obj.tmp, ObjectRecord { key: obj.key, sha256: hex(&sha), bytes, rows: obj.rows }));
+        self.closed.push((obj.tmp, ObjectRecord { key: obj.key, sha256: hex::encode(sha), bytes, rows: obj.rows }));
         Ok(())
     }
 

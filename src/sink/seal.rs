@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, PUBLIC_KEYS, digest_name_stamp, public_keys_with};
 use crate::integrity::digest::Digest;
-use crate::integrity::store::METADATA_SUFFIX;
+use crate::integrity::store::{LocalStore, Store as _, sidecar_path};
 use crate::sink::SinkError;
 use crate::sink::local::{io_err, sync_dir, write_synced};
 
@@ -38,16 +38,13 @@ impl Sealer {
         let corrupt = |path: &Path, detail: String| SinkError::Corrupt { path: path.to_path_buf(), detail };
         let mut listed_by_newest = HashSet::new();
         if let Some(newest) = newest_digest(&root.join(DIGESTS_DIR).join(chain.writer())) {
-            let gz = fs::read(&newest).map_err(|e| io_err(&newest, e))?;
-            let d = Digest::from_gzip(&gz).map_err(|e| corrupt(&newest, e.to_string()))?;
-            let meta = sidecar(&newest);
-            let body = fs::read(&meta).map_err(|e| io_err(&meta, e))?;
-            let sig = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|m| m.get("signature").and_then(|s| s.as_str()).map(str::to_owned))
-                .ok_or_else(|| corrupt(&meta, "no signature".into()))?;
+            // Read as the validator reads it: bytes and sidecar metadata together.
             let rel = newest.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
-            chain.resume(&rel, &d, &sig);
+            let obj = LocalStore::new(root).get("", &rel).map_err(|e| corrupt(&newest, e.to_string()))?;
+            let d = Digest::from_gzip(&obj.bytes).map_err(|e| corrupt(&newest, e.to_string()))?;
+            let sig =
+                obj.metadata.get("signature").ok_or_else(|| corrupt(&sidecar_path(&newest), "no signature".into()))?;
+            chain.resume(&rel, &d, sig);
             listed_by_newest.extend(d.doc.log_files.into_iter().map(|f| f.s3_object));
         }
         let mut undigested = read_undigested(state)?;
@@ -82,8 +79,7 @@ impl Sealer {
         let path = self.root.join(&sealed.key);
         let dir = path.parent().expect("digest keys have folders");
         fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let meta = sidecar(&path);
-        write_synced(&meta, &serde_json::to_vec(&sealed.metadata).expect("serialises"))?;
+        write_synced(&sidecar_path(&path), &serde_json::to_vec(&sealed.metadata).expect("serialises"))?;
         let tmp = path.with_extension("gz.tmp");
         write_synced(&tmp, &sealed.gz)?;
         fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
@@ -93,12 +89,6 @@ impl Sealer {
         tracing::info!(digest = %sealed.key, objects = sealed.covered.len(), "sealed a digest");
         Ok(Some(sealed.key))
     }
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(METADATA_SUFFIX);
-    PathBuf::from(p)
 }
 
 /// The newest `trailship-digest_*.json.gz` under a writer's folder.
