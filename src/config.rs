@@ -15,6 +15,11 @@
 //! writer_id = "worker-0"
 //! digest_interval_s = 3600
 //! ```
+//!
+//! `trailship run` adds `[kafka]`, `[archive]`, `[batch]` and `[service]`
+//! (see `deploy/trailship.toml`). `${NAME}` and `${NAME:-default}` are
+//! replaced from the environment before parsing, outside comment lines; an
+//! unset variable without a default is an error, never an empty string.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,151 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     pub github: GitHubConfig,
     pub integrity: IntegrityConfig,
+    pub kafka: Option<KafkaConfig>,
+    pub archive: ArchiveConfig,
+    pub batch: BatchConfig,
+    pub service: ServiceConfig,
+}
+
+/// `[kafka]`: the consumer group the service runs in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    pub topics: Vec<TopicConfig>,
+    /// Passed to librdkafka as they are (security.protocol, sasl.*, ...).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Dead letters to this topic (reason and source in headers) instead of
+    /// `_dead_letter/` in the archive.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+fn default_group() -> String {
+    "trailship".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    pub name: String,
+    #[serde(default)]
+    pub kind: TopicKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopicKind {
+    #[default]
+    Auto,
+    Cloudtrail,
+    K8sAudit,
+    Github,
+    Gitlab,
+}
+
+impl TopicKind {
+    pub fn source(self) -> crate::normalize::SourceKind {
+        use crate::normalize::SourceKind;
+        match self {
+            TopicKind::Auto => SourceKind::Auto,
+            TopicKind::Cloudtrail => SourceKind::CloudTrail,
+            TopicKind::K8sAudit => SourceKind::K8sAudit,
+            TopicKind::Github => SourceKind::GitHub,
+            TopicKind::Gitlab => SourceKind::GitLab,
+        }
+    }
+}
+
+/// `[archive]`: where objects go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// `s3://bucket/prefix` or a local directory.
+    pub location: String,
+    /// An S3-compatible endpoint (path-style addressing).
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    /// `COMPLIANCE` or `GOVERNANCE`; set on every PUT with `retain_days`.
+    pub object_lock_mode: Option<LockMode>,
+    pub retain_days: u32,
+    /// Refuse to start when the bucket has no Object Lock configuration.
+    pub require_object_lock: bool,
+    /// Objects are staged here before upload, so memory never holds one whole.
+    pub spool_dir: Option<PathBuf>,
+    /// Objects larger than this go up as multipart uploads of this part size.
+    pub multipart_bytes: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            location: "trailship-archive".into(),
+            endpoint_url: None,
+            region: None,
+            object_lock_mode: None,
+            retain_days: 0,
+            require_object_lock: true,
+            spool_dir: None,
+            multipart_bytes: 16 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LockMode {
+    Compliance,
+    Governance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Compliance => "COMPLIANCE",
+            LockMode::Governance => "GOVERNANCE",
+        }
+    }
+}
+
+/// `[batch]`: when a partition's batch becomes an object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: u64,
+    /// Message bytes per batch.
+    pub max_bytes: u64,
+    pub max_age_s: u64,
+    /// Column buffers per partition before a row group goes to the spool.
+    pub max_buffer_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 200_000, max_bytes: 256 << 20, max_age_s: 60, max_buffer_bytes: 16 << 20 }
+    }
+}
+
+/// `[service]`: the process around the pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// `/metrics`, `/healthz`, `/readyz`; empty: none.
+    pub listen: String,
+    /// SIGTERM: flush, commit and exit within this many seconds.
+    pub shutdown_deadline_s: u64,
+    /// Longest wait between retries of a failing write.
+    pub max_backoff_s: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { listen: "127.0.0.1:9598".into(), shutdown_deadline_s: 30, max_backoff_s: 30 }
+    }
 }
 
 /// `[integrity]`: trailship's own digest chain over the archive.
@@ -81,6 +231,51 @@ pub enum ConfigError {
     Parse { path: PathBuf, detail: String },
 }
 
+/// Replaces `${NAME}` and `${NAME:-default}` from `env`; `$$` is a literal `$`.
+/// Full-line comments are left as they are, so documentation in a config
+/// never needs its variables set.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            if let Some(r) = after.strip_prefix('$') {
+                out.push('$');
+                rest = r;
+            } else if let Some(r) = after.strip_prefix('{') {
+                let end = r.find('}').ok_or_else(|| format!("line {}: unclosed ${{", n + 1))?;
+                let (name, default) = match r[..end].split_once(":-") {
+                    Some((name, d)) => (name, Some(d)),
+                    None => (&r[..end], None),
+                };
+                let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    return Err(format!("line {}: ${{{name}}} is not a variable name", n + 1));
+                }
+                match (env(name).filter(|v| !v.is_empty()), default) {
+                    (Some(v), _) => out.push_str(&v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => {
+                        return Err(format!("line {}: environment variable {name} is not set (or use ${{{name}:-default}})", n + 1));
+                    }
+                }
+                rest = &r[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.into(), source: e })?;
@@ -88,8 +283,62 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let text = interpolate(text, |k| std::env::var(k).ok())?;
+        let c: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        c.check()?;
+        Ok(c)
     }
+
+    /// What serde cannot say: values that parse but cannot work.
+    fn check(&self) -> Result<(), String> {
+        if let Some(k) = &self.kafka {
+            if k.brokers.trim().is_empty() {
+                return Err("[kafka] brokers is empty".into());
+            }
+            if k.topics.is_empty() {
+                return Err("[kafka] needs at least one [[kafka.topics]]".into());
+            }
+            let mut seen = std::collections::HashSet::new();
+            for t in &k.topics {
+                if !valid_topic(&t.name) {
+                    return Err(format!("[[kafka.topics]] name {:?} is not a Kafka topic name", t.name));
+                }
+                if !seen.insert(&t.name) {
+                    return Err(format!("[[kafka.topics]] {} is listed twice", t.name));
+                }
+            }
+        }
+        let a = &self.archive;
+        if a.location.trim().is_empty() {
+            return Err("[archive] location is empty".into());
+        }
+        let s3 = a.location.starts_with("s3://");
+        if s3 && a.location["s3://".len()..].split('/').next().unwrap_or("").is_empty() {
+            return Err(format!("[archive] location {} names no bucket", a.location));
+        }
+        if a.object_lock_mode.is_some() != (a.retain_days > 0) {
+            return Err("[archive] object_lock_mode and retain_days (> 0) go together".into());
+        }
+        if a.object_lock_mode.is_some() && !s3 {
+            return Err("[archive] object_lock_mode needs an s3:// location".into());
+        }
+        if a.multipart_bytes < 5 << 20 {
+            return Err("[archive] multipart_bytes must be at least 5 MiB (S3's smallest part)".into());
+        }
+        let b = &self.batch;
+        if b.max_events == 0 || b.max_bytes == 0 || b.max_age_s == 0 || b.max_buffer_bytes == 0 {
+            return Err("[batch] limits must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's own rule: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn valid_topic(t: &str) -> bool {
+    (1..=249).contains(&t.len())
+        && t != "."
+        && t != ".."
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -107,5 +356,40 @@ mod tests {
         assert!(c.redaction.enabled);
         let e = Config::parse("[redaction]\nenabeld = false\n").unwrap_err();
         assert!(e.contains("enabeld"), "{e}");
+    }
+
+    #[test]
+    fn interpolates_the_environment() {
+        let env = |k: &str| match k {
+            "BROKERS" => Some("k1:9092".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let got = interpolate("a = \"${BROKERS}\"\nb = \"${NOPE:-x}${EMPTY:-y}$$z\"\n# ${UNSET}\n", env).unwrap();
+        assert_eq!(got, "a = \"k1:9092\"\nb = \"xy$z\"\n# ${UNSET}\n");
+        let e = interpolate("x\na = \"${UNSET}\"", env).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("UNSET"), "{e}");
+        assert!(interpolate("a = \"${BAD NAME}\"", env).is_err());
+        assert!(interpolate("a = \"${OPEN", env).is_err());
+    }
+
+    #[test]
+    fn service_sections_are_checked() {
+        let ok = "[kafka]\nbrokers = \"b:9092\"\n[[kafka.topics]]\nname = \"ct\"\nkind = \"cloudtrail\"\n\
+                  [archive]\nlocation = \"s3://bkt/p\"\nobject_lock_mode = \"COMPLIANCE\"\nretain_days = 30\n";
+        let c = Config::parse(ok).unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!((k.group_id.as_str(), k.topics[0].kind), ("trailship", TopicKind::Cloudtrail));
+        assert_eq!(c.archive.object_lock_mode, Some(LockMode::Compliance));
+        for (bad, why) in [
+            (ok.replace("retain_days = 30", "retain_days = 0"), "go together"),
+            (ok.replace("\"ct\"", "\"c/t\""), "not a Kafka topic"),
+            (ok.replace("s3://bkt/p", "/tmp/a"), "needs an s3://"),
+            (ok.replace("cloudtrail", "cloudtrial"), "cloudtrial"),
+            (ok.replace("s3://bkt/p", "s3:///p"), "names no bucket"),
+        ] {
+            let e = Config::parse(&bad).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
     }
 }

@@ -15,5 +15,6 @@ pub mod ocsf;
 pub mod pipeline;
 pub mod redact;
 pub mod samples;
+pub mod service;
 pub mod sink;
 pub mod source;

@@ -83,6 +83,19 @@ enum Command {
         #[arg(long)]
         signing_key: Option<PathBuf>,
     },
+    /// The service: consumer-group workers from Kafka to the archive
+    /// (`[kafka]` and `[archive]` in the config; see deploy/trailship.toml).
+    /// Without `[kafka]`, archives PATHS (or the embedded samples) into a
+    /// local `[archive] location`, as `normalize` does.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Backfill inputs, when the config has no `[kafka]`.
+        paths: Vec<PathBuf>,
+    },
+    /// Check a configuration file (environment interpolation, every section,
+    /// redaction patterns) without connecting to anything.
+    ValidateConfig { config: PathBuf },
     /// Write a new Ed25519 signing key for the archive's digest chain (PKCS#8 PEM).
     Keygen {
         /// Where to write the private key (never overwritten).
@@ -221,24 +234,17 @@ fn run(cmd: Command) -> Result<()> {
                 Some(path) => trailship::config::Config::load(path)?,
                 None => trailship::config::Config::default(),
             };
-            let mut opts = Options {
-                out: out.clone(),
-                raw_data,
-                max_file_bytes,
-                checkpoint_bytes,
-                redaction: cfg.redaction,
-                integrity: cfg.integrity,
-                ..Options::default()
-            };
+            let mut opts = base_options(&cfg);
+            opts.out = out.clone();
+            opts.raw_data = raw_data;
+            opts.max_file_bytes = max_file_bytes;
+            opts.checkpoint_bytes = checkpoint_bytes;
             if signing_key.is_some() {
                 opts.integrity.signing_key_file = signing_key;
             }
             if no_redact {
                 opts.redaction.enabled = false;
             }
-            opts.normalize.k8s_final_stage_only = cfg.kubernetes.final_stage_only;
-            opts.normalize.github_webhook_secret =
-                std::env::var(&cfg.github.webhook_secret_env).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
             opts.limits.max_depth = max_depth;
             opts.limits.max_record_bytes = max_record_bytes;
             opts.encode.row_group_rows = row_group_rows;
@@ -259,6 +265,26 @@ fn run(cmd: Command) -> Result<()> {
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
+        Command::Run { config, paths } => run_service(&config, &paths),
+        Command::ValidateConfig { config } => {
+            let cfg = trailship::config::Config::load(&config)?;
+            let opts = base_options(&cfg);
+            if opts.redaction.enabled {
+                trailship::redact::Redactor::new(&opts.redaction).context("[redaction]")?;
+            }
+            match &cfg.kafka {
+                Some(k) => println!(
+                    "{}: valid; group {} on {}, {} topic(s), archive {}",
+                    config.display(),
+                    k.group_id,
+                    k.brokers,
+                    k.topics.len(),
+                    cfg.archive.location
+                ),
+                None => println!("{}: valid; no [kafka]: backfill into {}", config.display(), cfg.archive.location),
+            }
+            Ok(())
+        }
         Command::Keygen { out } => {
             use std::io::Write;
             let pem = trailship::integrity::chain::generate_ed25519_pem();
@@ -276,6 +302,72 @@ fn run(cmd: Command) -> Result<()> {
         }
         Command::ValidateDigests(_) => unreachable!("handled in main"),
     }
+}
+
+/// Stage options from a configuration file's sections.
+fn base_options(cfg: &trailship::config::Config) -> Options {
+    let mut opts = Options { redaction: cfg.redaction.clone(), integrity: cfg.integrity.clone(), ..Options::default() };
+    opts.normalize.k8s_final_stage_only = cfg.kubernetes.final_stage_only;
+    opts.normalize.github_webhook_secret =
+        std::env::var(&cfg.github.webhook_secret_env).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
+    opts
+}
+
+fn run_service(config: &std::path::Path, paths: &[PathBuf]) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use trailship::service::{Health, Service, serve, topic_options};
+    let cfg = trailship::config::Config::load(config)?;
+    let mut base = base_options(&cfg);
+    if cfg.kafka.is_none() {
+        anyhow::ensure!(
+            !cfg.archive.location.starts_with("s3://"),
+            "backfill from files writes a local archive; set [archive] location to a directory"
+        );
+        base.out = PathBuf::from(&cfg.archive.location);
+        let embedded = paths.is_empty();
+        let inputs = if embedded { samples::inputs() } else { source::expand(paths).context("check the input paths")? };
+        let started = std::time::Instant::now();
+        let summary = pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;
+        print_summary(&summary, &base.out, embedded, started.elapsed());
+        return Ok(());
+    }
+    let health = Arc::new(Health::default());
+    if !cfg.service.listen.is_empty() {
+        let addr = serve(&cfg.service.listen, Arc::clone(&health))
+            .with_context(|| format!("serving metrics on {}", cfg.service.listen))?;
+        tracing::info!(%addr, "metrics, /healthz and /readyz");
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    std::thread::Builder::new().name("trailship-signals".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received: flushing, committing and exiting");
+            flag.store(true, Ordering::Relaxed);
+        });
+    })?;
+    let topic_opts = topic_options(&cfg, &base);
+    let service = Service::new(&cfg, &topic_opts, shutdown, health)?;
+    let s = service.run()?;
+    tracing::info!(
+        batches = s.batches,
+        messages = s.messages,
+        rows = s.rows,
+        dead_letters = s.dead_letters,
+        objects_created = s.objects_created,
+        objects_existing = s.objects_existing,
+        "stopped"
+    );
+    Ok(())
 }
 
 fn validate_digests(a: ValidateArgs) -> ExitCode {

@@ -15,8 +15,9 @@ use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
-use crate::sink::SinkError;
+use crate::normalize::KafkaRef;
 use crate::sink::local::{InputId, LocalSink, ObjectRecord};
+use crate::sink::{RowSink, SinkError};
 use crate::source::{self, Input};
 
 /// Settings of a `normalize` run. Defaults suit a laptop and a 2-core worker.
@@ -161,7 +162,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         }
         tracing::debug!(input = %name, "reading");
         let mut framer = Framer::new(&mut reader, opts.limits);
-        stage.input(&name, &mut framer, &mut sink, &mut summary)?;
+        stage.input(&Origin::file(&name), &mut framer, &mut sink, &mut summary)?;
         drop(framer);
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
@@ -189,8 +190,24 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     Ok(summary)
 }
 
+/// Where a stream of records came from, beyond its bytes.
+pub(crate) struct Origin<'a> {
+    /// `trailship.source_file` and the dead letters' `source.file`.
+    pub name: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The exact bytes a signature covers (a webhook delivery).
+    pub body: Option<&'a [u8]>,
+    pub kafka: Option<KafkaRef<'a>>,
+}
+
+impl<'a> Origin<'a> {
+    pub fn file(name: &'a str) -> Self {
+        Origin { name, headers: &[], body: None, kafka: None }
+    }
+}
+
 /// The per-record stages and their reusable state.
-struct Stages<'o> {
+pub(crate) struct Stages<'o> {
     opts: &'o Options,
     redactor: Option<Arc<Redactor>>,
     parser: Parser,
@@ -201,7 +218,11 @@ struct Stages<'o> {
 }
 
 impl<'o> Stages<'o> {
-    fn new(opts: &'o Options, redactor: Option<Arc<Redactor>>) -> Self {
+    pub fn limits(&self) -> Limits {
+        self.opts.limits
+    }
+
+    pub fn new(opts: &'o Options, redactor: Option<Arc<Redactor>>) -> Self {
         Stages {
             opts,
             parser: Parser::default(),
@@ -213,13 +234,14 @@ impl<'o> Stages<'o> {
         }
     }
 
-    fn input<R: std::io::Read>(
+    pub fn input<R: std::io::Read>(
         &mut self,
-        name: &str,
+        origin: &Origin<'_>,
         framer: &mut Framer<R>,
-        sink: &mut LocalSink,
+        sink: &mut impl RowSink,
         summary: &mut Summary,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), SinkError> {
+        let name = origin.name;
         while let Some(frame) = framer.next() {
             summary.records_read += 1;
             let (index, reason, detail, input): (u64, Reason, String, &[u8]) = match frame {
@@ -251,8 +273,9 @@ impl<'o> Stages<'o> {
                                 index,
                                 repairs: p.repairs,
                                 raw: keep_raw.then_some(raw.as_str()),
-                                headers: &[],
-                                body: None,
+                                headers: origin.headers,
+                                body: origin.body,
+                                kafka: origin.kafka,
                             };
                             let repaired = p.repairs.utf8_replaced;
                             match normalizer.expand(p.root, &ctx, batcher) {
@@ -307,9 +330,9 @@ impl<'o> Stages<'o> {
 
     /// Writes a dead letter; its input and detail go through the redactor
     /// like every other string that leaves trailship.
-    fn dead_letter(
+    pub fn dead_letter(
         &self,
-        sink: &mut LocalSink,
+        sink: &mut impl RowSink,
         reason: Reason,
         detail: &str,
         src: &SourceRef<'_>,
@@ -332,7 +355,7 @@ impl<'o> Stages<'o> {
 
     /// Writes full batches (or all, when `all`), and the largest ones while
     /// over the memory bound.
-    fn flush(&mut self, sink: &mut LocalSink, all: bool) -> Result<(), PipelineError> {
+    pub fn flush(&mut self, sink: &mut impl RowSink, all: bool) -> Result<(), SinkError> {
         let batches = if all {
             self.batcher.take_all()
         } else {

@@ -548,6 +548,7 @@ fn payloads_with_transport_headers() {
                 raw: None,
                 headers: &headers,
                 body: Some(&exact),
+                kafka: None,
             };
             norm.normalize(p.root, &ctx, &mut batcher)
         });

@@ -218,6 +218,9 @@ pub struct Cols {
     pub raw_data: Slot,
     pub ts_source_file: Slot,
     pub ts_source_index: Slot,
+    pub ts_kafka_topic: Slot,
+    pub ts_kafka_partition: Slot,
+    pub ts_kafka_offset: Slot,
     pub ts_repairs: ListSlot,
     pub ts_repair: Slot,
 }
@@ -333,6 +336,9 @@ impl Cols {
             raw_data: s("raw_data"),
             ts_source_file: s("trailship.source_file"),
             ts_source_index: s("trailship.source_index"),
+            ts_kafka_topic: s("trailship.kafka.topic"),
+            ts_kafka_partition: s("trailship.kafka.partition"),
+            ts_kafka_offset: s("trailship.kafka.offset"),
             ts_repairs: b.list("trailship.repairs"),
             ts_repair: s("trailship.repairs[]"),
         }

@@ -31,6 +31,16 @@ pub struct Ctx<'a> {
     /// The record's exact bytes as received, where a signature covers them
     /// (a webhook body carried as a message value).
     pub body: Option<&'a [u8]>,
+    /// The Kafka message the record came from, for the provenance columns.
+    pub kafka: Option<KafkaRef<'a>>,
+}
+
+/// Where in Kafka a record was read.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaRef<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 impl Ctx<'_> {

@@ -82,6 +82,11 @@ pub(super) fn finish(batch: &mut ColumnBatch, c: &Cols, ctx: &Ctx<'_>, envelope:
     }
     batch.str(c.ts_source_file, ctx.source_file);
     batch.i64(c.ts_source_index, ctx.index as i64);
+    if let Some(k) = &ctx.kafka {
+        batch.str(c.ts_kafka_topic, k.topic);
+        batch.i32(c.ts_kafka_partition, k.partition);
+        batch.i64(c.ts_kafka_offset, k.offset);
+    }
     let utf8 = ctx.repairs.utf8_replaced.then_some("utf8_replaced");
     if utf8.is_some() || !notes.is_empty() {
         batch.list_str(c.ts_repairs, c.ts_repair, utf8.into_iter().chain(notes.iter().copied()));

@@ -192,6 +192,7 @@ fn base(class: Class) -> Vec<Node> {
         vec![
             s("source_file"),
             leaf("source_index", Ty::Int64),
+            obj("kafka", vec![s("topic"), leaf("partition", Ty::Int32), leaf("offset", Ty::Int64)]),
             strings("repairs"),
             leaf("redacted_count", Ty::Int32),
             strings("redacted_types"),

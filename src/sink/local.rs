@@ -398,3 +398,13 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 }
+
+impl super::RowSink for LocalSink {
+    fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
+        LocalSink::write(self, key, batch)
+    }
+
+    fn dead_letter(&mut self, line: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
+        LocalSink::dead_letter(self, line)
+    }
+}

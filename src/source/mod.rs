@@ -3,6 +3,8 @@
 //! its name, and multi-member gzip (data appended after the first member) is
 //! read whole.
 
+pub mod kafka;
+
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 
 pub mod cloudtrail_api;
 pub mod digests;
+pub mod kafka;
 pub mod planted;
 
 use std::fs::File;

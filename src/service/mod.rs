@@ -1,0 +1,675 @@
+//! `trailship run`: consumer-group workers from Kafka to the archive.
+//!
+//! Each assigned partition fills one batch at a time: a contiguous offset
+//! range whose rows are spooled to local disk as they are normalised. A
+//! closing batch is made durable in three steps, then acknowledged:
+//!
+//! 1. an *intent* `_trailship/kafka/<topic>/<partition>/<first>.json` names
+//!    the range `[first, last]` and its objects (create-if-absent);
+//! 2. every object, keyed by `(topic, partition, first, last)` and its
+//!    partition values, is created if absent;
+//! 3. the offset `last + 1` is committed.
+//!
+//! A batch that opens at offset `first` reads the intent for `first` first:
+//! when one exists, an earlier worker died between 1 and 3, and the batch is
+//! cut at exactly the recorded `last`. The replay then produces the same keys
+//! and writes nothing twice. Offsets are committed strictly in order, per
+//! partition, after the objects holding them are durable: dead letters travel
+//! in the batch and are durable with it, so none lets a commit pass it.
+
+mod http;
+mod spool;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::deadletter::{Reason, SourceRef};
+use crate::decode::framer::Framer;
+use crate::encode::writer_properties;
+use crate::normalize::KafkaRef;
+use crate::pipeline::{Options, Origin, Stages, Summary};
+use crate::redact::Redactor;
+use crate::sink::objects::{self, ObjectStore, Put, StoreError};
+use crate::source::kafka::{self, Change, GroupConsumer};
+use spool::{Spool, Staged};
+
+pub use http::{Health, serve};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaSetupError),
+    #[error("cannot open the archive: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What a run did, for the exit log.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub batches: u64,
+    pub messages: u64,
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub objects_created: u64,
+    pub objects_existing: u64,
+}
+
+/// The intent written before a batch's objects.
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    topic: String,
+    partition: i32,
+    first: i64,
+    last: i64,
+    objects: Vec<String>,
+}
+
+fn intent_key(topic: &str, partition: i32, first: i64) -> String {
+    format!("_trailship/kafka/{topic}/{partition}/{first:020}.json")
+}
+
+/// The object key of a spooled file of the batch `[first, last]`.
+fn object_key(s: &Staged, topic: &str, partition: i32, first: i64, last: i64) -> String {
+    let name = format!("kafka-{topic}-{partition}-{first:020}-{last:020}");
+    match &s.dir {
+        Some(dir) => format!("{dir}/{name}.zstd.parquet"),
+        None => format!("_dead_letter/{name}.ndjson"),
+    }
+}
+
+struct Batch {
+    first: i64,
+    last: i64,
+    /// Set when an intent recorded this batch's range before (a replay).
+    replay_to: Option<i64>,
+    messages: u64,
+    bytes: u64,
+    opened: Instant,
+    spool: Spool,
+    dir: PathBuf,
+    summary: Summary,
+}
+
+struct Part<'o> {
+    stages: Stages<'o>,
+    batch: Option<Batch>,
+    committed: Option<i64>,
+}
+
+/// Pauses between retries of a failing store or commit call: exponential
+/// from 100 ms to `max`, with full jitter so that workers do not retry in step.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff { next: Duration::from_millis(100), max }
+    }
+
+    fn step(&mut self) -> Duration {
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        let frac = f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX);
+        let wait = self.next.mul_f64(0.5 + frac / 2.0);
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
+pub struct Service<'o> {
+    cfg: &'o Config,
+    /// In an `Arc` so that a polled message, which borrows the consumer,
+    /// does not borrow the service.
+    consumer: Arc<GroupConsumer>,
+    store: Box<dyn ObjectStore>,
+    topic_opts: &'o HashMap<String, Options>,
+    redactor: Option<Arc<Redactor>>,
+    parts: HashMap<(String, i32), Part<'o>>,
+    spool_root: PathBuf,
+    batch_seq: u64,
+    shutdown: Arc<AtomicBool>,
+    health: Arc<Health>,
+    summary: RunSummary,
+    /// Messages polled while the service was retrying, to be read again.
+    rewind: BTreeMap<(String, i32), i64>,
+    shutdown_deadline: Option<Instant>,
+}
+
+/// Per-topic stage options from the configuration.
+pub fn topic_options(cfg: &Config, base: &Options) -> HashMap<String, Options> {
+    let mut out = HashMap::new();
+    if let Some(k) = &cfg.kafka {
+        for t in &k.topics {
+            let mut o = base.clone();
+            o.source = t.kind.source();
+            o.max_buffer_bytes = cfg.batch.max_buffer_bytes;
+            o.row_group_bytes = o.row_group_bytes.min(cfg.batch.max_buffer_bytes);
+            out.insert(t.name.clone(), o);
+        }
+    }
+    out
+}
+
+impl<'o> Service<'o> {
+    pub fn new(
+        cfg: &'o Config,
+        topic_opts: &'o HashMap<String, Options>,
+        shutdown: Arc<AtomicBool>,
+        health: Arc<Health>,
+    ) -> Result<Self, ServiceError> {
+        let kcfg = cfg.kafka.as_ref().ok_or_else(|| ServiceError::Config("no [kafka] section".into()))?;
+        let base = topic_opts.values().next().ok_or_else(|| ServiceError::Config("no topics".into()))?;
+        writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
+        let redactor = if base.redaction.enabled {
+            let r = Redactor::new(&base.redaction).map_err(|e| ServiceError::Config(e.to_string()))?;
+            if r.ephemeral_key() {
+                tracing::warn!(env = %base.redaction.key_env, "no redaction key configured: fingerprints correlate only within this process");
+            }
+            Some(Arc::new(r))
+        } else {
+            tracing::warn!("redaction is disabled: secrets in the input reach the archive in clear");
+            None
+        };
+        let store = objects::open(&cfg.archive)?;
+        let spool_root = spool_dir(cfg.archive.spool_dir.as_deref())?;
+        let consumer = Arc::new(kafka::subscribe(kcfg)?);
+        tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), "started");
+        Ok(Service {
+            cfg,
+            consumer,
+            store,
+            topic_opts,
+            redactor,
+            parts: HashMap::new(),
+            spool_root,
+            batch_seq: 0,
+            shutdown,
+            health,
+            summary: RunSummary::default(),
+            rewind: BTreeMap::new(),
+            shutdown_deadline: None,
+        })
+    }
+
+    /// Consumes until shutdown is requested, then flushes and commits every
+    /// open batch within the configured deadline.
+    pub fn run(mut self) -> Result<RunSummary, ServiceError> {
+        self.health.set_ready(true);
+        let mut last_lag = Instant::now();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            self.health.tick();
+            let consumer = Arc::clone(&self.consumer);
+            let polled = consumer.poll(Duration::from_millis(200));
+            self.apply_changes();
+            match polled {
+                Some(Ok(msg)) => self.on_message(&msg),
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
+                None => {}
+            }
+            self.flush_aged(false);
+            if last_lag.elapsed() >= Duration::from_secs(10) {
+                self.report_lag();
+                last_lag = Instant::now();
+            }
+        }
+        tracing::info!("shutting down: flushing open batches");
+        self.health.set_ready(false);
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.service.shutdown_deadline_s);
+        self.flush_aged_until(deadline);
+        let _ = std::fs::remove_dir_all(&self.spool_root);
+        self.consumer.unsubscribe();
+        Ok(self.summary)
+    }
+
+    fn apply_changes(&mut self) {
+        for change in self.consumer.context().take_changes() {
+            match change {
+                Change::Revoked(list) => {
+                    for tp in list {
+                        if let Some(part) = self.parts.remove(&tp)
+                            && let Some(b) = part.batch
+                        {
+                            tracing::info!(topic = %tp.0, partition = tp.1, first = b.first, last = b.last, "partition revoked: open batch dropped, uncommitted");
+                            Spool::remove(&b.dir);
+                        }
+                        self.rewind.remove(&tp);
+                    }
+                }
+                Change::Assigned(list) => {
+                    tracing::info!(partitions = ?list, "partitions assigned");
+                    for (topic, partition) in list {
+                        let Some(opts) = self.topic_opts.get(&topic) else { continue };
+                        let stages = Stages::new(opts, self.redactor.clone());
+                        self.parts.entry((topic, partition)).or_insert(Part { stages, batch: None, committed: None });
+                    }
+                }
+            }
+        }
+    }
+
+    fn part(&mut self, topic: &str, partition: i32) -> Option<&mut Part<'o>> {
+        self.parts.get_mut(&(topic.to_owned(), partition))
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) {
+        let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+        let tp = (topic.clone(), partition);
+        if let Some(&at) = self.rewind.get(&tp) {
+            if offset > at {
+                return; // read again after the seek below
+            }
+            self.rewind.remove(&tp);
+        }
+        // A replayed batch ends exactly where its intent says.
+        let cut = self.parts.get(&tp).and_then(|p| p.batch.as_ref()).and_then(|b| b.replay_to).is_some_and(|r| offset > r);
+        if cut {
+            self.flush(&tp);
+        }
+        if !self.parts.contains_key(&tp) {
+            // Only assigned partitions deliver; a message from any other
+            // is librdkafka's business, and it is not acknowledged.
+            tracing::warn!(topic, partition, offset, "message from a partition not assigned here; ignored, uncommitted");
+            return;
+        }
+        if self.parts.get(&tp).is_some_and(|p| p.batch.is_none()) && !self.open_batch(&topic, partition, offset) {
+            // Read it again, unless the partition went elsewhere meanwhile:
+            // a later message must never open a batch past this one.
+            if self.owns(&topic, partition) {
+                self.seek(&topic, partition, offset);
+            }
+            return;
+        }
+        let max = (self.cfg.batch.max_events, self.cfg.batch.max_bytes);
+        let Some(part) = self.part(&topic, partition) else { return };
+        let batch = part.batch.as_mut().expect("opened above");
+        let before = batch.summary.records_read;
+        let payload = msg.payload().unwrap_or_default();
+        let headers: Vec<(String, String)> = msg
+            .headers()
+            .map(|h| {
+                h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+            })
+            .unwrap_or_default();
+        let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let name = format!("kafka://{topic}/{partition}/{offset}");
+        let origin = Origin {
+            name: &name,
+            headers: &header_refs,
+            body: Some(payload),
+            kafka: Some(KafkaRef { topic: &topic, partition, offset }),
+        };
+        let result = message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary);
+        let result = result.and_then(|()| {
+            if batch.summary.records_read == before {
+                // Every message is accounted for, even one that holds no record.
+                batch.summary.records_read += 1;
+                *batch.summary.dead_letters.entry(Reason::EmptyEnvelope).or_default() += 1;
+                let src = SourceRef { file: &name, record_index: 0, sub_index: None };
+                part.stages.dead_letter(&mut batch.spool, Reason::EmptyEnvelope, "message holds no record", &src, payload)
+            } else {
+                Ok(())
+            }
+        });
+        let result = result.and_then(|()| part.stages.flush(&mut batch.spool, false));
+        if let Err(e) = result {
+            // The spool is local disk: losing it loses nothing durable, so
+            // drop the batch and read the range again.
+            tracing::error!(topic = %topic, partition, error = %e, "cannot spool batch; re-reading it");
+            let b = part.batch.take().expect("open");
+            Spool::remove(&b.dir);
+            self.seek(&topic, partition, b.first);
+            return;
+        }
+        batch.last = offset;
+        batch.messages += 1;
+        batch.bytes += payload.len() as u64;
+        counter!("trailship_messages_in_total", "topic" => topic.clone()).increment(1);
+        counter!("trailship_bytes_in_total", "topic" => topic.clone()).increment(payload.len() as u64);
+        let full = match batch.replay_to {
+            Some(r) => offset >= r,
+            None => batch.messages >= max.0 || batch.bytes >= max.1,
+        };
+        if full {
+            self.flush(&tp);
+        }
+    }
+
+    /// Starts a batch at `offset`, reading the intent an earlier worker may
+    /// have left there. False when the partition was revoked meanwhile.
+    fn open_batch(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        let key = intent_key(topic, partition, offset);
+        let Some(found) = self.retry("read intent", |s| s.store.get(&key)) else { return false };
+        if !self.owns(topic, partition) {
+            return false;
+        }
+        let replay_to = match found.map(|b| serde_json::from_slice::<Intent>(&b)) {
+            None => None,
+            Some(Ok(i)) if i.first == offset && i.last >= offset => {
+                tracing::info!(topic, partition, first = i.first, last = i.last, "replaying a batch an earlier worker did not acknowledge");
+                counter!("trailship_batches_replayed_total").increment(1);
+                Some(i.last)
+            }
+            Some(other) => {
+                tracing::error!(key, result = ?other.map(|i| (i.first, i.last)), "unreadable batch intent; ignoring it");
+                None
+            }
+        };
+        self.batch_seq += 1;
+        let dir = self.spool_root.join(format!("{topic}-{partition}-{}", self.batch_seq));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot create spool directory");
+            return false;
+        }
+        let props = writer_properties(&self.topic_opts[topic].encode).expect("checked at start");
+        let part = self.part(topic, partition).expect("configured topic");
+        part.batch = Some(Batch {
+            first: offset,
+            last: offset,
+            replay_to,
+            messages: 0,
+            bytes: 0,
+            opened: Instant::now(),
+            spool: Spool::new(dir.clone(), props),
+            dir,
+            summary: Summary::default(),
+        });
+        true
+    }
+
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.parts.contains_key(&(topic.to_owned(), partition))
+    }
+
+    fn flush_aged(&mut self, all: bool) {
+        let max_age = Duration::from_secs(self.cfg.batch.max_age_s);
+        let due: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.batch.as_ref().is_some_and(|b| all || (b.replay_to.is_none() && b.opened.elapsed() >= max_age)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for tp in due {
+            self.flush(&tp);
+        }
+        let oldest = self.parts.values().filter_map(|p| p.batch.as_ref()).map(|b| b.opened.elapsed()).max();
+        gauge!("trailship_oldest_batch_age_seconds").set(oldest.unwrap_or_default().as_secs_f64());
+    }
+
+    fn flush_aged_until(&mut self, deadline: Instant) {
+        self.shutdown_deadline = Some(deadline);
+        self.flush_aged(true);
+    }
+
+    /// Makes a partition's open batch durable and commits past it.
+    fn flush(&mut self, tp: &(String, i32)) {
+        let Some(part) = self.parts.get_mut(tp) else { return };
+        let Some(mut batch) = part.batch.take() else { return };
+        let (topic, partition) = (tp.0.as_str(), tp.1);
+        let staged = part.stages.flush(&mut batch.spool, true).and_then(|()| batch.spool.finish());
+        let staged = match staged {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(topic, partition, error = %e, "cannot finish spooled batch; re-reading it");
+                Spool::remove(&batch.dir);
+                self.seek(topic, partition, batch.first);
+                return;
+            }
+        };
+        let (first, last) = (batch.first, batch.last);
+        let keys: Vec<String> = staged.iter().map(|s| object_key(s, topic, partition, first, last)).collect();
+        if batch.replay_to.is_none() {
+            let intent = Intent { topic: topic.to_owned(), partition, first, last, objects: keys.clone() };
+            let body = serde_json::to_vec(&intent).expect("serialises");
+            let ikey = intent_key(topic, partition, first);
+            let Some(put) = self.retry("write intent", |s| s.store.put_bytes(&ikey, &body)) else {
+                Spool::remove(&batch.dir);
+                return;
+            };
+            if put == Put::Exists {
+                // Another worker wrote this range's intent since this batch
+                // opened (a rebalance raced): its range wins; read it again.
+                tracing::warn!(topic, partition, first, "batch intent appeared meanwhile; re-reading the range");
+                Spool::remove(&batch.dir);
+                self.seek(topic, partition, first);
+                return;
+            }
+        }
+        for (s, key) in staged.iter().zip(&keys) {
+            let started = Instant::now();
+            let Some(put) = self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes)) else {
+                Spool::remove(&batch.dir);
+                return;
+            };
+            histogram!("trailship_store_put_seconds").record(started.elapsed().as_secs_f64());
+            match put {
+                Put::Created => self.summary.objects_created += 1,
+                Put::Exists => self.summary.objects_existing += 1,
+            }
+            counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" }).increment(1);
+            counter!("trailship_object_bytes_total").increment(s.bytes);
+        }
+        Spool::remove(&batch.dir);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)).expect("valid offset");
+        let committed = self.retry("commit offset", |s| {
+            if !s.owns(&tp.0, tp.1) {
+                return Ok(false);
+            }
+            s.consumer.commit(&tpl, CommitMode::Sync).map(|()| true).map_err(|e| StoreError {
+                op: "commit",
+                key: format!("{topic}/{partition}@{}", last + 1),
+                detail: e.to_string(),
+            })
+        });
+        if committed != Some(true) {
+            // The objects are durable and the intent names them: whoever
+            // reads this range next replays it onto the same keys.
+            tracing::warn!(topic, partition, first, last, "batch written but not committed (partition revoked or shutting down)");
+            return;
+        }
+        let s = &batch.summary;
+        self.summary.batches += 1;
+        self.summary.messages += batch.messages;
+        self.summary.rows += s.rows_total();
+        self.summary.dead_letters += s.dead_total();
+        counter!("trailship_events_in_total", "topic" => topic.to_owned()).increment(s.records_read);
+        for (class, n) in &s.rows {
+            counter!("trailship_events_out_total", "topic" => topic.to_owned(), "class" => class.dataset()).increment(*n);
+        }
+        for (reason, n) in &s.dead_letters {
+            counter!("trailship_dead_letters_total", "topic" => topic.to_owned(), "reason" => reason.as_str()).increment(*n);
+        }
+        if s.filtered > 0 {
+            counter!("trailship_events_filtered_total", "topic" => topic.to_owned()).increment(s.filtered);
+        }
+        if let Some(r) = &self.redactor {
+            for (kind, n) in r.totals() {
+                counter!("trailship_redactions_total", "type" => kind).absolute(n);
+            }
+        }
+        histogram!("trailship_batch_age_seconds").record(batch.opened.elapsed().as_secs_f64());
+        gauge!("trailship_committed_offset", "topic" => topic.to_owned(), "partition" => partition.to_string()).set((last + 1) as f64);
+        if let Some(p) = self.parts.get_mut(tp) {
+            p.committed = Some(last + 1);
+        }
+        tracing::debug!(topic, partition, first, last, objects = keys.len(), rows = s.rows_total(), "batch committed");
+    }
+
+    /// Calls `op` until it succeeds, pausing consumption and backing off
+    /// between failures. None when giving up is right: past the shutdown
+    /// deadline (nothing is committed, so nothing is lost).
+    fn retry<T>(&mut self, what: &'static str, mut op: impl FnMut(&Self) -> Result<T, StoreError>) -> Option<T> {
+        let mut backoff = Backoff::new(Duration::from_secs(self.cfg.service.max_backoff_s.max(1)));
+        let mut paused: Option<TopicPartitionList> = None;
+        let result = loop {
+            match op(self) {
+                Ok(v) => break Some(v),
+                Err(e) => {
+                    counter!("trailship_store_errors_total", "op" => what).increment(1);
+                    tracing::error!(error = %e, "{what} failed; retrying");
+                    if paused.is_none() {
+                        let tpl = self.consumer.assignment().unwrap_or_default();
+                        let _ = self.consumer.pause(&tpl);
+                        gauge!("trailship_paused").set(1.0);
+                        self.health.set_ready(false);
+                        paused = Some(tpl);
+                    }
+                    let wait = backoff.step();
+                    if self.past_deadline(wait) {
+                        break None;
+                    }
+                    self.idle(wait);
+                }
+            }
+        };
+        if let Some(tpl) = paused {
+            let _ = self.consumer.resume(&tpl);
+            gauge!("trailship_paused").set(0.0);
+            self.health.set_ready(true);
+        }
+        result
+    }
+
+    fn past_deadline(&self, wait: Duration) -> bool {
+        self.shutdown_deadline.is_some_and(|d| Instant::now() + wait >= d)
+    }
+
+    /// Waits while serving the group (heartbeats, rebalances). A message
+    /// polled meanwhile, from a partition assigned during the wait and not
+    /// paused, is read again later by seeking back to it.
+    fn idle(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            self.health.tick();
+            let consumer = Arc::clone(&self.consumer);
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()))) {
+                let tp = (m.topic().to_owned(), m.partition());
+                let at = m.offset();
+                drop(m);
+                if !self.rewind.contains_key(&tp) {
+                    self.rewind.insert(tp.clone(), at);
+                    let mut tpl = TopicPartitionList::new();
+                    let _ = tpl.add_partition(&tp.0, tp.1);
+                    let _ = self.consumer.pause(&tpl);
+                    self.seek(&tp.0, tp.1, at);
+                }
+            }
+        }
+    }
+
+    fn seek(&self, topic: &str, partition: i32, offset: i64) {
+        if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+            tracing::error!(topic, partition, offset, error = %e, "cannot seek; restarting the worker re-reads from the last commit");
+            self.shutdown.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Consumer lag from what this worker committed and the partitions' end offsets.
+    fn report_lag(&self) {
+        for ((topic, partition), part) in &self.parts {
+            let Some(committed) = part.committed else { continue };
+            if let Ok((_, high)) = self.consumer.fetch_watermarks(topic, *partition, Duration::from_secs(1)) {
+                gauge!("trailship_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set((high - committed).max(0) as f64);
+            }
+        }
+    }
+}
+
+/// Frames one message's value (gzip or not) into the stages.
+fn message_records(
+    stages: &mut Stages<'_>,
+    origin: &Origin<'_>,
+    payload: &[u8],
+    spool: &mut Spool,
+    summary: &mut Summary,
+) -> Result<(), crate::sink::SinkError> {
+    let limits = stages.limits();
+    if payload.starts_with(&[0x1f, 0x8b]) {
+        // Compressed envelopes (CloudWatch Logs subscriptions, log files)
+        // inflate to at most this much; beyond it is a bomb, not a batch.
+        let cap = (limits.max_record_bytes as u64).saturating_mul(16);
+        let mut text = Vec::new();
+        let read = std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::MultiGzDecoder::new(payload), cap + 1),
+            &mut text,
+        );
+        let failed = match read {
+            Err(e) => Some((Reason::CorruptGzip, format!("cannot inflate message: {e}"))),
+            Ok(_) if text.len() as u64 > cap => Some((Reason::Oversized, format!("inflates past {cap} bytes"))),
+            Ok(_) => None,
+        };
+        if let Some((reason, detail)) = failed {
+            summary.records_read += 1;
+            *summary.dead_letters.entry(reason).or_default() += 1;
+            let src = SourceRef { file: origin.name, record_index: 0, sub_index: None };
+            return stages.dead_letter(spool, reason, &detail, &src, b"");
+        }
+        let mut framer = Framer::new(&text[..], limits);
+        return stages.input(origin, &mut framer, spool, summary);
+    }
+    let mut framer = Framer::new(payload, limits);
+    stages.input(origin, &mut framer, spool, summary)
+}
+
+/// This process's spool directory, under `root` (default: the system's
+/// temporary directory). Directories left by dead processes are removed.
+fn spool_dir(root: Option<&Path>) -> Result<PathBuf, ServiceError> {
+    let root = root.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("trailship-spool"));
+    std::fs::create_dir_all(&root).map_err(|e| ServiceError::Io(format!("{}: {e}", root.display())))?;
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    let dir = root.join(format!("{}-{}", std::process::id(), hex::encode(r)));
+    std::fs::create_dir_all(&dir).map_err(|e| ServiceError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_offset_and_name_the_range() {
+        let s = |dir: Option<&str>| Staged { dir: dir.map(str::to_owned), path: PathBuf::new(), sha256: [0; 32], bytes: 0 };
+        assert_eq!(
+            object_key(&s(Some("api_activity/region=us-east-1/accountId=1/eventDay=20250101")), "ct", 3, 7, 12),
+            "api_activity/region=us-east-1/accountId=1/eventDay=20250101/kafka-ct-3-00000000000000000007-00000000000000000012.zstd.parquet"
+        );
+        assert_eq!(object_key(&s(None), "ct", 3, 7, 12), "_dead_letter/kafka-ct-3-00000000000000000007-00000000000000000012.ndjson");
+        assert!(intent_key("ct", 0, 9) < intent_key("ct", 0, 10));
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let waits: Vec<_> = (0..8).map(|_| b.step()).collect();
+        assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= Duration::from_millis(100));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(2)));
+        assert!(waits[7] >= Duration::from_secs(1), "{waits:?}");
+    }
+}

@@ -1,0 +1,368 @@
+//! Where the service's objects land: a local directory or S3 with Object
+//! Lock, behind one small interface whose only write is "create if absent".
+//!
+//! Create-if-absent is what makes replays harmless: object keys are
+//! deterministic (see `service::keys`), so a batch written again after a crash
+//! finds its objects already there and writes nothing twice.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ArchiveConfig, LockMode};
+use crate::integrity::s3::S3Store;
+
+/// What a create-if-absent write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    /// An object of that key was already there; nothing was written.
+    Exists,
+}
+
+/// A failed store call. Every one is retried by the caller with backoff:
+/// an archive that cannot be written pauses the service, it never drops.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {key}: {detail}")]
+pub struct StoreError {
+    pub op: &'static str,
+    pub key: String,
+    pub detail: String,
+}
+
+fn err(op: &'static str, key: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError { op, key: key.to_owned(), detail: detail.to_string() }
+}
+
+pub trait ObjectStore: Send + Sync {
+    /// Uploads the file at `path` (whose SHA-256 is `sha256`) as `key`,
+    /// unless `key` exists.
+    fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError>;
+    fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// For logs: `s3://bucket/prefix` or the directory.
+    fn location(&self) -> String;
+}
+
+/// Opens the store `cfg.location` names; for S3, checks its Object Lock
+/// configuration first.
+pub fn open(cfg: &ArchiveConfig) -> Result<Box<dyn ObjectStore>, StoreError> {
+    match cfg.location.strip_prefix("s3://") {
+        Some(_) => Ok(Box::new(S3Objects::open(cfg)?)),
+        None => Ok(Box::new(LocalObjects::open(Path::new(&cfg.location))?)),
+    }
+}
+
+/// A directory. Create-if-absent is a hard link from a synced temporary
+/// file, which the file system refuses when the name exists.
+pub struct LocalObjects {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalObjects {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let tmp = root.join("_trailship/tmp");
+        fs::create_dir_all(&tmp).map_err(|e| err("create", &tmp.display().to_string(), e))?;
+        Ok(LocalObjects { root: root.to_path_buf(), tmp })
+    }
+
+    fn publish(&self, key: &str, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<Put, StoreError> {
+        let dest = self.root.join(key);
+        if dest.exists() {
+            return Ok(Put::Exists);
+        }
+        let mut name = [0u8; 8];
+        getrandom::fill(&mut name).map_err(|e| err("put", key, e))?;
+        let tmp = self.tmp.join(hex::encode(name));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            write(&mut f)?;
+            f.sync_all()?;
+            let dir = dest.parent().expect("keys are relative paths");
+            fs::create_dir_all(dir)?;
+            let put = match fs::hard_link(&tmp, &dest) {
+                Ok(()) => Put::Created,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Put::Exists,
+                Err(e) => return Err(e),
+            };
+            File::open(dir)?.sync_all()?;
+            Ok(put)
+        })();
+        let _ = fs::remove_file(&tmp);
+        result.map_err(|e| err("put", key, e))
+    }
+}
+
+impl ObjectStore for LocalObjects {
+    fn put_file(&self, key: &str, path: &Path, _sha256: &[u8; 32], _bytes: u64) -> Result<Put, StoreError> {
+        self.publish(key, |f| std::io::copy(&mut File::open(path)?, f).map(drop))
+    }
+
+    fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
+        self.publish(key, |f| f.write_all(body))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.root.join(key)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(err("get", key, e)),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// S3 (or an S3-compatible store). Every PUT carries its SHA-256 checksum,
+/// `If-None-Match: *` and, when configured, the Object Lock mode and
+/// retain-until date; large objects go up in parts, each with its checksum,
+/// read from the spool file one part at a time.
+pub struct S3Objects {
+    s3: S3Store,
+    bucket: String,
+    prefix: String,
+    lock: Option<(LockMode, u32)>,
+    part_bytes: usize,
+}
+
+fn b64(d: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(d)
+}
+
+fn describe<E: std::error::Error + 'static>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
+    use aws_sdk_s3::error::DisplayErrorContext;
+    match e.raw_response() {
+        Some(r) => format!("HTTP {}: {}", r.status().as_u16(), DisplayErrorContext(e)),
+        None => DisplayErrorContext(e).to_string(),
+    }
+}
+
+fn status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+impl S3Objects {
+    pub fn open(cfg: &ArchiveConfig) -> Result<Self, StoreError> {
+        let (bucket, prefix) = crate::integrity::archive::ArchiveOptions::parse_location(&cfg.location);
+        let bucket = bucket.expect("an s3:// location");
+        let s3 = S3Store::new(cfg.endpoint_url.as_deref(), cfg.region.as_deref())
+            .map_err(|e| err("connect", &bucket, e))?;
+        let this = S3Objects {
+            s3,
+            bucket,
+            prefix,
+            lock: cfg.object_lock_mode.map(|m| (m, cfg.retain_days)),
+            part_bytes: cfg.multipart_bytes,
+        };
+        let enabled = this.object_lock_enabled()?;
+        if !enabled && cfg.require_object_lock {
+            return Err(err(
+                "check Object Lock on",
+                &this.bucket,
+                "the bucket has no Object Lock configuration; enable it (at bucket creation) or set \
+                 [archive] require_object_lock = false to archive without it",
+            ));
+        }
+        if !enabled && this.lock.is_some() {
+            return Err(err("check Object Lock on", &this.bucket, "object_lock_mode is set but the bucket has no Object Lock"));
+        }
+        Ok(this)
+    }
+
+    fn object_lock_enabled(&self) -> Result<bool, StoreError> {
+        use aws_sdk_s3::types::ObjectLockEnabled;
+        let r = self.s3.block_on(self.s3.client().get_object_lock_configuration().bucket(&self.bucket).send());
+        match r {
+            Ok(o) => Ok(o
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
+            // S3 answers 404 ObjectLockConfigurationNotFoundError for a bucket without one.
+            Err(e) if status(&e) == Some(404) && e.as_service_error().is_some_and(|s| {
+                use aws_sdk_s3::error::ProvideErrorMetadata;
+                s.code() != Some("NoSuchBucket")
+            }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err("get Object Lock configuration of", &self.bucket, describe(&e))),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn retain_until(&self) -> Option<(aws_sdk_s3::types::ObjectLockMode, aws_sdk_s3::primitives::DateTime)> {
+        self.lock.map(|(mode, days)| {
+            let until = crate::sink::now_ms() / 1000 + i64::from(days) * 86_400;
+            (aws_sdk_s3::types::ObjectLockMode::from(mode.as_str()), aws_sdk_s3::primitives::DateTime::from_secs(until))
+        })
+    }
+
+    fn put_small(&self, key: &str, body: Vec<u8>, sha256: &[u8; 32]) -> Result<Put, StoreError> {
+        let lock = self.retain_until();
+        let req = self
+            .s3
+            .client()
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .content_length(body.len() as i64)
+            .checksum_sha256(b64(sha256))
+            .if_none_match("*")
+            .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+            .set_object_lock_retain_until_date(lock.map(|l| l.1))
+            .body(body.into());
+        match self.s3.block_on(req.send()) {
+            Ok(_) => Ok(Put::Created),
+            Err(e) if status(&e) == Some(412) => Ok(Put::Exists),
+            Err(e) => Err(err("put", key, describe(&e))),
+        }
+    }
+
+    fn put_multipart(&self, key: &str, path: &Path) -> Result<Put, StoreError> {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+        let full = self.full(key);
+        let client = self.s3.client();
+        let lock = self.retain_until();
+        let created = self
+            .s3
+            .block_on(
+                client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+                    .set_object_lock_retain_until_date(lock.map(|l| l.1))
+                    .send(),
+            )
+            .map_err(|e| err("start multipart upload of", key, describe(&e)))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = (|| {
+            let mut file = File::open(path).map_err(|e| err("read", &path.display().to_string(), e))?;
+            let mut parts = Vec::new();
+            let mut buf = vec![0u8; self.part_bytes];
+            loop {
+                let n = read_full(&mut file, &mut buf).map_err(|e| err("read", &path.display().to_string(), e))?;
+                if n == 0 {
+                    break;
+                }
+                let number = parts.len() as i32 + 1;
+                let sum = b64(&Sha256::digest(&buf[..n]));
+                let out = self
+                    .s3
+                    .block_on(
+                        client
+                            .upload_part()
+                            .bucket(&self.bucket)
+                            .key(&full)
+                            .upload_id(&upload_id)
+                            .part_number(number)
+                            .content_length(n as i64)
+                            .checksum_sha256(&sum)
+                            .body(buf[..n].to_vec().into())
+                            .send(),
+                    )
+                    .map_err(|e| err("upload part of", key, describe(&e)))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_owned))
+                        .checksum_sha256(sum)
+                        .build(),
+                );
+            }
+            let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+            match self.s3.block_on(
+                client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .multipart_upload(done)
+                    .if_none_match("*")
+                    .send(),
+            ) {
+                Ok(_) => Ok(Put::Created),
+                Err(e) if status(&e) == Some(412) => Ok(Put::Exists),
+                Err(e) => Err(err("complete multipart upload of", key, describe(&e))),
+            }
+        })();
+        if !matches!(result, Ok(Put::Created)) {
+            // Parts of an unfinished upload cost storage until aborted.
+            let abort = client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id);
+            if let Err(e) = self.s3.block_on(abort.send()) {
+                tracing::warn!(key, error = %describe(&e), "cannot abort multipart upload");
+            }
+        }
+        result
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+impl ObjectStore for S3Objects {
+    fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
+        if bytes as usize > self.part_bytes {
+            return self.put_multipart(key, path);
+        }
+        let body = fs::read(path).map_err(|e| err("read", &path.display().to_string(), e))?;
+        self.put_small(key, body, sha256)
+    }
+
+    fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
+        let sha: [u8; 32] = Sha256::digest(body).into();
+        self.put_small(key, body.to_vec(), &sha)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.s3.block_on(async {
+            let o = self.s3.client().get_object().bucket(&self.bucket).key(self.full(key)).send().await?;
+            Ok::<_, aws_sdk_s3::error::SdkError<_>>(o.body.collect().await.map(|b| b.to_vec()))
+        });
+        match r {
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(e)) => Err(err("read", key, e)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(err("get", key, describe(&e))),
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_put_is_create_if_absent() {
+        let dir = std::env::temp_dir().join(format!("trailship-objects-{}", std::process::id()));
+        let store = LocalObjects::open(&dir).unwrap();
+        assert_eq!(store.put_bytes("a/b/c.json", b"one").unwrap(), Put::Created);
+        assert_eq!(store.put_bytes("a/b/c.json", b"two").unwrap(), Put::Exists);
+        assert_eq!(store.get("a/b/c.json").unwrap().unwrap(), b"one");
+        assert_eq!(store.get("a/b/none").unwrap(), None);
+        assert_eq!(fs::read_dir(dir.join("_trailship/tmp")).unwrap().count(), 0, "temporaries removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,108 @@
+//! The Kafka consumer: librdkafka (bundled, via rdkafka) in a consumer group,
+//! with offsets stored and committed only by the service, never by the client.
+
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// A partition assignment change, seen by the service after the poll in
+/// which librdkafka made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+#[derive(Default)]
+pub struct GroupContext {
+    changes: Mutex<Vec<Change>>,
+}
+
+impl GroupContext {
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.changes.lock().expect("not poisoned"))
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
+            Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    // Revocations are acted on after the poll that reported them: the
+    // service drops the revoked partitions' open batches, uncommitted, so
+    // whoever is assigned them next reads those messages again.
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.changes.lock().expect("not poisoned").push(Change::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.changes.lock().expect("not poisoned").push(Change::Assigned(partitions(tpl)))
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+pub type GroupConsumer = BaseConsumer<GroupContext>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("[kafka] properties: {0} is set by trailship and cannot be overridden")]
+    Reserved(String),
+    #[error("cannot create the Kafka consumer: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+}
+
+/// Properties the delivery guarantee depends on.
+const RESERVED: [&str; 3] = ["enable.auto.commit", "enable.auto.offset.store", "group.id"];
+
+/// A consumer in `cfg.group_id`, subscribed to every configured topic.
+pub fn subscribe(cfg: &KafkaConfig) -> Result<GroupConsumer, KafkaSetupError> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &cfg.brokers)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "30000")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &cfg.properties {
+        if RESERVED.contains(&k.as_str()) || k == "bootstrap.servers" {
+            return Err(KafkaSetupError::Reserved(k.clone()));
+        }
+        cc.set(k, v);
+    }
+    cc.set("group.id", &cfg.group_id).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+    // librdkafka filters its own logs before they reach `log` above; pass
+    // through what the tracing filter would keep.
+    let level = if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+        rdkafka::config::RDKafkaLogLevel::Debug
+    } else if tracing::enabled!(target: "librdkafka", tracing::Level::INFO) {
+        rdkafka::config::RDKafkaLogLevel::Info
+    } else {
+        rdkafka::config::RDKafkaLogLevel::Warning
+    };
+    cc.set_log_level(level);
+    let consumer: GroupConsumer = cc.create_with_context(GroupContext::default())?;
+    let topics: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
