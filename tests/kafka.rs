@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::TempDir;
-use common::kafka::{Broker, Worker, cloudtrail_record, tansu, uid_counts, wait_for};
+use common::kafka::{Broker, Proxy, Worker, cloudtrail_record, tansu, uid_counts, wait_for};
 
 const GROUP: &str = "archive";
 
@@ -103,4 +103,253 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     wait_for("the later offsets committed", Duration::from_secs(30), &[&w], || broker.committed(GROUP, "ct", 3) == after);
     assert_exactly_once(&archive, "late", 20);
     assert!(w.terminate().success(), "{}", w.log_text());
+}
+
+/// Expected committed offsets: the number of messages per partition.
+fn ends(msgs: &[(i32, Vec<u8>, Vec<(&str, &str)>)], partitions: i32) -> Vec<i64> {
+    (0..partitions).map(|p| msgs.iter().filter(|m| m.0 == p).count() as i64).collect()
+}
+
+fn pseudo_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn kill_9_at_random_points_loses_and_duplicates_nothing() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-kill");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("ct", 3);
+    let archive = dir.path().join("archive");
+    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let mut all = records("k", 3000, 3);
+    broker.produce("ct", &all);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Crashes between the steps of a batch's write (intent, objects, commit),
+    // then kill -9 at random times.
+    let failpoints = ["after_intent:3", "after_object:5", "after_commit:4", "", ""];
+    for (round, fp) in failpoints.iter().enumerate() {
+        let mut w = Worker::start(&cfg, dir.path().join(format!("worker-{round}.log")), &[("TRAILSHIP_FAILPOINT", fp)]);
+        if fp.is_empty() {
+            // The first assignment takes ~3 s; kill somewhere after it.
+            std::thread::sleep(Duration::from_millis(3000 + pseudo_random(&mut seed) % 2500));
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while w.alive() {
+                assert!(std::time::Instant::now() < deadline, "failpoint {fp} never reached: {}", w.log_text());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        w.kill9();
+        let more = records(&format!("r{round}"), 200, 3);
+        broker.produce("ct", &more);
+        all.extend(more);
+    }
+    let w = Worker::start(&cfg, dir.path().join("worker-last.log"), &[]);
+    let want = ends(&all, 3);
+    wait_for("every offset committed", Duration::from_secs(120), &[&w], || broker.committed(GROUP, "ct", 3) == want);
+    assert_exactly_once(&archive, "k", 3000);
+    for round in 0..5 {
+        assert_exactly_once(&archive, &format!("r{round}"), 200);
+    }
+    // Replays happened (some batch was written but not committed when a kill
+    // landed) and wrote no second object: the uid check above is the proof,
+    // this says the scenario really exercised it.
+    let logs: String = (0..5).map(|r| std::fs::read_to_string(dir.path().join(format!("worker-{r}.log"))).unwrap_or_default()).collect();
+    assert_eq!(logs.matches("failpoint").count(), 3, "{logs}");
+    let replays = logs.matches("replaying a batch").count() + w.log_text().matches("replaying a batch").count();
+    assert!(replays >= 2, "the intent and object crashes leave batches to replay; saw {replays}");
+}
+
+#[test]
+fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-group");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("ct", 4);
+    let archive = dir.path().join("archive");
+    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let mut all = records("g", 400, 4);
+    broker.produce("ct", &all);
+    let mut a = Worker::start(&cfg, dir.path().join("a.log"), &[]);
+    let first = ends(&all, 4);
+    wait_for("worker a to commit everything", Duration::from_secs(60), &[&a], || broker.committed(GROUP, "ct", 4) == first);
+    let b = Worker::start(&cfg, dir.path().join("b.log"), &[]);
+    wait_for("the group to split the partitions", Duration::from_secs(60), &[&a, &b], || {
+        let assigned = |w: &Worker| w.log_text().lines().filter(|l| l.contains("partitions assigned")).last().map(str::to_owned);
+        match (assigned(&a), assigned(&b)) {
+            (Some(x), Some(y)) => x.matches("(\"ct\"").count() == 2 && y.matches("(\"ct\"").count() == 2,
+            _ => false,
+        }
+    });
+    let more = records("h", 400, 4);
+    broker.produce("ct", &more);
+    all.extend(more);
+    std::thread::sleep(Duration::from_millis(500));
+    a.kill9();
+    let more = records("i", 400, 4);
+    broker.produce("ct", &more);
+    all.extend(more);
+    let want = ends(&all, 4);
+    wait_for("worker b to take over every partition", Duration::from_secs(90), &[&b], || broker.committed(GROUP, "ct", 4) == want);
+    for tag in ["g", "h", "i"] {
+        assert_exactly_once(&archive, tag, 400);
+    }
+    assert!(b.log_text().lines().filter(|l| l.contains("partitions assigned")).last().unwrap().matches("(\"ct\"").count() == 4);
+}
+
+mod s3 {
+    use super::*;
+    use trailship::integrity::s3::S3Store;
+
+    fn endpoint() -> Option<String> {
+        match std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") {
+            Ok(e) => Some(e),
+            Err(_) => {
+                assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "run ./scripts/test.sh");
+                None
+            }
+        }
+    }
+
+    fn locked_bucket(s3: &S3Store, bucket: &str) {
+        s3.block_on(s3.client().create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send()).unwrap();
+    }
+
+    /// Every object under `prefix`, downloaded to `to` by key.
+    fn download(s3: &S3Store, bucket: &str, to: &Path) -> Vec<String> {
+        let list = s3.block_on(s3.client().list_objects_v2().bucket(bucket).max_keys(1000).send()).unwrap();
+        let mut keys = Vec::new();
+        for o in list.contents() {
+            let key = o.key().unwrap().to_owned();
+            let body = s3
+                .block_on(async { s3.client().get_object().bucket(bucket).key(&key).send().await.unwrap().body.collect().await })
+                .unwrap()
+                .to_vec();
+            let path = to.join(&key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+            keys.push(key);
+        }
+        keys
+    }
+
+    #[test]
+    fn objects_are_locked_and_s3_outages_pause_without_loss() {
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let dir = TempDir::new("kafka-s3");
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let bucket = format!("locked-{}", std::process::id());
+        locked_bucket(&s3, &bucket);
+        let broker = Broker::start(&bin, dir.path());
+        broker.create_topic("ct", 2);
+        // The worker reaches S3 through a proxy the test can switch off.
+        let target = ep.trim_start_matches("http://").parse().unwrap();
+        let proxy = Proxy::start(target);
+        let lock = "object_lock_mode = \"COMPLIANCE\"\nretain_days = 1\nendpoint_url = \"${S3_URL}\"\n";
+        let cfg = config(dir.path(), &broker.addr(), "ct", &format!("s3://{bucket}/archive"), "");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("[batch]", &format!("{lock}[batch]"));
+        std::fs::write(&cfg, text).unwrap();
+        let url = proxy.url();
+        let env = [("S3_URL", url.as_str())];
+        let mut all = records("s", 200, 2);
+        broker.produce("ct", &all);
+        let w = Worker::start(&cfg, dir.path().join("w.log"), &env);
+        let want = ends(&all, 2);
+        wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+
+        // S3 goes away: consumption pauses, nothing is committed past what is written.
+        proxy.set_down(true);
+        let more = records("t", 200, 2);
+        broker.produce("ct", &more);
+        all.extend(more);
+        wait_for("a failing write", Duration::from_secs(30), &[&w], || w.log_text().contains("failed; retrying"));
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(broker.committed(GROUP, "ct", 2), want, "nothing committed while S3 is down");
+        proxy.set_down(false);
+        let want = ends(&all, 2);
+        wait_for("recovery after the outage", Duration::from_secs(90), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+
+        let local = dir.path().join("copy");
+        let keys = download(&s3, &bucket, &local);
+        assert_exactly_once(&local.join("archive"), "s", 200);
+        assert_exactly_once(&local.join("archive"), "t", 200);
+        // Every object carries the lock; a delete of a locked version is refused.
+        let parquet: Vec<_> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
+        assert!(!parquet.is_empty());
+        for key in &parquet {
+            let head = s3.block_on(s3.client().head_object().bucket(&bucket).key(*key).send()).unwrap();
+            assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"), "{key}");
+            let until = head.object_lock_retain_until_date().unwrap().secs();
+            let now = trailship::sink::now_ms() / 1000;
+            assert!((now + 86_400 - 600..=now + 86_400 + 60).contains(&until), "{key}: retain until {until}");
+        }
+        let head = s3.block_on(s3.client().head_object().bucket(&bucket).key(parquet[0]).send()).unwrap();
+        let del = s3.block_on(
+            s3.client().delete_object().bucket(&bucket).key(parquet[0]).set_version_id(head.version_id().map(str::to_owned)).send(),
+        );
+        assert!(del.is_err(), "deleting a COMPLIANCE-locked version must be refused");
+        drop(w);
+
+        // A bucket without Object Lock: the worker refuses to start.
+        let plain = format!("plain-{}", std::process::id());
+        s3.block_on(s3.client().create_bucket().bucket(&plain).send()).unwrap();
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(&format!("s3://{bucket}/"), &format!("s3://{plain}/"));
+        std::fs::write(&cfg, text).unwrap();
+        let mut w = Worker::start(&cfg, dir.path().join("plain.log"), &env);
+        let status = w.child.wait().unwrap();
+        assert!(!status.success());
+        assert!(w.log_text().contains("no Object Lock configuration"), "{}", w.log_text());
+    }
+}
+
+mod s3_objects {
+    use super::*;
+    use sha2::Digest;
+    use trailship::config::{ArchiveConfig, LockMode};
+    use trailship::integrity::s3::S3Store;
+    use trailship::sink::objects::{self, Put};
+
+    /// Create-if-absent holds on the real S3 API for single and multipart
+    /// PUTs, and both carry the lock.
+    #[test]
+    fn puts_are_conditional_checksummed_and_locked() {
+        let Ok(ep) = std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") else {
+            assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "run ./scripts/test.sh");
+            return;
+        };
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let bucket = format!("objects-{}", std::process::id());
+        s3.block_on(s3.client().create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send()).unwrap();
+        let cfg = ArchiveConfig {
+            location: format!("s3://{bucket}/p"),
+            endpoint_url: Some(ep.clone()),
+            region: Some("us-east-1".into()),
+            object_lock_mode: Some(LockMode::Governance),
+            retain_days: 2,
+            multipart_bytes: 5 << 20,
+            ..ArchiveConfig::default()
+        };
+        let store = objects::open(&cfg).unwrap();
+        assert_eq!(store.put_bytes("a.json", b"one").unwrap(), Put::Created);
+        assert_eq!(store.put_bytes("a.json", b"two").unwrap(), Put::Exists);
+        assert_eq!(store.get("a.json").unwrap().unwrap(), b"one");
+        assert_eq!(store.get("missing").unwrap(), None);
+
+        let dir = TempDir::new("objects");
+        let big: Vec<u8> = (0..(11u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let path = dir.write("big.bin", &big);
+        let sha: [u8; 32] = sha2::Sha256::digest(&big).into();
+        assert_eq!(store.put_file("big.bin", &path, &sha, big.len() as u64).unwrap(), Put::Created);
+        assert_eq!(store.put_file("big.bin", &path, &sha, big.len() as u64).unwrap(), Put::Exists);
+        assert_eq!(store.get("big.bin").unwrap().unwrap().len(), big.len());
+        for key in ["p/a.json", "p/big.bin"] {
+            let head = s3.block_on(s3.client().head_object().bucket(&bucket).key(key).send()).unwrap();
+            assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("GOVERNANCE"), "{key}");
+            assert!(head.object_lock_retain_until_date().is_some(), "{key}");
+        }
+    }
 }

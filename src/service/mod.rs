@@ -78,6 +78,29 @@ struct Intent {
     objects: Vec<String>,
 }
 
+/// Crash-test hook: `TRAILSHIP_FAILPOINT=<name>:<n>` aborts the process
+/// (as kill -9 would stop it) the n-th time it reaches `name`. Unset in
+/// production; the crash tests use it to land exactly between the steps of a
+/// batch's write.
+fn failpoint(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64;
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        let v = std::env::var("TRAILSHIP_FAILPOINT").ok()?;
+        let (n, k) = v.split_once(':')?;
+        Some((n.to_owned(), k.parse().ok()?))
+    });
+    if let Some((n, k)) = at
+        && n == name
+        && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k
+    {
+        eprintln!("failpoint {name}:{k}: aborting");
+        std::process::abort();
+    }
+}
+
 fn intent_key(topic: &str, partition: i32, first: i64) -> String {
     format!("_trailship/kafka/{topic}/{partition}/{first:020}.json")
 }
@@ -449,6 +472,7 @@ impl<'o> Service<'o> {
                 self.seek(topic, partition, first);
                 return;
             }
+            failpoint("after_intent");
         }
         for (s, key) in staged.iter().zip(&keys) {
             let started = Instant::now();
@@ -463,6 +487,7 @@ impl<'o> Service<'o> {
             }
             counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" }).increment(1);
             counter!("trailship_object_bytes_total").increment(s.bytes);
+            failpoint("after_object");
         }
         Spool::remove(&batch.dir);
         let mut tpl = TopicPartitionList::new();
@@ -477,6 +502,7 @@ impl<'o> Service<'o> {
                 detail: e.to_string(),
             })
         });
+        failpoint("after_commit");
         if committed != Some(true) {
             // The objects are durable and the intent names them: whoever
             // reads this range next replays it onto the same keys.

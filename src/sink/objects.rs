@@ -135,11 +135,19 @@ fn b64(d: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
 }
 
-fn describe<E: std::error::Error + 'static>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
+fn describe<E>(e: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+{
     use aws_sdk_s3::error::DisplayErrorContext;
-    match e.raw_response() {
-        Some(r) => format!("HTTP {}: {}", r.status().as_u16(), DisplayErrorContext(e)),
-        None => DisplayErrorContext(e).to_string(),
+    match (e.raw_response(), e.as_service_error()) {
+        (Some(r), Some(s)) => format!(
+            "HTTP {} {}: {}",
+            r.status().as_u16(),
+            s.code().unwrap_or("(no code)"),
+            s.message().unwrap_or("(no message)")
+        ),
+        _ => DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -215,6 +223,7 @@ impl S3Objects {
             .bucket(&self.bucket)
             .key(self.full(key))
             .content_length(body.len() as i64)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .checksum_sha256(b64(sha256))
             .if_none_match("*")
             .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
@@ -267,6 +276,7 @@ impl S3Objects {
                             .upload_id(&upload_id)
                             .part_number(number)
                             .content_length(n as i64)
+                            .checksum_algorithm(ChecksumAlgorithm::Sha256)
                             .checksum_sha256(&sum)
                             .body(buf[..n].to_vec().into())
                             .send(),
@@ -296,7 +306,10 @@ impl S3Objects {
                 Err(e) => Err(err("complete multipart upload of", key, describe(&e))),
             }
         })();
-        if !matches!(result, Ok(Put::Created)) {
+        if matches!(result, Ok(Put::Created)) {
+            return self.ensure_locked(key).map(|()| Put::Created);
+        }
+        {
             // Parts of an unfinished upload cost storage until aborted.
             let abort = client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id);
             if let Err(e) = self.s3.block_on(abort.send()) {
@@ -304,6 +317,43 @@ impl S3Objects {
             }
         }
         result
+    }
+}
+
+impl S3Objects {
+    /// Some S3-compatible stores (moto among them) ignore the lock headers of
+    /// CreateMultipartUpload: the object is checked after completion and
+    /// given its retention when it has none. Existing retention is never
+    /// touched, so it can never be shortened.
+    fn ensure_locked(&self, key: &str) -> Result<(), StoreError> {
+        let Some((mode, until)) = self.retain_until() else { return Ok(()) };
+        let full = self.full(key);
+        let client = self.s3.client();
+        let head = self
+            .s3
+            .block_on(client.head_object().bucket(&self.bucket).key(&full).send())
+            .map_err(|e| err("check retention of", key, describe(&e)))?;
+        if head.object_lock_mode().is_some() {
+            return Ok(());
+        }
+        tracing::debug!(key, "store ignored the upload's lock headers; setting retention");
+        let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(aws_sdk_s3::types::ObjectLockRetentionMode::from(mode.as_str()))
+            .retain_until_date(until)
+            .build();
+        self.s3
+            .block_on(
+                client
+                    .put_object_retention()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .set_version_id(head.version_id().map(str::to_owned))
+                    .retention(retention)
+                    .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                    .send(),
+            )
+            .map_err(|e| err("set retention of", key, describe(&e)))?;
+        Ok(())
     }
 }
 
