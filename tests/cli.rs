@@ -165,3 +165,29 @@ fn config_file_drives_redaction_and_rejects_typos() {
     assert_eq!(get(&rows[0], "trailship.redacted_count").unwrap(), 2);
     assert!(stdout(&o).contains("redactions (values, by type): 2"), "{}", stdout(&o));
 }
+
+#[test]
+fn validate_config_checks_the_deploy_example_with_its_environment() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/trailship.toml");
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_trailship"))
+            .args(["validate-config", cfg])
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("ARCHIVE_BUCKET")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[("KAFKA_BROKERS", "k1:9092,k2:9092"), ("ARCHIVE_BUCKET", "log-archive")]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("group trailship-archive on k1:9092,k2:9092, 3 topic(s), archive s3://log-archive/ocsf"), "{}", stdout(&ok));
+    let missing = run(&[("ARCHIVE_BUCKET", "log-archive")]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("KAFKA_BROKERS is not set"), "{}", stderr(&missing));
+    let dir = std::env::temp_dir().join(format!("trailship-badcfg-{}", std::process::id()));
+    std::fs::write(&dir, "[kafka]\nbrokers = \"b\"\ntopics = []\n").unwrap();
+    let bad = trailship(&["validate-config", dir.to_str().unwrap()]);
+    std::fs::remove_file(&dir).unwrap();
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("at least one [[kafka.topics]]"), "{}", stderr(&bad));
+}

@@ -304,6 +304,44 @@ mod s3 {
         assert!(!status.success());
         assert!(w.log_text().contains("no Object Lock configuration"), "{}", w.log_text());
     }
+
+    /// tansu keeps its log in S3 (moto), so a broker restart loses nothing;
+    /// the worker reconnects and goes on from its committed offsets.
+    #[test]
+    fn broker_restart_loses_nothing() {
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let dir = TempDir::new("kafka-restart");
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let bucket = format!("tansu-{}", std::process::id());
+        s3.block_on(s3.client().create_bucket().bucket(&bucket).send()).unwrap();
+        let env: Vec<(String, String)> = [
+            ("AWS_ENDPOINT", ep.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "trailship-test"),
+            ("AWS_SECRET_ACCESS_KEY", "trailship-test"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut broker = Broker::start_with(&bin, dir.path(), format!("s3://{bucket}/"), env);
+        broker.create_topic("ct", 2);
+        let archive = dir.path().join("archive");
+        let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+        let mut all = records("a", 200, 2);
+        broker.produce("ct", &all);
+        let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+        let want = ends(&all, 2);
+        wait_for("the first commits", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+        broker.restart();
+        let more = records("b", 200, 2);
+        broker.produce("ct", &more);
+        all.extend(more);
+        let want = ends(&all, 2);
+        wait_for("commits after the restart", Duration::from_secs(90), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+        assert_exactly_once(&archive, "a", 200);
+        assert_exactly_once(&archive, "b", 200);
+    }
 }
 
 mod s3_objects {
@@ -352,4 +390,91 @@ mod s3_objects {
             assert!(head.object_lock_retain_until_date().is_some(), "{key}");
         }
     }
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// A counter's value in Prometheus text, summed over its label sets.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sigterm_flushes_commits_and_exits_and_metrics_tell_the_story() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-term");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("ct", 2);
+    let archive = dir.path().join("archive");
+    let port = common::kafka::free_port();
+    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    // Batches that never fill or age on their own: only shutdown flushes them.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_events = 50\nmax_age_s = 1", "max_events = 100000\nmax_age_s = 3600")
+        .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(&cfg, text).unwrap();
+    let mut msgs = records("q", 30, 2);
+    msgs.push((0, b"{\"broken\": ".to_vec(), vec![]));
+    broker.produce("ct", &msgs);
+    let mut w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+    wait_for("every message read", Duration::from_secs(60), &[&w], || {
+        metric(&http_get(port, "/metrics").1, "trailship_messages_in_total") == 31.0
+    });
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    assert_eq!(http_get(port, "/readyz").0, 200);
+    assert_eq!(http_get(port, "/nope").0, 404);
+    assert_eq!(broker.committed(GROUP, "ct", 2), [-1, -1], "open batches are not committed");
+    assert!(uid_counts(&archive).is_empty());
+    let status = w.terminate();
+    assert!(status.success(), "{}", w.log_text());
+    assert_eq!(broker.committed(GROUP, "ct", 2), ends(&msgs, 2));
+    assert_exactly_once(&archive, "q", 30);
+    assert_eq!(common::dead_letters(&archive).len(), 1);
+    assert!(w.log_text().contains("rows=30") && w.log_text().contains("dead_letters=1"), "{}", w.log_text());
+}
+
+#[test]
+fn github_webhooks_take_their_event_name_from_kafka_headers() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-github");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("gh", 1);
+    let archive = dir.path().join("archive");
+    let cfg = config(dir.path(), &broker.addr(), "gh", &archive.display().to_string(), "");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("kind = \"cloudtrail\"", "kind = \"github\"")).unwrap();
+    // Payloads as GitHub posts them; the event name travels only in a header.
+    let mut msgs = Vec::new();
+    for (event, file) in [
+        ("pull_request", "pull_request/closed.payload.json"),
+        ("pull_request_review", "pull_request_review/submitted.payload.json"),
+        ("push", "push/payload.json"),
+        ("member", "member/added.payload.json"),
+    ] {
+        let path = common::fixture("github-webhooks").join(file);
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        msgs.push((0, body, vec![("X-GitHub-Event", event), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")]));
+    }
+    let fixtures = common::fixture("github-webhooks");
+    assert!(msgs.len() >= 3, "fixtures: {}", fixtures.display());
+    broker.produce("gh", &msgs);
+    let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+    let want = vec![msgs.len() as i64];
+    wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "gh", 1) == want);
+    let rows = common::all_rows(&archive);
+    let dead = common::dead_letters(&archive);
+    assert_eq!(rows.len() + dead.len(), msgs.len(), "one row or one dead letter per delivery: {dead:#?}");
+    assert_eq!(rows.len(), 4, "{dead:#?}");
+    assert!(rows.iter().all(|r| common::get(r, "trailship.kafka.topic").unwrap() == "gh"));
 }
