@@ -38,6 +38,23 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub batch: BatchConfig,
     pub service: ServiceConfig,
+    pub source_s3: SourceS3Config,
+}
+
+/// `[source_s3]`: where log files named by S3 event notifications are read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceS3Config {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    /// Larger log files (stored or inflated) are dead letters, not batches.
+    pub max_object_bytes: u64,
+}
+
+impl Default for SourceS3Config {
+    fn default() -> Self {
+        SourceS3Config { endpoint_url: None, region: None, max_object_bytes: 512 << 20 }
+    }
 }
 
 /// `[kafka]`: the consumer group the service runs in.

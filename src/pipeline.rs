@@ -15,7 +15,7 @@ use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
-use crate::normalize::KafkaRef;
+use crate::normalize::{KafkaRef, ObjectRef};
 use crate::sink::local::{InputId, LocalSink, ObjectRecord};
 use crate::sink::{RowSink, SinkError};
 use crate::source::{self, Input};
@@ -198,11 +198,12 @@ pub(crate) struct Origin<'a> {
     /// The exact bytes a signature covers (a webhook delivery).
     pub body: Option<&'a [u8]>,
     pub kafka: Option<KafkaRef<'a>>,
+    pub object: Option<ObjectRef<'a>>,
 }
 
 impl<'a> Origin<'a> {
     pub fn file(name: &'a str) -> Self {
-        Origin { name, headers: &[], body: None, kafka: None }
+        Origin { name, headers: &[], body: None, kafka: None, object: None }
     }
 }
 
@@ -276,6 +277,7 @@ impl<'o> Stages<'o> {
                                 headers: origin.headers,
                                 body: origin.body,
                                 kafka: origin.kafka,
+                                object: origin.object,
                             };
                             let repaired = p.repairs.utf8_replaced;
                             match normalizer.expand(p.root, &ctx, batcher) {

@@ -549,6 +549,7 @@ fn payloads_with_transport_headers() {
                 headers: &headers,
                 body: Some(&exact),
                 kafka: None,
+                object: None,
             };
             norm.normalize(p.root, &ctx, &mut batcher)
         });

@@ -305,6 +305,81 @@ mod s3 {
         assert!(w.log_text().contains("no Object Lock configuration"), "{}", w.log_text());
     }
 
+    /// S3 event notifications (plain, SNS-wrapped, EventBridge) name
+    /// CloudTrail log files; the worker fetches each, hashes its content, and
+    /// every row says which object and hash it came from.
+    #[test]
+    fn s3_notifications_fetch_log_files_with_provenance() {
+        use sha2::Digest;
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let dir = TempDir::new("kafka-notify");
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let bucket = format!("trail-{}", std::process::id());
+        s3.block_on(s3.client().create_bucket().bucket(&bucket).send()).unwrap();
+        let key = |n: u32| format!("AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T10{n:02}Z_x{n}.json.gz");
+        let put = |k: &str, body: Vec<u8>| {
+            s3.block_on(s3.client().put_object().bucket(&bucket).key(k).body(body.into()).send()).unwrap();
+        };
+        let mut hashes = BTreeMap::new();
+        for n in 0..2u32 {
+            let recs: Vec<_> = (0..5).map(|i| cloudtrail_record(&format!("n{n}-{i:05}"), i)).collect();
+            let json = serde_json::to_vec(&serde_json::json!({"Records": recs})).unwrap();
+            hashes.insert(key(n), hex::encode(sha2::Sha256::digest(&json)));
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &json).unwrap();
+            put(&key(n), gz.finish().unwrap());
+        }
+        put(&key(7), b"{\"Records\": []}".to_vec()); // not gzip
+        let s3_event = |k: &str| {
+            serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": k.replace(' ', "+"), "size": 1}}}]})
+            .to_string()
+            .into_bytes()
+        };
+        let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/11/20/123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T110000Z.json.gz";
+        let msgs = vec![
+            (0, s3_event(&key(0)), vec![]),
+            (0, serde_json::json!({"Type": "Notification", "Message": String::from_utf8(s3_event(&key(1))).unwrap()}).to_string().into_bytes(), vec![]),
+            (0, s3_event(&key(9)), vec![]), // never uploaded
+            (0, s3_event(&key(7)), vec![]),
+            (0, s3_event(digest_key), vec![]),
+            (0, br#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#.to_vec(), vec![]),
+            (0, serde_json::json!({"source": "aws.s3", "detail-type": "Object Created",
+                "detail": {"bucket": {"name": bucket}, "object": {"key": "other/file.txt"}}}).to_string().into_bytes(), vec![]),
+        ];
+        let broker = Broker::start(&bin, dir.path());
+        broker.create_topic("ct", 1);
+        broker.produce("ct", &msgs);
+        let archive = dir.path().join("archive");
+        let extra = format!("[source_s3]\nendpoint_url = \"{ep}\"\n");
+        let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
+        let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+        wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [7]);
+        assert_exactly_once(&archive, "n0", 5);
+        assert_exactly_once(&archive, "n1", 5);
+        for row in common::all_rows(&archive) {
+            let k = common::get(&row, "trailship.source_object.key").unwrap().as_str().unwrap();
+            assert_eq!(common::get(&row, "trailship.source_object.bucket").unwrap(), bucket.as_str());
+            assert_eq!(common::get(&row, "trailship.source_object.sha256").unwrap(), hashes[k].as_str());
+            assert_eq!(common::get(&row, "trailship.kafka.topic").unwrap(), "ct");
+        }
+        let dead = common::dead_letters(&archive);
+        let mut got: Vec<(String, String)> = dead
+            .iter()
+            .map(|d| (d["reason"].as_str().unwrap().to_owned(), d["source"]["file"].as_str().unwrap().to_owned()))
+            .collect();
+        got.sort();
+        let s3n = |k: &str| format!("s3://{bucket}/{k}");
+        let mut want = vec![
+            ("corrupt_gzip".to_owned(), s3n(&key(7))),
+            ("read_error".to_owned(), s3n(&key(9))),
+            ("unrecognised_source".to_owned(), s3n("other/file.txt")),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        assert!(w.log_text().is_empty() || !w.log_text().contains("ERROR"), "{}", w.log_text());
+    }
+
     /// tansu keeps its log in S3 (moto), so a broker restart loses nothing;
     /// the worker reconnects and goes on from its committed offsets.
     #[test]

@@ -221,6 +221,10 @@ pub struct Cols {
     pub ts_kafka_topic: Slot,
     pub ts_kafka_partition: Slot,
     pub ts_kafka_offset: Slot,
+    pub ts_object_bucket: Slot,
+    pub ts_object_key: Slot,
+    pub ts_object_version: Slot,
+    pub ts_object_sha256: Slot,
     pub ts_repairs: ListSlot,
     pub ts_repair: Slot,
 }
@@ -339,6 +343,10 @@ impl Cols {
             ts_kafka_topic: s("trailship.kafka.topic"),
             ts_kafka_partition: s("trailship.kafka.partition"),
             ts_kafka_offset: s("trailship.kafka.offset"),
+            ts_object_bucket: s("trailship.source_object.bucket"),
+            ts_object_key: s("trailship.source_object.key"),
+            ts_object_version: s("trailship.source_object.version_id"),
+            ts_object_sha256: s("trailship.source_object.sha256"),
             ts_repairs: b.list("trailship.repairs"),
             ts_repair: s("trailship.repairs[]"),
         }

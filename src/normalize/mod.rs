@@ -33,6 +33,18 @@ pub struct Ctx<'a> {
     pub body: Option<&'a [u8]>,
     /// The Kafka message the record came from, for the provenance columns.
     pub kafka: Option<KafkaRef<'a>>,
+    /// The S3 object the record was read from, when a notification named it.
+    pub object: Option<ObjectRef<'a>>,
+}
+
+/// A log file fetched from S3: where it is and the SHA-256 of its content
+/// (uncompressed, as CloudTrail's digests list it).
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectRef<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub sha256: &'a str,
 }
 
 /// Where in Kafka a record was read.

@@ -87,6 +87,16 @@ pub(super) fn finish(batch: &mut ColumnBatch, c: &Cols, ctx: &Ctx<'_>, envelope:
         batch.i32(c.ts_kafka_partition, k.partition);
         batch.i64(c.ts_kafka_offset, k.offset);
     }
+    if let Some(o) = &ctx.object {
+        // Names come from a notification, so they go through the redactor
+        // like any input; the hash is trailship's own.
+        batch.str(c.ts_object_bucket, o.bucket);
+        batch.str(c.ts_object_key, o.key);
+        if let Some(v) = o.version_id {
+            batch.str(c.ts_object_version, v);
+        }
+        batch.str_with(c.ts_object_sha256, |b| b.extend_from_slice(o.sha256.as_bytes()));
+    }
     let utf8 = ctx.repairs.utf8_replaced.then_some("utf8_replaced");
     if utf8.is_some() || !notes.is_empty() {
         batch.list_str(c.ts_repairs, c.ts_repair, utf8.into_iter().chain(notes.iter().copied()));

@@ -193,6 +193,7 @@ fn base(class: Class) -> Vec<Node> {
             s("source_file"),
             leaf("source_index", Ty::Int64),
             obj("kafka", vec![s("topic"), leaf("partition", Ty::Int32), leaf("offset", Ty::Int64)]),
+            obj("source_object", vec![s("bucket"), s("key"), s("version_id"), s("sha256")]),
             strings("repairs"),
             leaf("redacted_count", Ty::Int32),
             strings("redacted_types"),

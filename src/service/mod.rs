@@ -36,7 +36,11 @@ use crate::config::Config;
 use crate::deadletter::{Reason, SourceRef};
 use crate::decode::framer::Framer;
 use crate::encode::writer_properties;
-use crate::normalize::KafkaRef;
+use crate::integrity::GzipError;
+use crate::integrity::s3::S3Store;
+use crate::normalize::{KafkaRef, ObjectRef, SourceKind};
+use crate::source::s3_notify::{self, ObjectEvent, ObjectKind};
+use sha2::{Digest, Sha256};
 use crate::pipeline::{Options, Origin, Stages, Summary};
 use crate::redact::Redactor;
 use crate::sink::objects::{self, ObjectStore, Put, StoreError};
@@ -171,6 +175,8 @@ pub struct Service<'o> {
     summary: RunSummary,
     /// Messages polled while the service was retrying, to be read again.
     rewind: BTreeMap<(String, i32), i64>,
+    /// For log files named by S3 notifications; made on first use.
+    source_s3: std::cell::OnceCell<S3Store>,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -226,6 +232,7 @@ impl<'o> Service<'o> {
             health,
             summary: RunSummary::default(),
             rewind: BTreeMap::new(),
+            source_s3: std::cell::OnceCell::new(),
             shutdown_deadline: None,
         })
     }
@@ -319,10 +326,29 @@ impl<'o> Service<'o> {
             return;
         }
         let max = (self.cfg.batch.max_events, self.cfg.batch.max_bytes);
+        let payload = msg.payload().unwrap_or_default();
+        // S3 event notifications name log files; fetch them before taking
+        // the partition's batch (fetching may wait and retry).
+        let kind = self.topic_opts[&topic].source;
+        let notified = (matches!(kind, SourceKind::CloudTrail | SourceKind::Auto) && s3_notify::looks_like(payload))
+            .then(|| s3_notify::parse(payload))
+            .flatten();
+        let mut fetched = Vec::new();
+        for ev in notified.iter().flatten() {
+            match self.fetch(ev) {
+                Some(f) => fetched.push(f),
+                None => {
+                    // Given up (shutting down): this message is not read.
+                    if self.owns(&topic, partition) {
+                        self.seek(&topic, partition, offset);
+                    }
+                    return;
+                }
+            }
+        }
         let Some(part) = self.part(&topic, partition) else { return };
         let batch = part.batch.as_mut().expect("opened above");
         let before = batch.summary.records_read;
-        let payload = msg.payload().unwrap_or_default();
         let headers: Vec<(String, String)> = msg
             .headers()
             .map(|h| {
@@ -336,8 +362,18 @@ impl<'o> Service<'o> {
             headers: &header_refs,
             body: Some(payload),
             kafka: Some(KafkaRef { topic: &topic, partition, offset }),
+            object: None,
         };
-        let result = message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary);
+        let result = match &notified {
+            None => message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary),
+            Some(events) if events.is_empty() => {
+                // s3:TestEvent, or an event other than object creation.
+                batch.summary.records_read += 1;
+                batch.summary.filtered += 1;
+                Ok(())
+            }
+            Some(_) => fetched_records(&mut part.stages, &origin, &fetched, &mut batch.spool, &mut batch.summary),
+        };
         let result = result.and_then(|()| {
             if batch.summary.records_read == before {
                 // Every message is accounted for, even one that holds no record.
@@ -371,6 +407,30 @@ impl<'o> Service<'o> {
         if full {
             self.flush(&tp);
         }
+    }
+
+    /// Fetches the log file `ev` names, hashing its content as it inflates.
+    /// Answers that will not change on retry (missing, forbidden, not gzip,
+    /// too large) become dead letters; anything else is retried.
+    fn fetch(&mut self, ev: &ObjectEvent) -> Option<Fetched> {
+        let name = format!("s3://{}/{}", ev.bucket, ev.key);
+        match s3_notify::classify(&ev.key) {
+            ObjectKind::CloudTrailLog => {}
+            ObjectKind::CloudTrailDigest => return Some(Fetched::Digest),
+            ObjectKind::Other => {
+                return Some(Fetched::Dead { name, reason: Reason::UnrecognisedSource, detail: "not a CloudTrail log file".into() });
+            }
+        }
+        let max = self.cfg.source_s3.max_object_bytes;
+        self.retry("fetch log file", |s| {
+            if s.source_s3.get().is_none() {
+                let c = &s.cfg.source_s3;
+                let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
+                    .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
+                let _ = s.source_s3.set(s3);
+            }
+            fetch_log(s.source_s3.get().expect("set above"), ev, max)
+        })
     }
 
     /// Starts a batch at `offset`, reading the intent an earlier worker may
@@ -616,6 +676,106 @@ impl<'o> Service<'o> {
             }
         }
     }
+}
+
+/// A log file named by a notification, as fetched.
+enum Fetched {
+    Log { bucket: String, key: String, version_id: Option<String>, sha256: String, text: Vec<u8> },
+    /// A digest file: not an event. (The in-stream digest check is to come.)
+    Digest,
+    Dead { name: String, reason: Reason, detail: String },
+}
+
+fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreError> {
+    let name = format!("s3://{}/{}", ev.bucket, ev.key);
+    let dead = |reason, detail: String| Ok(Fetched::Dead { name: name.clone(), reason, detail });
+    let got = s3.block_on(async {
+        let o = s3
+            .client()
+            .get_object()
+            .bucket(&ev.bucket)
+            .key(&ev.key)
+            .set_version_id(ev.version_id.clone())
+            .send()
+            .await?;
+        let len = o.content_length().unwrap_or(0).max(0) as u64;
+        if len > max {
+            return Ok(Err(len));
+        }
+        let version = o.version_id().map(str::to_owned);
+        Ok::<_, aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>>(Ok((
+            version,
+            o.body.collect().await,
+        )))
+    });
+    let (version_id, body) = match got {
+        Ok(Ok((v, Ok(b)))) => (v, b.to_vec()),
+        Ok(Ok((_, Err(e)))) => return Err(StoreError { op: "read", key: name, detail: e.to_string() }),
+        Ok(Err(len)) => return dead(Reason::Oversized, format!("log file is {len} bytes, over [source_s3] max_object_bytes")),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            return match status {
+                Some(403 | 404) => dead(Reason::ReadError, format!("cannot read the log file: HTTP {}", status.unwrap_or(0))),
+                _ => Err(StoreError { op: "get", key: name, detail: aws_sdk_s3::error::DisplayErrorContext(&e).to_string() }),
+            };
+        }
+    };
+    let mut hasher = Sha256::new();
+    let mut text = Vec::with_capacity(body.len() * 8);
+    let mut over = false;
+    let r = crate::integrity::gunzip_one_member(&body[..], |chunk| {
+        hasher.update(chunk);
+        if text.len() as u64 + chunk.len() as u64 > max {
+            over = true;
+        } else {
+            text.extend_from_slice(chunk);
+        }
+    });
+    match r {
+        Ok(_) if over => dead(Reason::Oversized, format!("log file inflates past {max} bytes")),
+        Ok(_) => Ok(Fetched::Log {
+            bucket: ev.bucket.clone(),
+            key: ev.key.clone(),
+            version_id: version_id.or_else(|| ev.version_id.clone()),
+            sha256: hex::encode(hasher.finalize()),
+            text,
+        }),
+        Err(GzipError::Truncated) => dead(Reason::TruncatedGzip, "log file: truncated or corrupt gzip".into()),
+        Err(e) => dead(Reason::CorruptGzip, format!("log file: {e}")),
+    }
+}
+
+/// Feeds fetched log files into the stages, each record with its object's
+/// provenance; the message's own bytes are not records.
+fn fetched_records(
+    stages: &mut Stages<'_>,
+    origin: &Origin<'_>,
+    fetched: &[Fetched],
+    spool: &mut Spool,
+    summary: &mut Summary,
+) -> Result<(), crate::sink::SinkError> {
+    for f in fetched {
+        match f {
+            Fetched::Log { bucket, key, version_id, sha256, text } => {
+                let name = format!("s3://{bucket}/{key}");
+                let object = ObjectRef { bucket, key, version_id: version_id.as_deref(), sha256 };
+                let o = Origin { name: &name, headers: &[], body: None, kafka: origin.kafka, object: Some(object) };
+                let mut framer = Framer::new(&text[..], stages.limits());
+                stages.input(&o, &mut framer, spool, summary)?;
+            }
+            Fetched::Digest => {
+                summary.records_read += 1;
+                summary.filtered += 1;
+            }
+            Fetched::Dead { name, reason, detail } => {
+                summary.records_read += 1;
+                *summary.dead_letters.entry(*reason).or_default() += 1;
+                let src = SourceRef { file: name, record_index: 0, sub_index: None };
+                stages.dead_letter(spool, *reason, detail, &src, origin.body.unwrap_or_default())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Frames one message's value (gzip or not) into the stages.

@@ -4,6 +4,7 @@
 //! read whole.
 
 pub mod kafka;
+pub mod s3_notify;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
