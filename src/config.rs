@@ -70,7 +70,9 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
     /// Dead letters to this topic (reason and source in headers) instead of
-    /// `_dead_letter/` in the archive.
+    /// `_dead_letter/` in the archive; produced with acks=all before the
+    /// batch's offsets are committed (at least once: a replay may repeat
+    /// them, under the same message key).
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
 }

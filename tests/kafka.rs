@@ -553,3 +553,40 @@ fn github_webhooks_take_their_event_name_from_kafka_headers() {
     assert_eq!(rows.len(), 4, "{dead:#?}");
     assert!(rows.iter().all(|r| common::get(r, "trailship.kafka.topic").unwrap() == "gh"));
 }
+
+#[test]
+fn dead_letters_go_to_a_kafka_topic_with_reason_and_source_in_headers() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-dlq");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("ct", 1);
+    broker.create_topic("dlq", 1);
+    let archive = dir.path().join("archive");
+    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[kafka.properties]", "dead_letter_topic = \"dlq\"\n[kafka.properties]");
+    std::fs::write(&cfg, text).unwrap();
+    let mut msgs = records("d", 20, 1);
+    msgs.insert(5, (0, b"{\"eventVersion\": ".to_vec(), vec![]));
+    msgs.insert(9, (0, br#"{"eventVersion":"1.09","password":"hunter2-is-not-a-good-one"}"#.to_vec(), vec![]));
+    broker.produce("ct", &msgs);
+    let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+    wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [22]);
+    assert_exactly_once(&archive, "d", 20);
+    assert!(common::dead_letters(&archive).is_empty(), "dead letters went to the topic, not the archive");
+    let dead = broker.read("dlq", 2);
+    assert_eq!(dead.len(), 2);
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|(_, _, h)| h.iter().find(|(k, _)| k == "trailship-reason").unwrap().1.clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["malformed_json", "missing_field"]);
+    for (key, value, headers) in &dead {
+        let line: serde_json::Value = serde_json::from_slice(value).unwrap();
+        let source = &headers.iter().find(|(k, _)| k == "trailship-source").unwrap().1;
+        assert_eq!(line["source"]["file"].as_str().unwrap(), source);
+        assert!(source.starts_with("kafka://ct/0/"), "{source}");
+        assert!(key.starts_with("ct/0/"), "{key}");
+        assert!(!String::from_utf8_lossy(value).contains("hunter2"), "dead letters are redacted: {}", String::from_utf8_lossy(value));
+    }
+}

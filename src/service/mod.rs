@@ -125,6 +125,8 @@ struct Batch {
     replay_to: Option<i64>,
     messages: u64,
     bytes: u64,
+    /// `summary.records_read` when full row groups last went to the spool.
+    spool_checked: u64,
     opened: Instant,
     spool: Spool,
     dir: PathBuf,
@@ -175,6 +177,8 @@ pub struct Service<'o> {
     summary: RunSummary,
     /// Messages polled while the service was retrying, to be read again.
     rewind: BTreeMap<(String, i32), i64>,
+    /// Where dead letters go when `[kafka] dead_letter_topic` is set.
+    dead_letters: Option<(String, kafka::DeadLetterProducer)>,
     /// For log files named by S3 notifications; made on first use.
     source_s3: std::cell::OnceCell<S3Store>,
     shutdown_deadline: Option<Instant>,
@@ -218,6 +222,10 @@ impl<'o> Service<'o> {
         let store = objects::open(&cfg.archive)?;
         let spool_root = spool_dir(cfg.archive.spool_dir.as_deref())?;
         let consumer = Arc::new(kafka::subscribe(kcfg)?);
+        let dead_letters = match &kcfg.dead_letter_topic {
+            Some(t) => Some((t.clone(), kafka::dead_letter_producer(kcfg)?)),
+            None => None,
+        };
         tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), "started");
         Ok(Service {
             cfg,
@@ -233,6 +241,7 @@ impl<'o> Service<'o> {
             summary: RunSummary::default(),
             rewind: BTreeMap::new(),
             source_s3: std::cell::OnceCell::new(),
+            dead_letters,
             shutdown_deadline: None,
         })
     }
@@ -385,7 +394,16 @@ impl<'o> Service<'o> {
                 Ok(())
             }
         });
-        let result = result.and_then(|()| part.stages.flush(&mut batch.spool, false));
+        // Row groups go to the spool as they fill; checking costs a walk of
+        // every column, so not after every message.
+        let result = result.and_then(|()| {
+            if batch.summary.records_read >= batch.spool_checked + 1024 {
+                batch.spool_checked = batch.summary.records_read;
+                part.stages.flush(&mut batch.spool, false)
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = result {
             // The spool is local disk: losing it loses nothing durable, so
             // drop the batch and read the range again.
@@ -433,6 +451,46 @@ impl<'o> Service<'o> {
         })
     }
 
+    /// Produces a batch's dead letters to the dead-letter topic and waits
+    /// until every one is acknowledged. Each message's key names the batch
+    /// and line, so a replayed batch repeats keys, not new ones.
+    fn produce_dead_letters(&self, path: &Path, topic: &str, partition: i32, first: i64) -> Result<(), StoreError> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::{BaseRecord, Producer};
+        let (dlq, producer) = self.dead_letters.as_ref().expect("configured");
+        let fail = |detail: String| StoreError { op: "produce dead letters to", key: dlq.clone(), detail };
+        let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let before = producer.context().failed.load(Ordering::Relaxed);
+        for (i, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+            let reason = v["reason"].as_str().unwrap_or("");
+            let source = v["source"]["file"].as_str().unwrap_or("");
+            let partition_s = partition.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "trailship-reason", value: Some(reason) })
+                .insert(Header { key: "trailship-source", value: Some(source) })
+                .insert(Header { key: "trailship-topic", value: Some(topic) })
+                .insert(Header { key: "trailship-partition", value: Some(partition_s.as_str()) });
+            let key = format!("{topic}/{partition}/{first}/{i}");
+            let mut rec = BaseRecord::to(dlq).key(&key).payload(line).headers(headers);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                    Err((e, _)) => return Err(fail(e.to_string())),
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).map_err(|e| fail(e.to_string()))?;
+        match producer.context().failed.load(Ordering::Relaxed) - before {
+            0 => Ok(()),
+            n => Err(fail(format!("{n} not acknowledged"))),
+        }
+    }
+
     /// Starts a batch at `offset`, reading the intent an earlier worker may
     /// have left there. False when the partition was revoked meanwhile.
     fn open_batch(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
@@ -467,6 +525,7 @@ impl<'o> Service<'o> {
             replay_to,
             messages: 0,
             bytes: 0,
+            spool_checked: 0,
             opened: Instant::now(),
             spool: Spool::new(dir.clone(), props),
             dir,
@@ -504,6 +563,7 @@ impl<'o> Service<'o> {
         let Some(part) = self.parts.get_mut(tp) else { return };
         let Some(mut batch) = part.batch.take() else { return };
         let (topic, partition) = (tp.0.as_str(), tp.1);
+        let flush_started = Instant::now();
         let staged = part.stages.flush(&mut batch.spool, true).and_then(|()| batch.spool.finish());
         let staged = match staged {
             Ok(s) => s,
@@ -515,6 +575,17 @@ impl<'o> Service<'o> {
             }
         };
         let (first, last) = (batch.first, batch.last);
+        let mut staged = staged;
+        if self.dead_letters.is_some()
+            && let Some(i) = staged.iter().position(|s| s.dir.is_none())
+        {
+            let dead = staged.remove(i);
+            let Some(()) = self.retry("deliver dead letters", |s| s.produce_dead_letters(&dead.path, topic, partition, first))
+            else {
+                Spool::remove(&batch.dir);
+                return;
+            };
+        }
         let keys: Vec<String> = staged.iter().map(|s| object_key(s, topic, partition, first, last)).collect();
         if batch.replay_to.is_none() {
             let intent = Intent { topic: topic.to_owned(), partition, first, last, objects: keys.clone() };
@@ -550,6 +621,7 @@ impl<'o> Service<'o> {
             failpoint("after_object");
         }
         Spool::remove(&batch.dir);
+        let uploaded = flush_started.elapsed();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)).expect("valid offset");
         let committed = self.retry("commit offset", |s| {
@@ -594,7 +666,18 @@ impl<'o> Service<'o> {
         if let Some(p) = self.parts.get_mut(tp) {
             p.committed = Some(last + 1);
         }
-        tracing::debug!(topic, partition, first, last, objects = keys.len(), rows = s.rows_total(), "batch committed");
+        tracing::debug!(
+            topic,
+            partition,
+            first,
+            last,
+            objects = keys.len(),
+            rows = s.rows_total(),
+            age_ms = batch.opened.elapsed().as_millis() as u64,
+            upload_ms = uploaded.as_millis() as u64,
+            flush_ms = flush_started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
     }
 
     /// Calls `op` until it succeeds, pausing consumption and backing off
@@ -807,10 +890,10 @@ fn message_records(
             let src = SourceRef { file: origin.name, record_index: 0, sub_index: None };
             return stages.dead_letter(spool, reason, &detail, &src, b"");
         }
-        let mut framer = Framer::new(&text[..], limits);
+        let mut framer = Framer::with_chunk(&text[..], limits, text.len() + 1);
         return stages.input(origin, &mut framer, spool, summary);
     }
-    let mut framer = Framer::new(payload, limits);
+    let mut framer = Framer::with_chunk(payload, limits, payload.len() + 1);
     stages.input(origin, &mut framer, spool, summary)
 }
 

@@ -163,7 +163,7 @@ impl LocalSink {
             let tmp = self.tmp.join(&name);
             let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
             let writer =
-                ObjectWriter::new(BufWriter::with_capacity(256 << 10, file), batch.schema(), self.props.clone())?;
+                ObjectWriter::for_batch(BufWriter::with_capacity(256 << 10, file), batch, self.props.clone())?;
             let obj_key = format!("{}/{}", key.dir(), name);
             self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
             self.open_order.push(key.clone());

@@ -66,6 +66,41 @@ impl ConsumerContext for GroupContext {
 
 pub type GroupConsumer = BaseConsumer<GroupContext>;
 
+/// Counts deliveries that failed, so a flush can tell whether every dead
+/// letter reached the topic.
+#[derive(Default)]
+pub struct DeliveryContext {
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl rdkafka::producer::ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = r {
+            tracing::warn!(error = %e, "dead letter not delivered");
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+pub type DeadLetterProducer = rdkafka::producer::BaseProducer<DeliveryContext>;
+
+/// An idempotent producer (acks=all) with the consumer's connection settings.
+pub fn dead_letter_producer(cfg: &KafkaConfig) -> Result<DeadLetterProducer, KafkaSetupError> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.properties {
+        // Consumer-only properties would make librdkafka warn on a producer.
+        if !k.starts_with("session.") && !k.starts_with("heartbeat.") && !k.starts_with("auto.") && !k.starts_with("fetch.") {
+            cc.set(k, v);
+        }
+    }
+    cc.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5");
+    Ok(cc.create_with_context(DeliveryContext::default())?)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
     #[error("[kafka] properties: {0} is set by trailship and cannot be overridden")]

@@ -36,10 +36,12 @@ pub fn classify(key: &str) -> ObjectKind {
     }
 }
 
-/// A cheap test before parsing: every shape names S3 as its source.
+/// A cheap test before parsing: every shape names S3 as its source, as a
+/// whole JSON string (quoted, or escape-quoted inside SNS's `Message`), so
+/// the S3 ARNs in ordinary CloudTrail records do not match.
 pub fn looks_like(payload: &[u8]) -> bool {
-    payload.len() < 1 << 20
-        && [&b"aws:s3"[..], b"aws.s3", b"s3:TestEvent"].iter().any(|n| memchr::memmem::find(payload, n).is_some())
+    const NEEDLES: [&[u8]; 5] = [b"\"aws:s3\"", b"aws:s3\\\"", b"\"aws.s3\"", b"aws.s3\\\"", b"s3:TestEvent"];
+    payload.len() < 1 << 20 && NEEDLES.iter().any(|n| memchr::memmem::find(payload, n).is_some())
 }
 
 /// The objects a notification announces: `None` when `payload` is not a
@@ -131,6 +133,7 @@ mod tests {
         );
         let want = vec![ObjectEvent { bucket: "trail".into(), key: LOG.into(), version_id: Some("v1".into()) }];
         assert!(looks_like(s3.as_bytes()));
+        assert!(!looks_like(br#"{"eventSource":"s3.amazonaws.com","resources":[{"ARN":"arn:aws:s3:::bucket"}]}"#));
         assert_eq!(parse(s3.as_bytes()), Some(want.clone()));
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": s3}).to_string();
         assert_eq!(parse(sns.as_bytes()), Some(want.clone()));

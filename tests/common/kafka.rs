@@ -135,6 +135,39 @@ impl Broker {
         p.flush(Duration::from_secs(30)).expect("every message acknowledged");
     }
 
+    /// Reads `n` messages from partition 0 of `topic` from the start, as
+    /// (key, value, headers).
+    pub fn read(&self, topic: &str, n: usize) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+        use rdkafka::Message;
+        use rdkafka::message::Headers;
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .set("group.id", "trailship-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                out.push((key, m.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+
     /// The group's committed offsets for `topic`'s partitions (-1: none).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer =
