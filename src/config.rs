@@ -49,11 +49,21 @@ pub struct SourceS3Config {
     pub region: Option<String>,
     /// Larger log files (stored or inflated) are dead letters, not batches.
     pub max_object_bytes: u64,
+    /// CloudTrail's public keys for the in-stream digest check, as
+    /// ListPublicKeys returns them; unset: asked of the CloudTrail API.
+    pub public_keys_file: Option<PathBuf>,
+    pub cloudtrail_endpoint_url: Option<String>,
 }
 
 impl Default for SourceS3Config {
     fn default() -> Self {
-        SourceS3Config { endpoint_url: None, region: None, max_object_bytes: 512 << 20 }
+        SourceS3Config {
+            endpoint_url: None,
+            region: None,
+            max_object_bytes: 512 << 20,
+            public_keys_file: None,
+            cloudtrail_endpoint_url: None,
+        }
     }
 }
 

@@ -191,3 +191,32 @@ fn validate_config_checks_the_deploy_example_with_its_environment() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("at least one [[kafka.topics]]"), "{}", stderr(&bad));
 }
+
+#[test]
+fn run_without_kafka_archives_files_into_the_configured_directory() {
+    let dir = std::env::temp_dir().join(format!("trailship-run-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("archive");
+    let cfg = dir.join("t.toml");
+    std::fs::write(&cfg, format!("[archive]\nlocation = \"{}\"\n", archive.display())).unwrap();
+    let out = trailship(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("rows"), "{}", stdout(&out));
+    let parquet = walk(&archive).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count();
+    assert!(parquet > 0, "no objects in {}", archive.display());
+    std::fs::write(&cfg, "[archive]\nlocation = \"s3://b/p\"\n").unwrap();
+    let s3 = trailship(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(!s3.status.success());
+    assert!(stderr(&s3).contains("writes a local archive"), "{}", stderr(&s3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}

@@ -380,6 +380,64 @@ mod s3 {
         assert!(w.log_text().is_empty() || !w.log_text().contains("ERROR"), "{}", w.log_text());
     }
 
+    /// The in-stream digest check: log files are ingested from notifications,
+    /// then the digests that list them are announced; each listed file gets a
+    /// verdict in the integrity dataset.
+    #[test]
+    fn announced_digests_are_checked_against_ingested_hashes() {
+        use common::digests::{self as d, BUCKET, Hour};
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let dir = TempDir::new("kafka-digests");
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let chain = d::build(&dir.path().join("trail"), &[Hour::logs(2), Hour::logs(2)]);
+        // One log file is replaced before trailship reads it (its digest
+        // lists the original's hash); one is never announced.
+        let tampered = chain.logs[1][0].clone();
+        std::fs::write(chain.path(&tampered), d::gzip(br#"{"Records":[]}"#, 6)).unwrap();
+        d::upload_to(&s3, BUCKET, "", &dir.path().join("trail").join(BUCKET));
+        let keys_file = dir.write("keys.json", d::public_keys_json(&[0]).as_bytes());
+        let notify = |k: &str| {
+            serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": k}}}]})
+            .to_string()
+            .into_bytes()
+        };
+        let skipped = chain.logs[1][1].clone();
+        let mut msgs: Vec<_> = chain.logs.iter().flatten().filter(|k| **k != skipped).map(|k| (0, notify(k), vec![])).collect();
+        let n_logs = msgs.len() as i64;
+        let broker = Broker::start(&bin, dir.path());
+        broker.create_topic("ct", 1);
+        broker.produce("ct", &msgs);
+        let archive = dir.path().join("archive");
+        let extra = format!("[source_s3]\nendpoint_url = \"{ep}\"\npublic_keys_file = \"{}\"\n", keys_file.display());
+        let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
+        let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+        wait_for("the log files ingested", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [n_logs]);
+        let digests: Vec<_> = chain.digests.iter().flatten().map(|k| (0, notify(k), vec![])).collect();
+        broker.produce("ct", &digests);
+        msgs.extend(digests);
+        let total = msgs.len() as i64;
+        wait_for("the digests checked", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [total]);
+        let mut verdicts = BTreeMap::new();
+        for e in walkdir::WalkDir::new(archive.join("integrity/cloudtrail_digests")).into_iter().flatten() {
+            if e.path().extension().is_some_and(|x| x == "ndjson") {
+                for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(v["digest_verdict"], "valid", "{v}");
+                    verdicts.insert(v["log_key"].as_str().unwrap().to_owned(), v["verdict"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        assert_eq!(verdicts.len(), 4, "{verdicts:?}");
+        assert_eq!(verdicts[&tampered], "hash_mismatch");
+        assert_eq!(verdicts[&skipped], "not_ingested");
+        assert_eq!(verdicts.values().filter(|v| *v == "valid").count(), 2, "{verdicts:?}");
+        let log = w.log_text();
+        assert!(log.contains("ingested log file differs from its digest"), "{log}");
+        // Rows of the ingested files are in the archive, and no digest is a row.
+        assert_eq!(common::all_rows(&archive).len(), 2, "two intact one-record files plus an empty one");
+    }
+
     /// tansu keeps its log in S3 (moto), so a broker restart loses nothing;
     /// the worker reconnects and goes on from its committed offsets.
     #[test]

@@ -678,6 +678,28 @@ impl Walker<'_> {
     }
 }
 
+/// One CloudTrail digest checked on its own, as validate-digests checks each
+/// digest of a chain (format, location against its key, algorithm,
+/// signature), without walking to its predecessor: the in-stream check of
+/// `trailship run`, which sees digests one at a time as they are announced.
+pub fn check_announced_digest(store: &dyn Store, keys: &KeySet, bucket: &str, key: &str) -> (Verdict, Option<Digest>) {
+    let parsed = DigestKey::parse(key);
+    let region = parsed.as_ref().map_or("unknown", |k| k.source_region.as_str());
+    let rules = Rules {
+        region,
+        algorithms: &[RSA_SHA256],
+        expect_bucket: Some(bucket),
+        expect_object: key,
+        expect_end_stamp: parsed.as_ref().filter(|k| !k.backfill).map(|k| k.stamp.as_str()),
+        backfill: parsed.as_ref().is_some_and(|k| k.backfill),
+    };
+    let mut scratch = Report::default();
+    match check_digest(store, keys, bucket, key, &rules, None, &mut scratch) {
+        Outcome::Valid(d) => (Verdict::Valid, Some(d)),
+        Outcome::Invalid(v, d) => (v, d),
+    }
+}
+
 /// What a digest must satisfy beyond its signature and links.
 pub(super) struct Rules<'a> {
     /// The chain's name in messages (a region, or a trailship writer).

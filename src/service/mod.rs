@@ -105,6 +105,11 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Where the hash of an ingested log file is recorded, for the digest check.
+fn ingest_key(bucket: &str, key: &str) -> String {
+    format!("_trailship/ingested/{bucket}/{key}.json")
+}
+
 fn intent_key(topic: &str, partition: i32, first: i64) -> String {
     format!("_trailship/kafka/{topic}/{partition}/{first:020}.json")
 }
@@ -127,6 +132,9 @@ struct Batch {
     bytes: u64,
     /// `summary.records_read` when full row groups last went to the spool.
     spool_checked: u64,
+    /// Small JSON objects written with the batch, before its commit:
+    /// ingest records of fetched log files, digest check results.
+    extra: Vec<(String, Vec<u8>)>,
     opened: Instant,
     spool: Spool,
     dir: PathBuf,
@@ -179,6 +187,9 @@ pub struct Service<'o> {
     rewind: BTreeMap<(String, i32), i64>,
     /// Where dead letters go when `[kafka] dead_letter_topic` is set.
     dead_letters: Option<(String, kafka::DeadLetterProducer)>,
+    /// CloudTrail's public keys, for the in-stream digest check.
+    keys: std::cell::RefCell<crate::integrity::keys::KeySet>,
+    cloudtrail: std::cell::OnceCell<Option<crate::integrity::cloudtrail_api::CloudTrailApi>>,
     /// For log files named by S3 notifications; made on first use.
     source_s3: std::cell::OnceCell<S3Store>,
     shutdown_deadline: Option<Instant>,
@@ -220,6 +231,10 @@ impl<'o> Service<'o> {
             None
         };
         let store = objects::open(&cfg.archive)?;
+        let keys = match &cfg.source_s3.public_keys_file {
+            Some(p) => crate::integrity::keys::KeySet::from_file(p).map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
+            None => crate::integrity::keys::KeySet::default(),
+        };
         let spool_root = spool_dir(cfg.archive.spool_dir.as_deref())?;
         let consumer = Arc::new(kafka::subscribe(kcfg)?);
         let dead_letters = match &kcfg.dead_letter_topic {
@@ -241,6 +256,8 @@ impl<'o> Service<'o> {
             summary: RunSummary::default(),
             rewind: BTreeMap::new(),
             source_s3: std::cell::OnceCell::new(),
+            keys: std::cell::RefCell::new(keys),
+            cloudtrail: std::cell::OnceCell::new(),
             dead_letters,
             shutdown_deadline: None,
         })
@@ -381,7 +398,9 @@ impl<'o> Service<'o> {
                 batch.summary.filtered += 1;
                 Ok(())
             }
-            Some(_) => fetched_records(&mut part.stages, &origin, &fetched, &mut batch.spool, &mut batch.summary),
+            Some(_) => {
+                fetched_records(&mut part.stages, &origin, &fetched, &mut batch.spool, &mut batch.summary, &mut batch.extra)
+            }
         };
         let result = result.and_then(|()| {
             if batch.summary.records_read == before {
@@ -434,7 +453,7 @@ impl<'o> Service<'o> {
         let name = format!("s3://{}/{}", ev.bucket, ev.key);
         match s3_notify::classify(&ev.key) {
             ObjectKind::CloudTrailLog => {}
-            ObjectKind::CloudTrailDigest => return Some(Fetched::Digest),
+            ObjectKind::CloudTrailDigest => return self.check_digest(ev),
             ObjectKind::Other => {
                 return Some(Fetched::Dead { name, reason: Reason::UnrecognisedSource, detail: "not a CloudTrail log file".into() });
             }
@@ -491,6 +510,100 @@ impl<'o> Service<'o> {
         }
     }
 
+    fn source_s3(&self) -> Result<&S3Store, StoreError> {
+        if self.source_s3.get().is_none() {
+            let c = &self.cfg.source_s3;
+            let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
+                .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
+            let _ = self.source_s3.set(s3);
+        }
+        Ok(self.source_s3.get().expect("set above"))
+    }
+
+    /// The in-stream digest check: an announced CloudTrail digest is
+    /// verified as validate-digests verifies each digest (format, location,
+    /// algorithm, signature), then every log file it lists is compared with
+    /// the hash recorded when that file was ingested. The verdicts become
+    /// one NDJSON object of the integrity dataset
+    /// (`integrity/cloudtrail_digests/`), written with the batch.
+    fn check_digest(&mut self, ev: &ObjectEvent) -> Option<Fetched> {
+        use crate::integrity::validate::{Verdict, check_announced_digest};
+        let s3 = match self.source_s3() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check digest");
+                return None;
+            }
+        };
+        let (mut verdict, mut digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key);
+        if let (Verdict::KeyNotFound { .. }, None) = (&verdict, &self.cfg.source_s3.public_keys_file)
+            && let Some(d) = &digest
+        {
+            // Keys rotate: ask CloudTrail for the ones around this digest, once.
+            let t = crate::normalize::time::parse_rfc3339_ms(&d.doc.digest_end_time).unwrap_or(0);
+            let region = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.source_region).unwrap_or_default();
+            let api = self.cloudtrail.get_or_init(|| {
+                crate::integrity::cloudtrail_api::CloudTrailApi::new(self.cfg.source_s3.cloudtrail_endpoint_url.as_deref()).ok()
+            });
+            if let Some(api) = api {
+                match api.list_public_keys(&region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
+                    Ok(_) => (verdict, digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key),
+                    Err(e) => tracing::warn!(error = %e, "ListPublicKeys failed"),
+                }
+            }
+        }
+        let tag = |v: &Verdict| serde_json::to_value(v).ok().and_then(|j| j["verdict"].as_str().map(str::to_owned)).unwrap_or_default();
+        let digest_verdict = tag(&verdict);
+        counter!("trailship_digests_checked_total", "verdict" => digest_verdict.clone()).increment(1);
+        if !verdict.is_valid() {
+            tracing::error!(digest = %ev.key, verdict = %verdict.text(), "CloudTrail digest failed its check");
+        }
+        let now = crate::sink::now_ms();
+        let base = serde_json::json!({
+            "digest_bucket": ev.bucket, "digest_key": ev.key, "digest_verdict": digest_verdict,
+            "digest_detail": verdict.text(), "checked_at": now,
+        });
+        let mut lines = Vec::new();
+        for e in digest.iter().flat_map(|d| &d.doc.log_files) {
+            let ikey = ingest_key(&e.s3_bucket, &e.s3_object);
+            let record = self.retry("read ingest record", |s| s.store.get(&ikey))?;
+            let ingested = record
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["sha256"].as_str().map(str::to_owned));
+            let v = match &ingested {
+                None => "not_ingested",
+                Some(h) if h.eq_ignore_ascii_case(&e.hash_value) && verdict.is_valid() => "valid",
+                Some(h) if h.eq_ignore_ascii_case(&e.hash_value) => "unverified",
+                Some(_) => "hash_mismatch",
+            };
+            counter!("trailship_digest_log_files_total", "verdict" => v).increment(1);
+            match v {
+                "hash_mismatch" => tracing::error!(log = %e.s3_object, expected = %e.hash_value, ingested = ?ingested, "ingested log file differs from its digest"),
+                "not_ingested" => tracing::warn!(log = %e.s3_object, digest = %ev.key, "digest lists a log file not ingested (yet)"),
+                _ => {}
+            }
+            let mut line = base.clone();
+            line["log_bucket"] = e.s3_bucket.clone().into();
+            line["log_key"] = e.s3_object.clone().into();
+            line["expected_sha256"] = e.hash_value.to_ascii_lowercase().into();
+            line["ingested_sha256"] = ingested.into();
+            line["verdict"] = v.into();
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            lines.push(base);
+        }
+        let mut body = Vec::new();
+        for l in &lines {
+            serde_json::to_writer(&mut body, l).expect("serialises");
+            body.push(b'\n');
+        }
+        let day = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.stamp[..8].to_owned()).unwrap_or_else(|| "unknown".into());
+        let name = ev.key.rsplit('/').next().unwrap_or("digest").trim_end_matches(".json.gz");
+        let key = format!("integrity/cloudtrail_digests/digestDay={day}/{name}.ndjson");
+        Some(Fetched::Digest { key, body })
+    }
+
     /// Starts a batch at `offset`, reading the intent an earlier worker may
     /// have left there. False when the partition was revoked meanwhile.
     fn open_batch(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
@@ -526,6 +639,7 @@ impl<'o> Service<'o> {
             messages: 0,
             bytes: 0,
             spool_checked: 0,
+            extra: Vec::new(),
             opened: Instant::now(),
             spool: Spool::new(dir.clone(), props),
             dir,
@@ -621,6 +735,11 @@ impl<'o> Service<'o> {
             failpoint("after_object");
         }
         Spool::remove(&batch.dir);
+        for (key, body) in std::mem::take(&mut batch.extra) {
+            if self.retry("write record", |st| st.store.put_bytes(&key, &body)).is_none() {
+                return;
+            }
+        }
         let uploaded = flush_started.elapsed();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)).expect("valid offset");
@@ -764,8 +883,8 @@ impl<'o> Service<'o> {
 /// A log file named by a notification, as fetched.
 enum Fetched {
     Log { bucket: String, key: String, version_id: Option<String>, sha256: String, text: Vec<u8> },
-    /// A digest file: not an event. (The in-stream digest check is to come.)
-    Digest,
+    /// A digest file, checked: its integrity-dataset object.
+    Digest { key: String, body: Vec<u8> },
     Dead { name: String, reason: Reason, detail: String },
 }
 
@@ -836,19 +955,28 @@ fn fetched_records(
     fetched: &[Fetched],
     spool: &mut Spool,
     summary: &mut Summary,
+    extra: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<(), crate::sink::SinkError> {
     for f in fetched {
         match f {
             Fetched::Log { bucket, key, version_id, sha256, text } => {
+                // What the in-stream digest check compares a digest with.
+                let record = serde_json::json!({
+                    "bucket": bucket, "key": key, "version_id": version_id, "sha256": sha256,
+                    "topic": origin.kafka.map(|k| k.topic), "partition": origin.kafka.map(|k| k.partition),
+                    "offset": origin.kafka.map(|k| k.offset),
+                });
+                extra.push((ingest_key(bucket, key), serde_json::to_vec(&record).expect("serialises")));
                 let name = format!("s3://{bucket}/{key}");
                 let object = ObjectRef { bucket, key, version_id: version_id.as_deref(), sha256 };
                 let o = Origin { name: &name, headers: &[], body: None, kafka: origin.kafka, object: Some(object) };
                 let mut framer = Framer::new(&text[..], stages.limits());
                 stages.input(&o, &mut framer, spool, summary)?;
             }
-            Fetched::Digest => {
+            Fetched::Digest { key, body } => {
                 summary.records_read += 1;
                 summary.filtered += 1;
+                extra.push((key.clone(), body.clone()));
             }
             Fetched::Dead { name, reason, detail } => {
                 summary.records_read += 1;
