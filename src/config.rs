@@ -53,6 +53,10 @@ pub struct SourceS3Config {
     /// ListPublicKeys returns them; unset: asked of the CloudTrail API.
     pub public_keys_file: Option<PathBuf>,
     pub cloudtrail_endpoint_url: Option<String>,
+    /// A log file ingested this long ago that no checked digest lists yet
+    /// raises an error log and `trailship_log_files_uncovered_total`.
+    /// CloudTrail writes a digest every hour.
+    pub digest_deadline_s: u64,
 }
 
 impl Default for SourceS3Config {
@@ -63,6 +67,7 @@ impl Default for SourceS3Config {
             max_object_bytes: 512 << 20,
             public_keys_file: None,
             cloudtrail_endpoint_url: None,
+            digest_deadline_s: 3 * 3600,
         }
     }
 }

@@ -389,7 +389,10 @@ mod s3 {
         let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
         let dir = TempDir::new("kafka-digests");
         let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
-        let chain = d::build(&dir.path().join("trail"), &[Hour::logs(2), Hour::logs(2)]);
+        // Hour 2: logging without digests (validation off), so its file is
+        // never covered.
+        let off = Hour { off: true, ..Hour::logs(1) };
+        let chain = d::build(&dir.path().join("trail"), &[Hour::logs(2), Hour::logs(2), off]);
         // One log file is replaced before trailship reads it (its digest
         // lists the original's hash); one is never announced.
         let tampered = chain.logs[1][0].clone();
@@ -409,7 +412,10 @@ mod s3 {
         broker.create_topic("ct", 1);
         broker.produce("ct", &msgs);
         let archive = dir.path().join("archive");
-        let extra = format!("[source_s3]\nendpoint_url = \"{ep}\"\npublic_keys_file = \"{}\"\n", keys_file.display());
+        let extra = format!(
+            "[source_s3]\nendpoint_url = \"{ep}\"\npublic_keys_file = \"{}\"\ndigest_deadline_s = 6\n",
+            keys_file.display()
+        );
         let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
         let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
         wait_for("the log files ingested", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [n_logs]);
@@ -435,7 +441,17 @@ mod s3 {
         let log = w.log_text();
         assert!(log.contains("ingested log file differs from its digest"), "{log}");
         // Rows of the ingested files are in the archive, and no digest is a row.
-        assert_eq!(common::all_rows(&archive).len(), 2, "two intact one-record files plus an empty one");
+        assert_eq!(common::all_rows(&archive).len(), 3, "three intact one-record files plus an empty one");
+        // The file no digest lists is reported once the deadline passes; the others are not.
+        let orphan = chain.logs[2][0].clone();
+        wait_for("the uncovered file reported", Duration::from_secs(40), &[&w], || {
+            w.log_text().contains("not covered by any CloudTrail digest")
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let reported: Vec<String> =
+            w.log_text().lines().filter(|l| l.contains("not covered by any")).map(str::to_owned).collect();
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert!(reported[0].contains(&orphan), "{reported:?}");
     }
 
     /// tansu keeps its log in S3 (moto), so a broker restart loses nothing;

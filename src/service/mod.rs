@@ -105,9 +105,16 @@ fn failpoint(name: &str) {
     }
 }
 
+const INGESTED: &str = "_trailship/ingested/";
+
 /// Where the hash of an ingested log file is recorded, for the digest check.
 fn ingest_key(bucket: &str, key: &str) -> String {
-    format!("_trailship/ingested/{bucket}/{key}.json")
+    format!("{INGESTED}{bucket}/{key}.json")
+}
+
+/// Written when a checked digest lists an ingested log file.
+fn covered_key(bucket: &str, key: &str) -> String {
+    format!("_trailship/covered/{bucket}/{key}.json")
 }
 
 fn intent_key(topic: &str, partition: i32, first: i64) -> String {
@@ -187,6 +194,9 @@ pub struct Service<'o> {
     rewind: BTreeMap<(String, i32), i64>,
     /// Where dead letters go when `[kafka] dead_letter_topic` is set.
     dead_letters: Option<(String, kafka::DeadLetterProducer)>,
+    /// Log files this worker ingested (`bucket/key`), oldest first, until a
+    /// digest covers them or the deadline passes.
+    uncovered: std::collections::VecDeque<(String, Instant)>,
     /// CloudTrail's public keys, for the in-stream digest check.
     keys: std::cell::RefCell<crate::integrity::keys::KeySet>,
     cloudtrail: std::cell::OnceCell<Option<crate::integrity::cloudtrail_api::CloudTrailApi>>,
@@ -257,6 +267,7 @@ impl<'o> Service<'o> {
             rewind: BTreeMap::new(),
             source_s3: std::cell::OnceCell::new(),
             keys: std::cell::RefCell::new(keys),
+            uncovered: std::collections::VecDeque::new(),
             cloudtrail: std::cell::OnceCell::new(),
             dead_letters,
             shutdown_deadline: None,
@@ -281,6 +292,7 @@ impl<'o> Service<'o> {
             self.flush_aged(false);
             if last_lag.elapsed() >= Duration::from_secs(10) {
                 self.report_lag();
+                self.check_uncovered();
                 last_lag = Instant::now();
             }
         }
@@ -564,6 +576,7 @@ impl<'o> Service<'o> {
             "digest_detail": verdict.text(), "checked_at": now,
         });
         let mut lines = Vec::new();
+        let mut covered = Vec::new();
         for e in digest.iter().flat_map(|d| &d.doc.log_files) {
             let ikey = ingest_key(&e.s3_bucket, &e.s3_object);
             let record = self.retry("read ingest record", |s| s.store.get(&ikey))?;
@@ -586,8 +599,12 @@ impl<'o> Service<'o> {
             line["log_bucket"] = e.s3_bucket.clone().into();
             line["log_key"] = e.s3_object.clone().into();
             line["expected_sha256"] = e.hash_value.to_ascii_lowercase().into();
-            line["ingested_sha256"] = ingested.into();
+            line["ingested_sha256"] = ingested.clone().into();
             line["verdict"] = v.into();
+            if ingested.is_some() {
+                let marker = serde_json::json!({"digest_key": ev.key, "verdict": v});
+                covered.push((covered_key(&e.s3_bucket, &e.s3_object), serde_json::to_vec(&marker).expect("serialises")));
+            }
             lines.push(line);
         }
         if lines.is_empty() {
@@ -601,7 +618,29 @@ impl<'o> Service<'o> {
         let day = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.stamp[..8].to_owned()).unwrap_or_else(|| "unknown".into());
         let name = ev.key.rsplit('/').next().unwrap_or("digest").trim_end_matches(".json.gz");
         let key = format!("integrity/cloudtrail_digests/digestDay={day}/{name}.ndjson");
-        Some(Fetched::Digest { key, body })
+        Some(Fetched::Digest { key, body, covered })
+    }
+
+    /// Log files this worker ingested that no digest has covered within the
+    /// deadline: each is reported once, then forgotten. (Kept in memory: a
+    /// restart forgets what was pending; the integrity dataset still lacks
+    /// their verdicts, which a query finds.)
+    fn check_uncovered(&mut self) {
+        let deadline = Duration::from_secs(self.cfg.source_s3.digest_deadline_s);
+        while let Some((name, at)) = self.uncovered.front().cloned() {
+            if at.elapsed() < deadline {
+                break;
+            }
+            let (bucket, key) = name.split_once('/').expect("bucket/key");
+            let marker = covered_key(bucket, key);
+            let Some(found) = self.retry("read coverage marker", |s| s.store.get(&marker)) else { return };
+            if found.is_none() {
+                counter!("trailship_log_files_uncovered_total").increment(1);
+                tracing::error!(log = %name, after_s = deadline.as_secs(), "log file not covered by any CloudTrail digest");
+            }
+            self.uncovered.pop_front();
+        }
+        gauge!("trailship_log_files_awaiting_digest").set(self.uncovered.len() as f64);
     }
 
     /// Starts a batch at `offset`, reading the intent an earlier worker may
@@ -735,9 +774,13 @@ impl<'o> Service<'o> {
             failpoint("after_object");
         }
         Spool::remove(&batch.dir);
+        let mut ingested = Vec::new();
         for (key, body) in std::mem::take(&mut batch.extra) {
             if self.retry("write record", |st| st.store.put_bytes(&key, &body)).is_none() {
                 return;
+            }
+            if let Some(name) = key.strip_prefix(INGESTED).and_then(|k| k.strip_suffix(".json")) {
+                ingested.push(name.to_owned());
             }
         }
         let uploaded = flush_started.elapsed();
@@ -785,6 +828,8 @@ impl<'o> Service<'o> {
         if let Some(p) = self.parts.get_mut(tp) {
             p.committed = Some(last + 1);
         }
+        let now = Instant::now();
+        self.uncovered.extend(ingested.into_iter().map(|n| (n, now)));
         tracing::debug!(
             topic,
             partition,
@@ -883,8 +928,9 @@ impl<'o> Service<'o> {
 /// A log file named by a notification, as fetched.
 enum Fetched {
     Log { bucket: String, key: String, version_id: Option<String>, sha256: String, text: Vec<u8> },
-    /// A digest file, checked: its integrity-dataset object.
-    Digest { key: String, body: Vec<u8> },
+    /// A digest file, checked: its integrity-dataset object, and a coverage
+    /// marker for each listed log file that was ingested.
+    Digest { key: String, body: Vec<u8>, covered: Vec<(String, Vec<u8>)> },
     Dead { name: String, reason: Reason, detail: String },
 }
 
@@ -973,10 +1019,11 @@ fn fetched_records(
                 let mut framer = Framer::new(&text[..], stages.limits());
                 stages.input(&o, &mut framer, spool, summary)?;
             }
-            Fetched::Digest { key, body } => {
+            Fetched::Digest { key, body, covered } => {
                 summary.records_read += 1;
                 summary.filtered += 1;
                 extra.push((key.clone(), body.clone()));
+                extra.extend(covered.iter().cloned());
             }
             Fetched::Dead { name, reason, detail } => {
                 summary.records_read += 1;
