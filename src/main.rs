@@ -90,6 +90,9 @@ enum Command {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// An S3-compatible endpoint for the archive (overrides `[archive] endpoint_url`).
+        #[arg(long)]
+        endpoint_url: Option<String>,
         /// Backfill inputs, when the config has no `[kafka]`.
         paths: Vec<PathBuf>,
     },
@@ -265,7 +268,7 @@ fn run(cmd: Command) -> Result<()> {
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
-        Command::Run { config, paths } => run_service(&config, &paths),
+        Command::Run { config, endpoint_url, paths } => run_service(&config, endpoint_url, &paths),
         Command::ValidateConfig { config } => {
             let cfg = trailship::config::Config::load(&config)?;
             let opts = base_options(&cfg);
@@ -313,11 +316,14 @@ fn base_options(cfg: &trailship::config::Config) -> Options {
     opts
 }
 
-fn run_service(config: &std::path::Path, paths: &[PathBuf]) -> Result<()> {
+fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[PathBuf]) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use trailship::service::{Health, Service, serve, topic_options};
-    let cfg = trailship::config::Config::load(config)?;
+    let mut cfg = trailship::config::Config::load(config)?;
+    if endpoint_url.is_some() {
+        cfg.archive.endpoint_url = endpoint_url;
+    }
     let mut base = base_options(&cfg);
     if cfg.kafka.is_none() {
         anyhow::ensure!(

@@ -15,17 +15,7 @@ use trailship::integrity::store::Store as _;
 use trailship::integrity::validate::{Kind, Report, Verdict, validate};
 
 fn endpoint() -> Option<String> {
-    match std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") {
-        Ok(e) => Some(e),
-        Err(_) => {
-            assert!(
-                std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(),
-                "TRAILSHIP_TEST_S3_ENDPOINT is not set: run ./scripts/test.sh"
-            );
-            eprintln!("SKIPPED: S3 tests need TRAILSHIP_TEST_S3_ENDPOINT (run ./scripts/test.sh)");
-            None
-        }
-    }
+    common::external("TRAILSHIP_TEST_S3_ENDPOINT", "S3 tests")
 }
 
 /// Tests that fill the trail bucket take turns.

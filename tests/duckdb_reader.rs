@@ -11,17 +11,7 @@ use serde_json::Value;
 /// The Python with DuckDB, or `None` (and a loud note) when it is not set up.
 /// Under `scripts/test.sh` (TRAILSHIP_REQUIRE_EXTERNAL=1) missing is a failure.
 fn python() -> Option<String> {
-    match std::env::var("TRAILSHIP_TEST_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(
-                std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(),
-                "TRAILSHIP_TEST_PYTHON is not set: run ./scripts/test.sh"
-            );
-            eprintln!("SKIPPED: DuckDB reader test needs TRAILSHIP_TEST_PYTHON (run ./scripts/test.sh)");
-            None
-        }
-    }
+    common::external("TRAILSHIP_TEST_PYTHON", "DuckDB reader tests")
 }
 
 fn duckdb(py: &str, sql: &str) -> Vec<Value> {

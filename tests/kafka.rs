@@ -28,6 +28,23 @@ fn config(dir: &Path, brokers: &str, topic: &str, archive: &str, extra: &str) ->
     path
 }
 
+/// A broker with `topic`, and a config for a worker archiving it into `archive`.
+struct Setup {
+    dir: TempDir,
+    broker: Broker,
+    archive: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+}
+
+fn setup(name: &str, bin: &Path, topic: &str, partitions: i32) -> Setup {
+    let dir = TempDir::new(name);
+    let broker = Broker::start(bin, dir.path());
+    broker.create_topic(topic, partitions);
+    let archive = dir.path().join("archive");
+    let cfg = config(dir.path(), &broker.addr(), topic, &archive.display().to_string(), "");
+    Setup { dir, broker, archive, cfg }
+}
+
 /// `n` single-record messages spread over `partitions`, uids `<tag>-<i>`.
 fn records(tag: &str, n: usize, partitions: i32) -> Vec<(i32, Vec<u8>, Vec<(&'static str, &'static str)>)> {
     (0..n)
@@ -50,11 +67,7 @@ fn assert_exactly_once(archive: &Path, tag: &str, n: usize) {
 #[test]
 fn every_event_lands_once_and_offsets_follow_durable_objects() {
     let Some(bin) = tansu() else { return };
-    let dir = TempDir::new("kafka-basic");
-    let broker = Broker::start(&bin, dir.path());
-    broker.create_topic("ct", 3);
-    let archive = dir.path().join("archive");
-    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let Setup { dir, broker, archive, cfg } = setup("kafka-basic", &bin, "ct", 3);
     // Poison among good records: broken JSON, a JSON array of numbers, an
     // empty value, an unknown record, and a gzip envelope of two records.
     let mut msgs = records("ok", 300, 3);
@@ -66,6 +79,19 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &serde_json::to_vec(&envelope).unwrap()).unwrap();
     msgs.insert(50, (0, gz.finish().unwrap(), vec![]));
+    // A CloudWatch Logs subscription message (gzip, as CloudWatch sends it)
+    // carrying CloudTrail records as JSON text.
+    let cwl = serde_json::json!({
+        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "aws-cloudtrail-logs",
+        "logStream": "123456789012_CloudTrail_us-east-1", "subscriptionFilters": ["to-kafka"],
+        "logEvents": [
+            {"id": "1", "timestamp": 1_763_632_800_000i64, "message": cloudtrail_record("cwl-00000", 3).to_string()},
+            {"id": "2", "timestamp": 1_763_632_800_001i64, "message": cloudtrail_record("cwl-00001", 4).to_string()},
+        ]
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, cwl.to_string().as_bytes()).unwrap();
+    msgs.insert(60, (2, gz.finish().unwrap(), vec![]));
     broker.produce("ct", &msgs);
     let per_partition: Vec<i64> = (0..3).map(|p| msgs.iter().filter(|m| m.0 == p).count() as i64).collect();
 
@@ -75,6 +101,7 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     });
     assert_exactly_once(&archive, "ok", 300);
     assert_exactly_once(&archive, "env", 2);
+    assert_exactly_once(&archive, "cwl", 2);
     let dead = common::dead_letters(&archive);
     let mut reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     reasons.sort();
@@ -120,11 +147,7 @@ fn pseudo_random(seed: &mut u64) -> u64 {
 #[test]
 fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let Some(bin) = tansu() else { return };
-    let dir = TempDir::new("kafka-kill");
-    let broker = Broker::start(&bin, dir.path());
-    broker.create_topic("ct", 3);
-    let archive = dir.path().join("archive");
-    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let Setup { dir, broker, archive, cfg } = setup("kafka-kill", &bin, "ct", 3);
     let mut all = records("k", 3000, 3);
     broker.produce("ct", &all);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -167,11 +190,7 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
 #[test]
 fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     let Some(bin) = tansu() else { return };
-    let dir = TempDir::new("kafka-group");
-    let broker = Broker::start(&bin, dir.path());
-    broker.create_topic("ct", 4);
-    let archive = dir.path().join("archive");
-    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
+    let Setup { dir, broker, archive, cfg } = setup("kafka-group", &bin, "ct", 4);
     let mut all = records("g", 400, 4);
     broker.produce("ct", &all);
     let mut a = Worker::start(&cfg, dir.path().join("a.log"), &[]);
@@ -206,13 +225,7 @@ mod s3 {
     use trailship::integrity::s3::S3Store;
 
     fn endpoint() -> Option<String> {
-        match std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") {
-            Ok(e) => Some(e),
-            Err(_) => {
-                assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "run ./scripts/test.sh");
-                None
-            }
-        }
+        common::external("TRAILSHIP_TEST_S3_ENDPOINT", "S3 tests")
     }
 
     fn locked_bucket(s3: &S3Store, bucket: &str) {
@@ -299,7 +312,9 @@ mod s3 {
         s3.block_on(s3.client().create_bucket().bucket(&plain).send()).unwrap();
         let text = std::fs::read_to_string(&cfg).unwrap().replace(&format!("s3://{bucket}/"), &format!("s3://{plain}/"));
         std::fs::write(&cfg, text).unwrap();
-        let mut w = Worker::start(&cfg, dir.path().join("plain.log"), &env);
+        // (--endpoint-url overrides the config's endpoint, here the dead proxy.)
+        proxy.set_down(true);
+        let mut w = Worker::start_with(&cfg, dir.path().join("plain.log"), &env, &["--endpoint-url", &ep]);
         let status = w.child.wait().unwrap();
         assert!(!status.success());
         assert!(w.log_text().contains("no Object Lock configuration"), "{}", w.log_text());
@@ -377,7 +392,13 @@ mod s3 {
         ];
         want.sort();
         assert_eq!(got, want);
-        assert!(w.log_text().is_empty() || !w.log_text().contains("ERROR"), "{}", w.log_text());
+        // The announced digest was never uploaded: the in-stream check says so.
+        let checks = archive.join("integrity/cloudtrail_digests/digestDay=20261120")
+            .join("123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T110000Z.ndjson");
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&checks).unwrap().lines().next().unwrap()).unwrap();
+        assert_eq!(line["digest_verdict"], "not_found", "{line}");
+        assert!(w.log_text().contains("CloudTrail digest failed its check"), "{}", w.log_text());
     }
 
     /// The in-stream digest check: log files are ingested from notifications,
@@ -504,10 +525,7 @@ mod s3_objects {
     /// PUTs, and both carry the lock.
     #[test]
     fn puts_are_conditional_checksummed_and_locked() {
-        let Ok(ep) = std::env::var("TRAILSHIP_TEST_S3_ENDPOINT") else {
-            assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "run ./scripts/test.sh");
-            return;
-        };
+        let Some(ep) = common::external("TRAILSHIP_TEST_S3_ENDPOINT", "S3 tests") else { return };
         let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
         let bucket = format!("objects-{}", std::process::id());
         s3.block_on(s3.client().create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send()).unwrap();
@@ -562,12 +580,8 @@ fn metric(text: &str, name: &str) -> f64 {
 #[test]
 fn sigterm_flushes_commits_and_exits_and_metrics_tell_the_story() {
     let Some(bin) = tansu() else { return };
-    let dir = TempDir::new("kafka-term");
-    let broker = Broker::start(&bin, dir.path());
-    broker.create_topic("ct", 2);
-    let archive = dir.path().join("archive");
+    let Setup { dir, broker, archive, cfg } = setup("kafka-term", &bin, "ct", 2);
     let port = common::kafka::free_port();
-    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
     // Batches that never fill or age on their own: only shutdown flushes them.
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
@@ -597,11 +611,7 @@ fn sigterm_flushes_commits_and_exits_and_metrics_tell_the_story() {
 #[test]
 fn github_webhooks_take_their_event_name_from_kafka_headers() {
     let Some(bin) = tansu() else { return };
-    let dir = TempDir::new("kafka-github");
-    let broker = Broker::start(&bin, dir.path());
-    broker.create_topic("gh", 1);
-    let archive = dir.path().join("archive");
-    let cfg = config(dir.path(), &broker.addr(), "gh", &archive.display().to_string(), "");
+    let Setup { dir, broker, archive, cfg } = setup("kafka-github", &bin, "gh", 1);
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("kind = \"cloudtrail\"", "kind = \"github\"")).unwrap();
     // Payloads as GitHub posts them; the event name travels only in a header.
     let mut msgs = Vec::new();

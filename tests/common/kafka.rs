@@ -14,17 +14,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The tansu binary, or None (and a skip) outside `scripts/test.sh`.
 pub fn tansu() -> Option<PathBuf> {
-    match std::env::var("TRAILSHIP_TEST_TANSU") {
-        Ok(p) => Some(PathBuf::from(p)),
-        Err(_) => {
-            assert!(
-                std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(),
-                "TRAILSHIP_TEST_TANSU is not set: run ./scripts/test.sh"
-            );
-            eprintln!("SKIPPED: Kafka tests need TRAILSHIP_TEST_TANSU (run ./scripts/test.sh)");
-            None
-        }
-    }
+    super::external("TRAILSHIP_TEST_TANSU", "Kafka tests").map(PathBuf::from)
 }
 
 pub fn free_port() -> u16 {
@@ -200,10 +190,16 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> Worker {
+        Self::start_with(config, log, env, &[])
+    }
+
+    /// As [`Worker::start`], with extra arguments to `run`.
+    pub fn start_with(config: &Path, log: PathBuf, env: &[(&str, &str)], args: &[&str]) -> Worker {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_trailship"))
             .args(["--log", "info,librdkafka=warn", "run", "--config"])
             .arg(config)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

@@ -16,6 +16,20 @@ use serde_json::{Map, Value};
 use trailship::pipeline::{self, Options, Summary};
 use trailship::source::Input;
 
+/// A server or tool `scripts/test.sh` provides, named by `var`. Outside the
+/// script the test is skipped with a note; inside it (TRAILSHIP_REQUIRE_EXTERNAL)
+/// a missing one fails the test instead.
+pub fn external(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "{var} is not set: run ./scripts/test.sh");
+            eprintln!("SKIPPED: {what} need {var} (run ./scripts/test.sh)");
+            None
+        }
+    }
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
