@@ -674,3 +674,25 @@ fn dead_letters_go_to_a_kafka_topic_with_reason_and_source_in_headers() {
         assert!(!String::from_utf8_lossy(value).contains("hunter2"), "dead letters are redacted: {}", String::from_utf8_lossy(value));
     }
 }
+
+#[test]
+fn consumer_lag_and_committed_offsets_are_exported() {
+    let Some(bin) = tansu() else { return };
+    let Setup { dir, broker, archive: _, cfg } = setup("kafka-lag", &bin, "ct", 2);
+    let port = common::kafka::free_port();
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""))).unwrap();
+    let msgs = records("l", 60, 2);
+    broker.produce("ct", &msgs);
+    let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
+    wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 2) == [30, 30]);
+    // Lag is end offset minus committed, per partition, refreshed every 10 s.
+    wait_for("the lag gauges", Duration::from_secs(30), &[&w], || {
+        let text = http_get(port, "/metrics").1;
+        text.lines().filter(|l| l.starts_with("trailship_consumer_lag{")).count() == 2
+    });
+    let text = http_get(port, "/metrics").1;
+    assert_eq!(metric(&text, "trailship_consumer_lag"), 0.0, "{text}");
+    assert_eq!(metric(&text, "trailship_committed_offset"), 60.0, "{text}");
+    assert_eq!(metric(&text, "trailship_events_out_total"), 60.0, "{text}");
+    assert!(metric(&text, "trailship_store_put_seconds_count") >= 2.0, "{text}");
+}
