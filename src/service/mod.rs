@@ -82,6 +82,32 @@ struct Intent {
     objects: Vec<String>,
 }
 
+/// Objects of one batch in flight at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+
+/// One attempt at each object, `n` at a time, each timed into
+/// `trailship_store_put_seconds`.
+fn put_concurrently(store: &dyn ObjectStore, staged: &[Staged], keys: &[String], n: usize) -> Vec<Result<Put, StoreError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Put, StoreError>>>> = keys.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..n.min(keys.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let (Some(s), Some(key)) = (staged.get(i), keys.get(i)) else { break };
+                    let started = Instant::now();
+                    let r = store.put_file(key, &s.path, &s.sha256, s.bytes);
+                    histogram!("trailship_store_put_seconds").record(started.elapsed().as_secs_f64());
+                    *results[i].lock().expect("not poisoned") = Some(r);
+                    failpoint("after_object");
+                }
+            });
+        }
+    });
+    results.into_iter().map(|m| m.into_inner().expect("not poisoned").expect("every index tried")).collect()
+}
+
 /// Crash-test hook: `TRAILSHIP_FAILPOINT=<name>:<n>` aborts the process
 /// (as kill -9 would stop it) the n-th time it reaches `name`. Unset in
 /// production; the crash tests use it to land exactly between the steps of a
@@ -758,20 +784,29 @@ impl<'o> Service<'o> {
             }
             failpoint("after_intent");
         }
-        for (s, key) in staged.iter().zip(&keys) {
-            let started = Instant::now();
-            let Some(put) = self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes)) else {
-                Spool::remove(&batch.dir);
-                return;
+        // A batch spans many partitions (class, region, account, day), so it
+        // is many objects: they go up together, and any that fail are then
+        // retried one by one with backoff.
+        let first_try = put_concurrently(&*self.store, &staged, &keys, UPLOAD_CONCURRENCY);
+        for ((s, key), tried) in staged.iter().zip(&keys).zip(first_try) {
+            let put = match tried {
+                Ok(put) => put,
+                Err(e) => {
+                    tracing::warn!(error = %e, "write object failed; retrying");
+                    let Some(put) = self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes))
+                    else {
+                        Spool::remove(&batch.dir);
+                        return;
+                    };
+                    put
+                }
             };
-            histogram!("trailship_store_put_seconds").record(started.elapsed().as_secs_f64());
             match put {
                 Put::Created => self.summary.objects_created += 1,
                 Put::Exists => self.summary.objects_existing += 1,
             }
             counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" }).increment(1);
             counter!("trailship_object_bytes_total").increment(s.bytes);
-            failpoint("after_object");
         }
         Spool::remove(&batch.dir);
         let mut ingested = Vec::new();
