@@ -18,6 +18,7 @@
 //! in the batch and are durable with it, so none lets a commit pass it.
 
 mod http;
+mod notify;
 mod spool;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,11 +37,10 @@ use crate::config::Config;
 use crate::deadletter::{Reason, SourceRef};
 use crate::decode::framer::Framer;
 use crate::encode::writer_properties;
-use crate::integrity::GzipError;
 use crate::integrity::s3::S3Store;
-use crate::normalize::{KafkaRef, ObjectRef, SourceKind};
-use crate::source::s3_notify::{self, ObjectEvent, ObjectKind};
-use sha2::{Digest, Sha256};
+use crate::normalize::{KafkaRef, SourceKind};
+use crate::source::s3_notify;
+use notify::{INGESTED, fetched_records};
 use crate::pipeline::{Options, Origin, Stages, Summary};
 use crate::redact::Redactor;
 use crate::sink::objects::{self, ObjectStore, Put, StoreError};
@@ -129,18 +129,6 @@ fn failpoint(name: &str) {
         eprintln!("failpoint {name}:{k}: aborting");
         std::process::abort();
     }
-}
-
-const INGESTED: &str = "_trailship/ingested/";
-
-/// Where the hash of an ingested log file is recorded, for the digest check.
-fn ingest_key(bucket: &str, key: &str) -> String {
-    format!("{INGESTED}{bucket}/{key}.json")
-}
-
-/// Written when a checked digest lists an ingested log file.
-fn covered_key(bucket: &str, key: &str) -> String {
-    format!("_trailship/covered/{bucket}/{key}.json")
 }
 
 fn intent_key(topic: &str, partition: i32, first: i64) -> String {
@@ -484,30 +472,6 @@ impl<'o> Service<'o> {
         }
     }
 
-    /// Fetches the log file `ev` names, hashing its content as it inflates.
-    /// Answers that will not change on retry (missing, forbidden, not gzip,
-    /// too large) become dead letters; anything else is retried.
-    fn fetch(&mut self, ev: &ObjectEvent) -> Option<Fetched> {
-        let name = format!("s3://{}/{}", ev.bucket, ev.key);
-        match s3_notify::classify(&ev.key) {
-            ObjectKind::CloudTrailLog => {}
-            ObjectKind::CloudTrailDigest => return self.check_digest(ev),
-            ObjectKind::Other => {
-                return Some(Fetched::Dead { name, reason: Reason::UnrecognisedSource, detail: "not a CloudTrail log file".into() });
-            }
-        }
-        let max = self.cfg.source_s3.max_object_bytes;
-        self.retry("fetch log file", |s| {
-            if s.source_s3.get().is_none() {
-                let c = &s.cfg.source_s3;
-                let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
-                    .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
-                let _ = s.source_s3.set(s3);
-            }
-            fetch_log(s.source_s3.get().expect("set above"), ev, max)
-        })
-    }
-
     /// Produces a batch's dead letters to the dead-letter topic and waits
     /// until every one is acknowledged. Each message's key names the batch
     /// and line, so a replayed batch repeats keys, not new ones.
@@ -546,127 +510,6 @@ impl<'o> Service<'o> {
             0 => Ok(()),
             n => Err(fail(format!("{n} not acknowledged"))),
         }
-    }
-
-    fn source_s3(&self) -> Result<&S3Store, StoreError> {
-        if self.source_s3.get().is_none() {
-            let c = &self.cfg.source_s3;
-            let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
-                .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
-            let _ = self.source_s3.set(s3);
-        }
-        Ok(self.source_s3.get().expect("set above"))
-    }
-
-    /// The in-stream digest check: an announced CloudTrail digest is
-    /// verified as validate-digests verifies each digest (format, location,
-    /// algorithm, signature), then every log file it lists is compared with
-    /// the hash recorded when that file was ingested. The verdicts become
-    /// one NDJSON object of the integrity dataset
-    /// (`integrity/cloudtrail_digests/`), written with the batch.
-    fn check_digest(&mut self, ev: &ObjectEvent) -> Option<Fetched> {
-        use crate::integrity::validate::{Verdict, check_announced_digest};
-        let s3 = match self.source_s3() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot check digest");
-                return None;
-            }
-        };
-        let (mut verdict, mut digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key);
-        if let (Verdict::KeyNotFound { .. }, None) = (&verdict, &self.cfg.source_s3.public_keys_file)
-            && let Some(d) = &digest
-        {
-            // Keys rotate: ask CloudTrail for the ones around this digest, once.
-            let t = crate::normalize::time::parse_rfc3339_ms(&d.doc.digest_end_time).unwrap_or(0);
-            let region = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.source_region).unwrap_or_default();
-            let api = self.cloudtrail.get_or_init(|| {
-                crate::integrity::cloudtrail_api::CloudTrailApi::new(self.cfg.source_s3.cloudtrail_endpoint_url.as_deref()).ok()
-            });
-            if let Some(api) = api {
-                match api.list_public_keys(&region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
-                    Ok(_) => (verdict, digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key),
-                    Err(e) => tracing::warn!(error = %e, "ListPublicKeys failed"),
-                }
-            }
-        }
-        let tag = |v: &Verdict| serde_json::to_value(v).ok().and_then(|j| j["verdict"].as_str().map(str::to_owned)).unwrap_or_default();
-        let digest_verdict = tag(&verdict);
-        counter!("trailship_digests_checked_total", "verdict" => digest_verdict.clone()).increment(1);
-        if !verdict.is_valid() {
-            tracing::error!(digest = %ev.key, verdict = %verdict.text(), "CloudTrail digest failed its check");
-        }
-        let now = crate::sink::now_ms();
-        let base = serde_json::json!({
-            "digest_bucket": ev.bucket, "digest_key": ev.key, "digest_verdict": digest_verdict,
-            "digest_detail": verdict.text(), "checked_at": now,
-        });
-        let mut lines = Vec::new();
-        let mut covered = Vec::new();
-        for e in digest.iter().flat_map(|d| &d.doc.log_files) {
-            let ikey = ingest_key(&e.s3_bucket, &e.s3_object);
-            let record = self.retry("read ingest record", |s| s.store.get(&ikey))?;
-            let ingested = record
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["sha256"].as_str().map(str::to_owned));
-            let v = match &ingested {
-                None => "not_ingested",
-                Some(h) if h.eq_ignore_ascii_case(&e.hash_value) && verdict.is_valid() => "valid",
-                Some(h) if h.eq_ignore_ascii_case(&e.hash_value) => "unverified",
-                Some(_) => "hash_mismatch",
-            };
-            counter!("trailship_digest_log_files_total", "verdict" => v).increment(1);
-            match v {
-                "hash_mismatch" => tracing::error!(log = %e.s3_object, expected = %e.hash_value, ingested = ?ingested, "ingested log file differs from its digest"),
-                "not_ingested" => tracing::warn!(log = %e.s3_object, digest = %ev.key, "digest lists a log file not ingested (yet)"),
-                _ => {}
-            }
-            let mut line = base.clone();
-            line["log_bucket"] = e.s3_bucket.clone().into();
-            line["log_key"] = e.s3_object.clone().into();
-            line["expected_sha256"] = e.hash_value.to_ascii_lowercase().into();
-            line["ingested_sha256"] = ingested.clone().into();
-            line["verdict"] = v.into();
-            if ingested.is_some() {
-                let marker = serde_json::json!({"digest_key": ev.key, "verdict": v});
-                covered.push((covered_key(&e.s3_bucket, &e.s3_object), serde_json::to_vec(&marker).expect("serialises")));
-            }
-            lines.push(line);
-        }
-        if lines.is_empty() {
-            lines.push(base);
-        }
-        let mut body = Vec::new();
-        for l in &lines {
-            serde_json::to_writer(&mut body, l).expect("serialises");
-            body.push(b'\n');
-        }
-        let day = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.stamp[..8].to_owned()).unwrap_or_else(|| "unknown".into());
-        let name = ev.key.rsplit('/').next().unwrap_or("digest").trim_end_matches(".json.gz");
-        let key = format!("integrity/cloudtrail_digests/digestDay={day}/{name}.ndjson");
-        Some(Fetched::Digest { key, body, covered })
-    }
-
-    /// Log files this worker ingested that no digest has covered within the
-    /// deadline: each is reported once, then forgotten. (Kept in memory: a
-    /// restart forgets what was pending; the integrity dataset still lacks
-    /// their verdicts, which a query finds.)
-    fn check_uncovered(&mut self) {
-        let deadline = Duration::from_secs(self.cfg.source_s3.digest_deadline_s);
-        while let Some((name, at)) = self.uncovered.front().cloned() {
-            if at.elapsed() < deadline {
-                break;
-            }
-            let (bucket, key) = name.split_once('/').expect("bucket/key");
-            let marker = covered_key(bucket, key);
-            let Some(found) = self.retry("read coverage marker", |s| s.store.get(&marker)) else { return };
-            if found.is_none() {
-                counter!("trailship_log_files_uncovered_total").increment(1);
-                tracing::error!(log = %name, after_s = deadline.as_secs(), "log file not covered by any CloudTrail digest");
-            }
-            self.uncovered.pop_front();
-        }
-        gauge!("trailship_log_files_awaiting_digest").set(self.uncovered.len() as f64);
     }
 
     /// Starts a batch at `offset`, reading the intent an earlier worker may
@@ -958,117 +801,6 @@ impl<'o> Service<'o> {
             }
         }
     }
-}
-
-/// A log file named by a notification, as fetched.
-enum Fetched {
-    Log { bucket: String, key: String, version_id: Option<String>, sha256: String, text: Vec<u8> },
-    /// A digest file, checked: its integrity-dataset object, and a coverage
-    /// marker for each listed log file that was ingested.
-    Digest { key: String, body: Vec<u8>, covered: Vec<(String, Vec<u8>)> },
-    Dead { name: String, reason: Reason, detail: String },
-}
-
-fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreError> {
-    let name = format!("s3://{}/{}", ev.bucket, ev.key);
-    let dead = |reason, detail: String| Ok(Fetched::Dead { name: name.clone(), reason, detail });
-    let got = s3.block_on(async {
-        let o = s3
-            .client()
-            .get_object()
-            .bucket(&ev.bucket)
-            .key(&ev.key)
-            .set_version_id(ev.version_id.clone())
-            .send()
-            .await?;
-        let len = o.content_length().unwrap_or(0).max(0) as u64;
-        if len > max {
-            return Ok(Err(len));
-        }
-        let version = o.version_id().map(str::to_owned);
-        Ok::<_, aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>>(Ok((
-            version,
-            o.body.collect().await,
-        )))
-    });
-    let (version_id, body) = match got {
-        Ok(Ok((v, Ok(b)))) => (v, b.to_vec()),
-        Ok(Ok((_, Err(e)))) => return Err(StoreError { op: "read", key: name, detail: e.to_string() }),
-        Ok(Err(len)) => return dead(Reason::Oversized, format!("log file is {len} bytes, over [source_s3] max_object_bytes")),
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            return match status {
-                Some(403 | 404) => dead(Reason::ReadError, format!("cannot read the log file: HTTP {}", status.unwrap_or(0))),
-                _ => Err(StoreError { op: "get", key: name, detail: aws_sdk_s3::error::DisplayErrorContext(&e).to_string() }),
-            };
-        }
-    };
-    let mut hasher = Sha256::new();
-    let mut text = Vec::with_capacity(body.len() * 8);
-    let mut over = false;
-    let r = crate::integrity::gunzip_one_member(&body[..], |chunk| {
-        hasher.update(chunk);
-        if text.len() as u64 + chunk.len() as u64 > max {
-            over = true;
-        } else {
-            text.extend_from_slice(chunk);
-        }
-    });
-    match r {
-        Ok(_) if over => dead(Reason::Oversized, format!("log file inflates past {max} bytes")),
-        Ok(_) => Ok(Fetched::Log {
-            bucket: ev.bucket.clone(),
-            key: ev.key.clone(),
-            version_id: version_id.or_else(|| ev.version_id.clone()),
-            sha256: hex::encode(hasher.finalize()),
-            text,
-        }),
-        Err(GzipError::Truncated) => dead(Reason::TruncatedGzip, "log file: truncated or corrupt gzip".into()),
-        Err(e) => dead(Reason::CorruptGzip, format!("log file: {e}")),
-    }
-}
-
-/// Feeds fetched log files into the stages, each record with its object's
-/// provenance; the message's own bytes are not records.
-fn fetched_records(
-    stages: &mut Stages<'_>,
-    origin: &Origin<'_>,
-    fetched: &[Fetched],
-    spool: &mut Spool,
-    summary: &mut Summary,
-    extra: &mut Vec<(String, Vec<u8>)>,
-) -> Result<(), crate::sink::SinkError> {
-    for f in fetched {
-        match f {
-            Fetched::Log { bucket, key, version_id, sha256, text } => {
-                // What the in-stream digest check compares a digest with.
-                let record = serde_json::json!({
-                    "bucket": bucket, "key": key, "version_id": version_id, "sha256": sha256,
-                    "topic": origin.kafka.map(|k| k.topic), "partition": origin.kafka.map(|k| k.partition),
-                    "offset": origin.kafka.map(|k| k.offset),
-                });
-                extra.push((ingest_key(bucket, key), serde_json::to_vec(&record).expect("serialises")));
-                let name = format!("s3://{bucket}/{key}");
-                let object = ObjectRef { bucket, key, version_id: version_id.as_deref(), sha256 };
-                let o = Origin { name: &name, headers: &[], body: None, kafka: origin.kafka, object: Some(object) };
-                let mut framer = Framer::new(&text[..], stages.limits());
-                stages.input(&o, &mut framer, spool, summary)?;
-            }
-            Fetched::Digest { key, body, covered } => {
-                summary.records_read += 1;
-                summary.filtered += 1;
-                extra.push((key.clone(), body.clone()));
-                extra.extend(covered.iter().cloned());
-            }
-            Fetched::Dead { name, reason, detail } => {
-                summary.records_read += 1;
-                *summary.dead_letters.entry(*reason).or_default() += 1;
-                let src = SourceRef { file: name, record_index: 0, sub_index: None };
-                stages.dead_letter(spool, *reason, detail, &src, origin.body.unwrap_or_default())?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Frames one message's value (gzip or not) into the stages.
