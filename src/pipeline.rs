@@ -111,19 +111,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         return Err(PipelineError::Config("limits and row_group_rows must be positive".into()));
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
-    let redactor = if opts.redaction.enabled {
-        let r = Redactor::new(&opts.redaction).map_err(|e| PipelineError::Config(e.to_string()))?;
-        if r.ephemeral_key() {
-            tracing::warn!(
-                env = %opts.redaction.key_env,
-                "no redaction key configured: fingerprints correlate only within this run"
-            );
-        }
-        Some(Arc::new(r))
-    } else {
-        tracing::warn!("redaction is disabled: secrets in the input reach the archive in clear");
-        None
-    };
+    let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;
     let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files)?;
     let mut summary = Summary::default();
     match &opts.integrity.signing_key_file {
@@ -148,10 +136,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
             Err(e) => {
                 // An unreadable input is one dead letter, not a failed run.
                 tracing::warn!(input = %name, error = %e, "cannot open input");
-                let src = SourceRef { file: &name, record_index: 0, sub_index: None };
-                stage.dead_letter(&mut sink, Reason::ReadError, &e.to_string(), &src, b"")?;
-                summary.records_read += 1;
-                *summary.dead_letters.entry(Reason::ReadError).or_default() += 1;
+                stage.dead_input(&mut sink, &mut summary, Reason::ReadError, &e.to_string(), &name, b"")?;
                 continue;
             }
         };
@@ -188,6 +173,20 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     }
     debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total() + summary.filtered);
     Ok(summary)
+}
+
+/// The redactor `cfg` describes, or none when redaction is off; either way
+/// the operator is warned of what it means for the archive.
+pub(crate) fn redactor(cfg: &RedactionConfig) -> Result<Option<Arc<Redactor>>, String> {
+    if !cfg.enabled {
+        tracing::warn!("redaction is disabled: secrets in the input reach the archive in clear");
+        return Ok(None);
+    }
+    let r = Redactor::new(cfg).map_err(|e| e.to_string())?;
+    if r.ephemeral_key() {
+        tracing::warn!(env = %cfg.key_env, "no redaction key configured: fingerprints correlate only within this run");
+    }
+    Ok(Some(Arc::new(r)))
 }
 
 /// Where a stream of records came from, beyond its bytes.
@@ -328,6 +327,23 @@ impl<'o> Stages<'o> {
             tracing::warn!(input = %name, error = %e, "input ended early");
         }
         Ok(())
+    }
+
+    /// A dead letter for a whole input or message that yields no record
+    /// (unreadable, not inflatable, empty), counted as one record read.
+    pub fn dead_input(
+        &self,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+        reason: Reason,
+        detail: &str,
+        name: &str,
+        input: &[u8],
+    ) -> Result<(), SinkError> {
+        summary.records_read += 1;
+        *summary.dead_letters.entry(reason).or_default() += 1;
+        let src = SourceRef { file: name, record_index: 0, sub_index: None };
+        self.dead_letter(sink, reason, detail, &src, input)
     }
 
     /// Writes a dead letter; its input and detail go through the redactor

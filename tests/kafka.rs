@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::TempDir;
-use common::kafka::{Broker, Proxy, Worker, cloudtrail_record, tansu, uid_counts, wait_for};
+use common::kafka::{Broker, Msg, Proxy, Worker, cloudtrail_record, tansu, uid_counts, wait_for};
 
 const GROUP: &str = "archive";
 
@@ -46,7 +46,7 @@ fn setup(name: &str, bin: &Path, topic: &str, partitions: i32) -> Setup {
 }
 
 /// `n` single-record messages spread over `partitions`, uids `<tag>-<i>`.
-fn records(tag: &str, n: usize, partitions: i32) -> Vec<(i32, Vec<u8>, Vec<(&'static str, &'static str)>)> {
+fn records(tag: &str, n: usize, partitions: i32) -> Vec<Msg<'static>> {
     (0..n)
         .map(|i| {
             let rec = cloudtrail_record(&format!("{tag}-{i:05}"), i);
@@ -133,7 +133,7 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
 }
 
 /// Expected committed offsets: the number of messages per partition.
-fn ends(msgs: &[(i32, Vec<u8>, Vec<(&str, &str)>)], partitions: i32) -> Vec<i64> {
+fn ends(msgs: &[Msg<'_>], partitions: i32) -> Vec<i64> {
     (0..partitions).map(|p| msgs.iter().filter(|m| m.0 == p).count() as i64).collect()
 }
 
@@ -198,8 +198,7 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     wait_for("worker a to commit everything", Duration::from_secs(60), &[&a], || broker.committed(GROUP, "ct", 4) == first);
     let b = Worker::start(&cfg, dir.path().join("b.log"), &[]);
     wait_for("the group to split the partitions", Duration::from_secs(60), &[&a, &b], || {
-        let assigned = |w: &Worker| w.log_text().lines().filter(|l| l.contains("partitions assigned")).last().map(str::to_owned);
-        match (assigned(&a), assigned(&b)) {
+        match (a.last_assignment(), b.last_assignment()) {
             (Some(x), Some(y)) => x.matches("(\"ct\"").count() == 2 && y.matches("(\"ct\"").count() == 2,
             _ => false,
         }
@@ -217,7 +216,7 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     for tag in ["g", "h", "i"] {
         assert_exactly_once(&archive, tag, 400);
     }
-    assert!(b.log_text().lines().filter(|l| l.contains("partitions assigned")).last().unwrap().matches("(\"ct\"").count() == 4);
+    assert!(b.last_assignment().unwrap().matches("(\"ct\"").count() == 4);
 }
 
 mod s3 {

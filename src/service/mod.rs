@@ -34,17 +34,19 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::deadletter::{Reason, SourceRef};
+use parquet::file::properties::WriterProperties;
+
+use crate::deadletter::Reason;
 use crate::decode::framer::Framer;
 use crate::encode::writer_properties;
 use crate::integrity::s3::S3Store;
 use crate::normalize::{KafkaRef, SourceKind};
-use crate::source::s3_notify;
-use notify::{INGESTED, fetched_records};
 use crate::pipeline::{Options, Origin, Stages, Summary};
 use crate::redact::Redactor;
 use crate::sink::objects::{self, ObjectStore, Put, StoreError};
 use crate::source::kafka::{self, Change, GroupConsumer};
+use crate::source::s3_notify;
+use notify::{INGESTED, fetched_records};
 use spool::{Spool, Staged};
 
 pub use http::{Health, serve};
@@ -198,6 +200,8 @@ pub struct Service<'o> {
     store: Box<dyn ObjectStore>,
     topic_opts: &'o HashMap<String, Options>,
     redactor: Option<Arc<Redactor>>,
+    /// Parquet settings, the same for every topic's objects.
+    props: WriterProperties,
     parts: HashMap<(String, i32), Part<'o>>,
     spool_root: PathBuf,
     batch_seq: u64,
@@ -243,17 +247,8 @@ impl<'o> Service<'o> {
     ) -> Result<Self, ServiceError> {
         let kcfg = cfg.kafka.as_ref().ok_or_else(|| ServiceError::Config("no [kafka] section".into()))?;
         let base = topic_opts.values().next().ok_or_else(|| ServiceError::Config("no topics".into()))?;
-        writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
-        let redactor = if base.redaction.enabled {
-            let r = Redactor::new(&base.redaction).map_err(|e| ServiceError::Config(e.to_string()))?;
-            if r.ephemeral_key() {
-                tracing::warn!(env = %base.redaction.key_env, "no redaction key configured: fingerprints correlate only within this process");
-            }
-            Some(Arc::new(r))
-        } else {
-            tracing::warn!("redaction is disabled: secrets in the input reach the archive in clear");
-            None
-        };
+        let props = writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
+        let redactor = crate::pipeline::redactor(&base.redaction).map_err(ServiceError::Config)?;
         let store = objects::open(&cfg.archive)?;
         let keys = match &cfg.source_s3.public_keys_file {
             Some(p) => crate::integrity::keys::KeySet::from_file(p).map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
@@ -272,6 +267,7 @@ impl<'o> Service<'o> {
             store,
             topic_opts,
             redactor,
+            props,
             parts: HashMap::new(),
             spool_root,
             batch_seq: 0,
@@ -431,10 +427,8 @@ impl<'o> Service<'o> {
         let result = result.and_then(|()| {
             if batch.summary.records_read == before {
                 // Every message is accounted for, even one that holds no record.
-                batch.summary.records_read += 1;
-                *batch.summary.dead_letters.entry(Reason::EmptyEnvelope).or_default() += 1;
-                let src = SourceRef { file: &name, record_index: 0, sub_index: None };
-                part.stages.dead_letter(&mut batch.spool, Reason::EmptyEnvelope, "message holds no record", &src, payload)
+                let (reason, detail) = (Reason::EmptyEnvelope, "message holds no record");
+                part.stages.dead_input(&mut batch.spool, &mut batch.summary, reason, detail, &name, payload)
             } else {
                 Ok(())
             }
@@ -538,7 +532,7 @@ impl<'o> Service<'o> {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create spool directory");
             return false;
         }
-        let props = writer_properties(&self.topic_opts[topic].encode).expect("checked at start");
+        let props = self.props.clone();
         let part = self.part(topic, partition).expect("configured topic");
         part.batch = Some(Batch {
             first: offset,
@@ -827,10 +821,7 @@ fn message_records(
             Ok(_) => None,
         };
         if let Some((reason, detail)) = failed {
-            summary.records_read += 1;
-            *summary.dead_letters.entry(reason).or_default() += 1;
-            let src = SourceRef { file: origin.name, record_index: 0, sub_index: None };
-            return stages.dead_letter(spool, reason, &detail, &src, b"");
+            return stages.dead_input(spool, summary, reason, &detail, origin.name, b"");
         }
         let mut framer = Framer::with_chunk(&text[..], limits, text.len() + 1);
         return stages.input(origin, &mut framer, spool, summary);

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::spool::Spool;
 use super::Service;
-use crate::deadletter::{Reason, SourceRef};
+use crate::deadletter::Reason;
 use crate::decode::framer::Framer;
 use crate::integrity::GzipError;
 use crate::integrity::s3::S3Store;
@@ -130,10 +130,7 @@ pub(super) fn fetched_records(
                 extra.extend(covered.iter().cloned());
             }
             Fetched::Dead { name, reason, detail } => {
-                summary.records_read += 1;
-                *summary.dead_letters.entry(*reason).or_default() += 1;
-                let src = SourceRef { file: name, record_index: 0, sub_index: None };
-                stages.dead_letter(spool, *reason, detail, &src, origin.body.unwrap_or_default())?;
+                stages.dead_input(spool, summary, *reason, detail, name, origin.body.unwrap_or_default())?;
             }
         }
     }
@@ -154,17 +151,11 @@ impl Service<'_> {
             }
         }
         let max = self.cfg.source_s3.max_object_bytes;
-        self.retry("fetch log file", |s| {
-            if s.source_s3.get().is_none() {
-                let c = &s.cfg.source_s3;
-                let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
-                    .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
-                let _ = s.source_s3.set(s3);
-            }
-            fetch_log(s.source_s3.get().expect("set above"), ev, max)
-        })
+        self.retry("fetch log file", |s| fetch_log(s.source_s3()?, ev, max))
     }
 
+    /// The client for the trail's bucket, made on first use (a config
+    /// without S3 notifications never needs AWS credentials).
     fn source_s3(&self) -> Result<&S3Store, StoreError> {
         if self.source_s3.get().is_none() {
             let c = &self.cfg.source_s3;
@@ -190,18 +181,19 @@ impl Service<'_> {
                 return None;
             }
         };
+        let parsed_key = crate::integrity::digest::DigestKey::parse(&ev.key);
         let (mut verdict, mut digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key);
         if let (Verdict::KeyNotFound { .. }, None) = (&verdict, &self.cfg.source_s3.public_keys_file)
             && let Some(d) = &digest
         {
             // Keys rotate: ask CloudTrail for the ones around this digest, once.
             let t = crate::normalize::time::parse_rfc3339_ms(&d.doc.digest_end_time).unwrap_or(0);
-            let region = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.source_region).unwrap_or_default();
+            let region = parsed_key.as_ref().map(|k| k.source_region.as_str()).unwrap_or_default();
             let api = self.cloudtrail.get_or_init(|| {
                 crate::integrity::cloudtrail_api::CloudTrailApi::new(self.cfg.source_s3.cloudtrail_endpoint_url.as_deref()).ok()
             });
             if let Some(api) = api {
-                match api.list_public_keys(&region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
+                match api.list_public_keys(region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
                     Ok(_) => (verdict, digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key),
                     Err(e) => tracing::warn!(error = %e, "ListPublicKeys failed"),
                 }
@@ -258,7 +250,7 @@ impl Service<'_> {
             serde_json::to_writer(&mut body, l).expect("serialises");
             body.push(b'\n');
         }
-        let day = crate::integrity::digest::DigestKey::parse(&ev.key).map(|k| k.stamp[..8].to_owned()).unwrap_or_else(|| "unknown".into());
+        let day = parsed_key.as_ref().map_or("unknown", |k| &k.stamp[..8]);
         let name = ev.key.rsplit('/').next().unwrap_or("digest").trim_end_matches(".json.gz");
         let key = format!("integrity/cloudtrail_digests/digestDay={day}/{name}.ndjson");
         Some(Fetched::Digest { key, body, covered })
@@ -285,5 +277,4 @@ impl Service<'_> {
         }
         gauge!("trailship_log_files_awaiting_digest").set(self.uncovered.len() as f64);
     }
-
 }

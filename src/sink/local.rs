@@ -338,6 +338,16 @@ fn read_ledger(state: &Path) -> Result<HashSet<InputId>, SinkError> {
         .collect()
 }
 
+impl super::RowSink for LocalSink {
+    fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
+        LocalSink::write(self, key, batch)
+    }
+
+    fn dead_letter(&mut self, line: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
+        LocalSink::dead_letter(self, line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,15 +406,5 @@ mod tests {
         let err = LocalSink::open(&root, props(), 1 << 20, 4).err().expect("refuses a corrupt ledger");
         assert!(err.to_string().contains("ledger.ndjson"), "{err}");
         fs::remove_dir_all(&root).unwrap();
-    }
-}
-
-impl super::RowSink for LocalSink {
-    fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
-        LocalSink::write(self, key, batch)
-    }
-
-    fn dead_letter(&mut self, line: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
-        LocalSink::dead_letter(self, line)
     }
 }

@@ -17,6 +17,12 @@ pub fn tansu() -> Option<PathBuf> {
     super::external("TRAILSHIP_TEST_TANSU", "Kafka tests").map(PathBuf::from)
 }
 
+/// A message to produce: partition, value, headers.
+pub type Msg<'a> = (i32, Vec<u8>, Vec<(&'a str, &'a str)>);
+
+/// A message read back: key, value, headers.
+pub type Received = (String, Vec<u8>, Vec<(String, String)>);
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -94,7 +100,7 @@ impl Broker {
     }
 
     /// Produces `msgs` as (partition, value, headers), waiting for every ack.
-    pub fn produce(&self, topic: &str, msgs: &[(i32, Vec<u8>, Vec<(&str, &str)>)]) {
+    pub fn produce(&self, topic: &str, msgs: &[Msg<'_>]) {
         let p: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", self.addr())
             .set("acks", "all")
@@ -127,7 +133,7 @@ impl Broker {
 
     /// Reads `n` messages from partition 0 of `topic` from the start, as
     /// (key, value, headers).
-    pub fn read(&self, topic: &str, n: usize) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+    pub fn read(&self, topic: &str, n: usize) -> Vec<Received> {
         use rdkafka::Message;
         use rdkafka::message::Headers;
         let c: BaseConsumer = ClientConfig::new()
@@ -211,6 +217,11 @@ impl Worker {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The worker's latest "partitions assigned" log line.
+    pub fn last_assignment(&self) -> Option<String> {
+        self.log_text().lines().rev().find(|l| l.contains("partitions assigned")).map(str::to_owned)
     }
 
     pub fn kill9(&mut self) {
