@@ -128,7 +128,8 @@ fn main() {
             })
             .collect();
         let want = msgs.len() as i64;
-        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).set("group.id", &topic).create().unwrap();
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", broker).set("group.id", &topic).create().unwrap();
         let mut joined: Option<(Duration, i64)> = None;
         loop {
             let mut tpl = TopicPartitionList::new();

@@ -50,7 +50,16 @@ fn normalise_redacted(
             }
             let ok = parser.parse(bytes, |p| {
                 let p = p.expect("corpus is valid JSON");
-                let ctx = Ctx { source_file: "bench", index, repairs: p.repairs, raw: None, headers: &[], body: None, kafka: None, object: None };
+                let ctx = Ctx {
+                    source_file: "bench",
+                    index,
+                    repairs: p.repairs,
+                    raw: None,
+                    headers: &[],
+                    body: None,
+                    kafka: None,
+                    object: None,
+                };
                 norm.normalize(p.root, &ctx, batcher).is_ok()
             });
             rows += ok as u64;

@@ -296,7 +296,10 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
                     (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => {
-                        return Err(format!("line {}: environment variable {name} is not set (or use ${{{name}:-default}})", n + 1));
+                        return Err(format!(
+                            "line {}: environment variable {name} is not set (or use ${{{name}:-default}})",
+                            n + 1
+                        ));
                     }
                 }
                 rest = &r[end + 1..];

@@ -189,7 +189,8 @@ mod tests {
             .collect();
         let want = [("s.a", true), ("s.b", false), ("t.a", false), ("t.b", false), ("n", true)];
         assert_eq!(codecs, want.map(|(p, z)| (p.to_string(), z)));
-        let back = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 8).unwrap().next().unwrap().unwrap();
+        let back =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 8).unwrap().next().unwrap().unwrap();
         assert_eq!(back, batch);
     }
 }

@@ -332,9 +332,11 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         );
         base.out = PathBuf::from(&cfg.archive.location);
         let embedded = paths.is_empty();
-        let inputs = if embedded { samples::inputs() } else { source::expand(paths).context("check the input paths")? };
+        let inputs =
+            if embedded { samples::inputs() } else { source::expand(paths).context("check the input paths")? };
         let started = std::time::Instant::now();
-        let summary = pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;
+        let summary =
+            pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;
         print_summary(&summary, &base.out, embedded, started.elapsed());
         return Ok(());
     }

@@ -180,7 +180,11 @@ fn validate_config_checks_the_deploy_example_with_its_environment() {
     };
     let ok = run(&[("KAFKA_BROKERS", "k1:9092,k2:9092"), ("ARCHIVE_BUCKET", "log-archive")]);
     assert!(ok.status.success(), "{}", stderr(&ok));
-    assert!(stdout(&ok).contains("group trailship-archive on k1:9092,k2:9092, 3 topic(s), archive s3://log-archive/ocsf"), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).contains("group trailship-archive on k1:9092,k2:9092, 3 topic(s), archive s3://log-archive/ocsf"),
+        "{}",
+        stdout(&ok)
+    );
     let missing = run(&[("ARCHIVE_BUCKET", "log-archive")]);
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("KAFKA_BROKERS is not set"), "{}", stderr(&missing));

@@ -75,7 +75,8 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     msgs.insert(20, (1, b"[1, 2, 3]".to_vec(), vec![]));
     msgs.insert(30, (1, Vec::new(), vec![]));
     msgs.insert(40, (2, b"{\"hello\": \"world\"}".to_vec(), vec![]));
-    let envelope = serde_json::json!({"Records": [cloudtrail_record("env-00000", 1), cloudtrail_record("env-00001", 2)]});
+    let envelope =
+        serde_json::json!({"Records": [cloudtrail_record("env-00000", 1), cloudtrail_record("env-00001", 2)]});
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &serde_json::to_vec(&envelope).unwrap()).unwrap();
     msgs.insert(50, (0, gz.finish().unwrap(), vec![]));
@@ -126,8 +127,14 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
 
     // More messages after the first commit go on from there.
     broker.produce("ct", &records("late", 20, 3));
-    let after: Vec<i64> = per_partition.iter().enumerate().map(|(p, n)| n + records("x", 20, 3).iter().filter(|m| m.0 == p as i32).count() as i64).collect();
-    wait_for("the later offsets committed", Duration::from_secs(30), &[&w], || broker.committed(GROUP, "ct", 3) == after);
+    let after: Vec<i64> = per_partition
+        .iter()
+        .enumerate()
+        .map(|(p, n)| n + records("x", 20, 3).iter().filter(|m| m.0 == p as i32).count() as i64)
+        .collect();
+    wait_for("the later offsets committed", Duration::from_secs(30), &[&w], || {
+        broker.committed(GROUP, "ct", 3) == after
+    });
     assert_exactly_once(&archive, "late", 20);
     assert!(w.terminate().success(), "{}", w.log_text());
 }
@@ -181,7 +188,9 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     // Replays happened (some batch was written but not committed when a kill
     // landed) and wrote no second object: the uid check above is the proof,
     // this says the scenario really exercised it.
-    let logs: String = (0..5).map(|r| std::fs::read_to_string(dir.path().join(format!("worker-{r}.log"))).unwrap_or_default()).collect();
+    let logs: String = (0..5)
+        .map(|r| std::fs::read_to_string(dir.path().join(format!("worker-{r}.log"))).unwrap_or_default())
+        .collect();
     assert_eq!(logs.matches("failpoint").count(), 3, "{logs}");
     let replays = logs.matches("replaying a batch").count() + w.log_text().matches("replaying a batch").count();
     assert!(replays >= 2, "the intent and object crashes leave batches to replay; saw {replays}");
@@ -195,7 +204,9 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     broker.produce("ct", &all);
     let mut a = Worker::start(&cfg, dir.path().join("a.log"), &[]);
     let first = ends(&all, 4);
-    wait_for("worker a to commit everything", Duration::from_secs(60), &[&a], || broker.committed(GROUP, "ct", 4) == first);
+    wait_for("worker a to commit everything", Duration::from_secs(60), &[&a], || {
+        broker.committed(GROUP, "ct", 4) == first
+    });
     let b = Worker::start(&cfg, dir.path().join("b.log"), &[]);
     wait_for("the group to split the partitions", Duration::from_secs(60), &[&a, &b], || {
         match (a.last_assignment(), b.last_assignment()) {
@@ -212,7 +223,9 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     broker.produce("ct", &more);
     all.extend(more);
     let want = ends(&all, 4);
-    wait_for("worker b to take over every partition", Duration::from_secs(90), &[&b], || broker.committed(GROUP, "ct", 4) == want);
+    wait_for("worker b to take over every partition", Duration::from_secs(90), &[&b], || {
+        broker.committed(GROUP, "ct", 4) == want
+    });
     for tag in ["g", "h", "i"] {
         assert_exactly_once(&archive, tag, 400);
     }
@@ -238,7 +251,9 @@ mod s3 {
         for o in list.contents() {
             let key = o.key().unwrap().to_owned();
             let body = s3
-                .block_on(async { s3.client().get_object().bucket(bucket).key(&key).send().await.unwrap().body.collect().await })
+                .block_on(async {
+                    s3.client().get_object().bucket(bucket).key(&key).send().await.unwrap().body.collect().await
+                })
                 .unwrap()
                 .to_vec();
             let path = to.join(&key);
@@ -283,7 +298,9 @@ mod s3 {
         assert_eq!(broker.committed(GROUP, "ct", 2), want, "nothing committed while S3 is down");
         proxy.set_down(false);
         let want = ends(&all, 2);
-        wait_for("recovery after the outage", Duration::from_secs(90), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+        wait_for("recovery after the outage", Duration::from_secs(90), &[&w], || {
+            broker.committed(GROUP, "ct", 2) == want
+        });
 
         let local = dir.path().join("copy");
         let keys = download(&s3, &bucket, &local);
@@ -301,7 +318,12 @@ mod s3 {
         }
         let head = s3.block_on(s3.client().head_object().bucket(&bucket).key(parquet[0]).send()).unwrap();
         let del = s3.block_on(
-            s3.client().delete_object().bucket(&bucket).key(parquet[0]).set_version_id(head.version_id().map(str::to_owned)).send(),
+            s3.client()
+                .delete_object()
+                .bucket(&bucket)
+                .key(parquet[0])
+                .set_version_id(head.version_id().map(str::to_owned))
+                .send(),
         );
         assert!(del.is_err(), "deleting a COMPLIANCE-locked version must be refused");
         drop(w);
@@ -309,7 +331,8 @@ mod s3 {
         // A bucket without Object Lock: the worker refuses to start.
         let plain = format!("plain-{}", std::process::id());
         s3.block_on(s3.client().create_bucket().bucket(&plain).send()).unwrap();
-        let text = std::fs::read_to_string(&cfg).unwrap().replace(&format!("s3://{bucket}/"), &format!("s3://{plain}/"));
+        let text =
+            std::fs::read_to_string(&cfg).unwrap().replace(&format!("s3://{bucket}/"), &format!("s3://{plain}/"));
         std::fs::write(&cfg, text).unwrap();
         // (--endpoint-url overrides the config's endpoint, here the dead proxy.)
         proxy.set_down(true);
@@ -330,7 +353,11 @@ mod s3 {
         let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
         let bucket = format!("trail-{}", std::process::id());
         s3.block_on(s3.client().create_bucket().bucket(&bucket).send()).unwrap();
-        let key = |n: u32| format!("AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T10{n:02}Z_x{n}.json.gz");
+        let key = |n: u32| {
+            format!(
+                "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T10{n:02}Z_x{n}.json.gz"
+            )
+        };
         let put = |k: &str, body: Vec<u8>| {
             s3.block_on(s3.client().put_object().bucket(&bucket).key(k).body(body.into()).send()).unwrap();
         };
@@ -353,13 +380,25 @@ mod s3 {
         let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/11/20/123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T110000Z.json.gz";
         let msgs = vec![
             (0, s3_event(&key(0)), vec![]),
-            (0, serde_json::json!({"Type": "Notification", "Message": String::from_utf8(s3_event(&key(1))).unwrap()}).to_string().into_bytes(), vec![]),
+            (
+                0,
+                serde_json::json!({"Type": "Notification", "Message": String::from_utf8(s3_event(&key(1))).unwrap()})
+                    .to_string()
+                    .into_bytes(),
+                vec![],
+            ),
             (0, s3_event(&key(9)), vec![]), // never uploaded
             (0, s3_event(&key(7)), vec![]),
             (0, s3_event(digest_key), vec![]),
             (0, br#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#.to_vec(), vec![]),
-            (0, serde_json::json!({"source": "aws.s3", "detail-type": "Object Created",
-                "detail": {"bucket": {"name": bucket}, "object": {"key": "other/file.txt"}}}).to_string().into_bytes(), vec![]),
+            (
+                0,
+                serde_json::json!({"source": "aws.s3", "detail-type": "Object Created",
+                "detail": {"bucket": {"name": bucket}, "object": {"key": "other/file.txt"}}})
+                .to_string()
+                .into_bytes(),
+                vec![],
+            ),
         ];
         let broker = Broker::start(&bin, dir.path());
         broker.create_topic("ct", 1);
@@ -392,7 +431,8 @@ mod s3 {
         want.sort();
         assert_eq!(got, want);
         // The announced digest was never uploaded: the in-stream check says so.
-        let checks = archive.join("integrity/cloudtrail_digests/digestDay=20261120")
+        let checks = archive
+            .join("integrity/cloudtrail_digests/digestDay=20261120")
             .join("123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T110000Z.ndjson");
         let line: serde_json::Value =
             serde_json::from_str(std::fs::read_to_string(&checks).unwrap().lines().next().unwrap()).unwrap();
@@ -426,7 +466,8 @@ mod s3 {
             .into_bytes()
         };
         let skipped = chain.logs[1][1].clone();
-        let mut msgs: Vec<_> = chain.logs.iter().flatten().filter(|k| **k != skipped).map(|k| (0, notify(k), vec![])).collect();
+        let mut msgs: Vec<_> =
+            chain.logs.iter().flatten().filter(|k| **k != skipped).map(|k| (0, notify(k), vec![])).collect();
         let n_logs = msgs.len() as i64;
         let broker = Broker::start(&bin, dir.path());
         broker.create_topic("ct", 1);
@@ -438,7 +479,9 @@ mod s3 {
         );
         let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
         let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);
-        wait_for("the log files ingested", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [n_logs]);
+        wait_for("the log files ingested", Duration::from_secs(60), &[&w], || {
+            broker.committed(GROUP, "ct", 1) == [n_logs]
+        });
         let digests: Vec<_> = chain.digests.iter().flatten().map(|k| (0, notify(k), vec![])).collect();
         broker.produce("ct", &digests);
         msgs.extend(digests);
@@ -450,7 +493,8 @@ mod s3 {
                 for line in std::fs::read_to_string(e.path()).unwrap().lines() {
                     let v: serde_json::Value = serde_json::from_str(line).unwrap();
                     assert_eq!(v["digest_verdict"], "valid", "{v}");
-                    verdicts.insert(v["log_key"].as_str().unwrap().to_owned(), v["verdict"].as_str().unwrap().to_owned());
+                    verdicts
+                        .insert(v["log_key"].as_str().unwrap().to_owned(), v["verdict"].as_str().unwrap().to_owned());
                 }
             }
         }
@@ -507,7 +551,9 @@ mod s3 {
         broker.produce("ct", &more);
         all.extend(more);
         let want = ends(&all, 2);
-        wait_for("commits after the restart", Duration::from_secs(90), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+        wait_for("commits after the restart", Duration::from_secs(90), &[&w], || {
+            broker.committed(GROUP, "ct", 2) == want
+        });
         assert_exactly_once(&archive, "a", 200);
         assert_exactly_once(&archive, "b", 200);
     }
@@ -611,7 +657,8 @@ fn sigterm_flushes_commits_and_exits_and_metrics_tell_the_story() {
 fn github_webhooks_take_their_event_name_from_kafka_headers() {
     let Some(bin) = tansu() else { return };
     let Setup { dir, broker, archive, cfg } = setup("kafka-github", &bin, "gh", 1);
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("kind = \"cloudtrail\"", "kind = \"github\"")).unwrap();
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("kind = \"cloudtrail\"", "kind = \"github\""))
+        .unwrap();
     // Payloads as GitHub posts them; the event name travels only in a header.
     let mut msgs = Vec::new();
     for (event, file) in [
@@ -622,7 +669,11 @@ fn github_webhooks_take_their_event_name_from_kafka_headers() {
     ] {
         let path = common::fixture("github-webhooks").join(file);
         let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        msgs.push((0, body, vec![("X-GitHub-Event", event), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")]));
+        msgs.push((
+            0,
+            body,
+            vec![("X-GitHub-Event", event), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")],
+        ));
     }
     let fixtures = common::fixture("github-webhooks");
     assert!(msgs.len() >= 3, "fixtures: {}", fixtures.display());
@@ -646,7 +697,9 @@ fn dead_letters_go_to_a_kafka_topic_with_reason_and_source_in_headers() {
     broker.create_topic("dlq", 1);
     let archive = dir.path().join("archive");
     let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("[kafka.properties]", "dead_letter_topic = \"dlq\"\n[kafka.properties]");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[kafka.properties]", "dead_letter_topic = \"dlq\"\n[kafka.properties]");
     std::fs::write(&cfg, text).unwrap();
     let mut msgs = records("d", 20, 1);
     msgs.insert(5, (0, b"{\"eventVersion\": ".to_vec(), vec![]));
@@ -658,10 +711,8 @@ fn dead_letters_go_to_a_kafka_topic_with_reason_and_source_in_headers() {
     assert!(common::dead_letters(&archive).is_empty(), "dead letters went to the topic, not the archive");
     let dead = broker.read("dlq", 2);
     assert_eq!(dead.len(), 2);
-    let mut reasons: Vec<String> = dead
-        .iter()
-        .map(|(_, _, h)| h.iter().find(|(k, _)| k == "trailship-reason").unwrap().1.clone())
-        .collect();
+    let mut reasons: Vec<String> =
+        dead.iter().map(|(_, _, h)| h.iter().find(|(k, _)| k == "trailship-reason").unwrap().1.clone()).collect();
     reasons.sort();
     assert_eq!(reasons, ["malformed_json", "missing_field"]);
     for (key, value, headers) in &dead {
@@ -670,7 +721,11 @@ fn dead_letters_go_to_a_kafka_topic_with_reason_and_source_in_headers() {
         assert_eq!(line["source"]["file"].as_str().unwrap(), source);
         assert!(source.starts_with("kafka://ct/0/"), "{source}");
         assert!(key.starts_with("ct/0/"), "{key}");
-        assert!(!String::from_utf8_lossy(value).contains("hunter2"), "dead letters are redacted: {}", String::from_utf8_lossy(value));
+        assert!(
+            !String::from_utf8_lossy(value).contains("hunter2"),
+            "dead letters are redacted: {}",
+            String::from_utf8_lossy(value)
+        );
     }
 }
 
@@ -679,7 +734,11 @@ fn consumer_lag_and_committed_offsets_are_exported() {
     let Some(bin) = tansu() else { return };
     let Setup { dir, broker, archive: _, cfg } = setup("kafka-lag", &bin, "ct", 2);
     let port = common::kafka::free_port();
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""))).unwrap();
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
     let msgs = records("l", 60, 2);
     broker.produce("ct", &msgs);
     let w = Worker::start(&cfg, dir.path().join("w.log"), &[]);

@@ -73,6 +73,10 @@ fn answer(stream: TcpStream, metrics: &PrometheusHandle, health: &Health) -> std
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
     };
     let mut stream = reader.into_inner();
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     stream.flush()
 }

@@ -89,9 +89,15 @@ const UPLOAD_CONCURRENCY: usize = 8;
 
 /// One attempt at each object, `n` at a time, each timed into
 /// `trailship_store_put_seconds`.
-fn put_concurrently(store: &dyn ObjectStore, staged: &[Staged], keys: &[String], n: usize) -> Vec<Result<Put, StoreError>> {
+fn put_concurrently(
+    store: &dyn ObjectStore,
+    staged: &[Staged],
+    keys: &[String],
+    n: usize,
+) -> Vec<Result<Put, StoreError>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Put, StoreError>>>> = keys.iter().map(|_| Default::default()).collect();
+    let results: Vec<std::sync::Mutex<Option<Result<Put, StoreError>>>> =
+        keys.iter().map(|_| Default::default()).collect();
     std::thread::scope(|scope| {
         for _ in 0..n.min(keys.len()) {
             scope.spawn(|| {
@@ -251,7 +257,8 @@ impl<'o> Service<'o> {
         let redactor = crate::pipeline::redactor(&base.redaction).map_err(ServiceError::Config)?;
         let store = objects::open(&cfg.archive)?;
         let keys = match &cfg.source_s3.public_keys_file {
-            Some(p) => crate::integrity::keys::KeySet::from_file(p).map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
+            Some(p) => crate::integrity::keys::KeySet::from_file(p)
+                .map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
             None => crate::integrity::keys::KeySet::default(),
         };
         let spool_root = spool_dir(cfg.archive.spool_dir.as_deref())?;
@@ -355,14 +362,20 @@ impl<'o> Service<'o> {
             self.rewind.remove(&tp);
         }
         // A replayed batch ends exactly where its intent says.
-        let cut = self.parts.get(&tp).and_then(|p| p.batch.as_ref()).and_then(|b| b.replay_to).is_some_and(|r| offset > r);
+        let cut =
+            self.parts.get(&tp).and_then(|p| p.batch.as_ref()).and_then(|b| b.replay_to).is_some_and(|r| offset > r);
         if cut {
             self.flush(&tp);
         }
         if !self.parts.contains_key(&tp) {
             // Only assigned partitions deliver; a message from any other
             // is librdkafka's business, and it is not acknowledged.
-            tracing::warn!(topic, partition, offset, "message from a partition not assigned here; ignored, uncommitted");
+            tracing::warn!(
+                topic,
+                partition,
+                offset,
+                "message from a partition not assigned here; ignored, uncommitted"
+            );
             return;
         }
         if self.parts.get(&tp).is_some_and(|p| p.batch.is_none()) && !self.open_batch(&topic, partition, offset) {
@@ -400,7 +413,9 @@ impl<'o> Service<'o> {
         let headers: Vec<(String, String)> = msg
             .headers()
             .map(|h| {
-                h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+                h.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
             })
             .unwrap_or_default();
         let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -420,9 +435,14 @@ impl<'o> Service<'o> {
                 batch.summary.filtered += 1;
                 Ok(())
             }
-            Some(_) => {
-                fetched_records(&mut part.stages, &origin, &fetched, &mut batch.spool, &mut batch.summary, &mut batch.extra)
-            }
+            Some(_) => fetched_records(
+                &mut part.stages,
+                &origin,
+                &fetched,
+                &mut batch.spool,
+                &mut batch.summary,
+                &mut batch.extra,
+            ),
         };
         let result = result.and_then(|()| {
             if batch.summary.records_read == before {
@@ -491,7 +511,10 @@ impl<'o> Service<'o> {
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
-                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         producer.poll(Duration::from_millis(10));
                         rec = r;
                     }
@@ -517,7 +540,13 @@ impl<'o> Service<'o> {
         let replay_to = match found.map(|b| serde_json::from_slice::<Intent>(&b)) {
             None => None,
             Some(Ok(i)) if i.first == offset && i.last >= offset => {
-                tracing::info!(topic, partition, first = i.first, last = i.last, "replaying a batch an earlier worker did not acknowledge");
+                tracing::info!(
+                    topic,
+                    partition,
+                    first = i.first,
+                    last = i.last,
+                    "replaying a batch an earlier worker did not acknowledge"
+                );
                 counter!("trailship_batches_replayed_total").increment(1);
                 Some(i.last)
             }
@@ -559,7 +588,9 @@ impl<'o> Service<'o> {
         let due: Vec<_> = self
             .parts
             .iter()
-            .filter(|(_, p)| p.batch.as_ref().is_some_and(|b| all || (b.replay_to.is_none() && b.opened.elapsed() >= max_age)))
+            .filter(|(_, p)| {
+                p.batch.as_ref().is_some_and(|b| all || (b.replay_to.is_none() && b.opened.elapsed() >= max_age))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for tp in due {
@@ -596,7 +627,8 @@ impl<'o> Service<'o> {
             && let Some(i) = staged.iter().position(|s| s.dir.is_none())
         {
             let dead = staged.remove(i);
-            let Some(()) = self.retry("deliver dead letters", |s| s.produce_dead_letters(&dead.path, topic, partition, first))
+            let Some(()) =
+                self.retry("deliver dead letters", |s| s.produce_dead_letters(&dead.path, topic, partition, first))
             else {
                 Spool::remove(&batch.dir);
                 return;
@@ -630,7 +662,8 @@ impl<'o> Service<'o> {
                 Ok(put) => put,
                 Err(e) => {
                     tracing::warn!(error = %e, "write object failed; retrying");
-                    let Some(put) = self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes))
+                    let Some(put) =
+                        self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes))
                     else {
                         Spool::remove(&batch.dir);
                         return;
@@ -642,7 +675,8 @@ impl<'o> Service<'o> {
                 Put::Created => self.summary.objects_created += 1,
                 Put::Exists => self.summary.objects_existing += 1,
             }
-            counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" }).increment(1);
+            counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" })
+                .increment(1);
             counter!("trailship_object_bytes_total").increment(s.bytes);
         }
         Spool::remove(&batch.dir);
@@ -672,7 +706,13 @@ impl<'o> Service<'o> {
         if committed != Some(true) {
             // The objects are durable and the intent names them: whoever
             // reads this range next replays it onto the same keys.
-            tracing::warn!(topic, partition, first, last, "batch written but not committed (partition revoked or shutting down)");
+            tracing::warn!(
+                topic,
+                partition,
+                first,
+                last,
+                "batch written but not committed (partition revoked or shutting down)"
+            );
             return;
         }
         let s = &batch.summary;
@@ -682,10 +722,12 @@ impl<'o> Service<'o> {
         self.summary.dead_letters += s.dead_total();
         counter!("trailship_events_in_total", "topic" => topic.to_owned()).increment(s.records_read);
         for (class, n) in &s.rows {
-            counter!("trailship_events_out_total", "topic" => topic.to_owned(), "class" => class.dataset()).increment(*n);
+            counter!("trailship_events_out_total", "topic" => topic.to_owned(), "class" => class.dataset())
+                .increment(*n);
         }
         for (reason, n) in &s.dead_letters {
-            counter!("trailship_dead_letters_total", "topic" => topic.to_owned(), "reason" => reason.as_str()).increment(*n);
+            counter!("trailship_dead_letters_total", "topic" => topic.to_owned(), "reason" => reason.as_str())
+                .increment(*n);
         }
         if s.filtered > 0 {
             counter!("trailship_events_filtered_total", "topic" => topic.to_owned()).increment(s.filtered);
@@ -696,7 +738,8 @@ impl<'o> Service<'o> {
             }
         }
         histogram!("trailship_batch_age_seconds").record(batch.opened.elapsed().as_secs_f64());
-        gauge!("trailship_committed_offset", "topic" => topic.to_owned(), "partition" => partition.to_string()).set((last + 1) as f64);
+        gauge!("trailship_committed_offset", "topic" => topic.to_owned(), "partition" => partition.to_string())
+            .set((last + 1) as f64);
         if let Some(p) = self.parts.get_mut(tp) {
             p.committed = Some(last + 1);
         }
@@ -763,7 +806,9 @@ impl<'o> Service<'o> {
         while Instant::now() < until {
             self.health.tick();
             let consumer = Arc::clone(&self.consumer);
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()))) {
+            if let Some(Ok(m)) =
+                consumer.poll(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())))
+            {
                 let tp = (m.topic().to_owned(), m.partition());
                 let at = m.offset();
                 drop(m);
@@ -857,12 +902,16 @@ mod tests {
 
     #[test]
     fn keys_sort_by_offset_and_name_the_range() {
-        let s = |dir: Option<&str>| Staged { dir: dir.map(str::to_owned), path: PathBuf::new(), sha256: [0; 32], bytes: 0 };
+        let s =
+            |dir: Option<&str>| Staged { dir: dir.map(str::to_owned), path: PathBuf::new(), sha256: [0; 32], bytes: 0 };
         assert_eq!(
             object_key(&s(Some("api_activity/region=us-east-1/accountId=1/eventDay=20250101")), "ct", 3, 7, 12),
             "api_activity/region=us-east-1/accountId=1/eventDay=20250101/kafka-ct-3-00000000000000000007-00000000000000000012.zstd.parquet"
         );
-        assert_eq!(object_key(&s(None), "ct", 3, 7, 12), "_dead_letter/kafka-ct-3-00000000000000000007-00000000000000000012.ndjson");
+        assert_eq!(
+            object_key(&s(None), "ct", 3, 7, 12),
+            "_dead_letter/kafka-ct-3-00000000000000000007-00000000000000000012.ndjson"
+        );
         assert!(intent_key("ct", 0, 9) < intent_key("ct", 0, 10));
     }
 

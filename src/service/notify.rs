@@ -6,8 +6,8 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 use sha2::{Digest, Sha256};
 
-use super::spool::Spool;
 use super::Service;
+use super::spool::Spool;
 use crate::deadletter::Reason;
 use crate::decode::framer::Framer;
 use crate::integrity::GzipError;
@@ -31,11 +31,25 @@ fn covered_key(bucket: &str, key: &str) -> String {
 
 /// A log file named by a notification, as fetched.
 pub(super) enum Fetched {
-    Log { bucket: String, key: String, version_id: Option<String>, sha256: String, text: Vec<u8> },
+    Log {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        sha256: String,
+        text: Vec<u8>,
+    },
     /// A digest file, checked: its integrity-dataset object, and a coverage
     /// marker for each listed log file that was ingested.
-    Digest { key: String, body: Vec<u8>, covered: Vec<(String, Vec<u8>)> },
-    Dead { name: String, reason: Reason, detail: String },
+    Digest {
+        key: String,
+        body: Vec<u8>,
+        covered: Vec<(String, Vec<u8>)>,
+    },
+    Dead {
+        name: String,
+        reason: Reason,
+        detail: String,
+    },
 }
 
 fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreError> {
@@ -63,12 +77,20 @@ fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreE
     let (version_id, body) = match got {
         Ok(Ok((v, Ok(b)))) => (v, b.to_vec()),
         Ok(Ok((_, Err(e)))) => return Err(StoreError { op: "read", key: name, detail: e.to_string() }),
-        Ok(Err(len)) => return dead(Reason::Oversized, format!("log file is {len} bytes, over [source_s3] max_object_bytes")),
+        Ok(Err(len)) => {
+            return dead(Reason::Oversized, format!("log file is {len} bytes, over [source_s3] max_object_bytes"));
+        }
         Err(e) => {
             let status = e.raw_response().map(|r| r.status().as_u16());
             return match status {
-                Some(403 | 404) => dead(Reason::ReadError, format!("cannot read the log file: HTTP {}", status.unwrap_or(0))),
-                _ => Err(StoreError { op: "get", key: name, detail: aws_sdk_s3::error::DisplayErrorContext(&e).to_string() }),
+                Some(403 | 404) => {
+                    dead(Reason::ReadError, format!("cannot read the log file: HTTP {}", status.unwrap_or(0)))
+                }
+                _ => Err(StoreError {
+                    op: "get",
+                    key: name,
+                    detail: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                }),
             };
         }
     };
@@ -147,7 +169,11 @@ impl Service<'_> {
             ObjectKind::CloudTrailLog => {}
             ObjectKind::CloudTrailDigest => return self.check_digest(ev),
             ObjectKind::Other => {
-                return Some(Fetched::Dead { name, reason: Reason::UnrecognisedSource, detail: "not a CloudTrail log file".into() });
+                return Some(Fetched::Dead {
+                    name,
+                    reason: Reason::UnrecognisedSource,
+                    detail: "not a CloudTrail log file".into(),
+                });
             }
         }
         let max = self.cfg.source_s3.max_object_bytes;
@@ -159,8 +185,11 @@ impl Service<'_> {
     fn source_s3(&self) -> Result<&S3Store, StoreError> {
         if self.source_s3.get().is_none() {
             let c = &self.cfg.source_s3;
-            let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref())
-                .map_err(|e| StoreError { op: "connect to", key: "S3".into(), detail: e.to_string() })?;
+            let s3 = S3Store::new(c.endpoint_url.as_deref(), c.region.as_deref()).map_err(|e| StoreError {
+                op: "connect to",
+                key: "S3".into(),
+                detail: e.to_string(),
+            })?;
             let _ = self.source_s3.set(s3);
         }
         Ok(self.source_s3.get().expect("set above"))
@@ -190,7 +219,10 @@ impl Service<'_> {
             let t = crate::normalize::time::parse_rfc3339_ms(&d.doc.digest_end_time).unwrap_or(0);
             let region = parsed_key.as_ref().map(|k| k.source_region.as_str()).unwrap_or_default();
             let api = self.cloudtrail.get_or_init(|| {
-                crate::integrity::cloudtrail_api::CloudTrailApi::new(self.cfg.source_s3.cloudtrail_endpoint_url.as_deref()).ok()
+                crate::integrity::cloudtrail_api::CloudTrailApi::new(
+                    self.cfg.source_s3.cloudtrail_endpoint_url.as_deref(),
+                )
+                .ok()
             });
             if let Some(api) = api {
                 match api.list_public_keys(region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
@@ -199,7 +231,9 @@ impl Service<'_> {
                 }
             }
         }
-        let tag = |v: &Verdict| serde_json::to_value(v).ok().and_then(|j| j["verdict"].as_str().map(str::to_owned)).unwrap_or_default();
+        let tag = |v: &Verdict| {
+            serde_json::to_value(v).ok().and_then(|j| j["verdict"].as_str().map(str::to_owned)).unwrap_or_default()
+        };
         let digest_verdict = tag(&verdict);
         counter!("trailship_digests_checked_total", "verdict" => digest_verdict.clone()).increment(1);
         if !verdict.is_valid() {
@@ -226,8 +260,12 @@ impl Service<'_> {
             };
             counter!("trailship_digest_log_files_total", "verdict" => v).increment(1);
             match v {
-                "hash_mismatch" => tracing::error!(log = %e.s3_object, expected = %e.hash_value, ingested = ?ingested, "ingested log file differs from its digest"),
-                "not_ingested" => tracing::warn!(log = %e.s3_object, digest = %ev.key, "digest lists a log file not ingested (yet)"),
+                "hash_mismatch" => {
+                    tracing::error!(log = %e.s3_object, expected = %e.hash_value, ingested = ?ingested, "ingested log file differs from its digest")
+                }
+                "not_ingested" => {
+                    tracing::warn!(log = %e.s3_object, digest = %ev.key, "digest lists a log file not ingested (yet)")
+                }
                 _ => {}
             }
             let mut line = base.clone();
@@ -238,7 +276,8 @@ impl Service<'_> {
             line["verdict"] = v.into();
             if ingested.is_some() {
                 let marker = serde_json::json!({"digest_key": ev.key, "verdict": v});
-                covered.push((covered_key(&e.s3_bucket, &e.s3_object), serde_json::to_vec(&marker).expect("serialises")));
+                covered
+                    .push((covered_key(&e.s3_bucket, &e.s3_object), serde_json::to_vec(&marker).expect("serialises")));
             }
             lines.push(line);
         }

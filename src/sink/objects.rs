@@ -159,8 +159,8 @@ impl S3Objects {
     pub fn open(cfg: &ArchiveConfig) -> Result<Self, StoreError> {
         let (bucket, prefix) = crate::integrity::archive::ArchiveOptions::parse_location(&cfg.location);
         let bucket = bucket.expect("an s3:// location");
-        let s3 = S3Store::new(cfg.endpoint_url.as_deref(), cfg.region.as_deref())
-            .map_err(|e| err("connect", &bucket, e))?;
+        let s3 =
+            S3Store::new(cfg.endpoint_url.as_deref(), cfg.region.as_deref()).map_err(|e| err("connect", &bucket, e))?;
         let this = S3Objects {
             s3,
             bucket,
@@ -178,7 +178,11 @@ impl S3Objects {
             ));
         }
         if !enabled && this.lock.is_some() {
-            return Err(err("check Object Lock on", &this.bucket, "object_lock_mode is set but the bucket has no Object Lock"));
+            return Err(err(
+                "check Object Lock on",
+                &this.bucket,
+                "object_lock_mode is set but the bucket has no Object Lock",
+            ));
         }
         Ok(this)
     }
@@ -192,10 +196,12 @@ impl S3Objects {
                 .and_then(|c| c.object_lock_enabled())
                 .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
             // S3 answers 404 ObjectLockConfigurationNotFoundError for a bucket without one.
-            Err(e) if status(&e) == Some(404) && e.as_service_error().is_some_and(|s| {
-                use aws_sdk_s3::error::ProvideErrorMetadata;
-                s.code() != Some("NoSuchBucket")
-            }) =>
+            Err(e)
+                if status(&e) == Some(404)
+                    && e.as_service_error().is_some_and(|s| {
+                        use aws_sdk_s3::error::ProvideErrorMetadata;
+                        s.code() != Some("NoSuchBucket")
+                    }) =>
             {
                 Ok(false)
             }

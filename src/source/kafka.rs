@@ -93,7 +93,11 @@ pub fn dead_letter_producer(cfg: &KafkaConfig) -> Result<DeadLetterProducer, Kaf
     cc.set("bootstrap.servers", &cfg.brokers);
     for (k, v) in &cfg.properties {
         // Consumer-only properties would make librdkafka warn on a producer.
-        if !k.starts_with("session.") && !k.starts_with("heartbeat.") && !k.starts_with("auto.") && !k.starts_with("fetch.") {
+        if !k.starts_with("session.")
+            && !k.starts_with("heartbeat.")
+            && !k.starts_with("auto.")
+            && !k.starts_with("fetch.")
+        {
             cc.set(k, v);
         }
     }

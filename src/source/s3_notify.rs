@@ -152,7 +152,9 @@ mod tests {
     fn keys_by_cloudtrail_layout() {
         assert_eq!(classify(LOG), ObjectKind::CloudTrailLog);
         assert_eq!(
-            classify("AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/20/1_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T100000Z.json.gz"),
+            classify(
+                "AWSLogs/1/CloudTrail-Digest/us-east-1/2026/11/20/1_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T100000Z.json.gz"
+            ),
             ObjectKind::CloudTrailDigest
         );
         assert_eq!(classify("AWSLogs/1/CloudTrail-Insight/x.json.gz"), ObjectKind::Other);

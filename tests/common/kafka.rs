@@ -45,7 +45,8 @@ impl Broker {
     /// A broker keeping its data in `storage` (`s3://bucket/` with `env`
     /// pointing at the S3 server), which survives a restart.
     pub fn start_with(bin: &Path, log_dir: &Path, storage: String, env: Vec<(String, String)>) -> Broker {
-        let mut b = Broker { bin: bin.into(), port: free_port(), storage, env, child: None, log: log_dir.join("tansu.log") };
+        let mut b =
+            Broker { bin: bin.into(), port: free_port(), storage, env, child: None, log: log_dir.join("tansu.log") };
         b.spawn();
         b
     }
@@ -54,7 +55,15 @@ impl Broker {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(&self.bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &self.storage])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                &self.storage,
+            ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -119,7 +128,12 @@ impl Broker {
                     Ok(()) => break,
                     Err((e, r)) => {
                         assert!(
-                            matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
                             "{e}"
                         );
                         p.poll(Duration::from_millis(50));
@@ -153,7 +167,9 @@ impl Broker {
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                            .map(|h| {
+                                (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -325,8 +341,7 @@ impl Proxy {
                 }
                 let Ok(server) = std::net::TcpStream::connect(target) else { continue };
                 let flag = flag.clone();
-                for (mut from, mut to) in
-                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
                 {
                     let flag = flag.clone();
                     std::thread::spawn(move || {

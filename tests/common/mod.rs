@@ -23,7 +23,10 @@ pub fn external(var: &str, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) => Some(v),
         Err(_) => {
-            assert!(std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(), "{var} is not set: run ./scripts/test.sh");
+            assert!(
+                std::env::var_os("TRAILSHIP_REQUIRE_EXTERNAL").is_none(),
+                "{var} is not set: run ./scripts/test.sh"
+            );
             eprintln!("SKIPPED: {what} need {var} (run ./scripts/test.sh)");
             None
         }
