@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
@@ -31,15 +32,32 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }
 
+/// librdkafka's logs, as tracing events under the target `librdkafka`.
+fn forward_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    use RDKafkaLogLevel::*;
+    match level {
+        Emerg | Alert | Critical | Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+        Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+        Notice | Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
+        Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+    }
+}
+
+/// librdkafka filters its own logs before they reach [`forward_log`]: pass
+/// through what the tracing filter would keep.
+fn log_level() -> RDKafkaLogLevel {
+    if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+        RDKafkaLogLevel::Debug
+    } else if tracing::enabled!(target: "librdkafka", tracing::Level::INFO) {
+        RDKafkaLogLevel::Info
+    } else {
+        RDKafkaLogLevel::Warning
+    }
+}
+
 impl ClientContext for GroupContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel::*;
-        match level {
-            Emerg | Alert | Critical | Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
-            Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
-            Notice | Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
-            Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message)
     }
 }
 
@@ -73,7 +91,11 @@ pub struct DeliveryContext {
     pub failed: std::sync::atomic::AtomicU64,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message)
+    }
+}
 
 impl rdkafka::producer::ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
@@ -102,6 +124,7 @@ pub fn dead_letter_producer(cfg: &KafkaConfig) -> Result<DeadLetterProducer, Kaf
         }
     }
     cc.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "5");
+    cc.set_log_level(log_level());
     Ok(cc.create_with_context(DeliveryContext::default())?)
 }
 
@@ -130,16 +153,7 @@ pub fn subscribe(cfg: &KafkaConfig) -> Result<GroupConsumer, KafkaSetupError> {
         cc.set(k, v);
     }
     cc.set("group.id", &cfg.group_id).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
-    // librdkafka filters its own logs before they reach `log` above; pass
-    // through what the tracing filter would keep.
-    let level = if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
-        rdkafka::config::RDKafkaLogLevel::Debug
-    } else if tracing::enabled!(target: "librdkafka", tracing::Level::INFO) {
-        rdkafka::config::RDKafkaLogLevel::Info
-    } else {
-        rdkafka::config::RDKafkaLogLevel::Warning
-    };
-    cc.set_log_level(level);
+    cc.set_log_level(log_level());
     let consumer: GroupConsumer = cc.create_with_context(GroupContext::default())?;
     let topics: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
     consumer.subscribe(&topics)?;
