@@ -637,19 +637,18 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
 }
 
 /// Moves a column's values into an Arrow array (no copy); the column starts
-/// the next batch empty, with room for as many values as this one held.
+/// the next batch empty. Not pre-sized to this batch: capacity reserved on
+/// every column of every partition is memory the buffer bound does not see
+/// (it counts bytes written), and it was most of the peak RSS.
 fn leaf_array(l: &mut LeafCol) -> ArrayRef {
     let n = nulls(&l.valid);
     l.valid.clear();
     fn take<T>(v: &mut Vec<T>) -> Vec<T> {
-        let cap = v.len();
-        std::mem::replace(v, Vec::with_capacity(cap))
+        std::mem::take(v)
     }
     match (&mut l.values, l.ty) {
         (Values::Utf8 { offsets, bytes }, _) => {
-            let mut fresh = Vec::with_capacity(offsets.len());
-            fresh.push(0);
-            let offsets = std::mem::replace(offsets, fresh);
+            let offsets = std::mem::replace(offsets, vec![0]);
             Arc::new(
                 StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(take(bytes)), n)
                     .expect("only &str values are written to Utf8 columns"),
