@@ -294,37 +294,89 @@ fn write_static(st: StaticNode, out: &mut Vec<u8>) {
 
 /// Writes a JSON string literal with the escapes serde_json uses.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    while let Some(k) = next_escape(&bytes[start..]) {
+        let i = start + k;
         out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
+        let b = bytes[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            }
+        }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
+/// The first byte of `s` that a JSON string must escape (`"`, `\\`, or a
+/// control character), eight bytes at a time: re-serialising nested JSON
+/// (request and response documents, `unmapped`) writes every string of it,
+/// and almost none needs an escape.
+#[inline]
+fn next_escape(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `v` below `n` (bytes < 0x80 only; for the
+    // others the test is exact too, since their own high bit masks it out).
+    #[inline(always)]
+    fn below(v: u64, n: u8) -> u64 {
+        v.wrapping_sub(LO * n as u64) & !v & HI
+    }
+    #[inline(always)]
+    fn zero(v: u64) -> u64 {
+        v.wrapping_sub(LO) & !v & HI
+    }
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let v = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        // Each term is exact at its lowest flagged byte, so the lowest bit
+        // of the union is the first byte to escape.
+        let hit = below(v, 0x20) | zero(v ^ (LO * b'"' as u64)) | zero(v ^ (LO * b'\\' as u64));
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|k| i + k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_str_escapes_like_serde_json_at_every_offset() {
+        // Escapes next to bytes that borrow or carry in the eight-byte test
+        // (0x00, 0x1f, 0x20, 0x7f, 0x80 and multi-byte UTF-8), at every
+        // position of a word and of the tail.
+        for len in 0..24 {
+            for at in 0..len {
+                for esc in ['"', '\\', '\n', '\u{1}', '\u{1f}', '\u{8}', '\u{c}', '\r', '\t'] {
+                    for fill in ['a', ' ', '\u{7f}', 'é', '€', '!', '#', '[', ']'] {
+                        let mut s: Vec<char> = vec![fill; len];
+                        s[at] = esc;
+                        let s: String = s.into_iter().collect();
+                        let mut out = Vec::new();
+                        write_str(&s, &mut out);
+                        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 
     fn roundtrip(s: &str) -> String {
         let mut p = Parser::default();
