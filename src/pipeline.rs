@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::batch::Batcher;
 use crate::config::IntegrityConfig;
@@ -43,6 +44,9 @@ pub struct Options {
     pub redaction: RedactionConfig,
     pub normalize: NormalizeOptions,
     pub integrity: IntegrityConfig,
+    /// Inputs processed at once, one thread each. The memory and open-file
+    /// bounds above hold for the whole run: each thread gets its share.
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -61,6 +65,7 @@ impl Default for Options {
             redaction: RedactionConfig::default(),
             normalize: NormalizeOptions::default(),
             integrity: IntegrityConfig::default(),
+            threads: 1,
         }
     }
 }
@@ -98,6 +103,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another thread's counts (objects and digests are the sink's).
+    fn merge(&mut self, o: Summary) {
+        self.inputs_processed += o.inputs_processed;
+        self.inputs_skipped += o.inputs_skipped;
+        self.bytes_read += o.bytes_read;
+        self.records_read += o.records_read;
+        self.repaired += o.repaired;
+        self.filtered += o.filtered;
+        for (k, v) in o.rows {
+            *self.rows.entry(k).or_default() += v;
+        }
+        for (k, v) in o.dead_letters {
+            *self.dead_letters.entry(k).or_default() += v;
+        }
+    }
+
     pub fn rows_total(&self) -> u64 {
         self.rows.values().sum()
     }
@@ -125,18 +146,98 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         }
         None => tracing::warn!("no signing key configured ([integrity] signing_key_file): the archive is not signed"),
     }
+    let next = AtomicUsize::new(0);
+    let threads = opts.threads.clamp(1, inputs.len().max(1));
+    if threads == 1 {
+        work(opts, &redactor, inputs, &next, &mut sink, &mut summary)?;
+    } else {
+        // Each thread is a whole pipeline over the inputs it takes, with its
+        // share of the memory and open-object bounds; only checkpoints meet.
+        let share = Options {
+            max_buffer_bytes: opts.max_buffer_bytes / threads,
+            row_group_bytes: opts.row_group_bytes.min(opts.max_buffer_bytes / threads / 2),
+            ..opts.clone()
+        };
+        let mut forks = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            forks.push(sink.fork(opts.max_open_files / threads)?);
+        }
+        let parts = std::thread::scope(|s| {
+            let handles: Vec<_> = forks
+                .into_iter()
+                .map(|mut fork| {
+                    let (share, redactor, next) = (&share, &redactor, &next);
+                    s.spawn(move || {
+                        let mut part = Summary::default();
+                        work(share, redactor, inputs, next, &mut fork, &mut part)?;
+                        fork.close_run()?;
+                        Ok::<_, PipelineError>(part)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a pipeline thread panicked")).collect::<Vec<_>>()
+        });
+        for part in parts {
+            summary.merge(part?);
+        }
+    }
+    sink.seal_if_due(true)?;
+    summary.digests = sink.sealed();
+    summary.objects = sink.close_run()?;
+    if let Some(r) = &redactor {
+        summary.redactions = r.totals();
+        summary.redaction_key = Some((r.key_id().to_string(), r.ephemeral_key()));
+    }
+    debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total() + summary.filtered);
+    Ok(summary)
+}
+
+/// The next run of inputs for one thread: large while many remain, down to
+/// one at the end (guided scheduling). Consecutive inputs mostly share a
+/// partition (CloudTrail writes one directory per account, region and day),
+/// so runs keep each thread's objects apart instead of every thread writing
+/// a small object into every partition.
+fn claim(next: &AtomicUsize, len: usize, threads: usize) -> std::ops::Range<usize> {
+    let mut start = 0;
+    let mut size = 0;
+    let _ = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
+        start = at.min(len);
+        size = ((len - start) / (threads.max(1) * 4)).max(1);
+        Some(start + size)
+    });
+    start..(start + size).min(len)
+}
+
+/// One thread's share of a run: takes inputs from `next` until none is left,
+/// and checkpoints what it wrote.
+fn work(
+    opts: &Options,
+    redactor: &Option<Arc<Redactor>>,
+    inputs: &[Input],
+    next: &AtomicUsize,
+    sink: &mut LocalSink,
+    summary: &mut Summary,
+) -> Result<(), PipelineError> {
     let mut stage = Stages::new(opts, redactor.clone());
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
-
-    for input in inputs {
+    let mut mine = 0..0;
+    loop {
+        if mine.is_empty() {
+            mine = claim(next, inputs.len(), opts.threads);
+            if mine.is_empty() {
+                break;
+            }
+        }
+        let input = &inputs[mine.start];
+        mine.start += 1;
         let name = input.display();
         let (id, mut reader) = match source::open(input) {
             Ok(x) => x,
             Err(e) => {
                 // An unreadable input is one dead letter, not a failed run.
                 tracing::warn!(input = %name, error = %e, "cannot open input");
-                stage.dead_input(&mut sink, &mut summary, Reason::ReadError, &e.to_string(), &name, b"")?;
+                stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), &name, b"")?;
                 continue;
             }
         };
@@ -147,32 +248,25 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         }
         tracing::debug!(input = %name, "reading");
         let mut framer = Framer::new(&mut reader, opts.limits);
-        stage.input(&Origin::file(&name), &mut framer, &mut sink, &mut summary)?;
+        stage.input(&Origin::file(&name), &mut framer, sink, summary)?;
         drop(framer);
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
         since_checkpoint += reader.bytes;
         pending.push(id);
 
-        stage.flush(&mut sink, false)?;
+        stage.flush(sink, false)?;
         if since_checkpoint >= opts.checkpoint_bytes {
-            stage.flush(&mut sink, true)?;
+            stage.flush(sink, true)?;
             sink.checkpoint(&pending)?;
-            summary.digests.extend(sink.seal_if_due(false)?);
+            sink.seal_if_due(false)?;
             pending.clear();
             since_checkpoint = 0;
         }
     }
-    stage.flush(&mut sink, true)?;
+    stage.flush(sink, true)?;
     sink.checkpoint(&pending)?;
-    summary.digests.extend(sink.seal_if_due(true)?);
-    summary.objects = sink.close_run()?;
-    if let Some(r) = &redactor {
-        summary.redactions = r.totals();
-        summary.redaction_key = Some((r.key_id().to_string(), r.ephemeral_key()));
-    }
-    debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total() + summary.filtered);
-    Ok(summary)
+    Ok(())
 }
 
 /// The redactor `cfg` describes, or none when redaction is off; either way

@@ -39,9 +39,13 @@ fn corpus(dir: &TempDir) -> std::path::PathBuf {
     input
 }
 
-fn start(out: &std::path::Path, input: &std::path::Path) -> std::process::Child {
+/// Runs `normalize` with `threads` pipelines (more than the machine's cores
+/// is fine: what matters is that writers interleave their checkpoints).
+fn start(out: &std::path::Path, input: &std::path::Path, threads: usize) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_trailship"))
-        .args(["normalize", "--checkpoint-bytes", "200000", "--row-group-rows", "1000", "--out"])
+        .args(["normalize", "--checkpoint-bytes", "200000", "--row-group-rows", "1000", "--threads"])
+        .arg(threads.to_string())
+        .arg("--out")
         .arg(out)
         .arg(input)
         .stdout(Stdio::null())
@@ -59,10 +63,11 @@ fn kill_nine_at_random_points_then_restart_loses_and_duplicates_nothing() {
     // Deterministic "random" kill points, from early to late in a run.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut kills = 0;
-    for _ in 0..4 {
+    for i in 0..4 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = 150 + (seed >> 33) % 900;
-        let mut child = start(&out, &input);
+        // One pipeline, then several: a restart need not match the crashed run.
+        let mut child = start(&out, &input, 1 + 2 * (i % 2));
         std::thread::sleep(Duration::from_millis(delay));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -73,7 +78,7 @@ fn kill_nine_at_random_points_then_restart_loses_and_duplicates_nothing() {
     // The kills landed mid-run: some checkpoints committed, not all.
     let partial = rows(&out, "api_activity").len();
     assert!(partial < FILES * PER_FILE, "a killed run cannot have finished everything ({partial})");
-    let status = start(&out, &input).wait().unwrap();
+    let status = start(&out, &input, 3).wait().unwrap();
     assert!(status.success());
     assert!(kills >= 1, "at least one run must have been killed mid-way");
 
@@ -87,4 +92,34 @@ fn kill_nine_at_random_points_then_restart_loses_and_duplicates_nothing() {
     assert!(dead_letters(&out).is_empty());
     // Interrupted runs leave no temporary files behind once a run completes.
     assert!(!out.join("_trailship/journal.json").exists());
+}
+
+#[test]
+fn threads_archive_the_same_rows_as_one_pipeline_and_resume_from_each_others_ledger() {
+    let dir = TempDir::new("threads");
+    let input = corpus(&dir);
+    let uids = |out: &std::path::Path| {
+        let mut v: Vec<String> = rows(out, "api_activity")
+            .iter()
+            .map(|r| get(r, "metadata.uid").unwrap().as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let one = dir.path().join("one");
+    let s1 = run_with(trailship::pipeline::Options { out: one.clone(), ..Default::default() }, &[input.clone()]);
+    let four = dir.path().join("four");
+    let opts = trailship::pipeline::Options { out: four.clone(), threads: 4, ..Default::default() };
+    let s4 = run_with(opts.clone(), &[input.clone()]);
+    assert_eq!(s4.inputs_processed, FILES as u64);
+    assert_eq!(s4.rows, s1.rows);
+    assert_eq!(uids(&four), uids(&one), "the same rows, each once");
+    assert_eq!(uids(&four).len(), FILES * PER_FILE);
+    // Objects of different threads never share a name.
+    let keys: std::collections::HashSet<_> = s4.objects.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(keys.len(), s4.objects.len());
+    assert_eq!(keys.len(), parquet_files(&four).len());
+    // Every input went to the one ledger: a rerun skips them all.
+    let again = run_with(opts, &[input]);
+    assert_eq!((again.inputs_processed, again.inputs_skipped, again.records_read), (0, FILES as u64, 0));
 }

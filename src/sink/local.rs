@@ -6,11 +6,17 @@
 //! rolled forward and anything not in a journal is deleted, so a restarted
 //! run neither loses nor duplicates rows. Inputs completed by a checkpoint go
 //! to the ledger and are skipped by later runs.
+//!
+//! Several writers may share one archive ([`LocalSink::fork`], one per
+//! thread): each owns its open objects and temporary files, so an object only
+//! ever holds rows of the inputs its own writer's checkpoint completes, and
+//! checkpoints (journal, ledger, digest chain) are serialised by one lock.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow_array::RecordBatch;
 use parquet::file::properties::WriterProperties;
@@ -62,9 +68,25 @@ struct OpenObject {
     rows: u64,
 }
 
-pub struct LocalSink {
+/// What every writer of one archive shares: the commit point.
+struct Shared {
     root: PathBuf,
     state: PathBuf,
+    run: String,
+    writers: std::sync::atomic::AtomicU32,
+    commit: Mutex<Commit>,
+}
+
+struct Commit {
+    ledger: HashSet<InputId>,
+    committed: Vec<ObjectRecord>,
+    sealer: Option<Sealer>,
+    /// Digests sealed by this run, oldest first.
+    sealed: Vec<String>,
+}
+
+pub struct LocalSink {
+    shared: Arc<Shared>,
     tmp: PathBuf,
     run: String,
     props: WriterProperties,
@@ -77,9 +99,6 @@ pub struct LocalSink {
     dead: Vec<u8>,
     dead_files: Vec<(PathBuf, ObjectRecord)>,
     seq: u64,
-    ledger: HashSet<InputId>,
-    committed: Vec<ObjectRecord>,
-    sealer: Option<Sealer>,
 }
 
 pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
@@ -102,9 +121,11 @@ impl LocalSink {
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
         let tmp = state.join("tmp").join(&run);
         fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let commit = Commit { ledger, committed: Vec::new(), sealer: None, sealed: Vec::new() };
+        let shared =
+            Shared { root: root.to_path_buf(), state, run: run.clone(), writers: 1.into(), commit: Mutex::new(commit) };
         Ok(LocalSink {
-            root: root.to_path_buf(),
-            state,
+            shared: Arc::new(shared),
             tmp,
             run,
             props,
@@ -116,40 +137,69 @@ impl LocalSink {
             dead: Vec::new(),
             dead_files: Vec::new(),
             seq: 0,
-            ledger,
-            committed: Vec::new(),
-            sealer: None,
+        })
+    }
+
+    /// Another writer into the same archive, for another thread, with its own
+    /// open-object bound. Its checkpoints commit through the same journal,
+    /// ledger and digest chain as this one's.
+    pub fn fork(&self, max_open: usize) -> Result<LocalSink, SinkError> {
+        let n = self.shared.writers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run = format!("{}-w{n}", self.shared.run);
+        let tmp = self.shared.state.join("tmp").join(&run);
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        Ok(LocalSink {
+            shared: Arc::clone(&self.shared),
+            tmp,
+            run,
+            props: self.props.clone(),
+            max_file_bytes: self.max_file_bytes,
+            max_open: max_open.max(1),
+            open: HashMap::new(),
+            open_order: Vec::new(),
+            closed: Vec::new(),
+            dead: Vec::new(),
+            dead_files: Vec::new(),
+            seq: 0,
         })
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.shared.root
+    }
+
+    fn commit(&self) -> MutexGuard<'_, Commit> {
+        // A writer that panicked mid-checkpoint leaves the journal for the
+        // next start to roll forward; the state behind the lock stays usable.
+        self.shared.commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Signs the archive from now on: every committed object goes into the
     /// next digest of `chain` (see `integrity::chain`), sealed at least every
     /// `interval_ms` and at the end of the run.
     pub fn sign_with(&mut self, chain: ChainWriter, interval_ms: i64) -> Result<(), SinkError> {
-        self.sealer = Some(Sealer::open(&self.root, &self.state, chain, interval_ms)?);
+        let sealer = Sealer::open(&self.shared.root, &self.shared.state, chain, interval_ms)?;
+        self.commit().sealer = Some(sealer);
         Ok(())
     }
 
     /// Seals a digest when one is due (`force`: whenever objects await one).
     /// Returns the digest's key when one was written.
     pub fn seal_if_due(&mut self, force: bool) -> Result<Option<String>, SinkError> {
-        match &mut self.sealer {
-            Some(s) => s.seal_if_due(now_ms(), force),
-            None => Ok(None),
-        }
+        let mut c = self.commit();
+        let Some(s) = &mut c.sealer else { return Ok(None) };
+        let sealed = s.seal_if_due(now_ms(), force)?;
+        c.sealed.extend(sealed.clone());
+        Ok(sealed)
     }
 
     pub fn is_done(&self, input: &InputId) -> bool {
-        self.ledger.contains(input)
+        self.commit().ledger.contains(input)
     }
 
-    /// Objects made visible so far by this sink's checkpoints.
-    pub fn committed(&self) -> &[ObjectRecord] {
-        &self.committed
+    /// Digests sealed by this run, by any writer, oldest first.
+    pub fn sealed(&self) -> Vec<String> {
+        self.commit().sealed.clone()
     }
 
     pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -224,42 +274,46 @@ impl LocalSink {
         }
         self.open_order.clear();
         self.spill_dead()?;
+        let root = &self.shared.root;
         let mut renames = Vec::new();
         let mut objects = Vec::new();
         for (tmp, rec) in self.closed.drain(..) {
-            renames.push((tmp, self.root.join(&rec.key)));
+            renames.push((tmp, root.join(&rec.key)));
             objects.push(rec);
         }
         let mut dead_objects = Vec::new();
         for (tmp, rec) in self.dead_files.drain(..) {
-            renames.push((tmp, self.root.join(&rec.key)));
+            renames.push((tmp, root.join(&rec.key)));
             dead_objects.push(rec);
         }
         if renames.is_empty() && inputs.is_empty() {
             return Ok(());
         }
         let journal = Journal { run: self.run.clone(), renames, objects, dead_objects, inputs: inputs.to_vec() };
-        let path = self.state.join("journal.json");
-        let tmp = self.state.join("journal.json.tmp");
         let body = serde_json::to_vec(&journal).expect("journal serialises");
+        let state = &self.shared.state;
+        // One journal at a time: recovery rolls forward exactly one.
+        let mut c = self.commit();
+        let path = state.join("journal.json");
+        let tmp = state.join("journal.json.tmp");
         write_synced(&tmp, &body)?;
         fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        sync_dir(&self.state)?;
-        apply(&self.state, &journal)?;
+        sync_dir(state)?;
+        apply(state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-        self.ledger.extend(journal.inputs);
-        if let Some(s) = &mut self.sealer {
+        c.ledger.extend(journal.inputs);
+        if let Some(s) = &mut c.sealer {
             s.add(journal.objects.iter().chain(&journal.dead_objects).map(covered));
         }
-        self.committed.extend(journal.objects);
+        c.committed.extend(journal.objects);
         Ok(())
     }
 
-    /// Removes this run's temporary directory (after the final checkpoint
-    /// and seal).
+    /// Removes this writer's temporary directory (after its final
+    /// checkpoint); returns the objects committed so far by every writer.
     pub fn close_run(self) -> Result<Vec<ObjectRecord>, SinkError> {
         let _ = fs::remove_dir(&self.tmp);
-        Ok(self.committed)
+        Ok(self.commit().committed.clone())
     }
 }
 
