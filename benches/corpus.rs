@@ -74,11 +74,23 @@ fn identity(r: &mut Rng, account: &str, out: &mut String) {
     }
 }
 
-/// Appends one CloudTrail record (compact JSON) to `out`.
+/// Appends one CloudTrail record (compact JSON) to `out`, from any account
+/// and region (a Kafka feed mixes them).
 pub fn record(r: &mut Rng, seq: u64, out: &mut String) {
     let account = r.pick(ACCOUNTS);
     let region = r.pick(REGIONS);
-    let secs = 1_709_280_000 + seq / 50;
+    record_in(r, seq, account, region, out)
+}
+
+/// Seconds since the epoch of record `seq`: 50 events a second from
+/// 2024-03-01T08:00Z.
+pub fn record_secs(seq: u64) -> u64 {
+    1_709_280_000 + seq / 50
+}
+
+/// Appends one CloudTrail record of `account` in `region`.
+pub fn record_in(r: &mut Rng, seq: u64, account: &str, region: &str, out: &mut String) {
+    let secs = record_secs(seq);
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let day = 1 + (secs / 86_400) % 28;
     let kind = r.below(100);
@@ -196,18 +208,28 @@ pub fn record(r: &mut Rng, seq: u64, out: &mut String) {
     out.push('}');
 }
 
-/// A CloudTrail log file body (`{"Records":[...]}`) of `n` records.
-pub fn log_file(r: &mut Rng, first_seq: u64, n: u64) -> String {
+/// A CloudTrail log file: as CloudTrail delivers them, one account and one
+/// region a file.
+pub struct LogFile {
+    pub account: &'static str,
+    pub region: &'static str,
+    /// `{"Records":[...]}`
+    pub body: String,
+}
+
+/// A log file of `n` records from `first_seq` on, of a random account and region.
+pub fn log_file(r: &mut Rng, first_seq: u64, n: u64) -> LogFile {
+    let (account, region) = (r.pick(ACCOUNTS), r.pick(REGIONS));
     let mut s = String::with_capacity(n as usize * 1600);
     s.push_str("{\"Records\":[");
     for i in 0..n {
         if i > 0 {
             s.push(',');
         }
-        record(r, first_seq + i, &mut s);
+        record_in(r, first_seq + i, account, region, &mut s);
     }
     s.push_str("]}");
-    s
+    LogFile { account, region, body: s }
 }
 
 /// Appends one Kubernetes audit event (log backend line): Metadata level for

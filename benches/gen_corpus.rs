@@ -23,10 +23,14 @@ fn main() -> std::io::Result<()> {
     let (mut written, mut file, mut json_bytes, mut gz_bytes) = (0u64, 0u64, 0u64, 0u64);
     while written < records {
         let n = per_file.min(records - written);
-        let body = corpus::log_file(&mut rng, written, n);
-        let dir = format!("{out}/AWSLogs/111122223333/CloudTrail/us-east-1/2024/03/{:02}", 1 + file % 28);
+        let corpus::LogFile { account, region, body } = corpus::log_file(&mut rng, written, n);
+        // Where and under which name CloudTrail delivers the file: its
+        // account, region and the day and minute of its first record.
+        let secs = corpus::record_secs(written);
+        let (day, hhmm) = (1 + (secs / 86_400) % 28, (secs / 3600) % 24 * 100 + (secs / 60) % 60);
+        let dir = format!("{out}/AWSLogs/{account}/CloudTrail/{region}/2024/03/{day:02}");
         std::fs::create_dir_all(&dir)?;
-        let path = format!("{dir}/111122223333_CloudTrail_us-east-1_20240301T{:04}Z_{file:06}.json.gz", file % 2400);
+        let path = format!("{dir}/{account}_CloudTrail_{region}_202403{day:02}T{hhmm:04}Z_{file:06}.json.gz");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(body.as_bytes())?;
         let gz = gz.finish()?;

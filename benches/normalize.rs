@@ -5,67 +5,29 @@
 
 #[path = "corpus.rs"]
 mod corpus;
+#[path = "stage.rs"]
+mod stage;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trailship::batch::Batcher;
-use trailship::decode::framer::{Frame, Framer, Limits};
+use trailship::decode::framer::{Frame, Framer};
 use trailship::decode::json::Parser;
 use trailship::encode::{EncodeOptions, ObjectWriter, writer_properties};
-use trailship::normalize::{Ctx, Normalizer, SourceKind};
+use trailship::normalize::{Normalizer, SourceKind};
 use trailship::redact::{RedactionConfig, Redactor, Stats};
 
+use stage::{LIMITS, normalise, normalise_redacted};
+
 const RECORDS: u64 = 20_000;
-const LIMITS: Limits = Limits { max_record_bytes: 4 << 20, max_depth: 64 };
 
 fn corpus() -> Vec<u8> {
     let mut rng = corpus::Rng::new(42);
     let mut out = Vec::new();
     for f in 0..(RECORDS / 1000) {
-        out.extend_from_slice(corpus::log_file(&mut rng, f * 1000, 1000).as_bytes());
+        out.extend_from_slice(corpus::log_file(&mut rng, f * 1000, 1000).body.as_bytes());
         out.push(b'\n');
     }
     out
-}
-
-/// Frames, parses and normalises `input`; returns rows written.
-fn normalise(input: &[u8], parser: &mut Parser, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {
-    normalise_redacted(input, parser, norm, batcher, None)
-}
-
-/// The same, deciding per record whether strings need the token scan, as the
-/// pipeline does.
-fn normalise_redacted(
-    input: &[u8],
-    parser: &mut Parser,
-    norm: &mut Normalizer,
-    batcher: &mut Batcher,
-    redactor: Option<&Redactor>,
-) -> u64 {
-    let mut framer = Framer::new(input, LIMITS);
-    let mut rows = 0;
-    while let Some(frame) = framer.next() {
-        if let Frame::Record { index, bytes } = frame {
-            if let Some(r) = redactor {
-                batcher.set_scan_tokens(r.candidate(bytes));
-            }
-            let ok = parser.parse(bytes, |p| {
-                let p = p.expect("corpus is valid JSON");
-                let ctx = Ctx {
-                    source_file: "bench",
-                    index,
-                    repairs: p.repairs,
-                    raw: None,
-                    headers: &[],
-                    body: None,
-                    kafka: None,
-                    object: None,
-                };
-                norm.normalize(p.root, &ctx, batcher).is_ok()
-            });
-            rows += ok as u64;
-        }
-    }
-    rows
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# trailship against its peers on one seeded corpus, in one run, interleaved
+# (issue 7). Prints a Markdown table: events/s and MB/s of input JSON pinned
+# to one core and on every core, peak RSS, output bytes, and the ratio to
+# trailship; then trailship's stages one at a time and its other families.
+#
+#   benches/peers.sh [RECORDS=200000] [ROUNDS=3]
+#
+# Contenders (all read the same gzip CloudTrail log files, all write zstd
+# Parquet at level 1):
+#   trailship  normalize: gzip in, redacted OCSF Parquet out, fsync'd commits
+#   duckdb     the Python package: read_json, OCSF-like projection, COPY TO
+#   vrl        the Vector path: VRL remap (cloudtrail_to_ocsf.vrl), arrow-json, Parquet
+#   naive      serde_json::Value per record, fields by key into Arrow builders
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${1:-200000}
+rounds=${2:-3}
+cores=$(nproc)
+venv=.venv-bench
+if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "duckdb==1.4.2"
+fi
+command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+cargo build --release --quiet --bin trailship --example gen-corpus --example stages
+cargo build --release --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
+
+work=${TMPDIR:-/tmp}/trailship-peers
+corpus=$work/corpus-$records
+if [ ! -f "$corpus/.done" ]; then
+    rm -rf "$corpus"
+    ./target/release/examples/gen-corpus "$corpus" "$records" 1000 1 mix
+    touch "$corpus/.done"
+fi
+json_bytes=$("$venv/bin/python" - "$corpus/AWSLogs" <<'EOF'
+import gzip, pathlib, sys
+print(sum(len(gzip.decompress(p.read_bytes())) for p in pathlib.Path(sys.argv[1]).rglob("*.json.gz")))
+EOF
+)
+results=$work/results.tsv
+: >"$results"
+
+# run NAME THREADS COMMAND...: one timed run; OUT is its (fresh) output path.
+run() {
+    local name=$1 threads=$2
+    shift 2
+    rm -rf "$work/out"
+    mkdir -p "$work/out"
+    local pin=()
+    [ "$threads" = 1 ] && pin=(taskset -c 0)
+    /usr/bin/time -f "%e %M" -o "$work/time" "${pin[@]}" "$@" >"$work/log" 2>&1 || {
+        echo "$name failed:" >&2
+        cat "$work/log" >&2
+        exit 1
+    }
+    read -r wall rss <"$work/time"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$threads" "$wall" "$rss" "$(du -sb "$work/out" | cut -f1)" >>"$results"
+}
+
+ct=$corpus/AWSLogs
+for round in $(seq "$rounds"); do
+    for threads in 1 "$cores"; do
+        run trailship "$threads" ./target/release/trailship normalize --threads "$threads" --out "$work/out/archive" "$ct"
+        run duckdb "$threads" "$venv/bin/python" benches/peers/duckdb_ocsf.py "$ct" "$work/out/duckdb.parquet" "$threads"
+        run vrl "$threads" ./target/peers/release/peers vrl "$ct" "$work/out" "$threads"
+        run naive "$threads" ./target/peers/release/peers naive "$ct" "$work/out" "$threads"
+    done
+    echo "round $round of $rounds done" >&2
+done
+
+echo "## $(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $records CloudTrail records, $((json_bytes / 1000000)) MB of JSON"
+echo
+"$venv/bin/python" - "$results" "$records" "$json_bytes" "$cores" <<'EOF'
+import statistics, sys
+path, records, json_bytes, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+runs = {}
+for line in open(path):
+    name, threads, wall, rss, out = line.split()
+    runs.setdefault((name, threads), []).append((float(wall), int(rss), int(out)))
+def med(name, threads):
+    rs = runs[(name, threads)]
+    return statistics.median(r[0] for r in rs), max(r[1] for r in rs), rs[-1][2]
+print(f"| contender | cores | wall (median of {len(runs[('trailship', '1')])}) | events/s | MB/s of JSON | per core | peak RSS | output | trailship is |")
+print("|---|---|---|---|---|---|---|---|---|")
+for threads in ("1", cores):
+    base = med("trailship", threads)[0]
+    for name in ("trailship", "duckdb", "vrl", "naive"):
+        wall, rss, out = med(name, threads)
+        mbs = json_bytes / 1e6 / wall
+        ratio = "" if name == "trailship" else f"{wall / base:.1f}x faster"
+        print(f"| {name} | {threads} | {wall:.2f} s | {records / wall:,.0f} | {mbs:.1f} | {mbs / int(threads):.1f} "
+              f"| {rss / 1024:.0f} MB | {out / 1e6:.1f} MB | {ratio} |")
+t1, tn = med("trailship", "1")[0], med("trailship", cores)[0]
+print(f"\ntrailship scaling: {t1 / tn:.2f}x on {cores} cores")
+EOF
+
+echo
+echo "trailship stages, one core, in memory (best of 3):"
+echo '```'
+taskset -c 0 ./target/release/examples/stages "$ct"
+echo '```'
+echo
+echo "trailship end to end per family, one core:"
+for fam in AWSLogs k8s github; do
+    rm -rf "$work/out"
+    line=$(taskset -c 0 ./target/release/trailship normalize --threads 1 --out "$work/out" "$corpus/$fam" 2>/dev/null | grep 'MB/s')
+    echo "- $fam: $line"
+done
+rm -rf "$work/out"
