@@ -119,13 +119,24 @@ impl LocalSink {
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
-        let tmp = state.join("tmp").join(&run);
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         let commit = Commit { ledger, committed: Vec::new(), sealer: None, sealed: Vec::new() };
         let shared =
             Shared { root: root.to_path_buf(), state, run: run.clone(), writers: 1.into(), commit: Mutex::new(commit) };
+        Self::writer(Arc::new(shared), run, props, max_file_bytes, max_open)
+    }
+
+    /// A writer with no open object, its temporary files under `tmp/<run>`.
+    fn writer(
+        shared: Arc<Shared>,
+        run: String,
+        props: WriterProperties,
+        max_file_bytes: usize,
+        max_open: usize,
+    ) -> Result<Self, SinkError> {
+        let tmp = shared.state.join("tmp").join(&run);
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         Ok(LocalSink {
-            shared: Arc::new(shared),
+            shared,
             tmp,
             run,
             props,
@@ -146,22 +157,7 @@ impl LocalSink {
     pub fn fork(&self, max_open: usize) -> Result<LocalSink, SinkError> {
         let n = self.shared.writers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = format!("{}-w{n}", self.shared.run);
-        let tmp = self.shared.state.join("tmp").join(&run);
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        Ok(LocalSink {
-            shared: Arc::clone(&self.shared),
-            tmp,
-            run,
-            props: self.props.clone(),
-            max_file_bytes: self.max_file_bytes,
-            max_open: max_open.max(1),
-            open: HashMap::new(),
-            open_order: Vec::new(),
-            closed: Vec::new(),
-            dead: Vec::new(),
-            dead_files: Vec::new(),
-            seq: 0,
-        })
+        Self::writer(Arc::clone(&self.shared), run, self.props.clone(), self.max_file_bytes, max_open)
     }
 
     pub fn root(&self) -> &Path {
