@@ -152,10 +152,12 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         work(opts, &redactor, inputs, &next, &mut sink, &mut summary)?;
     } else {
         // Each thread is a whole pipeline over the inputs it takes, with its
-        // share of the memory and open-object bounds; only checkpoints meet.
+        // share of the memory and open-object bounds and of the input between
+        // checkpoints; only checkpoints meet.
         let share = Options {
             max_buffer_bytes: opts.max_buffer_bytes / threads,
             row_group_bytes: opts.row_group_bytes.min(opts.max_buffer_bytes / threads / 2),
+            checkpoint_bytes: (opts.checkpoint_bytes / threads as u64).max(1),
             ..opts.clone()
         };
         let mut forks = Vec::with_capacity(threads);
