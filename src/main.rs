@@ -273,7 +273,7 @@ fn run(cmd: Command) -> Result<()> {
             let started = std::time::Instant::now();
             let summary =
                 pipeline::run(&opts, &inputs).with_context(|| format!("normalising into {}", out.display()))?;
-            print_summary(&summary, opts.threads.min(inputs.len().max(1)), &out, embedded, started.elapsed());
+            print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
         Command::Run { config, endpoint_url, paths } => run_service(&config, endpoint_url, &paths),
@@ -347,7 +347,7 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         let started = std::time::Instant::now();
         let summary =
             pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;
-        print_summary(&summary, base.threads.min(inputs.len().max(1)), &base.out, embedded, started.elapsed());
+        print_summary(&summary, &base.out, embedded, started.elapsed());
         return Ok(());
     }
     let health = Arc::new(Health::default());
@@ -553,7 +553,7 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
     if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
-fn print_summary(s: &Summary, threads: usize, out: &std::path::Path, embedded: bool, took: std::time::Duration) {
+fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::time::Duration) {
     let src = if embedded { " (embedded samples)" } else { "" };
     let secs = took.as_secs_f64().max(1e-9);
     println!(
@@ -566,8 +566,8 @@ fn print_summary(s: &Summary, threads: usize, out: &std::path::Path, embedded: b
         secs,
         s.records_read as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs,
-        threads,
-        if threads == 1 { "" } else { "s" }
+        s.threads,
+        if s.threads == 1 { "" } else { "s" }
     );
     println!("rows written: {}", s.rows_total());
     for (class, n) in &s.rows {

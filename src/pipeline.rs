@@ -100,6 +100,8 @@ pub struct Summary {
     /// Digests sealed over the archive, and the signing key's fingerprint.
     pub digests: Vec<String>,
     pub signing_key: Option<String>,
+    /// Pipelines the run used: `Options::threads`, at most one per input.
+    pub threads: usize,
 }
 
 impl Summary {
@@ -148,6 +150,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     }
     let next = AtomicUsize::new(0);
     let threads = opts.threads.clamp(1, inputs.len().max(1));
+    summary.threads = threads;
     if threads == 1 {
         work(opts, &redactor, inputs, &next, &mut sink, &mut summary)?;
     } else {
@@ -172,7 +175,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
                     s.spawn(move || {
                         let mut part = Summary::default();
                         work(share, redactor, inputs, next, &mut fork, &mut part)?;
-                        fork.close_run()?;
+                        fork.close_writer();
                         Ok::<_, PipelineError>(part)
                     })
                 })

@@ -179,14 +179,15 @@ impl LocalSink {
         Ok(())
     }
 
-    /// Seals a digest when one is due (`force`: whenever objects await one).
-    /// Returns the digest's key when one was written.
-    pub fn seal_if_due(&mut self, force: bool) -> Result<Option<String>, SinkError> {
+    /// Seals a digest when one is due (`force`: whenever objects await one);
+    /// [`LocalSink::sealed`] lists what was sealed.
+    pub fn seal_if_due(&mut self, force: bool) -> Result<(), SinkError> {
         let mut c = self.commit();
-        let Some(s) = &mut c.sealer else { return Ok(None) };
-        let sealed = s.seal_if_due(now_ms(), force)?;
-        c.sealed.extend(sealed.clone());
-        Ok(sealed)
+        let Some(s) = &mut c.sealer else { return Ok(()) };
+        if let Some(key) = s.seal_if_due(now_ms(), force)? {
+            c.sealed.push(key);
+        }
+        Ok(())
     }
 
     pub fn is_done(&self, input: &InputId) -> bool {
@@ -305,11 +306,17 @@ impl LocalSink {
         Ok(())
     }
 
-    /// Removes this writer's temporary directory (after its final
-    /// checkpoint); returns the objects committed so far by every writer.
-    pub fn close_run(self) -> Result<Vec<ObjectRecord>, SinkError> {
+    /// Removes this writer's temporary directory (after its final checkpoint).
+    pub fn close_writer(self) {
         let _ = fs::remove_dir(&self.tmp);
-        Ok(self.commit().committed.clone())
+    }
+
+    /// Closes this writer; returns the objects committed so far by every
+    /// writer of the archive.
+    pub fn close_run(self) -> Result<Vec<ObjectRecord>, SinkError> {
+        let committed = self.commit().committed.clone();
+        self.close_writer();
+        Ok(committed)
     }
 }
 
