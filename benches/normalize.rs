@@ -10,13 +10,12 @@ mod stage;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trailship::batch::Batcher;
-use trailship::decode::framer::{Frame, Framer};
 use trailship::decode::json::Parser;
-use trailship::encode::{EncodeOptions, ObjectWriter, writer_properties};
+use trailship::encode::{EncodeOptions, writer_properties};
 use trailship::normalize::{Normalizer, SourceKind};
 use trailship::redact::{RedactionConfig, Redactor, Stats};
 
-use stage::{LIMITS, normalise, normalise_redacted};
+use stage::{decode, encode, normalise, normalise_redacted};
 
 const RECORDS: u64 = 20_000;
 
@@ -38,16 +37,7 @@ fn bench(c: &mut Criterion) {
 
     g.bench_function("decode", |b| {
         let mut parser = Parser::default();
-        b.iter(|| {
-            let mut framer = Framer::new(&input[..], LIMITS);
-            let mut n = 0u64;
-            while let Some(frame) = framer.next() {
-                if let Frame::Record { bytes, .. } = frame {
-                    n += parser.parse(bytes, |p| p.is_ok()) as u64;
-                }
-            }
-            assert_eq!(n, RECORDS);
-        })
+        b.iter(|| assert_eq!(decode(&input, &mut parser), RECORDS))
     });
 
     g.bench_function("decode+normalise", |b| {
@@ -112,30 +102,14 @@ fn bench(c: &mut Criterion) {
         normalise(&input, &mut parser, &mut norm, &mut batcher);
         batcher.take_all()
     };
-    g.bench_function("encode", |b| {
-        b.iter(|| {
-            let mut bytes = 0;
-            for (_, batch) in &batches {
-                let mut w = ObjectWriter::new(std::io::sink(), batch.schema(), props.clone()).unwrap();
-                w.write(batch).unwrap();
-                bytes += w.finish().unwrap().1;
-            }
-            bytes
-        })
-    });
+    g.bench_function("encode", |b| b.iter(|| encode(&batches, &props)));
 
     g.bench_function("end_to_end_in_memory", |b| {
         let (mut parser, mut norm, mut batcher) =
             (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         b.iter(|| {
             normalise(&input, &mut parser, &mut norm, &mut batcher);
-            let mut bytes = 0;
-            for (_, batch) in batcher.take_all() {
-                let mut w = ObjectWriter::new(std::io::sink(), batch.schema(), props.clone()).unwrap();
-                w.write(&batch).unwrap();
-                bytes += w.finish().unwrap().1;
-            }
-            bytes
+            encode(&batcher.take_all(), &props)
         })
     });
     g.finish();

@@ -2,13 +2,40 @@
 //! criterion bench and the `stages` example.
 #![allow(dead_code)]
 
-use trailship::batch::Batcher;
+use arrow_array::RecordBatch;
+use parquet::file::properties::WriterProperties;
+use trailship::batch::{Batcher, PartitionKey};
 use trailship::decode::framer::{Frame, Framer, Limits};
 use trailship::decode::json::Parser;
+use trailship::encode::ObjectWriter;
 use trailship::normalize::{Ctx, Normalizer};
 use trailship::redact::Redactor;
 
 pub const LIMITS: Limits = Limits { max_record_bytes: 4 << 20, max_depth: 64 };
+
+/// Frames and parses `input`; returns records parsed.
+pub fn decode(input: &[u8], parser: &mut Parser) -> u64 {
+    let mut framer = Framer::new(input, LIMITS);
+    let mut n = 0;
+    while let Some(frame) = framer.next() {
+        if let Frame::Record { bytes, .. } = frame {
+            n += parser.parse(bytes, |p| p.is_ok()) as u64;
+        }
+    }
+    n
+}
+
+/// Encodes each batch as one object, with the writer the pipeline uses;
+/// returns the bytes of Parquet written.
+pub fn encode<'b>(batches: impl IntoIterator<Item = &'b (PartitionKey, RecordBatch)>, props: &WriterProperties) -> u64 {
+    let mut out = 0;
+    for (_, b) in batches {
+        let mut w = ObjectWriter::for_batch(std::io::sink(), b, props.clone()).expect("writer");
+        w.write(b).expect("encode");
+        out += w.finish().expect("finish").1;
+    }
+    out
+}
 
 /// Frames, parses and normalises `input`; returns rows written.
 pub fn normalise(input: &[u8], parser: &mut Parser, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {

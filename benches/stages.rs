@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use trailship::batch::Batcher;
 use trailship::decode::json::Parser;
-use trailship::encode::{EncodeOptions, ObjectWriter, writer_properties};
+use trailship::encode::{EncodeOptions, writer_properties};
 use trailship::normalize::{Normalizer, SourceKind};
 use trailship::redact::{RedactionConfig, Redactor};
 
@@ -84,18 +84,7 @@ fn main() {
     println!("{} files, {rows} records, {:.1} MB of JSON", texts.len(), json_bytes as f64 / 1e6);
     report("inflate (gzip)", t, rows);
 
-    let (t, _) = best(|| {
-        let mut n = 0u64;
-        for text in &texts {
-            let mut framer = trailship::decode::framer::Framer::new(&text[..], stage::LIMITS);
-            while let Some(f) = framer.next() {
-                if let trailship::decode::framer::Frame::Record { bytes, .. } = f {
-                    n += parser.parse(bytes, |p| p.is_ok()) as u64;
-                }
-            }
-        }
-        n
-    });
+    let (t, _) = best(|| texts.iter().map(|text| stage::decode(text, &mut parser)).sum::<u64>());
     report("decode (frame + simd-json)", t, rows);
 
     let (t, _) = best(|| {
@@ -127,15 +116,7 @@ fn main() {
     }
     batches.extend(red_batcher.take_all());
     let props = writer_properties(&EncodeOptions::default()).expect("default properties");
-    let (t, out) = best(|| {
-        let mut out = 0u64;
-        for (_, b) in &batches {
-            let mut w = ObjectWriter::for_batch(std::io::sink(), b, props.clone()).expect("writer");
-            w.write(b).expect("encode");
-            out += w.finish().expect("finish").1;
-        }
-        out
-    });
+    let (t, out) = best(|| stage::encode(&batches, &props));
     report("encode (zstd Parquet)", t, rows);
     println!("encoded {} batches into {:.1} MB of Parquet", batches.len(), out as f64 / 1e6);
 }
