@@ -194,7 +194,7 @@ impl<R: Read> Framer<R> {
                     continue;
                 }
                 if in_str {
-                    match memchr3(b'"', b'\\', b'\n', &self.buf[i..chunk_end]) {
+                    match string_stop(&self.buf[i..chunk_end]) {
                         None => i = chunk_end,
                         Some(k) => {
                             i += k;
@@ -515,9 +515,52 @@ fn gzip_reason(e: &io::Error) -> Reason {
     }
 }
 
+/// The first `"`, `\\` or newline in `s`: where a string ends, escapes, or
+/// is broken. Most strings in audit records are short, so the first 32 bytes
+/// are checked eight at a time before handing the rest to memchr, whose
+/// vector set-up costs more than a short string.
+#[inline]
+fn string_stop(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn has(v: u64, b: u8) -> u64 {
+        let x = v ^ (LO * b as u64);
+        x.wrapping_sub(LO) & !x & HI
+    }
+    let mut i = 0;
+    while i + 8 <= s.len() && i < 32 {
+        let v = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        // Exact at the lowest flagged byte, which is all that is used.
+        let hit = has(v, b'"') | has(v, b'\\') | has(v, b'\n');
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr3(b'"', b'\\', b'\n', &s[i..]).map(|k| i + k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_stop_finds_the_first_stop_at_every_offset() {
+        for len in 0..48 {
+            for at in 0..=len {
+                for stop in [b'"', b'\\', b'\n'] {
+                    for fill in [b'a', b'!', b'#', 0x80, 0xff, 0x00, b'"' ^ 0x80, b'\n' + 1] {
+                        let mut s = vec![fill; len];
+                        if at < len {
+                            s[at] = stop;
+                        }
+                        assert_eq!(string_stop(&s), memchr3(b'"', b'\\', b'\n', &s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 
     fn frames(input: &[u8]) -> Vec<(String, String)> {
         let mut f = Framer::new(input, Limits { max_record_bytes: 64, max_depth: 4 });
