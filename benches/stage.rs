@@ -53,11 +53,16 @@ pub fn normalise_redacted(
 ) -> u64 {
     let mut framer = Framer::new(input, LIMITS);
     let mut rows = 0;
+    // The record's text before parsing, as the pipeline keeps it.
+    let mut original = Vec::new();
     while let Some(frame) = framer.next() {
         if let Frame::Record { index, bytes } = frame {
             if let Some(r) = redactor {
                 batcher.set_scan_tokens(r.candidate(bytes));
             }
+            original.clear();
+            original.extend_from_slice(bytes);
+            let original = &original[..];
             let ok = parser.parse(bytes, |p| {
                 let p = p.expect("corpus is valid JSON");
                 let ctx = Ctx {
@@ -65,6 +70,7 @@ pub fn normalise_redacted(
                     index,
                     repairs: p.repairs,
                     raw: None,
+                    source: p.source(original),
                     headers: &[],
                     body: None,
                     kafka: None,

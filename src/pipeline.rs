@@ -359,7 +359,8 @@ impl<'o> Stages<'o> {
                     if let Some(r) = &self.redactor {
                         self.batcher.set_scan_tokens(r.candidate(bytes));
                     }
-                    let (normalizer, batcher, raw) = (&mut self.normalizer, &mut self.batcher, &self.raw);
+                    let (normalizer, batcher, raw, original) =
+                        (&mut self.normalizer, &mut self.batcher, &self.raw, &self.original);
                     // (outcomes, text repaired, plain record rather than an envelope)
                     let (outcome, repaired, plain) = self.parser.parse(bytes, |parsed| match parsed {
                         Err(e) => {
@@ -372,6 +373,7 @@ impl<'o> Stages<'o> {
                                 index,
                                 repairs: p.repairs,
                                 raw: keep_raw.then_some(raw.as_str()),
+                                source: p.source(original),
                                 headers: origin.headers,
                                 body: origin.body,
                                 kafka: origin.kafka,

@@ -546,6 +546,7 @@ fn payloads_with_transport_headers() {
                 index: i as u64,
                 repairs: p.repairs,
                 raw: None,
+                source: None,
                 headers: &headers,
                 body: Some(&exact),
                 kafka: None,

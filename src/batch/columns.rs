@@ -22,7 +22,7 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
-use crate::decode::json::Val;
+use crate::decode::json::{Source, Val};
 use crate::redact::{Redactor, Stats};
 
 /// Scalar column types used by trailship's OCSF datasets.
@@ -362,6 +362,12 @@ impl ColumnBatch {
         });
     }
 
+    /// Writes the value of object member `key` as text, redacted by its key,
+    /// structure and content; copied from `source` where that is the same.
+    pub fn json_member(&mut self, slot: Slot, key: &str, v: &Val<'_, '_>, source: Option<Source<'_>>) {
+        self.json_with(slot, |buf, r, stats, tokens| write_member(buf, r, stats, tokens, key, v, source));
+    }
+
     /// Writes text built by `f` into a Utf8 column. `f` is handed the
     /// redactor (if any), the row's stats and the token flag, and must route
     /// every value through the redactor.
@@ -629,6 +635,26 @@ impl ColumnBatch {
                 )
             }
         }
+    }
+}
+
+/// Writes one object member's value as JSON text: through the redactor when
+/// there is one, else as the tape or, where it is the same, `source` has it.
+pub fn write_member(
+    buf: &mut Vec<u8>,
+    red: Option<&Redactor>,
+    stats: &mut Stats,
+    tokens: bool,
+    key: &str,
+    v: &Val<'_, '_>,
+    source: Option<Source<'_>>,
+) {
+    match red {
+        Some(r) => r.write_member(key, v, source, buf, stats, tokens),
+        None => match source.and_then(|s| s.member_text(key, v)) {
+            Some(text) => buf.extend_from_slice(text),
+            None => v.write_json(buf),
+        },
     }
 }
 

@@ -24,6 +24,17 @@ pub struct Repairs {
 pub struct Parsed<'t, 'i> {
     pub root: Val<'t, 'i>,
     pub repairs: Repairs,
+    /// Where the parsed buffer starts: the tape's strings point into it.
+    base: usize,
+    len: usize,
+}
+
+impl Parsed<'_, '_> {
+    /// The record's text as it was before parsing (`text`, which the caller
+    /// copied), tied to the tape; `None` when repairs changed the bytes.
+    pub fn source<'a>(&self, text: &'a [u8]) -> Option<Source<'a>> {
+        (!self.repairs.utf8_replaced && text.len() == self.len).then_some(Source { base: self.base, text })
+    }
 }
 
 impl Parser {
@@ -43,8 +54,9 @@ impl Parser {
             repairs.utf8_replaced = true;
         }
         let mut tape = simd_json::tape::Tape(std::mem::take(&mut self.tape)).reset();
+        let (base, len) = (bytes.as_ptr() as usize, bytes.len());
         let out = match simd_json::fill_tape(bytes, &mut self.buffers, &mut tape) {
-            Ok(()) => f(Ok(Parsed { root: Val(&tape.0), repairs })),
+            Ok(()) => f(Ok(Parsed { root: Val(&tape.0), repairs, base, len })),
             Err(e) => f(Err(e.to_string())),
         };
         self.tape = tape.reset().0;
@@ -58,6 +70,7 @@ pub struct Val<'t, 'i>(&'t [Node<'i>]);
 
 impl<'t, 'i> Val<'t, 'i> {
     /// Number of tape nodes the value spans.
+    #[inline]
     fn span(&self) -> usize {
         match self.0[0] {
             Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
@@ -120,7 +133,25 @@ impl<'t, 'i> Val<'t, 'i> {
 
     /// Looks a key up in an object (linear: objects in audit records are small).
     pub fn get(&self, key: &str) -> Option<Val<'t, 'i>> {
-        self.entries().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.member(key).map(|(_, v)| v)
+    }
+
+    /// `get`, with the member's key as the record holds it (see [`Source`]).
+    pub fn member(&self, key: &str) -> Option<(&'i str, Val<'t, 'i>)> {
+        // A plain loop over the tape: through `entries()` the compiler called
+        // the iterator out of line and stalled on the item it returned
+        // (11% of the end-to-end profile).
+        let Node::Object { len, .. } = self.0[0] else { return None };
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(k) = self.0[i] else { unreachable!("object keys are strings") };
+            let v = Val(&self.0[i + 1..]);
+            if k.len() == key.len() && k.as_bytes().first() == key.as_bytes().first() && k == key {
+                return Some((k, v));
+            }
+            i += 1 + v.span();
+        }
+        None
     }
 
     /// `get` through a dotted path of keys.
@@ -162,6 +193,7 @@ pub struct Entries<'t, 'i> {
 
 impl<'t, 'i> Iterator for Entries<'t, 'i> {
     type Item = (&'i str, Val<'t, 'i>);
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -181,6 +213,7 @@ pub struct Elements<'t, 'i> {
 
 impl<'t, 'i> Iterator for Elements<'t, 'i> {
     type Item = Val<'t, 'i>;
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -190,6 +223,98 @@ impl<'t, 'i> Iterator for Elements<'t, 'i> {
         self.rest = &self.rest[v.span()..];
         Some(v)
     }
+}
+
+/// A record's text as received, beside its tape. Re-serialising nested
+/// documents from the tape was most of the cost of normalising CloudTrail
+/// (`benches/README.md`); where a document's text is already what the
+/// writer would produce, it is copied instead.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    base: usize,
+    text: &'a [u8],
+}
+
+impl<'a> Source<'a> {
+    /// The text of the value of member `key` (an object member of this
+    /// record, as the tape gives it), when that value is an object or array
+    /// whose text is byte for byte what [`Val::write_json`] writes: no
+    /// whitespace between tokens, no escapes, no control characters, and only
+    /// integers that the tape holds exactly. Such a text has a `"` exactly
+    /// where a string starts or ends, and no byte below 0x20.
+    pub fn member_text(&self, key: &str, v: &Val<'_, '_>) -> Option<&'a [u8]> {
+        // Strings on the tape point into the parsed buffer at their own
+        // offset (simd-json unescapes in place), so the key finds its value.
+        let at = (key.as_ptr() as usize).checked_sub(self.base)?;
+        let t = self.text;
+        let end = at.checked_add(key.len())?;
+        if at == 0 || t.len() < end + 3 || t[at - 1] != b'"' || &t[at..end] != key.as_bytes() {
+            return None;
+        }
+        if t[end] != b'"' || t[end + 1] != b':' {
+            return None;
+        }
+        let start = end + 2;
+        let open = match v.node() {
+            Node::Object { .. } => b'{',
+            Node::Array { .. } => b'[',
+            _ => return None,
+        };
+        if t[start] != open {
+            return None;
+        }
+        compact_end(t, start).map(|e| &t[start..e])
+    }
+}
+
+/// The end of the object or array at `t[start]`, if its text is what the
+/// writer writes (see [`Source::member_text`]). The text is known to parse.
+fn compact_end(t: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut digits = 0usize;
+    let mut i = start;
+    while i < t.len() {
+        let b = t[i];
+        if b.is_ascii_digit() {
+            // i64 holds 18 digits whatever they are; longer ones may be u64 or f64.
+            digits += 1;
+            if digits > 18 {
+                return None;
+            }
+            i += 1;
+            continue;
+        }
+        digits = 0;
+        match b {
+            b'"' => {
+                let from = i + 1;
+                // No escape, no control character: the first stop must be the closing quote.
+                let k = next_escape(&t[from..])?;
+                if t[from + k] != b'"' {
+                    return None;
+                }
+                i = from + k + 1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' | b':' => {}
+            // `true`, `false`, `null`: the parse checked their spelling.
+            b't' | b'n' => i += 3,
+            b'f' => i += 4,
+            // `-0` is written `0`.
+            b'-' if t.get(i + 1) != Some(&b'0') => {}
+            // Whitespace, fractions and exponents: the writer's text differs.
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Names the secret type of a member key whose string value must not be written.
@@ -376,6 +501,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `member_text` of `key` in `doc`, checked against the writer.
+    fn member_text(doc: &str, key: &str) -> Option<String> {
+        let mut p = Parser::default();
+        let original = doc.as_bytes().to_vec();
+        let mut b = original.clone();
+        p.parse(&mut b, |r| {
+            let r = r.unwrap();
+            let source = r.source(&original).expect("no repairs");
+            let (k, v) = r.root.member(key).expect("member");
+            let text = source.member_text(k, &v)?;
+            assert_eq!(text, v.to_json().as_bytes(), "a copy must be what the writer writes");
+            Some(String::from_utf8(text.to_vec()).unwrap())
+        })
+    }
+
+    #[test]
+    fn member_text_is_copied_only_where_it_is_what_the_writer_writes() {
+        let doc =
+            r#"{"a":1,"p":{"bucketName":"b","key":"k/é.txt","n":[1,-2,true,false,null,{}],"e":[]},"z":[{"x":"y"}]}"#;
+        assert_eq!(
+            member_text(doc, "p").as_deref(),
+            Some(r#"{"bucketName":"b","key":"k/é.txt","n":[1,-2,true,false,null,{}],"e":[]}"#)
+        );
+        assert_eq!(member_text(doc, "z").as_deref(), Some(r#"[{"x":"y"}]"#));
+        assert_eq!(member_text(doc, "a"), None, "scalars are written from the tape");
+        for p in [
+            r#"{"a": 1}"#,
+            "{\"a\":1\n}",
+            r#"{"a":"\"q\""}"#,
+            r#"{"a":"\u00e9"}"#,
+            r#"{"a":"x\/y"}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":12345678901234567890}"#,
+        ] {
+            let doc = format!(r#"{{"k":1,"p":{p}}}"#);
+            assert_eq!(member_text(&doc, "p"), None, "{doc}");
+        }
+        // The key must be the record's own, unescaped.
+        assert_eq!(member_text(r#"{"x\u0071":{"a":1},"pq":{"a":2}}"#, "pq").as_deref(), Some(r#"{"a":2}"#));
+        assert_eq!(member_text(r#"{"p\u0071":{"a":1}}"#, "pq"), None);
+        // 18 digits are i64 whatever they are; the writer's text then matches.
+        assert!(member_text(r#"{"p":[999999999999999999,-999999999999999999]}"#, "p").is_some());
     }
 
     fn roundtrip(s: &str) -> String {

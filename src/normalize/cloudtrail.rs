@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::cols::{Cols, UserCols};
 use super::time::{event_day, parse_rfc3339_ms};
 use super::{Ctx, Rejected, row};
-use crate::batch::columns::ColumnBatch;
+use crate::batch::columns::{ColumnBatch, write_member};
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
 use crate::decode::json::{Val, write_str};
@@ -82,6 +82,8 @@ fn key(k: &str) -> Option<K> {
 /// The fields of one record, as tape references.
 struct Rec<'t, 'i> {
     f: [Option<Val<'t, 'i>>; NK],
+    /// The record's own key strings: they locate the values in its text.
+    keys: [&'i str; NK],
     /// Fields successfully mapped; the rest goes to `unmapped`.
     consumed: u32,
     /// Fields present with a type the mapping cannot use.
@@ -330,10 +332,11 @@ impl CloudTrail {
         ctx: &Ctx<'_>,
         out: &mut Batcher,
     ) -> Result<Class, Rejected> {
-        let mut rec = Rec { f: [None; NK], consumed: 0, wrong_types: Vec::new() };
-        for (k, v) in root.entries() {
-            if let Some(k) = key(k) {
+        let mut rec = Rec { f: [None; NK], keys: [""; NK], consumed: 0, wrong_types: Vec::new() };
+        for (name, v) in root.entries() {
+            if let Some(k) = key(name) {
                 rec.f[k as usize] = Some(v);
+                rec.keys[k as usize] = name;
             }
         }
 
@@ -461,11 +464,11 @@ impl CloudTrail {
         }
         if let Some(p) = rec.val(K::RequestParameters) {
             rec.consume(K::RequestParameters);
-            batch.json(c.api_request_data, &p);
+            batch.json_member(c.api_request_data, rec.keys[K::RequestParameters as usize], &p, ctx.source);
         }
         if let Some(r) = rec.val(K::ResponseElements) {
             rec.consume(K::ResponseElements);
-            batch.json(c.api_response_data, &r);
+            batch.json_member(c.api_response_data, rec.keys[K::ResponseElements as usize], &r, ctx.source);
         }
 
         // endpoints and http
@@ -637,9 +640,8 @@ impl CloudTrail {
         };
         if root.entries().any(|(k, v)| unmapped_member(k, &v).is_some()) {
             batch.json_with(c.unmapped, |buf, red, stats, tokens| {
-                let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| match red {
-                    Some(r) => r.write_member(k, v, buf, stats, tokens),
-                    None => v.write_json(buf),
+                let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| {
+                    write_member(buf, red, stats, tokens, k, v, ctx.source)
                 };
                 buf.push(b'{');
                 let mut first = true;

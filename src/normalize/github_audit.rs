@@ -349,10 +349,10 @@ impl GitHubAudit {
                         batch.str(e.entity.type_, "Repository");
                         let before: Vec<_> =
                             p.get("previous_visibility").map(|v| ("visibility", v)).into_iter().collect();
-                        row::members_json(batch, e.entity.data, &before);
+                        row::members_json(batch, e.entity.data, &before, ctx.source);
                         let after: Vec<_> = p.get("visibility").map(|v| ("visibility", v)).into_iter().collect();
                         if !after.is_empty() {
-                            row::members_json(batch, e.result.data, &after);
+                            row::members_json(batch, e.result.data, &after, ctx.source);
                             batch.i32(e.result.type_id, 99);
                             batch.str(e.result.type_, "Repository");
                         }
@@ -367,7 +367,7 @@ impl GitHubAudit {
                         let settings: Vec<_> =
                             p.entries().filter(|(k, _)| BRANCH_SETTINGS.binary_search(k).is_ok()).collect();
                         if !settings.is_empty() {
-                            row::members_json(batch, e.result.data, &settings);
+                            row::members_json(batch, e.result.data, &settings, ctx.source);
                             batch.i32(e.result.type_id, 5);
                             batch.str(e.result.type_, "Policy");
                         }
@@ -406,7 +406,7 @@ impl GitHubAudit {
             Class::EntityManagement | Class::ApiActivity => &[],
         };
         let unmapped: Vec<_> = p.entries().filter(|(k, _)| !MAPPED.contains(k) && !subject.contains(k)).collect();
-        row::members_json(batch, c.unmapped, &unmapped);
+        row::members_json(batch, c.unmapped, &unmapped, ctx.source);
         row::finish(batch, c, ctx, &p, &[]);
         Ok(class)
     }

@@ -296,11 +296,11 @@ impl Kubernetes {
             batch.item_end(rc.list);
             batch.list_end(rc.list);
         }
-        if let Some(v) = root.get("requestObject").filter(|v| !v.is_null()) {
-            batch.json(c.api_request_data, &v);
+        if let Some((k, v)) = root.member("requestObject").filter(|(_, v)| !v.is_null()) {
+            batch.json_member(c.api_request_data, k, &v, ctx.source);
         }
-        if let Some(v) = root.get("responseObject").filter(|v| !v.is_null()) {
-            batch.json(c.api_response_data, &v);
+        if let Some((k, v)) = root.member("responseObject").filter(|(_, v)| !v.is_null()) {
+            batch.json_member(c.api_response_data, k, &v, ctx.source);
         }
 
         // endpoints and http
@@ -332,7 +332,7 @@ impl Kubernetes {
                     || (*k == "user" && extra.is_some())
             })
             .collect();
-        row::members_json(batch, c.unmapped, &unmapped);
+        row::members_json(batch, c.unmapped, &unmapped, ctx.source);
         row::finish(batch, c, ctx, &envelope, &[]);
         Ok(Class::ApiActivity)
     }

@@ -14,16 +14,20 @@ pub mod time;
 
 use crate::batch::Batcher;
 use crate::deadletter::Reason;
-use crate::decode::json::{Parser, Repairs, Val};
+use crate::decode::json::{Parser, Repairs, Source, Val};
 use crate::ocsf::Class;
 
 /// What the normaliser knows about a record besides its content.
+#[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub source_file: &'a str,
     pub index: u64,
     pub repairs: Repairs,
     /// The record's original text, when `raw_data` is enabled.
     pub raw: Option<&'a str>,
+    /// The record's text beside its tape, so nested documents can be copied
+    /// rather than re-serialised; `None` where it is not at hand.
+    pub source: Option<Source<'a>>,
     /// Transport metadata that travels beside the record, such as Kafka
     /// message headers (`X-GitHub-Event`, `X-GitHub-Delivery`,
     /// `X-Hub-Signature-256`). Empty for files.
@@ -159,6 +163,8 @@ impl Normalizer {
             self.inner_buf.clear();
             self.inner_buf.extend_from_slice(message.as_bytes());
             let (inner, kind, families) = (&mut self.inner, self.kind, &mut self.families);
+            // The outer record's text is not this one's.
+            let ctx = &Ctx { source: None, ..*ctx };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
                 Ok(p) => route(kind, families, p.root, ctx, out),

@@ -3,8 +3,8 @@
 
 use super::Ctx;
 use super::cols::Cols;
-use crate::batch::columns::{ColumnBatch, Slot};
-use crate::decode::json::{Val, write_str};
+use crate::batch::columns::{ColumnBatch, Slot, write_member};
+use crate::decode::json::{Source, Val, write_str};
 use crate::ocsf::{Class, severity_caption};
 
 /// A JSON number or non-empty string, as text (ids arrive as both).
@@ -53,7 +53,12 @@ pub(super) fn header_with_severity(
 }
 
 /// Writes `members` as one JSON object into `slot` (redacted by key and content).
-pub(super) fn members_json(batch: &mut ColumnBatch, slot: Slot, members: &[(&str, Val<'_, '_>)]) {
+pub(super) fn members_json(
+    batch: &mut ColumnBatch,
+    slot: Slot,
+    members: &[(&str, Val<'_, '_>)],
+    source: Option<Source<'_>>,
+) {
     if members.is_empty() {
         return;
     }
@@ -65,10 +70,7 @@ pub(super) fn members_json(batch: &mut ColumnBatch, slot: Slot, members: &[(&str
             }
             write_str(k, buf);
             buf.push(b':');
-            match red {
-                Some(r) => r.write_member(k, v, buf, stats, tokens),
-                None => v.write_json(buf),
-            }
+            write_member(buf, red, stats, tokens, k, v, source);
         }
         buf.push(b'}');
     });
