@@ -521,20 +521,13 @@ fn gzip_reason(e: &io::Error) -> Reason {
 /// vector set-up costs more than a short string.
 #[inline]
 fn string_stop(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    #[inline(always)]
-    fn has(v: u64, b: u8) -> u64 {
-        let x = v ^ (LO * b as u64);
-        x.wrapping_sub(LO) & !x & HI
-    }
+    use super::swar::{eq, first, load};
     let mut i = 0;
     while i + 8 <= s.len() && i < 32 {
-        let v = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        // Exact at the lowest flagged byte, which is all that is used.
-        let hit = has(v, b'"') | has(v, b'\\') | has(v, b'\n');
+        let v = load(s, i);
+        let hit = eq(v, b'"') | eq(v, b'\\') | eq(v, b'\n');
         if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
+            return Some(i + first(hit));
         }
         i += 8;
     }

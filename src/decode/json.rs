@@ -452,26 +452,13 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 /// and almost none needs an escape.
 #[inline]
 fn next_escape(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // High bit set in each byte of `v` below `n` (bytes < 0x80 only; for the
-    // others the test is exact too, since their own high bit masks it out).
-    #[inline(always)]
-    fn below(v: u64, n: u8) -> u64 {
-        v.wrapping_sub(LO * n as u64) & !v & HI
-    }
-    #[inline(always)]
-    fn zero(v: u64) -> u64 {
-        v.wrapping_sub(LO) & !v & HI
-    }
+    use super::swar::{below, eq, first, load};
     let mut i = 0;
     while i + 8 <= s.len() {
-        let v = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        // Each term is exact at its lowest flagged byte, so the lowest bit
-        // of the union is the first byte to escape.
-        let hit = below(v, 0x20) | zero(v ^ (LO * b'"' as u64)) | zero(v ^ (LO * b'\\' as u64));
+        let v = load(s, i);
+        let hit = below(v, 0x20) | eq(v, b'"') | eq(v, b'\\');
         if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
+            return Some(i + first(hit));
         }
         i += 8;
     }

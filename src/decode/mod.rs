@@ -3,3 +3,4 @@
 
 pub mod framer;
 pub mod json;
+mod swar;
