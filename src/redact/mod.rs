@@ -225,19 +225,31 @@ const SECRET_WORDS: [&[u8]; 8] = [b"pass", b"pwd", b"word", b"secret", b"token",
 
 /// Whether `k` holds one of [`SECRET_WORDS`], in any case.
 fn may_name_a_secret(k: &[u8]) -> bool {
-    let eq = |r: &[u8], w: &[u8]| r.len() >= w.len() && r[..w.len()].eq_ignore_ascii_case(w);
+    // One list serves this check and the folded search over copied
+    // documents (`names_a_secret`), which must find every name this accepts.
+    // Per first byte (either case), the words that start with it.
+    const STARTS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut i = 0;
+        while i < SECRET_WORDS.len() {
+            let c = SECRET_WORDS[i][0];
+            t[c as usize] |= 1 << i;
+            t[c.to_ascii_uppercase() as usize] |= 1 << i;
+            i += 1;
+        }
+        t
+    };
     (0..k.len()).any(|i| {
         let r = &k[i..];
-        match r[0] | 0x20 {
-            b'p' => eq(r, b"pass") || eq(r, b"pwd"),
-            b'w' => eq(r, b"word"),
-            b's' => eq(r, b"secret"),
-            b't' => eq(r, b"token"),
-            b'k' => eq(r, b"key"),
-            b'a' => eq(r, b"auth"),
-            b'c' => eq(r, b"cookie"),
-            _ => false,
+        let mut words = STARTS[r[0] as usize];
+        while words != 0 {
+            let w = SECRET_WORDS[words.trailing_zeros() as usize];
+            if r.len() >= w.len() && r[..w.len()].eq_ignore_ascii_case(w) {
+                return true;
+            }
+            words &= words - 1;
         }
+        false
     })
 }
 
@@ -928,6 +940,21 @@ mod tests {
         .unwrap();
         let out = member_both_ways(&custom, r#"{"p":{"x_internal":"v1","other":"v2"}}"#);
         assert!(!out.contains("v1") && out.contains("v2"), "{out}");
+    }
+
+    #[test]
+    fn secret_words_are_found_in_any_case_anywhere() {
+        for w in SECRET_WORDS {
+            let w = std::str::from_utf8(w).unwrap();
+            let mixed: String =
+                w.chars().enumerate().map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c }).collect();
+            for name in [w.to_string(), w.to_ascii_uppercase(), format!("x_{mixed}_y")] {
+                assert!(may_name_a_secret(name.as_bytes()), "{name}");
+            }
+        }
+        for name in ["bucketName", "eventSource", "PAS", "wor", "", "kE"] {
+            assert!(!may_name_a_secret(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]
