@@ -31,39 +31,17 @@ impl Default for EncodeOptions {
     }
 }
 
-/// Columns whose values are (nearly) all distinct: event ids, timestamps,
-/// JSON documents. A dictionary there costs a hash and a probe per value and
-/// saves nothing, so they are written plain (zstd still sees them).
-const DISTINCT_COLUMNS: &[&str] = &[
-    "time",
-    "time_dt",
-    "metadata.uid",
-    "metadata.original_event_uid",
-    "metadata.correlation_uid",
-    "metadata.original_time",
-    "api.request.uid",
-    "api.request.data",
-    "api.response.data",
-    "unmapped",
-    "raw_data",
-    "trailship.source_index",
-    "trailship.kafka.offset",
-];
+/// Random identifiers.
+const IDENTIFIERS: &[&str] =
+    &["metadata.uid", "metadata.original_event_uid", "metadata.correlation_uid", "api.request.uid"];
 
-/// Random identifiers and JSON documents: no query prunes on their minimum
-/// and maximum text, and keeping those costs two comparisons of every value
-/// (with the dictionary, most of the `memcmp` in the end-to-end profile), so
-/// they have no statistics.
-const UNSTATISTICAL_COLUMNS: &[&str] = &[
-    "metadata.uid",
-    "metadata.original_event_uid",
-    "metadata.correlation_uid",
-    "api.request.uid",
-    "api.request.data",
-    "api.response.data",
-    "unmapped",
-    "raw_data",
-];
+/// JSON documents.
+const DOCUMENTS: &[&str] = &["api.request.data", "api.response.data", "unmapped", "raw_data"];
+
+/// Timestamps and positions: distinct too, but ordered, so their statistics
+/// prune (time ranges, offsets).
+const ORDERED: &[&str] =
+    &["time", "time_dt", "metadata.original_time", "trailship.source_index", "trailship.kafka.offset"];
 
 fn path(c: &str) -> ColumnPath {
     ColumnPath::from(c.split('.').map(String::from).collect::<Vec<_>>())
@@ -76,10 +54,16 @@ pub fn writer_properties(o: &EncodeOptions) -> Result<WriterProperties, ParquetE
         .set_max_row_group_row_count(Some(o.row_group_rows.max(1)))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by(concat!("trailship ", env!("CARGO_PKG_VERSION")).into());
-    for c in DISTINCT_COLUMNS {
+    // Identifiers, documents, timestamps and positions are (nearly) all
+    // distinct: a dictionary costs a hash and a probe per value and saves
+    // nothing, so they are written plain (zstd still sees them).
+    for c in IDENTIFIERS.iter().chain(DOCUMENTS).chain(ORDERED) {
         b = b.set_column_dictionary_enabled(path(c), false);
     }
-    for c in UNSTATISTICAL_COLUMNS {
+    // No query prunes on the min/max text of a random identifier or a JSON
+    // document, and keeping it costs two comparisons of every value (with
+    // the dictionary, most of the `memcmp` in the end-to-end profile).
+    for c in IDENTIFIERS.iter().chain(DOCUMENTS) {
         b = b.set_column_statistics_enabled(path(c), EnabledStatistics::None);
     }
     Ok(b.build())
