@@ -10,7 +10,6 @@ mod stage;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trailship::batch::Batcher;
-use trailship::decode::json::Parser;
 use trailship::encode::{EncodeOptions, writer_properties};
 use trailship::normalize::{Normalizer, SourceKind};
 use trailship::redact::{RedactionConfig, Redactor, Stats};
@@ -36,13 +35,13 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
 
     g.bench_function("decode", |b| {
-        let mut parser = Parser::default();
+        let mut parser = stage::Decoder::default();
         b.iter(|| assert_eq!(decode(&input, &mut parser), RECORDS))
     });
 
     g.bench_function("decode+normalise", |b| {
         let (mut parser, mut norm, mut batcher) =
-            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+            (stage::Decoder::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         b.iter(|| {
             assert_eq!(normalise(&input, &mut parser, &mut norm, &mut batcher), RECORDS);
             batcher.take_all()
@@ -57,7 +56,7 @@ fn bench(c: &mut Criterion) {
         .unwrap(),
     );
     g.bench_function("decode+normalise+redact", |b| {
-        let (mut parser, mut norm) = (Parser::default(), Normalizer::new(SourceKind::Auto));
+        let (mut parser, mut norm) = (stage::Decoder::default(), Normalizer::new(SourceKind::Auto));
         let mut batcher = Batcher::new(Some(redactor.clone()));
         b.iter(|| {
             assert_eq!(normalise_redacted(&input, &mut parser, &mut norm, &mut batcher, Some(&redactor)), RECORDS);
@@ -98,7 +97,7 @@ fn bench(c: &mut Criterion) {
     let props = writer_properties(&EncodeOptions::default()).unwrap();
     let batches = {
         let (mut parser, mut norm, mut batcher) =
-            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+            (stage::Decoder::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         normalise(&input, &mut parser, &mut norm, &mut batcher);
         batcher.take_all()
     };
@@ -106,7 +105,7 @@ fn bench(c: &mut Criterion) {
 
     g.bench_function("end_to_end_in_memory", |b| {
         let (mut parser, mut norm, mut batcher) =
-            (Parser::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
+            (stage::Decoder::default(), Normalizer::new(SourceKind::Auto), Batcher::default());
         b.iter(|| {
             normalise(&input, &mut parser, &mut norm, &mut batcher);
             encode(&batcher.take_all(), &props)
@@ -125,7 +124,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.sample_size(10);
         g.bench_function("decode+normalise+redact", |b| {
-            let (mut parser, mut norm) = (Parser::default(), Normalizer::new(SourceKind::Auto));
+            let (mut parser, mut norm) = (stage::Decoder::default(), Normalizer::new(SourceKind::Auto));
             let mut batcher = Batcher::new(Some(redactor.clone()));
             b.iter(|| {
                 assert_eq!(normalise_redacted(&text, &mut parser, &mut norm, &mut batcher, Some(&redactor)), RECORDS);

@@ -6,23 +6,62 @@ use arrow_array::RecordBatch;
 use parquet::file::properties::WriterProperties;
 use trailship::batch::{Batcher, PartitionKey};
 use trailship::decode::framer::{Frame, Framer, Limits};
-use trailship::decode::json::Parser;
+use trailship::decode::json::{Document, Parser, Source, Val};
 use trailship::encode::ObjectWriter;
 use trailship::normalize::{Ctx, Normalizer};
 use trailship::redact::Redactor;
 
 pub const LIMITS: Limits = Limits { max_record_bytes: 4 << 20, max_depth: 64 };
 
-/// Frames and parses `input`; returns records parsed.
-pub fn decode(input: &[u8], parser: &mut Parser) -> u64 {
-    let mut framer = Framer::new(input, LIMITS);
-    let mut n = 0;
-    while let Some(frame) = framer.next() {
-        if let Frame::Record { bytes, .. } = frame {
-            n += parser.parse(bytes, |p| p.is_ok()) as u64;
+/// Decoding as the pipeline does it: a log file whole when it parses so,
+/// otherwise record by record through the framer.
+#[derive(Default)]
+pub struct Decoder {
+    parser: Parser,
+    document: Document,
+    /// A framed record's text before parsing.
+    original: Vec<u8>,
+}
+
+impl Decoder {
+    /// Calls `f` with each record of `input` (index, text, root, text tied
+    /// to the tape); returns how many `f` accepted.
+    pub fn each(
+        &mut self,
+        input: &[u8],
+        mut f: impl for<'t, 'i, 'a> FnMut(u64, &'a [u8], Val<'t, 'i>, Option<Source<'a>>) -> bool,
+    ) -> u64 {
+        let whole = self.document.parse(input, LIMITS.max_depth, |e| {
+            let e = e?;
+            let mut n = 0;
+            for (i, (root, &(a, b))) in e.records.zip(e.spans).enumerate() {
+                n += f(i as u64, &input[a as usize..b as usize], root, Some(e.source)) as u64;
+            }
+            Some(n)
+        });
+        if let Some(n) = whole {
+            return n;
         }
+        let mut framer = Framer::new(input, LIMITS);
+        let mut n = 0;
+        while let Some(frame) = framer.next() {
+            if let Frame::Record { index, bytes } = frame {
+                self.original.clear();
+                self.original.extend_from_slice(bytes);
+                let original = &self.original[..];
+                n += self.parser.parse(bytes, |p| {
+                    let p = p.expect("corpus is valid JSON");
+                    f(index, original, p.root, p.source(original))
+                }) as u64;
+            }
+        }
+        n
     }
-    n
+}
+
+/// Decodes `input`; returns records parsed.
+pub fn decode(input: &[u8], dec: &mut Decoder) -> u64 {
+    dec.each(input, |_, _, _, _| true)
 }
 
 /// Encodes each batch as one object, with the writer the pipeline uses;
@@ -37,49 +76,35 @@ pub fn encode<'b>(batches: impl IntoIterator<Item = &'b (PartitionKey, RecordBat
     out
 }
 
-/// Frames, parses and normalises `input`; returns rows written.
-pub fn normalise(input: &[u8], parser: &mut Parser, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {
-    normalise_redacted(input, parser, norm, batcher, None)
+/// Decodes and normalises `input`; returns rows written.
+pub fn normalise(input: &[u8], dec: &mut Decoder, norm: &mut Normalizer, batcher: &mut Batcher) -> u64 {
+    normalise_redacted(input, dec, norm, batcher, None)
 }
 
 /// The same, deciding per record whether strings need the token scan, as the
 /// pipeline does.
 pub fn normalise_redacted(
     input: &[u8],
-    parser: &mut Parser,
+    dec: &mut Decoder,
     norm: &mut Normalizer,
     batcher: &mut Batcher,
     redactor: Option<&Redactor>,
 ) -> u64 {
-    let mut framer = Framer::new(input, LIMITS);
-    let mut rows = 0;
-    // The record's text before parsing, as the pipeline keeps it.
-    let mut original = Vec::new();
-    while let Some(frame) = framer.next() {
-        if let Frame::Record { index, bytes } = frame {
-            if let Some(r) = redactor {
-                batcher.set_scan_tokens(r.candidate(bytes));
-            }
-            original.clear();
-            original.extend_from_slice(bytes);
-            let original = &original[..];
-            let ok = parser.parse(bytes, |p| {
-                let p = p.expect("corpus is valid JSON");
-                let ctx = Ctx {
-                    source_file: "bench",
-                    index,
-                    repairs: p.repairs,
-                    raw: None,
-                    source: p.source(original),
-                    headers: &[],
-                    body: None,
-                    kafka: None,
-                    object: None,
-                };
-                norm.normalize(p.root, &ctx, batcher).is_ok()
-            });
-            rows += ok as u64;
+    dec.each(input, |index, text, root, source| {
+        if let Some(r) = redactor {
+            batcher.set_scan_tokens(r.candidate(text));
         }
-    }
-    rows
+        let ctx = Ctx {
+            source_file: "bench",
+            index,
+            repairs: Default::default(),
+            raw: None,
+            source,
+            headers: &[],
+            body: None,
+            kafka: None,
+            object: None,
+        };
+        norm.normalize(root, &ctx, batcher).is_ok()
+    })
 }

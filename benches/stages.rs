@@ -1,6 +1,6 @@
 //! trailship's stages one at a time on a corpus directory's gzip CloudTrail
-//! log files, held in memory (no disk): inflate, decode (framing +
-//! simd-json), normalise (into column batches), normalise with redaction,
+//! log files, held in memory (no disk): inflate, decode (each log file
+//! parsed whole by simd-json, as the pipeline does), normalise (into column batches), normalise with redaction,
 //! and encode (column batches → zstd Parquet, hashed). Best of three runs;
 //! MB/s of input JSON. Run pinned to one core by `benches/peers.sh`.
 //!
@@ -13,7 +13,6 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use trailship::batch::Batcher;
-use trailship::decode::json::Parser;
 use trailship::encode::{EncodeOptions, writer_properties};
 use trailship::normalize::{Normalizer, SourceKind};
 use trailship::redact::{RedactionConfig, Redactor};
@@ -74,7 +73,7 @@ fn main() {
             rows as f64 / s
         );
     };
-    let (mut parser, mut norm) = (Parser::default(), Normalizer::new(SourceKind::Auto));
+    let (mut parser, mut norm) = (stage::Decoder::default(), Normalizer::new(SourceKind::Auto));
     let mut batcher = Batcher::default();
     // Row count first, for events/s of every line.
     for text in &texts {
@@ -85,7 +84,7 @@ fn main() {
     report("inflate (gzip)", t, rows);
 
     let (t, _) = best(|| texts.iter().map(|text| stage::decode(text, &mut parser)).sum::<u64>());
-    report("decode (frame + simd-json)", t, rows);
+    report("decode (simd-json)", t, rows);
 
     let (t, _) = best(|| {
         for text in &texts {

@@ -2,6 +2,7 @@
 //! every record accounted for as one row or one dead letter.
 
 use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +11,7 @@ use crate::batch::Batcher;
 use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
-use crate::decode::json::Parser;
+use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Val, is_envelope};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
@@ -252,9 +253,7 @@ fn work(
             continue;
         }
         tracing::debug!(input = %name, "reading");
-        let mut framer = Framer::new(&mut reader, opts.limits);
-        stage.input(&Origin::file(&name), &mut framer, sink, summary)?;
-        drop(framer);
+        stage.input_reader(&Origin::file(&name), &mut reader, sink, summary)?;
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
         since_checkpoint += reader.bytes;
@@ -307,33 +306,118 @@ impl<'a> Origin<'a> {
 
 /// The per-record stages and their reusable state.
 pub(crate) struct Stages<'o> {
+    parser: Parser,
+    document: Document,
+    /// A whole input, when it is read whole (see [`Stages::input_reader`]).
+    whole: Vec<u8>,
+    /// A framed record's text before parsing (which rewrites it in place).
+    original: Vec<u8>,
+    rec: Records<'o>,
+}
+
+/// What every record goes through once parsed.
+struct Records<'o> {
     opts: &'o Options,
     redactor: Option<Arc<Redactor>>,
-    parser: Parser,
     normalizer: Normalizer,
     batcher: Batcher,
     raw: String,
-    original: Vec<u8>,
 }
+
+/// A record's parse result: the tape's root, repairs made, and its text tied to the tape.
+type ParsedRecord<'t, 'i, 'a> = Result<(Val<'t, 'i>, Repairs, Option<Source<'a>>), String>;
 
 impl<'o> Stages<'o> {
     pub fn limits(&self) -> Limits {
-        self.opts.limits
+        self.rec.opts.limits
     }
 
     pub fn new(opts: &'o Options, redactor: Option<Arc<Redactor>>) -> Self {
         Stages {
-            opts,
             parser: Parser::default(),
-            normalizer: Normalizer::new(opts.source).with_options(&opts.normalize),
-            batcher: Batcher::new(redactor.clone()),
-            redactor,
-            raw: String::new(),
+            document: Document::default(),
+            whole: Vec::new(),
             original: Vec::new(),
+            rec: Records {
+                opts,
+                normalizer: Normalizer::new(opts.source).with_options(&opts.normalize),
+                batcher: Batcher::new(redactor.clone()),
+                redactor,
+                raw: String::new(),
+            },
         }
     }
 
-    pub fn input<R: std::io::Read>(
+    /// Every record of a stream. A CloudTrail log file no larger than one
+    /// record may be is read whole and parsed in one pass (see
+    /// [`Document`]); everything else is framed record by record.
+    pub fn input_reader<R: Read>(
+        &mut self,
+        origin: &Origin<'_>,
+        mut reader: R,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        let limit = self.limits().max_record_bytes;
+        let mut head = std::mem::take(&mut self.whole);
+        head.clear();
+        let mut read = read_at_least(&mut reader, &mut head, ENVELOPE_PEEK);
+        let mut ended = read.is_ok() && head.len() < ENVELOPE_PEEK;
+        if read.is_ok() && !ended && is_envelope(&head) {
+            let room = (limit + 1).saturating_sub(head.len());
+            read = (&mut reader).take(room as u64).read_to_end(&mut head).map(|_| ());
+            ended = read.is_ok() && head.len() <= limit;
+        }
+        let done = match read {
+            Ok(()) if ended => self.input_text(origin, &head, sink, summary),
+            Ok(()) => {
+                let mut framer = Framer::new(Cursor::new(&head[..]).chain(reader), self.limits());
+                self.input(origin, &mut framer, sink, summary)
+            }
+            // What was read goes first, then the error, as if read in one stream.
+            Err(e) => {
+                let mut framer = Framer::new(Cursor::new(&head[..]).chain(Failing(Some(e))), self.limits());
+                self.input(origin, &mut framer, sink, summary)
+            }
+        };
+        self.whole = head;
+        done
+    }
+
+    /// Every record of a text held in memory (a Kafka message, an object).
+    pub fn input_text(
+        &mut self,
+        origin: &Origin<'_>,
+        text: &[u8],
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        let limits = self.limits();
+        if text.len() <= limits.max_record_bytes && is_envelope(text) {
+            let rec = &mut self.rec;
+            let whole = self.document.parse(text, limits.max_depth, |envelope| {
+                let Some(Envelope { records, spans, source }) = envelope else { return None };
+                let mut done = Ok(());
+                for (index, (root, &(from, to))) in records.zip(spans).enumerate() {
+                    let text = &text[from as usize..to as usize];
+                    let parsed = Ok((root, Repairs::default(), Some(source)));
+                    done = rec.record(origin, index as u64, text, parsed, sink, summary);
+                    if done.is_err() {
+                        break;
+                    }
+                }
+                Some(done)
+            });
+            if let Some(done) = whole {
+                return done;
+            }
+        }
+        let mut framer = Framer::with_chunk(text, limits, text.len() + 1);
+        self.input(origin, &mut framer, sink, summary)
+    }
+
+    /// Every record the framer finds.
+    fn input<R: Read>(
         &mut self,
         origin: &Origin<'_>,
         framer: &mut Framer<R>,
@@ -342,87 +426,25 @@ impl<'o> Stages<'o> {
     ) -> Result<(), SinkError> {
         let name = origin.name;
         while let Some(frame) = framer.next() {
-            summary.records_read += 1;
-            let (index, reason, detail, input): (u64, Reason, String, &[u8]) = match frame {
-                Frame::Dead { index, reason, detail, input } => (index, reason, detail, input),
+            match frame {
+                Frame::Dead { index, reason, detail, input } => {
+                    summary.records_read += 1;
+                    let src = SourceRef { file: name, record_index: index, sub_index: None };
+                    let input = input.to_vec();
+                    self.rec.dead_letter(sink, reason, &detail, &src, &input)?;
+                    *summary.dead_letters.entry(reason).or_default() += 1;
+                }
                 Frame::Record { index, bytes } => {
-                    let keep_raw = self.opts.raw_data;
-                    if keep_raw {
-                        self.raw.clear();
-                        self.raw.push_str(&String::from_utf8_lossy(bytes));
-                    }
                     // Dead letters need the input text, which parsing destroys.
                     self.original.clear();
                     self.original.extend_from_slice(bytes);
-                    // One pass over the raw record decides whether its strings
-                    // need the token scan; most records hold no candidate.
-                    if let Some(r) = &self.redactor {
-                        self.batcher.set_scan_tokens(r.candidate(bytes));
-                    }
-                    let (normalizer, batcher, raw, original) =
-                        (&mut self.normalizer, &mut self.batcher, &self.raw, &self.original);
-                    // (outcomes, text repaired, plain record rather than an envelope)
-                    let (outcome, repaired, plain) = self.parser.parse(bytes, |parsed| match parsed {
-                        Err(e) => {
-                            let result = Err(Rejected { reason: Reason::MalformedJson, detail: e });
-                            (vec![SubRecord { sub_index: 0, result, input: None }], false, true)
-                        }
-                        Ok(p) => {
-                            let ctx = Ctx {
-                                source_file: name,
-                                index,
-                                repairs: p.repairs,
-                                raw: keep_raw.then_some(raw.as_str()),
-                                source: p.source(original),
-                                headers: origin.headers,
-                                body: origin.body,
-                                kafka: origin.kafka,
-                                object: origin.object,
-                            };
-                            let repaired = p.repairs.utf8_replaced;
-                            match normalizer.expand(p.root, &ctx, batcher) {
-                                // An envelope: each record inside is accounted for.
-                                Some(subs) => (subs, repaired, false),
-                                None => {
-                                    let result = normalizer.normalize(p.root, &ctx, batcher);
-                                    (vec![SubRecord { sub_index: 0, result, input: None }], repaired, true)
-                                }
-                            }
-                        }
-                    });
-                    summary.records_read += outcome.len() as u64 - 1;
-                    for sub in outcome {
-                        match sub.result {
-                            Ok(class) => {
-                                *summary.rows.entry(class).or_default() += 1;
-                                summary.repaired += repaired as u64;
-                            }
-                            Err(r) if r.reason == Reason::Filtered => summary.filtered += 1,
-                            Err(r) => {
-                                let src = SourceRef {
-                                    file: name,
-                                    record_index: index,
-                                    sub_index: (!plain).then_some(sub.sub_index),
-                                };
-                                let original = std::mem::take(&mut self.original);
-                                let input = sub.input.as_deref().map_or(&original[..], str::as_bytes);
-                                self.dead_letter(sink, r.reason, &r.detail, &src, input)?;
-                                self.original = original;
-                                *summary.dead_letters.entry(r.reason).or_default() += 1;
-                            }
-                        }
-                    }
-                    // Bound memory inside one input too: a 10 GB file is one input.
-                    if summary.records_read % 4096 == 0 {
-                        self.flush(sink, false)?;
-                    }
-                    continue;
+                    let (rec, original) = (&mut self.rec, &self.original);
+                    self.parser.parse(bytes, |parsed| {
+                        let parsed = parsed.map(|p| (p.root, p.repairs, p.source(original)));
+                        rec.record(origin, index, original, parsed, sink, summary)
+                    })?;
                 }
-            };
-            let src = SourceRef { file: name, record_index: index, sub_index: None };
-            let input = input.to_vec();
-            self.dead_letter(sink, reason, &detail, &src, &input)?;
-            *summary.dead_letters.entry(reason).or_default() += 1;
+            }
         }
         if let Some(e) = framer.take_read_error() {
             tracing::warn!(input = %name, error = %e, "input ended early");
@@ -444,12 +466,96 @@ impl<'o> Stages<'o> {
         summary.records_read += 1;
         *summary.dead_letters.entry(reason).or_default() += 1;
         let src = SourceRef { file: name, record_index: 0, sub_index: None };
-        self.dead_letter(sink, reason, detail, &src, input)
+        self.rec.dead_letter(sink, reason, detail, &src, input)
+    }
+
+    /// Writes full batches (or all, when `all`), and the largest ones while
+    /// over the memory bound.
+    pub fn flush(&mut self, sink: &mut impl RowSink, all: bool) -> Result<(), SinkError> {
+        self.rec.flush(sink, all)
+    }
+}
+
+impl Records<'_> {
+    /// Normalises one record (`text` as received), or an envelope's records,
+    /// accounting for each as a row, a filtered record or a dead letter.
+    fn record(
+        &mut self,
+        origin: &Origin<'_>,
+        index: u64,
+        text: &[u8],
+        parsed: ParsedRecord<'_, '_, '_>,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        let name = origin.name;
+        summary.records_read += 1;
+        let keep_raw = self.opts.raw_data;
+        if keep_raw {
+            self.raw.clear();
+            self.raw.push_str(&String::from_utf8_lossy(text));
+        }
+        // One pass over the raw record decides whether its strings need the
+        // token scan; most records hold no candidate.
+        if let Some(r) = &self.redactor {
+            self.batcher.set_scan_tokens(r.candidate(text));
+        }
+        // (outcomes, text repaired, plain record rather than an envelope)
+        let (outcome, repaired, plain) = match parsed {
+            Err(e) => {
+                let result = Err(Rejected { reason: Reason::MalformedJson, detail: e });
+                (vec![SubRecord { sub_index: 0, result, input: None }], false, true)
+            }
+            Ok((root, repairs, source)) => {
+                let ctx = Ctx {
+                    source_file: name,
+                    index,
+                    repairs,
+                    raw: keep_raw.then_some(self.raw.as_str()),
+                    source,
+                    headers: origin.headers,
+                    body: origin.body,
+                    kafka: origin.kafka,
+                    object: origin.object,
+                };
+                let repaired = repairs.utf8_replaced;
+                match self.normalizer.expand(root, &ctx, &mut self.batcher) {
+                    // An envelope: each record inside is accounted for.
+                    Some(subs) => (subs, repaired, false),
+                    None => {
+                        let result = self.normalizer.normalize(root, &ctx, &mut self.batcher);
+                        (vec![SubRecord { sub_index: 0, result, input: None }], repaired, true)
+                    }
+                }
+            }
+        };
+        summary.records_read += outcome.len() as u64 - 1;
+        for sub in outcome {
+            match sub.result {
+                Ok(class) => {
+                    *summary.rows.entry(class).or_default() += 1;
+                    summary.repaired += repaired as u64;
+                }
+                Err(r) if r.reason == Reason::Filtered => summary.filtered += 1,
+                Err(r) => {
+                    let src =
+                        SourceRef { file: name, record_index: index, sub_index: (!plain).then_some(sub.sub_index) };
+                    let input = sub.input.as_deref().map_or(text, str::as_bytes);
+                    self.dead_letter(sink, r.reason, &r.detail, &src, input)?;
+                    *summary.dead_letters.entry(r.reason).or_default() += 1;
+                }
+            }
+        }
+        // Bound memory inside one input too: a 10 GB file is one input.
+        if summary.records_read % 4096 == 0 {
+            self.flush(sink, false)?;
+        }
+        Ok(())
     }
 
     /// Writes a dead letter; its input and detail go through the redactor
     /// like every other string that leaves trailship.
-    pub fn dead_letter(
+    fn dead_letter(
         &self,
         sink: &mut impl RowSink,
         reason: Reason,
@@ -472,9 +578,7 @@ impl<'o> Stages<'o> {
         }
     }
 
-    /// Writes full batches (or all, when `all`), and the largest ones while
-    /// over the memory bound.
-    pub fn flush(&mut self, sink: &mut impl RowSink, all: bool) -> Result<(), SinkError> {
+    fn flush(&mut self, sink: &mut impl RowSink, all: bool) -> Result<(), SinkError> {
         let batches = if all {
             self.batcher.take_all()
         } else {
@@ -488,5 +592,38 @@ impl<'o> Stages<'o> {
             sink.write(&key, &batch)?;
         }
         Ok(())
+    }
+}
+
+/// Bytes read before deciding whether an input is a CloudTrail log file.
+const ENVELOPE_PEEK: usize = 64;
+
+/// Reads until `buf` holds `n` bytes or the stream ends.
+fn read_at_least(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
+    while buf.len() < n {
+        let at = buf.len();
+        buf.resize(n, 0);
+        match r.read(&mut buf[at..]) {
+            Ok(0) => {
+                buf.truncate(at);
+                return Ok(());
+            }
+            Ok(k) => buf.truncate(at + k),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(at),
+            Err(e) => {
+                buf.truncate(at);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A reader that fails once with the error a read already returned.
+struct Failing(Option<std::io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
     }
 }

@@ -189,6 +189,31 @@ fn missing_and_mistyped_required_fields() {
 }
 
 #[test]
+fn a_log_file_read_whole_dead_letters_each_bad_record_with_its_own_text() {
+    // A log file that parses whole is parsed in one pass; a record the
+    // normaliser refuses still costs only itself, with its text as written.
+    let bad_type = GOOD.replace("\"eventName\":\"GetObject\"", "\"eventName\": 17");
+    let body = format!("{{\"Records\":[{},\n  {bad_type} ,42,{}]}}\n", good("a"), good("b"));
+    let (uids, dead) = run_one("x.json.gz", &gzip(body.as_bytes()), |_| {});
+    assert_eq!(uids, ["a", "b"]);
+    assert_eq!(reasons(&dead), ["wrong_field_type", "not_an_object"]);
+    assert_eq!(dead[0]["source"]["record_index"], 1);
+    assert_eq!(dead[0]["input"], bad_type.as_str());
+    assert_eq!(dead[1]["source"]["record_index"], 2);
+    assert_eq!(dead[1]["input"], "42");
+}
+
+#[test]
+fn a_log_file_with_one_record_too_deep_loses_only_that_record() {
+    let deep = format!("{{\"eventVersion\":\"1\",\"x\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+    let body = format!("{{\"Records\":[{},{deep},{}]}}", good("a"), good("b"));
+    let (uids, dead) = run_one("x.json", body.as_bytes(), |o| o.limits.max_depth = 32);
+    assert_eq!(uids, ["a", "b"]);
+    assert_eq!(reasons(&dead), ["too_deep"]);
+    assert_eq!(dead[0]["source"]["record_index"], 1);
+}
+
+#[test]
 fn wrong_type_in_an_optional_field_keeps_the_row() {
     let rec = GOOD.replace("\"awsRegion\":\"eu-west-1\"", "\"awsRegion\":\"eu-west-1\",\"userAgent\":{\"x\":1}");
     let dir = TempDir::new("wt");

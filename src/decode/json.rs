@@ -64,6 +64,134 @@ impl Parser {
     }
 }
 
+/// A CloudTrail log file (`{"Records":[...]}`) parsed as one document.
+///
+/// Framing each record and then parsing it runs two structural passes over
+/// every byte; parsing the file whole runs one, and the record bounds come
+/// from simd-json's own structural index. Only a file that parses whole, with
+/// nothing but its `Records` array, takes this path: anything else (a broken
+/// record, a record nested too deep, other members) is the framer's, which
+/// turns each bad record into a dead letter of its own.
+#[derive(Default)]
+pub struct Document {
+    buffers: Option<(usize, simd_json::Buffers)>,
+    tape: Vec<Node<'static>>,
+    buf: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+/// The records of a log file parsed whole.
+pub struct Envelope<'t, 'i, 'a> {
+    /// The `Records` array's elements.
+    pub records: Elements<'t, 'i>,
+    /// Each record's text in the file, in order.
+    pub spans: &'t [(u32, u32)],
+    /// The file's text, tied to the tape.
+    pub source: Source<'a>,
+}
+
+/// The bytes a CloudTrail log file starts with (after any whitespace).
+const ENVELOPE: &[u8] = br#"{"Records":["#;
+
+/// Whether `text` starts as a CloudTrail log file does.
+pub fn is_envelope(text: &[u8]) -> bool {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+    text[start..].starts_with(ENVELOPE)
+}
+
+impl Document {
+    /// Parses `text` whole (a copy: `text` stays as received) and calls `f`
+    /// with its records, or with `None` when it is not a log file that
+    /// parses whole with every record within `max_depth` (counting the
+    /// envelope's two levels, as the framer does).
+    pub fn parse<'a, T>(
+        &mut self,
+        text: &'a [u8],
+        max_depth: usize,
+        f: impl for<'t, 'i> FnOnce(Option<Envelope<'t, 'i, 'a>>) -> T,
+    ) -> T {
+        let Document { buffers, tape, buf, spans } = self;
+        if !is_envelope(text) || u32::try_from(text.len()).is_err() {
+            return f(None);
+        }
+        if buffers.as_ref().is_none_or(|(d, _)| *d != max_depth) {
+            *buffers = Some((max_depth, simd_json::Buffers::with_max_depth(text.len(), max_depth)));
+        }
+        let (_, buffers) = buffers.as_mut().expect("set above");
+        buf.clear();
+        buf.extend_from_slice(text);
+        buf.resize(text.len() + simd_json::INPUT_PADDING, b' ');
+        let base = buf.as_ptr() as usize;
+        let mut t = simd_json::tape::Tape(std::mem::take(tape)).reset();
+        let out = match simd_json::fill_tape_padded(buf, text.len(), buffers, &mut t) {
+            Err(_) => f(None),
+            Ok(()) => {
+                let root = Val(&t.0);
+                let records = match root.node() {
+                    Node::Object { len: 1, .. } => root.get("Records"),
+                    _ => None,
+                };
+                match records {
+                    Some(records)
+                        if record_spans(text, buffers.structural_indexes(), spans)
+                            && matches!(records.node(), Node::Array { len, .. } if len == spans.len() && len > 0) =>
+                    {
+                        f(Some(Envelope { records: records.elements(), spans, source: Source { base, text } }))
+                    }
+                    _ => f(None),
+                }
+            }
+        };
+        *tape = t.reset().0;
+        out
+    }
+}
+
+/// Each element's text of the array that `structurals` (simd-json's index
+/// of `text`) opens with `{"Records":[`; false if the index does not read so.
+fn record_spans(text: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> bool {
+    out.clear();
+    // `{`, `"Records"`, `:`, `[`.
+    if structurals.len() < 4 || text.get(structurals[3] as usize) != Some(&b'[') {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut start = None;
+    for &s in &structurals[4..] {
+        let Some(&c) = text.get(s as usize) else { return false };
+        match c {
+            b'{' | b'[' => {
+                if depth == 0 {
+                    start = Some(s);
+                }
+                depth += 1;
+            }
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    let Some(st) = start.take() else { return false };
+                    out.push((st, s + 1));
+                }
+            }
+            // The array's end, or the separator after an element.
+            b']' | b',' if depth == 0 => {
+                if let Some(st) = start.take() {
+                    // A scalar element ends where the whitespace before this begins.
+                    let end = st as usize + text[st as usize..s as usize].trim_ascii_end().len();
+                    out.push((st, end as u32));
+                }
+                if c == b']' {
+                    return true;
+                }
+            }
+            // A string or scalar element starts.
+            _ if depth == 0 && start.is_none() => start = Some(s),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A JSON value on the tape: the slice starts at the value's node.
 #[derive(Clone, Copy)]
 pub struct Val<'t, 'i>(&'t [Node<'i>]);
@@ -578,5 +706,53 @@ mod tests {
             assert_eq!(arr[1].get_str("c"), Some("d"));
             assert!(root.get("zz").is_none());
         });
+    }
+}
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    fn whole(text: &[u8], depth: usize) -> Option<Vec<(String, String)>> {
+        Document::default().parse(text, depth, |e| {
+            let e = e?;
+            let texts =
+                e.spans.iter().map(|&(a, b)| String::from_utf8_lossy(&text[a as usize..b as usize]).into_owned());
+            Some(e.records.map(|v| v.to_json()).zip(texts).collect())
+        })
+    }
+
+    #[test]
+    fn a_log_file_parses_whole_with_each_records_text() {
+        let text = br#" {"Records":[{"a":1,"b":[1,2],"s":"]},"}, "x" ,3 ,{"c":{"d":"e"}} , [] ]}
+"#;
+        let got = whole(text, 64).expect("parses whole");
+        let want = [
+            (r#"{"a":1,"b":[1,2],"s":"]},"}"#, r#"{"a":1,"b":[1,2],"s":"]},"}"#),
+            (r#""x""#, r#""x""#),
+            ("3", "3"),
+            (r#"{"c":{"d":"e"}}"#, r#"{"c":{"d":"e"}}"#),
+            ("[]", "[]"),
+        ];
+        assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_framer() {
+        for text in [
+            &br#"{"Records":[{"a":1},{"b":2]}"#[..],           // broken inside a record
+            br#"{"Records":[]}"#,                              // empty: the framer's dead letter
+            br#"{"Records":[{"a":1}],"next":2}"#,              // another member
+            br#"{"Records":[{"a":1}]} {"Records":[{"b":2}]}"#, // two envelopes
+            br#"{"records":[{"a":1}]}"#,                       // not CloudTrail's
+            b"{\"Records\":[{\"a\":\"\xff\"}]}",               // invalid UTF-8
+            br#"{"a":1}"#,
+        ] {
+            assert_eq!(whole(text, 64), None, "{}", String::from_utf8_lossy(text));
+        }
+        // The envelope's two levels count, as they do for the framer.
+        let deep = br#"{"Records":[{"a":{"b":[1]}}]}"#;
+        assert!(whole(deep, 5).is_some());
+        assert_eq!(whole(deep, 4), None);
     }
 }

@@ -37,7 +37,6 @@ use crate::config::Config;
 use parquet::file::properties::WriterProperties;
 
 use crate::deadletter::Reason;
-use crate::decode::framer::Framer;
 use crate::encode::writer_properties;
 use crate::integrity::s3::S3Store;
 use crate::normalize::{KafkaRef, SourceKind};
@@ -868,11 +867,9 @@ fn message_records(
         if let Some((reason, detail)) = failed {
             return stages.dead_input(spool, summary, reason, &detail, origin.name, b"");
         }
-        let mut framer = Framer::with_chunk(&text[..], limits, text.len() + 1);
-        return stages.input(origin, &mut framer, spool, summary);
+        return stages.input_text(origin, &text, spool, summary);
     }
-    let mut framer = Framer::with_chunk(payload, limits, payload.len() + 1);
-    stages.input(origin, &mut framer, spool, summary)
+    stages.input_text(origin, payload, spool, summary)
 }
 
 /// This process's spool directory, under `root` (default: the system's

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 use super::Service;
 use super::spool::Spool;
 use crate::deadletter::Reason;
-use crate::decode::framer::Framer;
 use crate::integrity::GzipError;
 use crate::integrity::s3::S3Store;
 use crate::normalize::ObjectRef;
@@ -142,8 +141,7 @@ pub(super) fn fetched_records(
                 let name = format!("s3://{bucket}/{key}");
                 let object = ObjectRef { bucket, key, version_id: version_id.as_deref(), sha256 };
                 let o = Origin { name: &name, headers: &[], body: None, kafka: origin.kafka, object: Some(object) };
-                let mut framer = Framer::new(&text[..], stages.limits());
-                stages.input(&o, &mut framer, spool, summary)?;
+                stages.input_text(&o, text, spool, summary)?;
             }
             Fetched::Digest { key, body, covered } => {
                 summary.records_read += 1;
