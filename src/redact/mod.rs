@@ -225,32 +225,72 @@ const SECRET_WORDS: [&[u8]; 8] = [b"pass", b"pwd", b"word", b"secret", b"token",
 
 /// Whether `k` holds one of [`SECRET_WORDS`], in any case.
 fn may_name_a_secret(k: &[u8]) -> bool {
+    secret_words(k) != 0
+}
+
+/// Which of [`SECRET_WORDS`] `k` holds, in any case: bit `i` for word `i`.
+fn secret_words(k: &[u8]) -> u8 {
     // One list serves this check and the folded search over copied
     // documents (`names_a_secret`), which must find every name this accepts.
-    // Per first byte (either case), the words that start with it.
-    const STARTS: [u8; 256] = {
-        let mut t = [0u8; 256];
+    // Per byte (either case), the words with it first (`AT[0]`) or second
+    // (`AT[1]`): a position is compared only where both of its first two
+    // bytes fit a word, which few do.
+    const AT: [[u8; 256]; 2] = {
+        let mut t = [[0u8; 256]; 2];
         let mut i = 0;
         while i < SECRET_WORDS.len() {
-            let c = SECRET_WORDS[i][0];
-            t[c as usize] |= 1 << i;
-            t[c.to_ascii_uppercase() as usize] |= 1 << i;
+            let mut j = 0;
+            while j < 2 {
+                let c = SECRET_WORDS[i][j];
+                t[j][c as usize] |= 1 << i;
+                t[j][c.to_ascii_uppercase() as usize] |= 1 << i;
+                j += 1;
+            }
             i += 1;
         }
         t
     };
-    (0..k.len()).any(|i| {
-        let r = &k[i..];
-        let mut words = STARTS[r[0] as usize];
+    let mut found = 0;
+    for i in 0..k.len().saturating_sub(1) {
+        let mut words = AT[0][k[i] as usize] & AT[1][k[i + 1] as usize] & !found;
         while words != 0 {
-            let w = SECRET_WORDS[words.trailing_zeros() as usize];
-            if r.len() >= w.len() && r[..w.len()].eq_ignore_ascii_case(w) {
-                return true;
+            let bit = words.trailing_zeros() as usize;
+            let w = SECRET_WORDS[bit];
+            if k[i..].len() >= w.len() && k[i..i + w.len()].eq_ignore_ascii_case(w) {
+                found |= 1 << bit;
             }
             words &= words - 1;
         }
-        false
-    })
+    }
+    found
+}
+
+/// The bit [`secret_words`] sets for `w`, which must be one of [`SECRET_WORDS`].
+const fn word_bit(w: &[u8]) -> u8 {
+    let mut i = 0;
+    while i < SECRET_WORDS.len() {
+        let s = SECRET_WORDS[i];
+        let mut j = 0;
+        while s.len() == w.len() && j < w.len() && s[j] == w[j] {
+            j += 1;
+        }
+        if s.len() == w.len() && j == w.len() {
+            return 1 << i;
+        }
+        i += 1;
+    }
+    panic!("not one of SECRET_WORDS")
+}
+
+const PASS: u8 = word_bit(b"pass");
+const SECRET: u8 = word_bit(b"secret");
+const TOKEN: u8 = word_bit(b"token");
+const KEY: u8 = word_bit(b"key");
+
+/// `n.contains(w)` for the short names judged here, where setting up
+/// `contains`'s searcher costs more than comparing every window.
+fn holds(n: &str, w: &str) -> bool {
+    n.as_bytes().windows(w.len()).any(|x| x == w.as_bytes())
 }
 
 /// The secret type a field name implies, if any. `n` is lower-case with
@@ -276,14 +316,15 @@ fn field_rule(n: &str) -> Option<&'static str> {
     // Each rule below needs one of these words in `n`; most names that get
     // here hold only `key` (`kmsKeyId`, `accessKeyId`), so the rules whose
     // words are absent are skipped rather than searched for.
-    let has = |w: &str| memchr::memmem::find(n.as_bytes(), w.as_bytes()).is_some();
-    let (key, pass, secret, token) = (has("key"), has("pass"), has("secret"), has("token"));
+    let words = secret_words(n.as_bytes());
+    let has = |w: u8| words & w != 0;
+    let (key, pass, secret, token) = (has(KEY), has(PASS), has(SECRET), has(TOKEN));
     let ends = |xs: &[&str]| xs.iter().any(|x| n.ends_with(x));
-    if key && n.contains("privatekey") && !ends(&["id", "arn", "name", "path", "file", "type"]) {
+    if key && holds(n, "privatekey") && !ends(&["id", "arn", "name", "path", "file", "type"]) {
         return Some("private_key");
     }
     if pass
-        && (n.contains("password") || n.contains("passwd") || n.contains("passphrase"))
+        && (holds(n, "password") || holds(n, "passwd") || holds(n, "passphrase"))
         && !ends(&[
             "policy",
             "length",
@@ -340,12 +381,14 @@ fn field_rule(n: &str) -> Option<&'static str> {
         return if n == "pwd" || n.ends_with("dbpwd") { Some("password") } else { None };
     }
     // Names that describe a token rather than hold one (`subjectFromWebIdentityToken`).
-    let describes_token = ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length", "hash"]
-        .iter()
-        .any(|w| n.contains(w));
+    let describes_token = || {
+        ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length", "hash"]
+            .iter()
+            .any(|w| holds(n, w))
+    };
     if token
         && (n.ends_with("token") || n.ends_with("tokens"))
-        && !describes_token
+        && !describes_token()
         && !matches!(
             n,
             "nexttoken"
