@@ -126,8 +126,10 @@ pub fn looks_like_cloudtrail(root: &Val<'_, '_>) -> bool {
 
 /// EventBridge delivers CloudTrail records under `detail`.
 pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>) -> Val<'t, 'i> {
-    match (root.get_str("detail-type"), root.get("detail")) {
-        (Some(dt), Some(detail)) if detail.is_object() && dt.contains("CloudTrail") => detail,
+    // `detail` is looked up only when `detail-type` is there: for every
+    // plain record both lookups miss, each a pass over all its keys.
+    match root.get_str("detail-type").filter(|dt| dt.contains("CloudTrail")).and_then(|_| root.get("detail")) {
+        Some(detail) if detail.is_object() => detail,
         _ => root,
     }
 }
