@@ -25,17 +25,21 @@ pub struct Decoder {
 
 impl Decoder {
     /// Calls `f` with each record of `input` (index, text, root, text tied
-    /// to the tape); returns how many `f` accepted.
+    /// to the tape); returns how many `f` accepted. Without `texts`, records
+    /// of a log file parsed whole come with no text, as in the pipeline,
+    /// which looks a record's text up only when it needs it.
     pub fn each(
         &mut self,
         input: &[u8],
+        texts: bool,
         mut f: impl for<'t, 'i, 'a> FnMut(u64, &'a [u8], Val<'t, 'i>, Option<Source<'a>>) -> bool,
     ) -> u64 {
         let whole = self.document.parse(input, LIMITS.max_depth, |e| {
-            let e = e?;
+            let mut e = e?;
             let mut n = 0;
-            for (i, (root, &(a, b))) in e.records.zip(e.spans).enumerate() {
-                n += f(i as u64, &input[a as usize..b as usize], root, Some(e.source)) as u64;
+            for (i, root) in e.records.enumerate() {
+                let text = if texts { e.spans.get(i) } else { &[] };
+                n += f(i as u64, text, root, Some(e.source)) as u64;
             }
             Some(n)
         });
@@ -61,7 +65,7 @@ impl Decoder {
 
 /// Decodes `input`; returns records parsed.
 pub fn decode(input: &[u8], dec: &mut Decoder) -> u64 {
-    dec.each(input, |_, _, _, _| true)
+    dec.each(input, false, |_, _, _, _| true)
 }
 
 /// Encodes each batch as one object, with the writer the pipeline uses;
@@ -90,9 +94,12 @@ pub fn normalise_redacted(
     batcher: &mut Batcher,
     redactor: Option<&Redactor>,
 ) -> u64 {
-    dec.each(input, |index, text, root, source| {
+    // As the pipeline does: one candidate check over the whole input, then
+    // per record only when it found one.
+    let clean = redactor.is_some_and(|r| !r.candidate(input));
+    dec.each(input, redactor.is_some() && !clean, |index, text, root, source| {
         if let Some(r) = redactor {
-            batcher.set_scan_tokens(r.candidate(text));
+            batcher.set_scan_tokens(!clean && r.candidate(text));
         }
         let ctx = Ctx {
             source_file: "bench",

@@ -11,7 +11,7 @@ use crate::batch::Batcher;
 use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
-use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Val, is_envelope};
+use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, is_envelope};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
@@ -324,6 +324,22 @@ struct Records<'o> {
     raw: String,
 }
 
+/// A record's text as received: at hand when framed, looked up in its log
+/// file only when needed when the file was parsed whole.
+enum Text<'s, 't, 'a> {
+    Known(&'a [u8]),
+    InFile(&'s mut Spans<'t, 'a>, usize),
+}
+
+impl<'a> Text<'_, '_, 'a> {
+    fn get(&mut self) -> &'a [u8] {
+        match self {
+            Text::Known(t) => t,
+            Text::InFile(spans, i) => spans.get(*i),
+        }
+    }
+}
+
 /// A record's parse result: the tape's root, repairs made, and its text tied to the tape.
 type ParsedRecord<'t, 'i, 'a> = Result<(Val<'t, 'i>, Repairs, Option<Source<'a>>), String>;
 
@@ -396,12 +412,17 @@ impl<'o> Stages<'o> {
         if text.len() <= limits.max_record_bytes && is_envelope(text) {
             let rec = &mut self.rec;
             let whole = self.document.parse(text, limits.max_depth, |envelope| {
-                let Some(Envelope { records, spans, source }) = envelope else { return None };
+                let Envelope { records, mut spans, source } = envelope?;
+                // A file with no token candidate anywhere has none in any record.
+                let tokens = match &rec.redactor {
+                    Some(r) if !r.candidate(text) => Some(false),
+                    _ => None,
+                };
                 let mut done = Ok(());
-                for (index, (root, &(from, to))) in records.zip(spans).enumerate() {
-                    let text = &text[from as usize..to as usize];
+                for (index, root) in records.enumerate() {
                     let parsed = Ok((root, Repairs::default(), Some(source)));
-                    done = rec.record(origin, index as u64, text, parsed, sink, summary);
+                    let text = Text::InFile(&mut spans, index);
+                    done = rec.record(origin, index as u64, text, tokens, parsed, sink, summary);
                     if done.is_err() {
                         break;
                     }
@@ -441,7 +462,7 @@ impl<'o> Stages<'o> {
                     let (rec, original) = (&mut self.rec, &self.original);
                     self.parser.parse(bytes, |parsed| {
                         let parsed = parsed.map(|p| (p.root, p.repairs, p.source(original)));
-                        rec.record(origin, index, original, parsed, sink, summary)
+                        rec.record(origin, index, Text::Known(original), None, parsed, sink, summary)
                     })?;
                 }
             }
@@ -479,11 +500,14 @@ impl<'o> Stages<'o> {
 impl Records<'_> {
     /// Normalises one record (`text` as received), or an envelope's records,
     /// accounting for each as a row, a filtered record or a dead letter.
+    /// `tokens`: whether its strings may hold tokens, when already known.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         origin: &Origin<'_>,
         index: u64,
-        text: &[u8],
+        mut text: Text<'_, '_, '_>,
+        tokens: Option<bool>,
         parsed: ParsedRecord<'_, '_, '_>,
         sink: &mut impl RowSink,
         summary: &mut Summary,
@@ -493,12 +517,12 @@ impl Records<'_> {
         let keep_raw = self.opts.raw_data;
         if keep_raw {
             self.raw.clear();
-            self.raw.push_str(&String::from_utf8_lossy(text));
+            self.raw.push_str(&String::from_utf8_lossy(text.get()));
         }
         // One pass over the raw record decides whether its strings need the
         // token scan; most records hold no candidate.
         if let Some(r) = &self.redactor {
-            self.batcher.set_scan_tokens(r.candidate(text));
+            self.batcher.set_scan_tokens(tokens.unwrap_or_else(|| r.candidate(text.get())));
         }
         // (outcomes, text repaired, plain record rather than an envelope)
         let (outcome, repaired, plain) = match parsed {
@@ -540,7 +564,10 @@ impl Records<'_> {
                 Err(r) => {
                     let src =
                         SourceRef { file: name, record_index: index, sub_index: (!plain).then_some(sub.sub_index) };
-                    let input = sub.input.as_deref().map_or(text, str::as_bytes);
+                    let input = match &sub.input {
+                        Some(input) => input.as_bytes(),
+                        None => text.get(),
+                    };
                     self.dead_letter(sink, r.reason, &r.detail, &src, input)?;
                     *summary.dead_letters.entry(r.reason).or_default() += 1;
                 }

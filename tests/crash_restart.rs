@@ -107,10 +107,11 @@ fn threads_archive_the_same_rows_as_one_pipeline_and_resume_from_each_others_led
         v
     };
     let one = dir.path().join("one");
-    let s1 = run_with(trailship::pipeline::Options { out: one.clone(), ..Default::default() }, &[input.clone()]);
+    let s1 =
+        run_with(trailship::pipeline::Options { out: one.clone(), ..Default::default() }, std::slice::from_ref(&input));
     let four = dir.path().join("four");
     let opts = trailship::pipeline::Options { out: four.clone(), threads: 4, ..Default::default() };
-    let s4 = run_with(opts.clone(), &[input.clone()]);
+    let s4 = run_with(opts.clone(), std::slice::from_ref(&input));
     assert_eq!(s4.inputs_processed, FILES as u64);
     assert_eq!(s4.rows, s1.rows);
     assert_eq!(uids(&four), uids(&one), "the same rows, each once");

@@ -248,43 +248,72 @@ fn every_detector_type_has_a_planted_case() {
 }
 
 /// Planted secrets in every place a CloudTrail record can carry text, through
-/// the whole pipeline: none survives in any column of any object.
+/// the whole pipeline: none survives in any column of any object. Once as
+/// NDJSON with `raw_data` (each record framed), once as a CloudTrail log file
+/// (parsed whole; clean records around each planted one).
 #[test]
 fn planted_secrets_never_reach_the_archive() {
-    let dir = TempDir::new("redact-e2e");
-    let mut lines = String::new();
     let cases = planted();
-    for (i, (_, text, _)) in cases.iter().enumerate() {
-        let rec = json!({
-            "eventVersion": "1.08", "eventTime": "2024-01-02T03:04:05Z", "eventSource": "ecs.amazonaws.com",
-            "eventName": "RegisterTaskDefinition", "awsRegion": "eu-west-1", "recipientAccountId": "111122223333",
-            "eventID": format!("e{i}"), "userAgent": format!("agent {text}"), "errorMessage": text,
-            "requestParameters": {"containerDefinitions": [{"environment": [{"name": "NOTE", "value": text}],
-                "command": ["sh", "-c", text]}], "family": "web"},
-            "someNewField": {"nested": [text]},
-        });
-        lines.push_str(&rec.to_string());
-        lines.push('\n');
+    let records: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text, _))| {
+            json!({
+                "eventVersion": "1.08", "eventTime": "2024-01-02T03:04:05Z", "eventSource": "ecs.amazonaws.com",
+                "eventName": "RegisterTaskDefinition", "awsRegion": "eu-west-1", "recipientAccountId": "111122223333",
+                "eventID": format!("e{i}"), "userAgent": format!("agent {text}"), "errorMessage": text,
+                "requestParameters": {"containerDefinitions": [{"environment": [{"name": "NOTE", "value": text}],
+                    "command": ["sh", "-c", text]}], "family": "web"},
+                "someNewField": {"nested": [text]},
+            })
+            .to_string()
+        })
+        .collect();
+    let clean = |i: usize| {
+        json!({
+            "eventVersion": "1.08", "eventTime": "2024-01-02T03:04:05Z", "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject", "awsRegion": "eu-west-1", "recipientAccountId": "111122223333",
+            "eventID": format!("c{i}"), "requestParameters": {"bucketName": "b", "key": "k"},
+        })
+        .to_string()
+    };
+    let mut log_file = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        log_file.push(clean(i));
+        log_file.push(r.clone());
     }
-    let input = dir.write("in/x.ndjson", lines.as_bytes());
-    let out = dir.path().join("out");
-    let opts = trailship::pipeline::Options { out: out.clone(), raw_data: true, ..Default::default() };
-    let s = run_with(opts, &[input]);
-    assert_eq!(s.rows_total() as usize, cases.len());
-    let rows = all_rows(&out);
-    let all = serde_json::to_string(&rows).unwrap();
-    for (ty, _, secret) in &cases {
-        assert!(!all.contains(secret.as_str()), "{ty}: {secret} reached the archive");
-    }
-    for row in &rows {
-        let n = get(row, "trailship.redacted_count").and_then(|v| v.as_i64()).unwrap_or(0);
-        assert!(n >= 5, "each planted row redacts in 5+ places: {row}");
-    }
-    // Compressed bytes too (a secret could hide in a dictionary page).
-    for f in parquet_files(&out) {
-        let bytes = std::fs::read(&f).unwrap();
+    let log_file = format!("{{\"Records\":[{}]}}", log_file.join(","));
+    let ndjson = records.iter().map(|r| format!("{r}\n")).collect::<String>();
+    for (name, body, raw_data, rows) in
+        [("x.ndjson", ndjson, true, cases.len()), ("x.json", log_file, false, 2 * cases.len())]
+    {
+        let dir = TempDir::new("redact-e2e");
+        let input = dir.write(&format!("in/{name}"), body.as_bytes());
+        let out = dir.path().join("out");
+        let opts = trailship::pipeline::Options { out: out.clone(), raw_data, ..Default::default() };
+        let s = run_with(opts, &[input]);
+        assert_eq!(s.rows_total() as usize, rows, "{name}");
+        let rows = all_rows(&out);
+        let all = serde_json::to_string(&rows).unwrap();
         for (ty, _, secret) in &cases {
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{ty} in {}", f.display());
+            assert!(!all.contains(secret.as_str()), "{name}: {ty}: {secret} reached the archive");
+        }
+        for row in &rows {
+            let n = get(row, "trailship.redacted_count").and_then(|v| v.as_i64()).unwrap_or(0);
+            let planted = get(row, "metadata.uid").and_then(|v| v.as_str()).is_some_and(|u| u.starts_with('e'));
+            assert!(!planted || n >= 5, "{name}: each planted row redacts in 5+ places: {row}");
+            assert!(planted || n == 0, "{name}: a clean row is untouched: {row}");
+        }
+        // Compressed bytes too (a secret could hide in a dictionary page).
+        for f in parquet_files(&out) {
+            let bytes = std::fs::read(&f).unwrap();
+            for (ty, _, secret) in &cases {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{name}: {ty} in {}",
+                    f.display()
+                );
+            }
         }
     }
 }

@@ -84,10 +84,35 @@ pub struct Document {
 pub struct Envelope<'t, 'i, 'a> {
     /// The `Records` array's elements.
     pub records: Elements<'t, 'i>,
-    /// Each record's text in the file, in order.
-    pub spans: &'t [(u32, u32)],
+    /// Each record's text in the file, by index.
+    pub spans: Spans<'t, 'a>,
     /// The file's text, tied to the tape.
     pub source: Source<'a>,
+}
+
+/// Each record's text in a log file parsed whole, found from simd-json's
+/// structural index on first use: most files need none (no dead letter, no
+/// `raw_data`, no token candidate anywhere in the file).
+pub struct Spans<'t, 'a> {
+    text: &'a [u8],
+    structurals: &'t [u32],
+    spans: &'t mut Vec<(u32, u32)>,
+    records: usize,
+    found: Option<bool>,
+}
+
+impl<'a> Spans<'_, 'a> {
+    /// The text of record `i`. Should the index not read as the tape does
+    /// (it is simd-json's own, so it does), the whole file's text.
+    pub fn get(&mut self, i: usize) -> &'a [u8] {
+        let found = *self.found.get_or_insert_with(|| {
+            record_spans(self.text, self.structurals, self.spans) && self.spans.len() == self.records
+        });
+        match self.spans.get(i) {
+            Some(&(a, b)) if found => &self.text[a as usize..b as usize],
+            _ => self.text,
+        }
+    }
 }
 
 /// The bytes a CloudTrail log file starts with (after any whitespace).
@@ -131,11 +156,10 @@ impl Document {
                     Node::Object { len: 1, .. } => root.get("Records"),
                     _ => None,
                 };
-                match records {
-                    Some(records)
-                        if record_spans(text, buffers.structural_indexes(), spans)
-                            && matches!(records.node(), Node::Array { len, .. } if len == spans.len() && len > 0) =>
-                    {
+                match records.map(|r| (r, r.node())) {
+                    Some((records, Node::Array { len, .. })) if len > 0 => {
+                        let structurals = buffers.structural_indexes();
+                        let spans = Spans { text, structurals, spans, records: len, found: None };
                         f(Some(Envelope { records: records.elements(), spans, source: Source { base, text } }))
                     }
                     _ => f(None),
@@ -715,10 +739,10 @@ mod document_tests {
 
     fn whole(text: &[u8], depth: usize) -> Option<Vec<(String, String)>> {
         Document::default().parse(text, depth, |e| {
-            let e = e?;
-            let texts =
-                e.spans.iter().map(|&(a, b)| String::from_utf8_lossy(&text[a as usize..b as usize]).into_owned());
-            Some(e.records.map(|v| v.to_json()).zip(texts).collect())
+            let mut e = e?;
+            let records: Vec<String> = e.records.map(|v| v.to_json()).collect();
+            let texts = (0..records.len()).map(|i| String::from_utf8_lossy(e.spans.get(i)).into_owned());
+            Some(records.iter().cloned().zip(texts).collect())
         })
     }
 
