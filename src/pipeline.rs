@@ -409,7 +409,8 @@ impl<'o> Stages<'o> {
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
         let limits = self.limits();
-        if text.len() <= limits.max_record_bytes && is_envelope(text) {
+        // `Document::parse` itself declines what is not a log file.
+        if text.len() <= limits.max_record_bytes {
             let rec = &mut self.rec;
             let whole = self.document.parse(text, limits.max_depth, |envelope| {
                 let Envelope { records, mut spans, source } = envelope?;
