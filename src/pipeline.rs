@@ -14,7 +14,7 @@ use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, is_envelope};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
-use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Rejected, SourceKind, SubRecord};
+use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, SourceKind};
 use crate::normalize::{KafkaRef, ObjectRef};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
@@ -525,12 +525,8 @@ impl Records<'_> {
         if let Some(r) = &self.redactor {
             self.batcher.set_scan_tokens(tokens.unwrap_or_else(|| r.candidate(text.get())));
         }
-        // (outcomes, text repaired, plain record rather than an envelope)
-        let (outcome, repaired, plain) = match parsed {
-            Err(e) => {
-                let result = Err(Rejected { reason: Reason::MalformedJson, detail: e });
-                (vec![SubRecord { sub_index: 0, result, input: None }], false, true)
-            }
+        let (outcome, repaired) = match parsed {
+            Err(e) => (Outcome::Record(Err(Rejected { reason: Reason::MalformedJson, detail: e })), false),
             Ok((root, repairs, source)) => {
                 let ctx = Ctx {
                     source_file: name,
@@ -543,40 +539,55 @@ impl Records<'_> {
                     kafka: origin.kafka,
                     object: origin.object,
                 };
-                let repaired = repairs.utf8_replaced;
-                match self.normalizer.expand(root, &ctx, &mut self.batcher) {
-                    // An envelope: each record inside is accounted for.
-                    Some(subs) => (subs, repaired, false),
-                    None => {
-                        let result = self.normalizer.normalize(root, &ctx, &mut self.batcher);
-                        (vec![SubRecord { sub_index: 0, result, input: None }], repaired, true)
-                    }
-                }
+                (self.normalizer.normalize_any(root, &ctx, &mut self.batcher), repairs.utf8_replaced)
             }
         };
-        summary.records_read += outcome.len() as u64 - 1;
-        for sub in outcome {
-            match sub.result {
-                Ok(class) => {
-                    *summary.rows.entry(class).or_default() += 1;
-                    summary.repaired += repaired as u64;
-                }
-                Err(r) if r.reason == Reason::Filtered => summary.filtered += 1,
-                Err(r) => {
-                    let src =
-                        SourceRef { file: name, record_index: index, sub_index: (!plain).then_some(sub.sub_index) };
-                    let input = match &sub.input {
-                        Some(input) => input.as_bytes(),
-                        None => text.get(),
-                    };
-                    self.dead_letter(sink, r.reason, &r.detail, &src, input)?;
-                    *summary.dead_letters.entry(r.reason).or_default() += 1;
+        let src = SourceRef { file: name, record_index: index, sub_index: None };
+        match outcome {
+            Outcome::Record(result) => self.account(result, repaired, &src, None, &mut text, sink, summary)?,
+            // An envelope: each record inside is accounted for.
+            Outcome::Envelope(subs) => {
+                summary.records_read += subs.len() as u64 - 1;
+                for sub in subs {
+                    let src = SourceRef { sub_index: Some(sub.sub_index), ..src };
+                    self.account(sub.result, repaired, &src, sub.input.as_deref(), &mut text, sink, summary)?;
                 }
             }
         }
         // Bound memory inside one input too: a 10 GB file is one input.
         if summary.records_read % 4096 == 0 {
             self.flush(sink, false)?;
+        }
+        Ok(())
+    }
+
+    /// Counts what became of one record, and writes its dead letter if it
+    /// has one: with `input` (a record inside an envelope), else the text.
+    #[allow(clippy::too_many_arguments)]
+    fn account(
+        &mut self,
+        result: Result<Class, Rejected>,
+        repaired: bool,
+        src: &SourceRef<'_>,
+        input: Option<&str>,
+        text: &mut Text<'_, '_, '_>,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        match result {
+            Ok(class) => {
+                *summary.rows.entry(class).or_default() += 1;
+                summary.repaired += repaired as u64;
+            }
+            Err(r) if r.reason == Reason::Filtered => summary.filtered += 1,
+            Err(r) => {
+                let input = match input {
+                    Some(input) => input.as_bytes(),
+                    None => text.get(),
+                };
+                self.dead_letter(sink, r.reason, &r.detail, src, input)?;
+                *summary.dead_letters.entry(r.reason).or_default() += 1;
+            }
         }
         Ok(())
     }

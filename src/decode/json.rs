@@ -306,6 +306,26 @@ impl<'t, 'i> Val<'t, 'i> {
         None
     }
 
+    /// Several `get`s in one pass over the members. A key that is absent
+    /// costs `get` a pass over every member, and every record is asked about
+    /// keys it lacks (is it an EventList? an EventBridge envelope?).
+    pub fn get_many<const N: usize>(&self, keys: [&str; N]) -> [Option<Val<'t, 'i>>; N] {
+        let mut found = [None; N];
+        let Node::Object { len, .. } = self.0[0] else { return found };
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(k) = self.0[i] else { unreachable!("object keys are strings") };
+            let v = Val(&self.0[i + 1..]);
+            for (slot, key) in found.iter_mut().zip(keys) {
+                if slot.is_none() && k.len() == key.len() && k == key {
+                    *slot = Some(v);
+                }
+            }
+            i += 1 + v.span();
+        }
+        found
+    }
+
     /// `get` through a dotted path of keys.
     pub fn at(&self, path: &[&str]) -> Option<Val<'t, 'i>> {
         let mut v = *self;

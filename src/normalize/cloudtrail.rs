@@ -124,11 +124,10 @@ pub fn looks_like_cloudtrail(root: &Val<'_, '_>) -> bool {
         && (root.get("eventSource").is_some() || root.get("eventName").is_some() || root.get("eventType").is_some())
 }
 
-/// EventBridge delivers CloudTrail records under `detail`.
-pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>) -> Val<'t, 'i> {
-    // `detail` is looked up only when `detail-type` is there: for every
-    // plain record both lookups miss, each a pass over all its keys.
-    match root.get_str("detail-type").filter(|dt| dt.contains("CloudTrail")).and_then(|_| root.get("detail")) {
+/// EventBridge delivers CloudTrail records under `detail`; `detail_type` is
+/// the record's `detail-type`.
+pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>, detail_type: Option<&str>) -> Val<'t, 'i> {
+    match detail_type.filter(|dt| dt.contains("CloudTrail")).and_then(|_| root.get("detail")) {
         Some(detail) if detail.is_object() => detail,
         _ => root,
     }

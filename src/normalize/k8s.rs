@@ -27,12 +27,12 @@ pub fn is_event(root: &Val<'_, '_>) -> bool {
     }
 }
 
-/// The webhook backend's batch: `{"kind":"EventList","items":[...]}`.
-pub fn event_list_items<'t, 'i>(root: &Val<'t, 'i>) -> Option<Val<'t, 'i>> {
-    (root.get_str("kind") == Some("EventList")
-        && root.get_str("apiVersion").is_some_and(|v| v.starts_with("audit.k8s.io/")))
-    .then(|| root.get("items"))
-    .flatten()
+/// The webhook backend's batch: `{"kind":"EventList","items":[...]}`;
+/// `kind` is the record's.
+pub fn event_list_items<'t, 'i>(root: &Val<'t, 'i>, kind: Option<&str>) -> Option<Val<'t, 'i>> {
+    (kind == Some("EventList") && root.get_str("apiVersion").is_some_and(|v| v.starts_with("audit.k8s.io/")))
+        .then(|| root.get("items"))
+        .flatten()
 }
 
 /// Members of an audit event that the mapping consumes; the rest goes to `unmapped`.

@@ -112,10 +112,37 @@ pub struct Normalizer {
     inner_buf: Vec<u8>,
 }
 
+/// What a record is made of outside its family's fields: whether it is an
+/// envelope of records (`kind`: EventList, `messageType`: CloudWatch Logs)
+/// or an EventBridge event (`detail-type`). Found in one pass, since a plain
+/// record lacks them all and every miss of `Val::get` is a pass of its own.
+#[derive(Clone, Copy)]
+struct Markers<'i> {
+    kind: Option<&'i str>,
+    message_type: Option<&'i str>,
+    detail_type: Option<&'i str>,
+}
+
+impl<'i> Markers<'i> {
+    fn of(root: &Val<'_, 'i>) -> Self {
+        let [kind, message_type, detail_type] = root.get_many(["kind", "messageType", "detail-type"]);
+        let s = |v: Option<Val<'_, 'i>>| v.and_then(|v| v.as_str());
+        Markers { kind: s(kind), message_type: s(message_type), detail_type: s(detail_type) }
+    }
+}
+
 /// The CloudWatch Logs subscription envelope's events, if `root` is one.
-fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>) -> Option<Val<'t, 'i>> {
-    root.get_str("messageType")?;
+fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>, m: &Markers<'_>) -> Option<Val<'t, 'i>> {
+    m.message_type?;
     root.get("logEvents").filter(|e| matches!(e.node(), simd_json::Node::Array { .. }))
+}
+
+/// What became of a record.
+pub enum Outcome {
+    /// A plain record: its row's class, or why it has none.
+    Record(Result<Class, Rejected>),
+    /// An envelope: one outcome per record inside, in order.
+    Envelope(Vec<SubRecord>),
 }
 
 impl Normalizer {
@@ -132,11 +159,24 @@ impl Normalizer {
 
     /// Normalises a record that may be an envelope of records: a Kubernetes
     /// `EventList`, or a CloudWatch Logs subscription message (how EKS audit
-    /// logs and CloudTrail-to-CloudWatch are usually shipped). Returns `None`
-    /// for a plain record (then use [`Normalizer::normalize`]), else one
-    /// outcome per record inside.
-    pub fn expand(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Option<Vec<SubRecord>> {
-        if let Some(items) = k8s::event_list_items(&root) {
+    /// logs and CloudTrail-to-CloudWatch are usually shipped).
+    pub fn normalize_any(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Outcome {
+        let m = Markers::of(&root);
+        match self.expand(root, &m, ctx, out) {
+            Some(subs) => Outcome::Envelope(subs),
+            None => Outcome::Record(route(self.kind, &mut self.families, root, &m, ctx, out)),
+        }
+    }
+
+    /// One outcome per record inside, or `None` for a plain record.
+    fn expand(
+        &mut self,
+        root: Val<'_, '_>,
+        m: &Markers<'_>,
+        ctx: &Ctx<'_>,
+        out: &mut Batcher,
+    ) -> Option<Vec<SubRecord>> {
+        if let Some(items) = k8s::event_list_items(&root, m.kind) {
             let mut v = Vec::new();
             for (i, item) in items.elements().enumerate() {
                 let result = self.normalize(item, ctx, out);
@@ -148,7 +188,7 @@ impl Normalizer {
             }
             return Some(v);
         }
-        let events = cloudwatch_events(&root)?;
+        let events = cloudwatch_events(&root, m)?;
         let mut v = Vec::new();
         for (i, ev) in events.elements().enumerate() {
             let sub_index = i as u32;
@@ -167,7 +207,7 @@ impl Normalizer {
             let ctx = &Ctx { source: None, ..*ctx };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
-                Ok(p) => route(kind, families, p.root, ctx, out),
+                Ok(p) => route(kind, families, p.root, &Markers::of(&p.root), ctx, out),
             });
             let input = result.is_err().then(|| message.to_string());
             v.push(SubRecord { sub_index, result, input });
@@ -178,9 +218,10 @@ impl Normalizer {
         Some(v)
     }
 
-    /// Writes the row for `root` into `out`; on rejection nothing is left behind.
+    /// Writes the row for `root`, a plain record, into `out`; on rejection
+    /// nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        route(self.kind, &mut self.families, root, ctx, out)
+        route(self.kind, &mut self.families, root, &Markers::of(&root), ctx, out)
     }
 }
 
@@ -206,6 +247,7 @@ fn route(
     kind: SourceKind,
     f: &mut Families,
     root: Val<'_, '_>,
+    m: &Markers<'_>,
     ctx: &Ctx<'_>,
     out: &mut Batcher,
 ) -> Result<Class, Rejected> {
@@ -216,7 +258,7 @@ fn route(
         });
     }
     let envelope = root;
-    let root = cloudtrail::unwrap_eventbridge(root);
+    let root = cloudtrail::unwrap_eventbridge(root, m.detail_type);
     let not_github =
         || Rejected { reason: Reason::UnrecognisedSource, detail: "not a GitHub webhook delivery or payload".into() };
     match kind {
