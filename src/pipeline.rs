@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -149,11 +149,11 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         }
         None => tracing::warn!("no signing key configured ([integrity] signing_key_file): the archive is not signed"),
     }
-    let next = AtomicUsize::new(0);
     let threads = opts.threads.clamp(1, inputs.len().max(1));
+    let schedule = Schedule::new(inputs, threads);
     summary.threads = threads;
     if threads == 1 {
-        work(opts, &redactor, inputs, &next, &mut sink, &mut summary)?;
+        work(opts, &redactor, inputs, &schedule, &mut sink, &mut summary)?;
     } else {
         // Each thread is a whole pipeline over the inputs it takes, with its
         // share of the memory and open-object bounds and of the input between
@@ -172,10 +172,10 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
             let handles: Vec<_> = forks
                 .into_iter()
                 .map(|mut fork| {
-                    let (share, redactor, next) = (&share, &redactor, &next);
+                    let (share, redactor, schedule) = (&share, &redactor, &schedule);
                     s.spawn(move || {
                         let mut part = Summary::default();
-                        work(share, redactor, inputs, next, &mut fork, &mut part)?;
+                        work(share, redactor, inputs, schedule, &mut fork, &mut part)?;
                         fork.close_writer();
                         Ok::<_, PipelineError>(part)
                     })
@@ -198,29 +198,58 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     Ok(summary)
 }
 
-/// The next run of inputs for one thread: large while many remain, down to
-/// one at the end (guided scheduling). Consecutive inputs mostly share a
-/// partition (CloudTrail writes one directory per account, region and day),
-/// so runs keep each thread's objects apart instead of every thread writing
-/// a small object into every partition.
-fn claim(next: &AtomicUsize, len: usize, threads: usize) -> std::ops::Range<usize> {
-    let mut start = 0;
-    let mut size = 0;
-    let _ = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
-        start = at.min(len);
-        size = ((len - start) / (threads.max(1) * 4)).max(1);
-        Some(start + size)
-    });
-    start..(start + size).min(len)
+/// Hands inputs to threads in runs: large while many remain, down to one at
+/// the end (guided scheduling). A partition written by two threads becomes
+/// two objects of half the rows, each a full set of column chunks, so runs
+/// end where a directory does when one is near: CloudTrail writes one
+/// directory per account, region and day, and those are its partitions.
+struct Schedule {
+    next: AtomicUsize,
+    len: usize,
+    threads: usize,
+    /// Indices of the inputs that start a directory, ascending.
+    dirs: Vec<usize>,
 }
 
-/// One thread's share of a run: takes inputs from `next` until none is left,
+impl Schedule {
+    fn new(inputs: &[Input], threads: usize) -> Self {
+        let parent = |i: &Input| match i {
+            Input::File(p) => p.parent().map(Path::to_path_buf),
+            Input::Embedded { .. } => None,
+        };
+        let dirs = (1..inputs.len()).filter(|&i| parent(&inputs[i]) != parent(&inputs[i - 1])).collect();
+        Schedule { next: AtomicUsize::new(0), len: inputs.len(), threads: threads.max(1), dirs }
+    }
+
+    /// The next run of inputs; empty once none is left.
+    fn claim(&self) -> std::ops::Range<usize> {
+        let mut run = 0..0;
+        let _ = self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
+            run = self.run_at(at.min(self.len));
+            Some(run.end)
+        });
+        run
+    }
+
+    fn run_at(&self, start: usize) -> std::ops::Range<usize> {
+        let size = ((self.len - start) / (self.threads * 4)).max(1);
+        let target = (start + size).min(self.len);
+        // The directory end nearest the guided size, from half to twice it.
+        let (lo, hi) = (start + size.div_ceil(2), (start + 2 * size).min(self.len));
+        let from = self.dirs.partition_point(|&d| d < lo);
+        let to = self.dirs.partition_point(|&d| d <= hi);
+        let end = self.dirs[from..to].iter().copied().min_by_key(|&d| d.abs_diff(target)).unwrap_or(target);
+        start..end
+    }
+}
+
+/// One thread's share of a run: takes inputs from `schedule` until none is left,
 /// and checkpoints what it wrote.
 fn work(
     opts: &Options,
     redactor: &Option<Arc<Redactor>>,
     inputs: &[Input],
-    next: &AtomicUsize,
+    schedule: &Schedule,
     sink: &mut LocalSink,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
@@ -230,7 +259,7 @@ fn work(
     let mut mine = 0..0;
     loop {
         if mine.is_empty() {
-            mine = claim(next, inputs.len(), opts.threads);
+            mine = schedule.claim();
             if mine.is_empty() {
                 break;
             }
@@ -664,5 +693,59 @@ struct Failing(Option<std::io::Error>);
 impl Read for Failing {
     fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
         self.0.take().map_or(Ok(0), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files in directories of these sizes, in walk order.
+    fn inputs(dirs: &[usize]) -> Vec<Input> {
+        let mut v = Vec::new();
+        for (d, &n) in dirs.iter().enumerate() {
+            for f in 0..n {
+                v.push(Input::File(PathBuf::from(format!("AWSLogs/{d}/{f}.json.gz"))));
+            }
+        }
+        v
+    }
+
+    fn runs(s: &Schedule) -> Vec<std::ops::Range<usize>> {
+        std::iter::from_fn(|| Some(s.claim()).filter(|r| !r.is_empty())).collect()
+    }
+
+    #[test]
+    fn runs_cover_every_input_once_and_end_where_directories_do() {
+        // The peer corpus's directories (benches/peers.sh).
+        let sizes = [18, 19, 12, 26, 10, 22, 16, 20, 16, 13, 16, 12];
+        let all = inputs(&sizes);
+        let s = Schedule::new(&all, 2);
+        let runs = runs(&s);
+        assert_eq!(runs.first().map(|r| r.start), Some(0));
+        assert!(runs.windows(2).all(|w| w[0].end == w[1].start), "{runs:?}");
+        assert_eq!(runs.last().map(|r| r.end), Some(all.len()));
+        // The first runs are whole directories: 0..18, 18..37, 37..49, 49..75.
+        assert_eq!(runs[..4], [0..18, 18..37, 37..49, 49..75]);
+        // Guided all the same: the last runs are single inputs.
+        assert_eq!(runs.last().map(|r| r.len()), Some(1));
+        // Directories whose inputs went out in more than one run: only
+        // those near the end, where runs shrink to keep threads even.
+        let split = |runs: &[std::ops::Range<usize>]| {
+            let bounds: Vec<usize> = std::iter::once(0).chain(s.dirs.iter().copied()).chain([all.len()]).collect();
+            bounds.windows(2).filter(|d| runs.iter().filter(|r| r.start < d[1] && r.end > d[0]).count() > 1).count()
+        };
+        let blind = Schedule { dirs: Vec::new(), ..Schedule::new(&all, 2) };
+        let (aligned, unaligned) = (split(&runs), split(&self::runs(&blind)));
+        assert!(aligned <= 5 && unaligned >= 10, "{aligned} against {unaligned}: {runs:?}");
+    }
+
+    #[test]
+    fn one_directory_is_claimed_as_guided_runs() {
+        let all = inputs(&[40]);
+        let runs = runs(&Schedule::new(&all, 2));
+        assert_eq!(runs[0], 0..5);
+        assert!(runs.windows(2).all(|w| w[0].end == w[1].start && w[0].len() >= w[1].len()), "{runs:?}");
+        assert_eq!(runs.last().map(|r| r.end), Some(40));
     }
 }
