@@ -213,10 +213,12 @@ struct Schedule {
 
 impl Schedule {
     fn new(inputs: &[Input], threads: usize) -> Self {
-        let parent = |i: &Input| match i {
-            Input::File(p) => p.parent().map(Path::to_path_buf),
-            Input::Embedded { .. } => None,
-        };
+        fn parent(i: &Input) -> Option<&Path> {
+            match i {
+                Input::File(p) => p.parent(),
+                Input::Embedded { .. } => None,
+            }
+        }
         let dirs = (1..inputs.len()).filter(|&i| parent(&inputs[i]) != parent(&inputs[i - 1])).collect();
         Schedule { next: AtomicUsize::new(0), len: inputs.len(), threads: threads.max(1), dirs }
     }

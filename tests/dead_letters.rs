@@ -123,9 +123,14 @@ fn not_an_object() {
     assert_eq!(reasons(&dead), ["not_an_object"; 4]);
 }
 
+/// A CloudTrail-looking record whose `x` holds `levels` nested arrays.
+fn nested_record(levels: usize) -> String {
+    format!("{{\"eventVersion\":\"1\",\"x\":{}1{}}}", "[".repeat(levels), "]".repeat(levels))
+}
+
 #[test]
 fn nesting_deeper_than_the_limit() {
-    let deep = format!("{{\"eventVersion\":\"1\",\"x\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+    let deep = nested_record(100);
     let input = format!("{}\n{deep}\n{}\n", good("a"), good("b"));
     let (uids, dead) = run_one("x.ndjson", input.as_bytes(), |o| o.limits.max_depth = 32);
     assert_eq!(uids, ["a", "b"]);
@@ -205,7 +210,7 @@ fn a_log_file_read_whole_dead_letters_each_bad_record_with_its_own_text() {
 
 #[test]
 fn a_log_file_with_one_record_too_deep_loses_only_that_record() {
-    let deep = format!("{{\"eventVersion\":\"1\",\"x\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+    let deep = nested_record(40);
     let body = format!("{{\"Records\":[{},{deep},{}]}}", good("a"), good("b"));
     let (uids, dead) = run_one("x.json", body.as_bytes(), |o| o.limits.max_depth = 32);
     assert_eq!(uids, ["a", "b"]);
