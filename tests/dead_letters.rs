@@ -209,6 +209,37 @@ fn a_log_file_read_whole_dead_letters_each_bad_record_with_its_own_text() {
 }
 
 #[test]
+fn a_log_file_over_its_whole_file_share_is_framed_with_the_same_outcome() {
+    // With many threads each gets a smaller share of `whole_file_bytes`, so
+    // the same file may be parsed whole on one machine and framed on another:
+    // its rows and dead letters must not depend on which.
+    let bad_type = GOOD.replace("\"eventName\":\"GetObject\"", "\"eventName\": 17");
+    let body = format!("{{\"Records\":[{},\n  {bad_type} ,42,{}]}}\n", good("a"), good("b"));
+    let rows = |whole_file_bytes: usize| {
+        let dir = TempDir::new("share");
+        let input = dir.write("in/x.json.gz", &gzip(body.as_bytes()));
+        let out = dir.path().join("out");
+        let s = run_with(Options { out: out.clone(), whole_file_bytes, ..Options::default() }, &[input]);
+        let dead: Vec<(String, String)> = dead_letters(&out)
+            .iter()
+            .map(|d| (d["reason"].as_str().unwrap().to_string(), d["input"].as_str().unwrap().to_string()))
+            .collect();
+        let mut rows = all_rows(&out);
+        for r in &mut rows {
+            // Where the input lay differs between the two runs; nothing else may.
+            r.as_object_mut().unwrap().remove("trailship");
+            r["metadata"].as_object_mut().unwrap().remove("log_source");
+        }
+        (s.rows_total(), rows, dead)
+    };
+    let whole = rows(Options::default().whole_file_bytes);
+    let framed = rows(body.len() / 2);
+    assert_eq!(whole.0, 2);
+    assert_eq!(whole.2, [("wrong_field_type".into(), bad_type.clone()), ("not_an_object".into(), "42".into())]);
+    assert_eq!(framed, whole);
+}
+
+#[test]
 fn a_log_file_with_one_record_too_deep_loses_only_that_record() {
     let deep = nested_record(40);
     let body = format!("{{\"Records\":[{},{deep},{}]}}", good("a"), good("b"));
