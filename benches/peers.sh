@@ -12,28 +12,47 @@
 #   duckdb     the Python package: read_json, OCSF-like projection, COPY TO
 #   vrl        the Vector path: VRL remap (cloudtrail_to_ocsf.vrl), arrow-json, Parquet
 #   naive      serde_json::Value per record, fields by key into Arrow builders
+#
+# Environment:
+#   THREADS="1 2 4 8 16"  core counts for trailship's scaling curve (default
+#                         "1 NPROC"); the peers run at 1 and NPROC cores
+#   BIN=DIR               prebuilt trailship, gen-corpus, stages and peers
+#                         (stripped release builds); skips cargo, for a
+#                         machine with no toolchain
+#   PYTHON=PATH           a Python that imports duckdb; skips the venv
+# Each run is pinned to the first N processors (benches/timed.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
 rounds=${2:-3}
 cores=$(nproc)
-venv=.venv-bench
-if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "duckdb==1.4.2"
+threads_list=${THREADS:-"1 $cores"}
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    python=.venv-bench/bin/python
+    if ! "$python" -c 'import duckdb' 2>/dev/null; then
+        python3 -m venv .venv-bench
+        .venv-bench/bin/pip install -q "duckdb==1.4.2"
+    fi
 fi
-command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
-cargo build --release --quiet --bin trailship --example gen-corpus --example stages
-cargo build --release --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
+if [ -n "${BIN:-}" ]; then
+    trailship=$BIN/trailship gen_corpus=$BIN/gen-corpus stages=$BIN/stages peers=$BIN/peers
+else
+    cargo build --release --quiet --bin trailship --example gen-corpus --example stages
+    cargo build --release --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
+    trailship=./target/release/trailship gen_corpus=./target/release/examples/gen-corpus
+    stages=./target/release/examples/stages peers=./target/peers/release/peers
+fi
+timed() { "$python" benches/timed.py "$@"; }
 
 work=${TMPDIR:-/tmp}/trailship-peers
 corpus=$work/corpus-$records
 if [ ! -f "$corpus/.done" ]; then
     rm -rf "$corpus"
-    ./target/release/examples/gen-corpus "$corpus" "$records" 1000 1 mix
+    "$gen_corpus" "$corpus" "$records" 1000 1 mix
     touch "$corpus/.done"
 fi
-json_bytes=$("$venv/bin/python" - "$corpus/AWSLogs" <<'EOF'
+json_bytes=$("$python" - "$corpus/AWSLogs" <<'EOF'
 import gzip, pathlib, sys
 print(sum(len(gzip.decompress(p.read_bytes())) for p in pathlib.Path(sys.argv[1]).rglob("*.json.gz")))
 EOF
@@ -41,15 +60,14 @@ EOF
 results=$work/results.tsv
 : >"$results"
 
-# run NAME THREADS COMMAND...: one timed run; OUT is its (fresh) output path.
+# run NAME THREADS COMMAND...: one timed run on the first THREADS
+# processors; the command writes under $work/out, fresh for each run.
 run() {
     local name=$1 threads=$2
     shift 2
     rm -rf "$work/out"
     mkdir -p "$work/out"
-    local pin=()
-    [ "$threads" = 1 ] && pin=(taskset -c 0)
-    /usr/bin/time -f "%e %M" -o "$work/time" "${pin[@]}" "$@" >"$work/log" 2>&1 || {
+    timed "$work/time" "$threads" "$@" >"$work/log" 2>&1 || {
         echo "$name failed:" >&2
         cat "$work/log" >&2
         exit 1
@@ -60,20 +78,22 @@ run() {
 
 ct=$corpus/AWSLogs
 for round in $(seq "$rounds"); do
-    for threads in 1 "$cores"; do
-        run trailship "$threads" ./target/release/trailship normalize --threads "$threads" --out "$work/out/archive" "$ct"
-        run duckdb "$threads" "$venv/bin/python" benches/peers/duckdb_ocsf.py "$ct" "$work/out/duckdb.parquet" "$threads"
-        run vrl "$threads" ./target/peers/release/peers vrl "$ct" "$work/out" "$threads"
-        run naive "$threads" ./target/peers/release/peers naive "$ct" "$work/out" "$threads"
+    for threads in $threads_list; do
+        run trailship "$threads" "$trailship" normalize --threads "$threads" --out "$work/out/archive" "$ct"
+        # The peers cost minutes on one core: they run at the two ends of the curve.
+        [ "$threads" = 1 ] || [ "$threads" = "$cores" ] || continue
+        run duckdb "$threads" "$python" benches/peers/duckdb_ocsf.py "$ct" "$work/out/duckdb.parquet" "$threads"
+        run vrl "$threads" "$peers" vrl "$ct" "$work/out" "$threads"
+        run naive "$threads" "$peers" naive "$ct" "$work/out" "$threads"
     done
     echo "round $round of $rounds done" >&2
 done
 
 echo "## $(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $records CloudTrail records, $((json_bytes / 1000000)) MB of JSON"
 echo
-"$venv/bin/python" - "$results" "$records" "$json_bytes" "$cores" <<'EOF'
+"$python" - "$results" "$records" "$json_bytes" "$cores" "$threads_list" <<'EOF'
 import statistics, sys
-path, records, json_bytes, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path, records, json_bytes, cores, curve = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5].split()
 runs = {}
 for line in open(path):
     name, threads, wall, rss, out = line.split()
@@ -83,22 +103,24 @@ def med(name, threads):
     return statistics.median(r[0] for r in rs), max(r[1] for r in rs), rs[-1][2]
 print(f"| contender | cores | wall (median of {len(runs[('trailship', '1')])}) | events/s | MB/s of JSON | per core | peak RSS | output | trailship is |")
 print("|---|---|---|---|---|---|---|---|---|")
-for threads in ("1", cores):
+for threads in curve:
     base = med("trailship", threads)[0]
     for name in ("trailship", "duckdb", "vrl", "naive"):
+        if (name, threads) not in runs:
+            continue
         wall, rss, out = med(name, threads)
         mbs = json_bytes / 1e6 / wall
         ratio = "" if name == "trailship" else f"{wall / base:.1f}x faster"
         print(f"| {name} | {threads} | {wall:.2f} s | {records / wall:,.0f} | {mbs:.1f} | {mbs / int(threads):.1f} "
               f"| {rss / 1024:.0f} MB | {out / 1e6:.1f} MB | {ratio} |")
-t1, tn = med("trailship", "1")[0], med("trailship", cores)[0]
-print(f"\ntrailship scaling: {t1 / tn:.2f}x on {cores} cores")
+t1 = med("trailship", "1")[0]
+print("\ntrailship scaling: " + ", ".join(f"{t1 / med('trailship', n)[0]:.2f}x on {n} cores" for n in curve if n != "1"))
 EOF
 
 echo
 echo "trailship stages, one core, in memory (best of 3):"
 echo '```'
-taskset -c 0 ./target/release/examples/stages "$ct"
+timed - 1 "$stages" "$ct"
 echo '```'
 echo
 echo "trailship end to end per family, one core (median of $rounds, after a run that warms the page cache):"
@@ -106,7 +128,7 @@ for fam in AWSLogs k8s github; do
     lines=()
     for run in $(seq 0 "$rounds"); do
         rm -rf "$work/out"
-        line=$(taskset -c 0 ./target/release/trailship normalize --threads 1 --out "$work/out" "$corpus/$fam" 2>/dev/null | grep 'MB/s')
+        line=$(timed - 1 "$trailship" normalize --threads 1 --out "$work/out" "$corpus/$fam" 2>/dev/null | grep 'MB/s')
         [ "$run" = 0 ] || lines+=("$line")
     done
     # The summary line reads "... in 1.40s: ...": sort by that time, take the middle.
