@@ -1,4 +1,4 @@
-"""Runs one benchmark command on the first CPUS processors and appends its
+"""Runs one benchmark command on the first CPUS processors and writes its
 wall time (s) and peak RSS (KiB) to RESULT, or just runs it pinned when RESULT
 is '-'. A stand-in for `/usr/bin/time -f '%e %M' taskset -c 0-N`: the
 16-core device machine has neither.

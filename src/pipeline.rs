@@ -689,9 +689,9 @@ impl Records<'_> {
     }
 }
 
-/// Records between two measurements of the row buffer. Rows are a few KiB
-/// at most, mostly under one, so the buffer overshoots its bound by about a
-/// sixteenth between checks; a fixed interval overshot a thread's share on
+/// Records between two measurements of the row buffer. Rows are mostly
+/// under a KiB, so the buffer overshoots its bound by about a sixteenth
+/// between checks; a fixed interval overshot a thread's share on
 /// 16 cores (4 MiB) by 4096 rows, more than the share itself. Measuring
 /// walks every column of every partition, so not every record.
 fn flush_interval(max_buffer_bytes: usize) -> usize {
