@@ -89,11 +89,11 @@ for round in $(seq "$rounds"); do
     echo "round $round of $rounds done" >&2
 done
 
-echo "## $(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $records CloudTrail records, $((json_bytes / 1000000)) MB of JSON"
+echo "## $(date -u +%F), $cores cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $records CloudTrail records, $((json_bytes / 1000000)) MB of JSON"
 echo
-"$python" - "$results" "$records" "$json_bytes" "$cores" "$threads_list" <<'EOF'
+"$python" - "$results" "$records" "$json_bytes" "$threads_list" <<'EOF'
 import statistics, sys
-path, records, json_bytes, cores, curve = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5].split()
+path, records, json_bytes, curve = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split()
 runs = {}
 for line in open(path):
     name, threads, wall, rss, out = line.split()

@@ -360,10 +360,8 @@ struct Records<'o> {
     normalizer: Normalizer,
     batcher: Batcher,
     raw: String,
-    /// Records since the buffer was last measured, and how many may pass
-    /// between measurements (see [`flush_interval`]).
+    /// Records since the buffer was last measured (see [`flush_interval`]).
     since_flush: usize,
-    flush_every: usize,
 }
 
 /// A record's text as received: at hand when framed, looked up in its log
@@ -408,7 +406,6 @@ impl<'o> Stages<'o> {
                 redactor,
                 raw: String::new(),
                 since_flush: 0,
-                flush_every: flush_interval(opts.max_buffer_bytes),
             },
         }
     }
@@ -609,7 +606,7 @@ impl Records<'_> {
         }
         // Bound memory inside one input too: a 10 GB file is one input.
         self.since_flush += 1;
-        if self.since_flush >= self.flush_every {
+        if self.since_flush >= flush_interval(self.opts.max_buffer_bytes) {
             self.since_flush = 0;
             self.flush(sink, false)?;
         }
