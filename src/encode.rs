@@ -6,11 +6,15 @@
 use std::io::{self, Write};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
+use std::sync::Arc;
+
+use arrow_schema::{Schema, SchemaRef};
+use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
@@ -128,13 +132,40 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// One Parquet object being written.
+///
+/// Row groups are encoded one top-level column at a time, each chunk written
+/// out before the next column's writers exist, rather than with all of a row
+/// group's column writers at once as `ArrowWriter` does: a writer holds zstd
+/// compression and decompression contexts, a dictionary and its encoded
+/// pages until it is closed, so all at once that is the whole row group's
+/// encoder state, per thread, and the allocator keeps each thread's
+/// high-water mark (see benches/README.md, session 10).
 pub struct ObjectWriter<W: Write + Send> {
-    writer: ArrowWriter<HashingWriter<W>>,
+    file: SerializedFileWriter<HashingWriter<W>>,
+    /// One column-writer factory per top-level field, each over a schema of
+    /// that field alone (same leaf paths and levels, so the same properties
+    /// apply and the file writer accepts its chunks).
+    fields: Vec<ArrowRowGroupWriterFactory>,
+    row_groups: usize,
+    max_rows: usize,
 }
 
 impl<W: Write + Send> ObjectWriter<W> {
     pub fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self, ParquetError> {
-        Ok(ObjectWriter { writer: ArrowWriter::try_new(HashingWriter::new(out), schema, Some(props))? })
+        let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let converter = ArrowSchemaConverter::new();
+        let shared = Arc::new(props.clone());
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let alone = Arc::new(Schema::new(vec![field.clone()]));
+            let descr = converter.convert(&alone)?;
+            let shape = SerializedFileWriter::new(io::sink(), descr.root_schema_ptr(), Arc::clone(&shared))?;
+            fields.push(ArrowRowGroupWriterFactory::new(&shape, alone));
+        }
+        // ArrowWriter writes the Parquet schema and the encoded Arrow schema
+        // (readers restore the Arrow types from it) into the file it hands over.
+        let (file, _) = ArrowWriter::try_new(HashingWriter::new(out), schema, Some(props))?.into_serialized_writer()?;
+        Ok(ObjectWriter { file, fields, row_groups: 0, max_rows })
     }
 
     /// A writer for an object whose first row group is `first`: columns that
@@ -163,18 +194,37 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// Writes `batch` as (at least) one complete row group, so nothing stays
     /// buffered in the encoder between batches.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        self.writer.write(batch)?;
-        self.writer.flush()
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let len = self.max_rows.min(batch.num_rows() - at);
+            self.row_group(&batch.slice(at, len))?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let mut group = self.file.next_row_group()?;
+        for ((factory, field), column) in self.fields.iter().zip(batch.schema().fields()).zip(batch.columns()) {
+            let mut writers = factory.create_column_writers(self.row_groups)?.into_iter();
+            for leaf in compute_leaves(field, column)? {
+                let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
+                w.write(&leaf)?;
+                w.close()?.append_to_row_group(&mut group)?;
+            }
+        }
+        group.close()?;
+        self.row_groups += 1;
+        Ok(())
     }
 
     pub fn bytes_written(&self) -> usize {
-        self.writer.bytes_written()
+        self.file.bytes_written()
     }
 
     /// Writes the footer; returns the object's SHA-256, size and the sink.
     pub fn finish(self) -> Result<([u8; 32], u64, W), ParquetError> {
-        let inner = self.writer.into_inner()?;
-        Ok(inner.finish())
+        Ok(self.file.into_inner()?.finish())
     }
 }
 
@@ -224,5 +274,33 @@ mod tests {
         let back =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 8).unwrap().next().unwrap().unwrap();
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn a_batch_over_the_row_group_size_is_split_and_keeps_its_arrow_types() {
+        use arrow_array::TimestampMillisecondArray;
+        let times: Vec<i64> = (0..10).map(|i| 1_700_000_000_000 + i).collect();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("time_dt", Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")) as ArrayRef),
+            ("n", Arc::new(Int64Array::from((0..10).collect::<Vec<i64>>())) as ArrayRef),
+        ])
+        .unwrap();
+        let props = writer_properties(&EncodeOptions { row_group_rows: 4, ..EncodeOptions::default() }).unwrap();
+        let mut w = ObjectWriter::for_batch(Vec::new(), &batch, props).unwrap();
+        w.write(&batch).unwrap();
+        let (sha, len, bytes) = w.finish().unwrap();
+        assert_eq!(len as usize, bytes.len());
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&bytes)));
+        let bytes = bytes::Bytes::from(bytes);
+        let r = SerializedFileReader::new(bytes.clone()).unwrap();
+        let rows: Vec<i64> = r.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(rows, [4, 4, 2]);
+        let kv = r.metadata().file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().any(|kv| kv.key == "ARROW:schema"), "readers restore Arrow types from it");
+        let back: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 100)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, [batch]);
     }
 }

@@ -84,7 +84,7 @@ impl RowSink for Spool {
             None => {
                 let path = self.next_path("parquet");
                 let file = File::create(&path).map_err(|e| io_err(&path, e))?;
-                let w = ObjectWriter::for_batch(BufWriter::with_capacity(256 << 10, file), batch, self.props.clone())?;
+                let w = ObjectWriter::for_batch(BufWriter::with_capacity(64 << 10, file), batch, self.props.clone())?;
                 self.open.push((key.clone(), w, path));
                 self.open.len() - 1
             }

@@ -209,7 +209,7 @@ impl LocalSink {
             let name = format!("part-{}-{:05}.zstd.parquet", self.run, self.seq);
             let tmp = self.tmp.join(&name);
             let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            let writer = ObjectWriter::for_batch(BufWriter::with_capacity(256 << 10, file), batch, self.props.clone())?;
+            let writer = ObjectWriter::for_batch(BufWriter::with_capacity(64 << 10, file), batch, self.props.clone())?;
             let obj_key = format!("{}/{}", key.dir(), name);
             self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
             self.open_order.push(key.clone());
