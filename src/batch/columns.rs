@@ -553,8 +553,8 @@ impl ColumnBatch {
             .sum()
     }
 
-    /// Moves the rows written so far into a `RecordBatch` and clears the
-    /// buffers, keeping their capacity for the next batch.
+    /// Moves the rows written so far into a `RecordBatch`; the buffers start
+    /// the next batch empty, holding no memory.
     pub fn finish(&mut self) -> RecordBatch {
         for l in 0..self.leaves.len() {
             let n = self.levels[self.leaves[l].level].count;
@@ -579,10 +579,10 @@ impl ColumnBatch {
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
         .expect("column builder produced arrays that match its own schema");
-        // `leaf_array` already handed each leaf's buffers to Arrow and left it empty.
+        // `build` handed every buffer to Arrow (or copied it into a bitmap)
+        // and left it empty.
         for l in &mut self.lists {
-            l.valid.clear();
-            l.offsets.truncate(1);
+            l.valid = Vec::new();
         }
         for lvl in &mut self.levels {
             lvl.count = 0;
@@ -622,12 +622,12 @@ impl ColumnBatch {
                 let li = *next_list;
                 *next_list += 1;
                 let values = self.build(item, next_leaf, next_list);
-                let l = &self.lists[li];
+                let l = &mut self.lists[li];
                 let field = Arc::new(Field::new("element", item.data_type(), true));
                 Arc::new(
                     ListArray::try_new(
                         field,
-                        OffsetBuffer::new(ScalarBuffer::from(l.offsets.clone())),
+                        OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut l.offsets, vec![0]))),
                         values,
                         nulls(&l.valid),
                     )
@@ -668,7 +668,9 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
 /// (it counts bytes written), and it was most of the peak RSS.
 fn leaf_array(l: &mut LeafCol) -> ArrayRef {
     let n = nulls(&l.valid);
-    l.valid.clear();
+    // Copied into a bitmap: kept, its capacity would be a byte per row of
+    // the partition's largest batch, for every column, unseen by the bound.
+    l.valid = Vec::new();
     fn take<T>(v: &mut Vec<T>) -> Vec<T> {
         std::mem::take(v)
     }
@@ -687,7 +689,7 @@ fn leaf_array(l: &mut LeafCol) -> ArrayRef {
         (Values::I64(v), _) => Arc::new(Int64Array::new(ScalarBuffer::from(take(v)), n)),
         (Values::Bool(v), _) => {
             let b = BooleanBuffer::from(v.as_slice());
-            v.clear();
+            *v = Vec::new();
             Arc::new(BooleanArray::new(b, n))
         }
     }
@@ -774,5 +776,45 @@ mod tests {
         b.i32(id, 3);
         b.end_row();
         assert_eq!(b.finish().num_rows(), 1);
+    }
+
+    /// What a partition's buffers keep between batches is memory the buffer
+    /// bound does not count: none may be kept.
+    #[test]
+    fn a_finished_batch_holds_no_buffer() {
+        let mut b = ColumnBatch::new(tree());
+        let (id, uid, tags, tag) = (b.slot("id"), b.slot("actor.user.uid"), b.list("tags"), b.slot("tags[]"));
+        for i in 0..1000 {
+            b.i32(id, i);
+            if i % 2 == 0 {
+                b.str(uid, "alice");
+            }
+            b.list_str(tags, tag, ["x", "y"]);
+            b.end_row();
+        }
+        let held = |b: &ColumnBatch| {
+            let leaves: usize = b
+                .leaves
+                .iter()
+                .map(|l| {
+                    l.valid.capacity()
+                        + match &l.values {
+                            Values::Utf8 { offsets, bytes } => offsets.capacity() * 4 + bytes.capacity(),
+                            Values::I32(v) => v.capacity() * 4,
+                            Values::I64(v) => v.capacity() * 8,
+                            Values::Bool(v) => v.capacity(),
+                        }
+                })
+                .sum();
+            leaves + b.lists.iter().map(|l| l.valid.capacity() + l.offsets.capacity() * 4).sum::<usize>()
+        };
+        assert!(held(&b) > 1000 * 7, "1000 rows of several columns are buffered");
+        let batch = b.finish();
+        assert_eq!(batch.num_rows(), 1000);
+        // What is left: one offset per string and list column, to start the next batch.
+        assert!(held(&b) <= 64, "{} bytes held after finish", held(&b));
+        b.i32(id, 1);
+        b.end_row();
+        assert_eq!(b.finish().num_rows(), 1, "the emptied buffers take the next batch");
     }
 }
