@@ -4,10 +4,9 @@
 //! (SHA-256) as it is written, for the archive's digest chain.
 
 use std::io::{self, Write};
-
-use arrow_array::RecordBatch;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -146,6 +145,7 @@ pub struct ObjectWriter<W: Write + Send> {
     /// that field alone (same leaf paths and levels, so the same properties
     /// apply and the file writer accepts its chunks).
     fields: Vec<ArrowRowGroupWriterFactory>,
+    schema: SchemaRef,
     row_groups: usize,
     max_rows: usize,
 }
@@ -164,8 +164,9 @@ impl<W: Write + Send> ObjectWriter<W> {
         }
         // ArrowWriter writes the Parquet schema and the encoded Arrow schema
         // (readers restore the Arrow types from it) into the file it hands over.
-        let (file, _) = ArrowWriter::try_new(HashingWriter::new(out), schema, Some(props))?.into_serialized_writer()?;
-        Ok(ObjectWriter { file, fields, row_groups: 0, max_rows })
+        let (file, _) =
+            ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
+        Ok(ObjectWriter { file, fields, schema, row_groups: 0, max_rows })
     }
 
     /// A writer for an object whose first row group is `first`: columns that
@@ -194,6 +195,9 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// Writes `batch` as (at least) one complete row group, so nothing stays
     /// buffered in the encoder between batches.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        if batch.schema_ref() != &self.schema {
+            return Err(ParquetError::General("record batch schema does not match the object's".into()));
+        }
         let mut at = 0;
         while at < batch.num_rows() {
             let len = self.max_rows.min(batch.num_rows() - at);
@@ -205,7 +209,7 @@ impl<W: Write + Send> ObjectWriter<W> {
 
     fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
         let mut group = self.file.next_row_group()?;
-        for ((factory, field), column) in self.fields.iter().zip(batch.schema().fields()).zip(batch.columns()) {
+        for ((factory, field), column) in self.fields.iter().zip(self.schema.fields()).zip(batch.columns()) {
             let mut writers = factory.create_column_writers(self.row_groups)?.into_iter();
             for leaf in compute_leaves(field, column)? {
                 let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
@@ -288,6 +292,8 @@ mod tests {
         let props = writer_properties(&EncodeOptions { row_group_rows: 4, ..EncodeOptions::default() }).unwrap();
         let mut w = ObjectWriter::for_batch(Vec::new(), &batch, props).unwrap();
         w.write(&batch).unwrap();
+        let other = RecordBatch::try_from_iter(vec![("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).unwrap();
+        assert!(w.write(&other).is_err(), "a batch of another schema is refused, not written");
         let (sha, len, bytes) = w.finish().unwrap();
         assert_eq!(len as usize, bytes.len());
         assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&bytes)));
