@@ -130,6 +130,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Bytes buffered in front of an object's file. parquet buffers 8 KiB
+/// itself; this batches those into fewer writes. Every open object holds
+/// one, so it is memory per object, not per thread.
+pub const WRITE_BUFFER: usize = 64 << 10;
+
 /// One Parquet object being written.
 ///
 /// Row groups are encoded one top-level column at a time, each chunk written
@@ -146,7 +151,6 @@ pub struct ObjectWriter<W: Write + Send> {
     /// apply and the file writer accepts its chunks).
     fields: Vec<ArrowRowGroupWriterFactory>,
     schema: SchemaRef,
-    row_groups: usize,
     max_rows: usize,
 }
 
@@ -166,7 +170,7 @@ impl<W: Write + Send> ObjectWriter<W> {
         // (readers restore the Arrow types from it) into the file it hands over.
         let (file, _) =
             ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
-        Ok(ObjectWriter { file, fields, schema, row_groups: 0, max_rows })
+        Ok(ObjectWriter { file, fields, schema, max_rows })
     }
 
     /// A writer for an object whose first row group is `first`: columns that
@@ -208,9 +212,10 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 
     fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let index = self.file.flushed_row_groups().len();
         let mut group = self.file.next_row_group()?;
         for ((factory, field), column) in self.fields.iter().zip(self.schema.fields()).zip(batch.columns()) {
-            let mut writers = factory.create_column_writers(self.row_groups)?.into_iter();
+            let mut writers = factory.create_column_writers(index)?.into_iter();
             for leaf in compute_leaves(field, column)? {
                 let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
                 w.write(&leaf)?;
@@ -218,7 +223,6 @@ impl<W: Write + Send> ObjectWriter<W> {
             }
         }
         group.close()?;
-        self.row_groups += 1;
         Ok(())
     }
 

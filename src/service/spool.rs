@@ -14,7 +14,7 @@ use arrow_array::RecordBatch;
 use parquet::file::properties::WriterProperties;
 
 use crate::batch::PartitionKey;
-use crate::encode::ObjectWriter;
+use crate::encode::{ObjectWriter, WRITE_BUFFER};
 use crate::sink::{RowSink, SinkError};
 
 fn io_err(path: &Path, e: std::io::Error) -> SinkError {
@@ -84,7 +84,8 @@ impl RowSink for Spool {
             None => {
                 let path = self.next_path("parquet");
                 let file = File::create(&path).map_err(|e| io_err(&path, e))?;
-                let w = ObjectWriter::for_batch(BufWriter::with_capacity(64 << 10, file), batch, self.props.clone())?;
+                let w =
+                    ObjectWriter::for_batch(BufWriter::with_capacity(WRITE_BUFFER, file), batch, self.props.clone())?;
                 self.open.push((key.clone(), w, path));
                 self.open.len() - 1
             }

@@ -23,7 +23,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::PartitionKey;
-use crate::encode::ObjectWriter;
+use crate::encode::{ObjectWriter, WRITE_BUFFER};
 use crate::integrity::chain::{ChainWriter, Covered};
 use crate::sink::SinkError;
 use crate::sink::seal::{self, Sealer, now_ms};
@@ -209,7 +209,8 @@ impl LocalSink {
             let name = format!("part-{}-{:05}.zstd.parquet", self.run, self.seq);
             let tmp = self.tmp.join(&name);
             let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            let writer = ObjectWriter::for_batch(BufWriter::with_capacity(64 << 10, file), batch, self.props.clone())?;
+            let writer =
+                ObjectWriter::for_batch(BufWriter::with_capacity(WRITE_BUFFER, file), batch, self.props.clone())?;
             let obj_key = format!("{}/{}", key.dir(), name);
             self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
             self.open_order.push(key.clone());
