@@ -136,6 +136,92 @@ fn security_lake_cloudtrail_samples() {
     assert!(failures.is_empty(), "mismatches against Security Lake output:\n{}", failures.join("\n"));
 }
 
+/// `unmapped` keeps what Security Lake leaves unmapped of `userIdentity`, less
+/// what trailship maps that Security Lake does not (`sessionIssuer.userName`
+/// as `actor.user.name`), and nothing that a column already holds.
+#[test]
+fn unmapped_user_identity_is_what_no_column_holds() {
+    let mut compared = 0;
+    for class in ["api_activity", "account_change", "authentication"] {
+        let dir = fixture(&format!("cloudtrail/aws-samples-security-lake/{class}"));
+        for input in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            let name = input.file_stem().unwrap().to_string_lossy().to_string();
+            let expected: Value = serde_json::from_str(
+                &std::fs::read_to_string(fixture(&format!(
+                    "security-lake-expected/cloudtrail-{class}-{name}.ocsf.json"
+                )))
+                .unwrap(),
+            )
+            .unwrap();
+            let ours = normalise_one(&input);
+            let unmapped: Value =
+                get(&ours, "unmapped").map_or(Value::Null, |u| serde_json::from_str(u.as_str().unwrap()).unwrap());
+            let mut flat = Vec::new();
+            flatten(&unmapped, "", &mut flat);
+            let flat: BTreeMap<String, Value> = flat.into_iter().collect();
+            let sl = expected["unmapped"].as_object().cloned().unwrap_or_default();
+            for (path, value) in sl.iter().filter(|(p, _)| p.starts_with("userIdentity.")) {
+                let ours_holds_it = path == "userIdentity.sessionContext.sessionIssuer.userName"
+                    && get(&ours, "actor.user.name") == Some(value);
+                assert_eq!(flat.contains_key(path), !ours_holds_it, "{class}/{name}: {path} in {unmapped}");
+                compared += 1;
+            }
+            for (path, column) in [
+                ("userIdentity.sessionContext.sessionIssuer.arn", "actor.session.issuer"),
+                ("userIdentity.sessionContext.attributes.creationDate", "actor.session.created_time"),
+                ("userIdentity.sessionContext.attributes.mfaAuthenticated", "actor.session.is_mfa"),
+            ] {
+                if get(&ours, column).is_some() {
+                    assert!(!flat.contains_key(path), "{class}/{name}: {path} is {column}: {unmapped}");
+                }
+            }
+            // A null says no more than the null column beside it.
+            if let Value::Object(m) = &unmapped {
+                assert!(m.values().all(|v| !v.is_null()), "{class}/{name}: {unmapped}");
+            }
+        }
+    }
+    assert!(compared >= 28, "{compared}");
+}
+
+/// Only what was mapped leaves `unmapped`: a session flag that is not one
+/// of CloudTrail's two spellings stays, beside everything never mapped; the
+/// same whether the record's text is copied (compact) or re-written.
+#[test]
+fn unmapped_keeps_what_was_not_mapped() {
+    let input = fixture("cloudtrail/aws-samples-security-lake/account_change/AttachRolePolicy.json");
+    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap()).unwrap();
+    let ctx = &mut rec["userIdentity"]["sessionContext"];
+    ctx["attributes"]["mfaAuthenticated"] = "maybe".into();
+    ctx["sourceIdentity"] = "alice".into();
+    let dir = TempDir::new("unmapped");
+    for (name, text) in
+        [("pretty.json", serde_json::to_string_pretty(&rec)), ("compact.json", serde_json::to_string(&rec))]
+    {
+        let out = dir.0.join(name).with_extension("out");
+        let s = run(&out, &[dir.write(name, text.unwrap().as_bytes())]);
+        assert_eq!(s.rows_total(), 1);
+        let row = all_rows(&out).pop().unwrap();
+        assert!(get(&row, "actor.session.is_mfa").is_none(), "{name}");
+        assert_eq!(get(&row, "actor.session.issuer").unwrap(), "arn:aws:iam::112233445566:role/Admin");
+        let unmapped: Value = serde_json::from_str(get(&row, "unmapped").unwrap().as_str().unwrap()).unwrap();
+        assert_eq!(
+            unmapped,
+            serde_json::json!({
+                "managementEvent": true,
+                "readOnly": false,
+                "userIdentity": {"sessionContext": {
+                    "attributes": {"mfaAuthenticated": "maybe"},
+                    "sessionIssuer": {"accountId": "112233445566", "principalId": "AROAIOJRFK4IOK6BW5ISY", "type": "Role"},
+                    "sourceIdentity": "alice",
+                    "webIdFederationData": {},
+                }},
+            }),
+            "{name}"
+        );
+    }
+}
+
 /// The samples in ocsf/examples are not valid JSON (trailing commas, a known
 /// defect): strip those before comparing.
 fn lenient_json(s: &str) -> Value {

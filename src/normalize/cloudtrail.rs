@@ -633,9 +633,11 @@ impl CloudTrail {
             match kk {
                 // userIdentity members with no OCSF home (sessionContext, ...).
                 Some(K::UserIdentity) if mapped => {
-                    v.entries().any(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0).then_some(true)
+                    v.entries().any(|(ik, iv)| ident_member_left(ik, &iv, ident_consumed)).then_some(true)
                 }
                 _ if mapped => None,
+                // A known field's null says no more than its null column.
+                Some(_) if v.is_null() => None,
                 _ => Some(false),
             }
         };
@@ -657,11 +659,36 @@ impl CloudTrail {
                     }
                     buf.push(b'{');
                     let mut f2 = true;
-                    for (ik, iv) in v.entries().filter(|(ik, _)| ident_key_bit(ik) & ident_consumed == 0) {
+                    for (ik, iv) in v.entries().filter(|(ik, iv)| ident_member_left(ik, iv, ident_consumed)) {
                         sep(buf, &mut f2);
                         write_str(ik, buf);
                         buf.push(b':');
-                        write(buf, stats, ik, &iv);
+                        if ik != "sessionContext" || !iv.is_object() || ident_consumed & SESSION_BITS == 0 {
+                            write(buf, stats, ik, &iv);
+                            continue;
+                        }
+                        // sessionContext less what `write_actor` mapped.
+                        buf.push(b'{');
+                        let mut f3 = true;
+                        for (ck, cv) in iv.entries().filter(|(ck, cv)| context_member_left(ck, cv, ident_consumed)) {
+                            sep(buf, &mut f3);
+                            write_str(ck, buf);
+                            buf.push(b':');
+                            if !cv.is_object() {
+                                write(buf, stats, ck, &cv);
+                                continue;
+                            }
+                            buf.push(b'{');
+                            let mut f4 = true;
+                            for (mk, mv) in cv.entries().filter(|(mk, _)| session_bit(ck, mk) & ident_consumed == 0) {
+                                sep(buf, &mut f4);
+                                write_str(mk, buf);
+                                buf.push(b':');
+                                write(buf, stats, mk, &mv);
+                            }
+                            buf.push(b'}');
+                        }
+                        buf.push(b'}');
                     }
                     buf.push(b'}');
                 }
@@ -700,6 +727,41 @@ fn required_str<'i>(rec: &mut Rec<'_, 'i>, k: K, name: &'static str) -> Result<&
             }),
         },
     }
+}
+
+/// Members of `userIdentity.sessionContext` objects that `write_actor` maps,
+/// by object and name, with their bits beside [`ident_key_bit`]'s. What is
+/// mapped is left out of `unmapped`, as Amazon Security Lake leaves it out.
+const SESSION_MAPPED: [(&str, &str, u16); 5] = [
+    ("sessionIssuer", "arn", 1 << 10),
+    ("sessionIssuer", "userName", 1 << 11),
+    ("attributes", "creationDate", 1 << 12),
+    ("attributes", "mfaAuthenticated", 1 << 13),
+    ("webIdFederationData", "federatedProvider", 1 << 14),
+];
+const SESSION_BITS: u16 = 0b11111 << 10;
+
+fn session_bit(object: &str, k: &str) -> u16 {
+    SESSION_MAPPED.iter().find(|(o, m, _)| *m == k && *o == object).map_or(0, |(_, _, bit)| *bit)
+}
+
+/// Whether `unmapped` keeps something of `userIdentity` member `k`: it is
+/// not mapped, or it is `sessionContext` and not everything in it is.
+fn ident_member_left(k: &str, v: &Val<'_, '_>, consumed: u16) -> bool {
+    if ident_key_bit(k) & consumed != 0 {
+        return false;
+    }
+    if k != "sessionContext" || !v.is_object() || consumed & SESSION_BITS == 0 || v.entries().next().is_none() {
+        return true;
+    }
+    v.entries().any(|(ck, cv)| context_member_left(ck, &cv, consumed))
+}
+
+/// Whether `unmapped` keeps something of `sessionContext` member `k`: an
+/// object whose every member was mapped goes with them (an empty one stays:
+/// nothing of it was mapped).
+fn context_member_left(k: &str, v: &Val<'_, '_>, consumed: u16) -> bool {
+    !v.is_object() || v.entries().next().is_none() || v.entries().any(|(m, _)| session_bit(k, m) & consumed == 0)
 }
 
 /// Bits of the userIdentity members mapped by `write_actor`.
@@ -752,9 +814,14 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Opt
     if let Some(v) = principal.or(on_behalf) {
         batch.str(u.uid_alt, v);
     }
-    let name = user_name
-        .or_else(|| id.at(&["sessionContext", "sessionIssuer"]).and_then(|s| s.get_str("userName")))
-        .or_else(|| nonempty(extra.and_then(|e| e.get_str("UserName"))));
+    let issuer_name = || {
+        let v = id.at(&["sessionContext", "sessionIssuer"]).and_then(|s| s.get_str("userName"));
+        if v.is_some() {
+            consumed |= session_bit("sessionIssuer", "userName");
+        }
+        v
+    };
+    let name = user_name.or_else(issuer_name).or_else(|| nonempty(extra.and_then(|e| e.get_str("UserName"))));
     if let Some(v) = name {
         batch.str(u.name, v);
     }
@@ -786,16 +853,26 @@ fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>, extra: Option
     if let Some(ctx) = id.get("sessionContext") {
         if let Some(arn) = ctx.get("sessionIssuer").and_then(|i| i.get_str("arn")) {
             batch.str(s.issuer, arn);
+            consumed |= session_bit("sessionIssuer", "arn");
         }
         if let Some(attrs) = ctx.get("attributes") {
             if let Some(t) = attrs.get_str("creationDate").and_then(parse_rfc3339_ms) {
                 batch.i64(s.created_time, t);
                 batch.i64(s.created_time_dt, t);
+                consumed |= session_bit("attributes", "creationDate");
             }
-            let mfa =
-                attrs.get("mfaAuthenticated").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true")));
+            // CloudTrail writes the flag as a string; anything but its two
+            // spellings stays in `unmapped`.
+            let mfa = attrs.get("mfaAuthenticated").and_then(|v| {
+                v.as_bool().or_else(|| match v.as_str() {
+                    Some("true") => Some(true),
+                    Some("false") => Some(false),
+                    _ => None,
+                })
+            });
             if let Some(m) = mfa {
                 batch.bool(s.is_mfa, m);
+                consumed |= session_bit("attributes", "mfaAuthenticated");
             }
         }
     }
@@ -808,9 +885,10 @@ fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>, extra: Option
         .or_else(|| id.at(&["sessionContext", "webIdFederationData"]).and_then(|w| w.get_str("federatedProvider")));
     if let Some(v) = idp {
         batch.str(c.actor_idp_name, v);
-        if id.get("identityProvider").is_some() {
-            consumed |= ident_key_bit("identityProvider");
-        }
+        consumed |= match id.get_str("identityProvider") {
+            Some(_) => ident_key_bit("identityProvider"),
+            None => session_bit("webIdFederationData", "federatedProvider"),
+        };
     }
     consumed
 }
