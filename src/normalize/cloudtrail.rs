@@ -48,6 +48,8 @@ enum K {
 }
 
 const NK: usize = 24;
+/// CloudTrail records have 15-25 members.
+const KINDS: usize = 32;
 
 fn key(k: &str) -> Option<K> {
     Some(match k {
@@ -84,6 +86,9 @@ struct Rec<'t, 'i> {
     f: [Option<Val<'t, 'i>>; NK],
     /// The record's own key strings: they locate the values in its text.
     keys: [&'i str; NK],
+    /// `key` of each of the record's first [`KINDS`] members, in order, so
+    /// that `unmapped` need not match their names again.
+    kinds: [Option<K>; KINDS],
     /// Fields successfully mapped; the rest goes to `unmapped`.
     consumed: u32,
     /// Fields present with a type the mapping cannot use.
@@ -333,11 +338,15 @@ impl CloudTrail {
         ctx: &Ctx<'_>,
         out: &mut Batcher,
     ) -> Result<Class, Rejected> {
-        let mut rec = Rec { f: [None; NK], keys: [""; NK], consumed: 0, wrong_types: Vec::new() };
-        for (name, v) in root.entries() {
-            if let Some(k) = key(name) {
+        let mut rec = Rec { f: [None; NK], keys: [""; NK], kinds: [None; KINDS], consumed: 0, wrong_types: Vec::new() };
+        for (i, (name, v)) in root.entries().enumerate() {
+            let k = key(name);
+            if let Some(k) = k {
                 rec.f[k as usize] = Some(v);
                 rec.keys[k as usize] = name;
+            }
+            if i < KINDS {
+                rec.kinds[i] = k;
             }
         }
 
@@ -627,8 +636,8 @@ impl CloudTrail {
         }
 
         // unmapped: every member not consumed above, verbatim (and redacted).
-        let unmapped_member = |k: &str, v: &Val<'_, '_>| -> Option<bool> {
-            let kk = key(k);
+        let unmapped_member = |i: usize, k: &str, v: &Val<'_, '_>| -> Option<bool> {
+            let kk = if i < KINDS { rec.kinds[i] } else { key(k) };
             let mapped = kk.is_some_and(|kk| rec.consumed & (1 << kk as u32) != 0);
             match kk {
                 // userIdentity members with no OCSF home (sessionContext, ...).
@@ -641,15 +650,16 @@ impl CloudTrail {
                 _ => Some(false),
             }
         };
-        if root.entries().any(|(k, v)| unmapped_member(k, &v).is_some()) {
+        // Where the first member left unmapped is: the row has no `unmapped` without one.
+        if let Some(from) = root.entries().enumerate().position(|(i, (k, v))| unmapped_member(i, k, &v).is_some()) {
             batch.json_with(c.unmapped, |buf, red, stats, tokens| {
                 let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| {
                     write_member(buf, red, stats, tokens, k, v, ctx.source)
                 };
                 buf.push(b'{');
                 let mut first = true;
-                for (k, v) in root.entries() {
-                    let Some(partial) = unmapped_member(k, &v) else { continue };
+                for (i, (k, v)) in root.entries().enumerate().skip(from) {
+                    let Some(partial) = unmapped_member(i, k, &v) else { continue };
                     sep(buf, &mut first);
                     write_str(k, buf);
                     buf.push(b':');
