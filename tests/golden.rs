@@ -79,57 +79,63 @@ fn normalise_one(input: &std::path::Path) -> Value {
     all.pop().unwrap()
 }
 
-/// Security Lake expected output (OCSF 1.1.0) for each of its 20 CloudTrail inputs.
-#[test]
-fn security_lake_cloudtrail_samples() {
-    let mut failures = Vec::new();
-    let mut checked = 0;
+/// Security Lake's CloudTrail inputs, with its output for each: (class, name, input, expected).
+fn security_lake_samples() -> Vec<(&'static str, String, std::path::PathBuf, Value)> {
+    let mut out = Vec::new();
     for class in ["api_activity", "account_change", "authentication"] {
         let dir = fixture(&format!("cloudtrail/aws-samples-security-lake/{class}"));
         let mut inputs: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
         inputs.sort();
         for input in inputs {
             let name = input.file_stem().unwrap().to_string_lossy().to_string();
-            let expected: Value = serde_json::from_str(
-                &std::fs::read_to_string(fixture(&format!(
-                    "security-lake-expected/cloudtrail-{class}-{name}.ocsf.json"
-                )))
-                .unwrap(),
-            )
+            let expected = std::fs::read_to_string(fixture(&format!(
+                "security-lake-expected/cloudtrail-{class}-{name}.ocsf.json"
+            )))
             .unwrap();
-            let ours = normalise_one(&input);
-            // Known, deliberate differences from Security Lake's 1.1.0 output:
-            let extra: &[(&str, &str)] = &[
-                // SL's AssumeRole is status "Other"; a call without errorCode succeeded.
-                ("status", "status follows errorCode (SL: Other for AssumeRole)"),
-                // SL maps RemoveRoleFromInstanceProfile to Detach Policy; no policy is involved.
-                ("activity_id", "RemoveRoleFromInstanceProfile is 99 Other, not 8 Detach Policy"),
-                ("activity_name", "see activity_id"),
-                ("type_uid", "see activity_id"),
-                ("type_name", "see activity_id"),
-                // SL keeps the deprecated user.credential_uid only; trailship writes
-                // both it and OCSF 1.6+'s actor.session.credential_uid.
-                // SL's ConsoleLogin `api.request.uid` is "" (a defect listed in the notes).
-                ("api.request.uid", "SL writes an empty request uid for ConsoleLogin"),
-                // SL CheckMfa/ConsoleLogin map `user` from additionalEventData; see test below.
-            ];
-            let is_remove_role = name == "AddroletoInstanceProfile";
-            let relevant: Vec<(&str, &str)> = extra
-                .iter()
-                .copied()
-                .filter(|(p, _)| match *p {
-                    // SL: "Other" for AssumeRole*; CheckMfa answered {"CheckMfa":"Success"}.
-                    "status" => name.starts_with("AssumeRole") || name == "CheckMfa",
-                    "activity_id" | "activity_name" | "type_uid" | "type_name" => is_remove_role,
-                    "api.request.uid" => name.starts_with("ConsoleLogin") || name == "CheckMfa",
-                    _ => true,
-                })
-                .collect();
-            let bad = compare(&ours, &expected, &relevant);
-            checked += 1;
-            if !bad.is_empty() {
-                failures.push(format!("{class}/{name}:\n  {}", bad.join("\n  ")));
-            }
+            out.push((class, name, input, serde_json::from_str(&expected).unwrap()));
+        }
+    }
+    out
+}
+
+/// Security Lake expected output (OCSF 1.1.0) for each of its 20 CloudTrail inputs.
+#[test]
+fn security_lake_cloudtrail_samples() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (class, name, input, expected) in security_lake_samples() {
+        let ours = normalise_one(&input);
+        // Known, deliberate differences from Security Lake's 1.1.0 output:
+        let extra: &[(&str, &str)] = &[
+            // SL's AssumeRole is status "Other"; a call without errorCode succeeded.
+            ("status", "status follows errorCode (SL: Other for AssumeRole)"),
+            // SL maps RemoveRoleFromInstanceProfile to Detach Policy; no policy is involved.
+            ("activity_id", "RemoveRoleFromInstanceProfile is 99 Other, not 8 Detach Policy"),
+            ("activity_name", "see activity_id"),
+            ("type_uid", "see activity_id"),
+            ("type_name", "see activity_id"),
+            // SL keeps the deprecated user.credential_uid only; trailship writes
+            // both it and OCSF 1.6+'s actor.session.credential_uid.
+            // SL's ConsoleLogin `api.request.uid` is "" (a defect listed in the notes).
+            ("api.request.uid", "SL writes an empty request uid for ConsoleLogin"),
+            // SL CheckMfa/ConsoleLogin map `user` from additionalEventData; see test below.
+        ];
+        let is_remove_role = name == "AddroletoInstanceProfile";
+        let relevant: Vec<(&str, &str)> = extra
+            .iter()
+            .copied()
+            .filter(|(p, _)| match *p {
+                // SL: "Other" for AssumeRole*; CheckMfa answered {"CheckMfa":"Success"}.
+                "status" => name.starts_with("AssumeRole") || name == "CheckMfa",
+                "activity_id" | "activity_name" | "type_uid" | "type_name" => is_remove_role,
+                "api.request.uid" => name.starts_with("ConsoleLogin") || name == "CheckMfa",
+                _ => true,
+            })
+            .collect();
+        let bad = compare(&ours, &expected, &relevant);
+        checked += 1;
+        if !bad.is_empty() {
+            failures.push(format!("{class}/{name}:\n  {}", bad.join("\n  ")));
         }
     }
     assert_eq!(checked, 20);
@@ -142,43 +148,32 @@ fn security_lake_cloudtrail_samples() {
 #[test]
 fn unmapped_user_identity_is_what_no_column_holds() {
     let mut compared = 0;
-    for class in ["api_activity", "account_change", "authentication"] {
-        let dir = fixture(&format!("cloudtrail/aws-samples-security-lake/{class}"));
-        for input in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
-            let name = input.file_stem().unwrap().to_string_lossy().to_string();
-            let expected: Value = serde_json::from_str(
-                &std::fs::read_to_string(fixture(&format!(
-                    "security-lake-expected/cloudtrail-{class}-{name}.ocsf.json"
-                )))
-                .unwrap(),
-            )
-            .unwrap();
-            let ours = normalise_one(&input);
-            let unmapped: Value =
-                get(&ours, "unmapped").map_or(Value::Null, |u| serde_json::from_str(u.as_str().unwrap()).unwrap());
-            let mut flat = Vec::new();
-            flatten(&unmapped, "", &mut flat);
-            let flat: BTreeMap<String, Value> = flat.into_iter().collect();
-            let sl = expected["unmapped"].as_object().cloned().unwrap_or_default();
-            for (path, value) in sl.iter().filter(|(p, _)| p.starts_with("userIdentity.")) {
-                let ours_holds_it = path == "userIdentity.sessionContext.sessionIssuer.userName"
-                    && get(&ours, "actor.user.name") == Some(value);
-                assert_eq!(flat.contains_key(path), !ours_holds_it, "{class}/{name}: {path} in {unmapped}");
-                compared += 1;
+    for (class, name, input, expected) in security_lake_samples() {
+        let ours = normalise_one(&input);
+        let unmapped: Value =
+            get(&ours, "unmapped").map_or(Value::Null, |u| serde_json::from_str(u.as_str().unwrap()).unwrap());
+        let mut flat = Vec::new();
+        flatten(&unmapped, "", &mut flat);
+        let flat: BTreeMap<String, Value> = flat.into_iter().collect();
+        let sl = expected["unmapped"].as_object().cloned().unwrap_or_default();
+        for (path, value) in sl.iter().filter(|(p, _)| p.starts_with("userIdentity.")) {
+            let ours_holds_it = path == "userIdentity.sessionContext.sessionIssuer.userName"
+                && get(&ours, "actor.user.name") == Some(value);
+            assert_eq!(flat.contains_key(path), !ours_holds_it, "{class}/{name}: {path} in {unmapped}");
+            compared += 1;
+        }
+        for (path, column) in [
+            ("userIdentity.sessionContext.sessionIssuer.arn", "actor.session.issuer"),
+            ("userIdentity.sessionContext.attributes.creationDate", "actor.session.created_time"),
+            ("userIdentity.sessionContext.attributes.mfaAuthenticated", "actor.session.is_mfa"),
+        ] {
+            if get(&ours, column).is_some() {
+                assert!(!flat.contains_key(path), "{class}/{name}: {path} is {column}: {unmapped}");
             }
-            for (path, column) in [
-                ("userIdentity.sessionContext.sessionIssuer.arn", "actor.session.issuer"),
-                ("userIdentity.sessionContext.attributes.creationDate", "actor.session.created_time"),
-                ("userIdentity.sessionContext.attributes.mfaAuthenticated", "actor.session.is_mfa"),
-            ] {
-                if get(&ours, column).is_some() {
-                    assert!(!flat.contains_key(path), "{class}/{name}: {path} is {column}: {unmapped}");
-                }
-            }
-            // A null says no more than the null column beside it.
-            if let Value::Object(m) = &unmapped {
-                assert!(m.values().all(|v| !v.is_null()), "{class}/{name}: {unmapped}");
-            }
+        }
+        // A null says no more than the null column beside it.
+        if let Value::Object(m) = &unmapped {
+            assert!(m.values().all(|v| !v.is_null()), "{class}/{name}: {unmapped}");
         }
     }
     assert!(compared >= 28, "{compared}");

@@ -660,9 +660,7 @@ impl CloudTrail {
                 let mut first = true;
                 for (i, (k, v)) in root.entries().enumerate().skip(from) {
                     let Some(partial) = unmapped_member(i, k, &v) else { continue };
-                    sep(buf, &mut first);
-                    write_str(k, buf);
-                    buf.push(b':');
+                    member_key(buf, &mut first, k);
                     if !partial {
                         write(buf, stats, k, &v);
                         continue;
@@ -670,9 +668,7 @@ impl CloudTrail {
                     buf.push(b'{');
                     let mut f2 = true;
                     for (ik, iv) in v.entries().filter(|(ik, iv)| ident_member_left(ik, iv, ident_consumed)) {
-                        sep(buf, &mut f2);
-                        write_str(ik, buf);
-                        buf.push(b':');
+                        member_key(buf, &mut f2, ik);
                         if ik != "sessionContext" || !iv.is_object() || ident_consumed & SESSION_BITS == 0 {
                             write(buf, stats, ik, &iv);
                             continue;
@@ -681,9 +677,7 @@ impl CloudTrail {
                         buf.push(b'{');
                         let mut f3 = true;
                         for (ck, cv) in iv.entries().filter(|(ck, cv)| context_member_left(ck, cv, ident_consumed)) {
-                            sep(buf, &mut f3);
-                            write_str(ck, buf);
-                            buf.push(b':');
+                            member_key(buf, &mut f3, ck);
                             if !cv.is_object() {
                                 write(buf, stats, ck, &cv);
                                 continue;
@@ -691,9 +685,7 @@ impl CloudTrail {
                             buf.push(b'{');
                             let mut f4 = true;
                             for (mk, mv) in cv.entries().filter(|(mk, _)| session_bit(ck, mk) & ident_consumed == 0) {
-                                sep(buf, &mut f4);
-                                write_str(mk, buf);
-                                buf.push(b':');
+                                member_key(buf, &mut f4, mk);
                                 write(buf, stats, mk, &mv);
                             }
                             buf.push(b'}');
@@ -716,11 +708,14 @@ fn nonempty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
-fn sep(buf: &mut Vec<u8>, first: &mut bool) {
+/// An object member's separator, key and colon.
+fn member_key(buf: &mut Vec<u8>, first: &mut bool, k: &str) {
     if !*first {
         buf.push(b',');
     }
     *first = false;
+    write_str(k, buf);
+    buf.push(b':');
 }
 
 fn required_str<'i>(rec: &mut Rec<'_, 'i>, k: K, name: &'static str) -> Result<&'i str, Rejected> {
