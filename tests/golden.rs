@@ -228,6 +228,22 @@ fn unmapped_keeps_what_was_not_mapped() {
     }
 }
 
+/// Writing `sessionContext` less its mapped members must not write an object
+/// inside it member by member, away from its own name's redaction rule.
+#[test]
+fn a_secret_inside_session_context_stays_redacted() {
+    let input = fixture("cloudtrail/aws-samples-security-lake/account_change/AttachRolePolicy.json");
+    let mut rec: Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap()).unwrap();
+    rec["userIdentity"]["sessionContext"]["password"] = serde_json::json!({"value": "hunter2", "hint": "pet"});
+    let dir = TempDir::new("ctx-secret");
+    let out = dir.0.join("out");
+    run(&out, &[dir.write("r.json", serde_json::to_string(&rec).unwrap().as_bytes())]);
+    let row = all_rows(&out).pop().unwrap();
+    let unmapped = get(&row, "unmapped").unwrap().as_str().unwrap();
+    assert!(!unmapped.contains("hunter2") && unmapped.contains(r#""hint":"pet""#), "{unmapped}");
+    assert!(!unmapped.contains(r#":role/Admin""#), "the issuer's ARN is mapped: {unmapped}");
+}
+
 /// The samples in ocsf/examples are not valid JSON (trailing commas, a known
 /// defect): strip those before comparing.
 fn lenient_json(s: &str) -> Value {

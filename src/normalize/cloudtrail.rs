@@ -678,7 +678,10 @@ impl CloudTrail {
                         let mut f3 = true;
                         for (ck, cv) in iv.entries().filter(|(ck, cv)| context_member_left(ck, cv, ident_consumed)) {
                             member_key(buf, &mut f3, ck);
-                            if !cv.is_object() {
+                            // Only an object that lost members is written member by member:
+                            // any other goes whole, under its own name's redaction rule.
+                            if !cv.is_object() || cv.entries().all(|(mk, _)| session_bit(ck, mk) & ident_consumed == 0)
+                            {
                                 write(buf, stats, ck, &cv);
                                 continue;
                             }
