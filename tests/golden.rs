@@ -244,6 +244,44 @@ fn a_secret_inside_session_context_stays_redacted() {
     assert!(!unmapped.contains(r#":role/Admin""#), "the issuer's ARN is mapped: {unmapped}");
 }
 
+/// `unmapped` holds parts of the record, of `userIdentity` and of its
+/// session objects; a member left there is still judged by its siblings,
+/// whether or not they are left too (they were not, before `write_part`).
+#[test]
+fn secrets_that_siblings_reveal_stay_redacted_in_unmapped() {
+    let input = fixture("cloudtrail/aws-samples-security-lake/account_change/AttachRolePolicy.json");
+    let base: Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap()).unwrap();
+    let mut pair_at_root = base.clone();
+    pair_at_root["name"] = "db_password".into();
+    pair_at_root["value"] = "hunter2-root".into();
+    let mut k8s_secret_in_identity = base.clone();
+    k8s_secret_in_identity["userIdentity"]["kind"] = "Secret".into();
+    k8s_secret_in_identity["userIdentity"]["data"] = serde_json::json!({"pw": "hunter2-ident"});
+    let mut pair_in_attributes = base.clone();
+    pair_in_attributes["userIdentity"]["sessionContext"]["attributes"]["Name"] = "API_TOKEN".into();
+    pair_in_attributes["userIdentity"]["sessionContext"]["attributes"]["Value"] = "hunter2-attr".into();
+    let dir = TempDir::new("sibling-secret");
+    let out = dir.0.join("out");
+    let inputs: Vec<_> = [pair_at_root, k8s_secret_in_identity, pair_in_attributes]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| dir.write(&format!("r{i}.json"), serde_json::to_string(r).unwrap().as_bytes()))
+        .collect();
+    run(&out, &inputs);
+    let rows = all_rows(&out);
+    assert_eq!(rows.len(), 3);
+    let unmapped: Vec<&str> = rows.iter().map(|r| get(r, "unmapped").unwrap().as_str().unwrap()).collect();
+    for u in &unmapped {
+        assert!(!u.contains("hunter2"), "{u}");
+    }
+    let has = |needle: &str| unmapped.iter().any(|u| u.contains(needle));
+    assert!(has(r#""value":"[REDACTED:password:"#), "{unmapped:?}");
+    assert!(has(r#""data":{"pw":"[REDACTED:kubernetes_secret:"#), "{unmapped:?}");
+    assert!(has(r#""Value":"[REDACTED:token:"#), "{unmapped:?}");
+    // What was mapped is still left out of the objects taken apart.
+    assert!(unmapped.iter().all(|u| !u.contains("mfaAuthenticated") && !u.contains(":role/Admin\"")), "{unmapped:?}");
+}
+
 /// The samples in ocsf/examples are not valid JSON (trailing commas, a known
 /// defect): strip those before comparing.
 fn lenient_json(s: &str) -> Value {

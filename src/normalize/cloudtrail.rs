@@ -11,11 +11,12 @@ use std::net::IpAddr;
 use super::cols::{Cols, UserCols};
 use super::time::{event_day, parse_rfc3339_ms};
 use super::{Ctx, Rejected, row};
-use crate::batch::columns::{ColumnBatch, write_member};
+use crate::batch::columns::ColumnBatch;
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
-use crate::decode::json::{Val, write_str};
+use crate::decode::json::Val;
 use crate::ocsf::{Class, OCSF_VERSION, status_caption};
+use crate::redact::{Keep, write_part};
 
 /// Top-level CloudTrail fields trailship maps. The discriminant is a bit in
 /// the "consumed" mask that decides what goes to `unmapped`.
@@ -653,51 +654,28 @@ impl CloudTrail {
         // Where the first member left unmapped is: the row has no `unmapped` without one.
         if let Some(from) = root.entries().enumerate().position(|(i, (k, v))| unmapped_member(i, k, &v).is_some()) {
             batch.json_with(c.unmapped, |buf, red, stats, tokens| {
-                let write = |buf: &mut Vec<u8>, stats: &mut _, k: &str, v: &Val<'_, '_>| {
-                    write_member(buf, red, stats, tokens, k, v, ctx.source)
+                // userIdentity and its sessionContext objects lose only what
+                // `write_actor` mapped.
+                let mut keep = |path: &[&str], i: usize, k: &str, v: &Val<'_, '_>| match path {
+                    [] => match if i < from { None } else { unmapped_member(i, k, v) } {
+                        None => Keep::Nothing,
+                        Some(false) => Keep::All,
+                        Some(true) => Keep::Part,
+                    },
+                    ["userIdentity"] if !ident_member_left(k, v, ident_consumed) => Keep::Nothing,
+                    ["userIdentity"] if k == "sessionContext" && ident_consumed & SESSION_BITS != 0 => Keep::Part,
+                    ["userIdentity", "sessionContext"] if !context_member_left(k, v, ident_consumed) => Keep::Nothing,
+                    ["userIdentity", "sessionContext"]
+                        if v.entries().any(|(m, _)| session_bit(k, m) & ident_consumed != 0) =>
+                    {
+                        Keep::Part
+                    }
+                    ["userIdentity", "sessionContext", object] if session_bit(object, k) & ident_consumed != 0 => {
+                        Keep::Nothing
+                    }
+                    _ => Keep::All,
                 };
-                buf.push(b'{');
-                let mut first = true;
-                for (i, (k, v)) in root.entries().enumerate().skip(from) {
-                    let Some(partial) = unmapped_member(i, k, &v) else { continue };
-                    member_key(buf, &mut first, k);
-                    if !partial {
-                        write(buf, stats, k, &v);
-                        continue;
-                    }
-                    buf.push(b'{');
-                    let mut f2 = true;
-                    for (ik, iv) in v.entries().filter(|(ik, iv)| ident_member_left(ik, iv, ident_consumed)) {
-                        member_key(buf, &mut f2, ik);
-                        if ik != "sessionContext" || !iv.is_object() || ident_consumed & SESSION_BITS == 0 {
-                            write(buf, stats, ik, &iv);
-                            continue;
-                        }
-                        // sessionContext less what `write_actor` mapped.
-                        buf.push(b'{');
-                        let mut f3 = true;
-                        for (ck, cv) in iv.entries().filter(|(ck, cv)| context_member_left(ck, cv, ident_consumed)) {
-                            member_key(buf, &mut f3, ck);
-                            // Only an object that lost members is written member by member:
-                            // any other goes whole, under its own name's redaction rule.
-                            if !cv.is_object() || cv.entries().all(|(mk, _)| session_bit(ck, mk) & ident_consumed == 0)
-                            {
-                                write(buf, stats, ck, &cv);
-                                continue;
-                            }
-                            buf.push(b'{');
-                            let mut f4 = true;
-                            for (mk, mv) in cv.entries().filter(|(mk, _)| session_bit(ck, mk) & ident_consumed == 0) {
-                                member_key(buf, &mut f4, mk);
-                                write(buf, stats, mk, &mv);
-                            }
-                            buf.push(b'}');
-                        }
-                        buf.push(b'}');
-                    }
-                    buf.push(b'}');
-                }
-                buf.push(b'}');
+                write_part(red, &root, &mut keep, ctx.source, buf, stats, tokens);
             });
         }
         let notes: Vec<String> = rec.wrong_types.iter().map(|w| format!("wrong_type:{w}")).collect();
@@ -709,16 +687,6 @@ impl CloudTrail {
 
 fn nonempty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
-}
-
-/// An object member's separator, key and colon.
-fn member_key(buf: &mut Vec<u8>, first: &mut bool, k: &str) {
-    if !*first {
-        buf.push(b',');
-    }
-    *first = false;
-    write_str(k, buf);
-    buf.push(b':');
 }
 
 fn required_str<'i>(rec: &mut Rec<'_, 'i>, k: K, name: &'static str) -> Result<&'i str, Rejected> {

@@ -364,10 +364,9 @@ impl GitHubAudit {
                         }
                         batch.i32(e.entity.type_id, 5);
                         batch.str(e.entity.type_, "Policy");
-                        let settings: Vec<_> =
-                            p.entries().filter(|(k, _)| BRANCH_SETTINGS.binary_search(k).is_ok()).collect();
-                        if !settings.is_empty() {
-                            row::members_json(batch, e.result.data, &settings, ctx.source);
+                        let setting = |k: &str| BRANCH_SETTINGS.binary_search(&k).is_ok();
+                        if p.entries().any(|(k, _)| setting(k)) {
+                            row::part_json(batch, e.result.data, &p, setting, ctx.source);
                             batch.i32(e.result.type_id, 5);
                             batch.str(e.result.type_, "Policy");
                         }
@@ -405,8 +404,7 @@ impl GitHubAudit {
             Class::GroupManagement => &["user", "user_id", "team", "team_id", "permission"],
             Class::EntityManagement | Class::ApiActivity => &[],
         };
-        let unmapped: Vec<_> = p.entries().filter(|(k, _)| !MAPPED.contains(k) && !subject.contains(k)).collect();
-        row::members_json(batch, c.unmapped, &unmapped, ctx.source);
+        row::part_json(batch, c.unmapped, &p, |k| !MAPPED.contains(&k) && !subject.contains(&k), ctx.source);
         row::finish(batch, c, ctx, &p, &[]);
         Ok(class)
     }

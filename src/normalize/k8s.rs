@@ -323,16 +323,13 @@ impl Kubernetes {
         let other_annotations = annotations.is_some_and(|a| {
             a.entries().any(|(k, _)| k != "authorization.k8s.io/decision" && k != "authorization.k8s.io/reason")
         });
-        let unmapped: Vec<_> = root
-            .entries()
-            .filter(|(k, _)| {
-                !MAPPED.contains(k)
-                    || (*k == "sourceIPs" && more_ips)
-                    || (*k == "annotations" && other_annotations)
-                    || (*k == "user" && extra.is_some())
-            })
-            .collect();
-        row::members_json(batch, c.unmapped, &unmapped, ctx.source);
+        let keep = |k: &str| {
+            !MAPPED.contains(&k)
+                || (k == "sourceIPs" && more_ips)
+                || (k == "annotations" && other_annotations)
+                || (k == "user" && extra.is_some())
+        };
+        row::part_json(batch, c.unmapped, &root, keep, ctx.source);
         row::finish(batch, c, ctx, &envelope, &[]);
         Ok(Class::ApiActivity)
     }

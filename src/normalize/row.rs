@@ -6,6 +6,7 @@ use super::cols::Cols;
 use crate::batch::columns::{ColumnBatch, Slot, write_member};
 use crate::decode::json::{Source, Val, write_str};
 use crate::ocsf::{Class, severity_caption};
+use crate::redact::{Keep, write_part};
 
 /// A JSON number or non-empty string, as text (ids arrive as both).
 pub(super) fn id_text(v: Option<Val<'_, '_>>) -> Option<String> {
@@ -73,6 +74,25 @@ pub(super) fn members_json(
             write_member(buf, red, stats, tokens, k, v, source);
         }
         buf.push(b'}');
+    });
+}
+
+/// Writes the members of object `parent` that `keep` keeps as one JSON
+/// object into `slot`, or nothing when it keeps none. Each is redacted in
+/// its siblings' light (see [`write_part`]), kept or not.
+pub(super) fn part_json(
+    batch: &mut ColumnBatch,
+    slot: Slot,
+    parent: &Val<'_, '_>,
+    keep: impl Fn(&str) -> bool,
+    source: Option<Source<'_>>,
+) {
+    if !parent.entries().any(|(k, _)| keep(k)) {
+        return;
+    }
+    batch.json_with(slot, |buf, red, stats, tokens| {
+        let mut keep = |_: &[&str], _: usize, k: &str, _: &Val<'_, '_>| if keep(k) { Keep::All } else { Keep::Nothing };
+        write_part(red, parent, &mut keep, source, buf, stats, tokens);
     });
 }
 

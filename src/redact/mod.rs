@@ -733,7 +733,21 @@ impl Redactor {
         stats: &mut Stats,
         tokens: bool,
     ) {
-        let secret = self.secret_field(key);
+        self.write_judged(self.secret_field(key), key, v, source, out, stats, tokens);
+    }
+
+    /// [`Redactor::write_member`] once the member's secret type is known.
+    #[allow(clippy::too_many_arguments)]
+    fn write_judged(
+        &self,
+        secret: Option<&'static str>,
+        key: &str,
+        v: &Val<'_, '_>,
+        source: Option<Source<'_>>,
+        out: &mut Vec<u8>,
+        stats: &mut Stats,
+        tokens: bool,
+    ) {
         // The walk changes nothing in a document with no token candidate and
         // no string that names a secret (every structural rule starts from
         // such a name, `kind: Secret` included): its text is then the output.
@@ -853,23 +867,7 @@ impl Walk<'_> {
                 out.push(b']');
             }
             Node::Object { .. } => {
-                // One pass: a Kubernetes Secret, and `{name, value}` pairs
-                // (environment variables, parameters).
-                let (mut is_k8s_secret, mut pair_name, mut has_value) = (false, None, false);
-                for (k, val) in v.entries() {
-                    match k {
-                        "kind" => is_k8s_secret = val.as_str() == Some("Secret"),
-                        "name" | "Name" | "key" | "Key" | "ParameterKey" if pair_name.is_none() => {
-                            pair_name = val.as_str()
-                        }
-                        "value" | "Value" | "ParameterValue" => has_value = true,
-                        _ => {}
-                    }
-                }
-                let pair_secret = match (secret, pair_name, has_value && self.r.field_rules) {
-                    (None, Some(name), true) => self.r.secret_field(name),
-                    _ => None,
-                };
+                let siblings = Siblings::of(self.r, v, secret);
                 out.push(b'{');
                 for (i, (k, val)) in v.entries().enumerate() {
                     if i > 0 {
@@ -877,37 +875,169 @@ impl Walk<'_> {
                     }
                     write_str(k, out);
                     out.push(b':');
-                    // A secret-named key over an object (`"secret": {"secretName":
-                    // ..., "defaultMode": 420}`, a pod volume) names where a secret
-                    // lives, not the secret: inside it only value-like members
-                    // inherit; the rest are judged by their own names. A
-                    // Kubernetes Secret's data is secret through and through.
-                    let inherited = secret.filter(|ty| {
-                        *ty == "kubernetes_secret"
-                            || matches!(
-                                k,
-                                "value" | "Value" | "data" | "plaintext" | "text" | "string" | "content" | "key"
-                            )
-                    });
-                    let member_secret = inherited
-                        .or_else(|| {
-                            (is_k8s_secret && self.r.field_rules && (k == "data" || k == "stringData"))
-                                .then_some("kubernetes_secret")
-                        })
-                        .or_else(|| pair_secret.filter(|_| matches!(k, "value" | "Value" | "ParameterValue")))
-                        .or_else(|| if is_k8s_secret && k == "metadata" { None } else { self.r.secret_field(k) })
-                        .or_else(|| {
-                            // The whole Secret travels in this annotation as a JSON string.
-                            (k == "kubectl.kubernetes.io/last-applied-configuration"
-                                && val.as_str().is_some_and(|s| s.contains("\"kind\":\"Secret\"")))
-                            .then_some("kubernetes_secret")
-                        });
-                    self.walk(&val, member_secret, out, stats, scratch);
+                    self.walk(&val, siblings.member_secret(self.r, k, &val), out, stats, scratch);
                 }
                 out.push(b'}');
             }
         }
     }
+}
+
+/// What an object's members learn from their parent and siblings: a
+/// member's own name is not the whole story (`kind: Secret` makes `data`
+/// secret, a `{name, value}` pair's name makes `value` secret).
+#[derive(Clone, Copy)]
+struct Siblings {
+    /// The secret type the object itself is under, if any.
+    secret: Option<&'static str>,
+    k8s_secret: bool,
+    pair_secret: Option<&'static str>,
+}
+
+impl Siblings {
+    /// One pass over `v`'s members: a Kubernetes Secret, and `{name, value}`
+    /// pairs (environment variables, parameters).
+    #[inline]
+    fn of(r: &Redactor, v: &Val<'_, '_>, secret: Option<&'static str>) -> Self {
+        let (mut k8s_secret, mut pair_name, mut has_value) = (false, None, false);
+        for (k, val) in v.entries() {
+            match k {
+                "kind" => k8s_secret = val.as_str() == Some("Secret"),
+                "name" | "Name" | "key" | "Key" | "ParameterKey" if pair_name.is_none() => pair_name = val.as_str(),
+                "value" | "Value" | "ParameterValue" => has_value = true,
+                _ => {}
+            }
+        }
+        let pair_secret = match (secret, pair_name, has_value && r.field_rules) {
+            (None, Some(name), true) => r.secret_field(name),
+            _ => None,
+        };
+        Siblings { secret, k8s_secret, pair_secret }
+    }
+
+    /// What members whose siblings cannot matter learn: only their parent's type.
+    fn none(secret: Option<&'static str>) -> Self {
+        Siblings { secret, k8s_secret: false, pair_secret: None }
+    }
+
+    /// Whether siblings can change what member `k` is (see [`Siblings::member_secret`]).
+    fn matter(k: &str) -> bool {
+        matches!(k, "data" | "stringData" | "metadata" | "value" | "Value" | "ParameterValue")
+    }
+
+    /// The secret type member `k` is under.
+    #[inline]
+    fn member_secret(&self, r: &Redactor, k: &str, val: &Val<'_, '_>) -> Option<&'static str> {
+        // A secret-named key over an object (`"secret": {"secretName":
+        // ..., "defaultMode": 420}`, a pod volume) names where a secret
+        // lives, not the secret: inside it only value-like members
+        // inherit; the rest are judged by their own names. A
+        // Kubernetes Secret's data is secret through and through.
+        let inherited = self.secret.filter(|ty| {
+            *ty == "kubernetes_secret"
+                || matches!(k, "value" | "Value" | "data" | "plaintext" | "text" | "string" | "content" | "key")
+        });
+        inherited
+            .or_else(|| {
+                (self.k8s_secret && r.field_rules && (k == "data" || k == "stringData")).then_some("kubernetes_secret")
+            })
+            .or_else(|| self.pair_secret.filter(|_| matches!(k, "value" | "Value" | "ParameterValue")))
+            .or_else(|| if self.k8s_secret && k == "metadata" { None } else { r.secret_field(k) })
+            .or_else(|| {
+                // The whole Secret travels in this annotation as a JSON string.
+                (k == "kubectl.kubernetes.io/last-applied-configuration"
+                    && val.as_str().is_some_and(|s| s.contains("\"kind\":\"Secret\"")))
+                .then_some("kubernetes_secret")
+            })
+    }
+}
+
+/// What [`write_part`] keeps of an object member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    All,
+    Nothing,
+    /// An object: the members its own [`Keep`]s keep (anything else: all of it).
+    Part,
+}
+
+/// [`write_part`]'s question: what of member (index, key, value) to keep,
+/// under the keys of the objects taken apart above it, outermost first.
+pub type KeepFn<'k> = dyn FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep + 'k;
+
+/// The deepest object [`write_part`] takes apart; below it `Part` is `All`.
+const PART_DEPTH: usize = 8;
+
+/// Writes the part of object `v` that `keep` keeps, as compact JSON: the
+/// caller's columns hold the rest. `keep` is asked of each member, with the
+/// keys of the objects taken apart above it (outermost first) and its
+/// index. Each member is redacted as the walk of the whole object would
+/// redact it: its siblings decide as much as its name, even those left out.
+/// `red`: none when redaction is off.
+#[allow(clippy::too_many_arguments)]
+pub fn write_part(
+    red: Option<&Redactor>,
+    v: &Val<'_, '_>,
+    keep: &mut KeepFn<'_>,
+    source: Option<Source<'_>>,
+    out: &mut Vec<u8>,
+    stats: &mut Stats,
+    tokens: bool,
+) {
+    let mut path = [""; PART_DEPTH];
+    part(red, v, None, &mut path, 0, keep, source, out, stats, tokens);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn part<'i>(
+    red: Option<&Redactor>,
+    v: &Val<'_, 'i>,
+    secret: Option<&'static str>,
+    path: &mut [&'i str; PART_DEPTH],
+    depth: usize,
+    keep: &mut KeepFn<'_>,
+    source: Option<Source<'_>>,
+    out: &mut Vec<u8>,
+    stats: &mut Stats,
+    tokens: bool,
+) {
+    // Looked at only when a member's siblings can matter: most parts are
+    // records less their mapped fields, whose members they cannot.
+    let mut siblings = None;
+    out.push(b'{');
+    let mut first = true;
+    for (i, (k, val)) in v.entries().enumerate() {
+        let how = keep(&path[..depth], i, k, &val);
+        if how == Keep::Nothing {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(k, out);
+        out.push(b':');
+        let member_secret = red.and_then(|r| {
+            let s = match Siblings::matter(k) {
+                true => *siblings.get_or_insert_with(|| Siblings::of(r, v, secret)),
+                false => Siblings::none(secret),
+            };
+            s.member_secret(r, k, &val)
+        });
+        if how == Keep::Part && val.is_object() && depth < PART_DEPTH {
+            path[depth] = k;
+            part(red, &val, member_secret, path, depth + 1, keep, source, out, stats, tokens);
+            continue;
+        }
+        match red {
+            Some(r) => r.write_judged(member_secret, k, &val, source, out, stats, tokens),
+            None => match source.and_then(|s| s.member_text(k, &val)) {
+                Some(text) => out.extend_from_slice(text),
+                None => val.write_json(out),
+            },
+        }
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -947,6 +1077,50 @@ mod tests {
             assert_eq!(s1.count, s2.count);
             String::from_utf8(copied).unwrap()
         })
+    }
+
+    /// `write_part` of a whole document, with and without its text at hand
+    /// and with redaction on and off; `keep` sees the path and the key.
+    fn part(doc: &str, keep: fn(&[&str], &str) -> Keep) -> (String, String) {
+        let r = red();
+        let original = doc.as_bytes().to_vec();
+        let mut b = original.clone();
+        Parser::default().parse(&mut b, |v| {
+            let v = v.unwrap();
+            let mut keep = |path: &[&str], _: usize, k: &str, _: &Val<'_, '_>| keep(path, k);
+            let (mut copied, mut walked, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut s1, mut s2) = (Stats::default(), Stats::default());
+            write_part(Some(&r), &v.root, &mut keep, v.source(&original), &mut copied, &mut s1, false);
+            write_part(Some(&r), &v.root, &mut keep, None, &mut walked, &mut s2, false);
+            write_part(None, &v.root, &mut keep, v.source(&original), &mut plain, &mut Stats::default(), false);
+            assert_eq!(String::from_utf8_lossy(&copied), String::from_utf8_lossy(&walked), "{doc}");
+            assert_eq!(s1.count, s2.count);
+            (String::from_utf8(copied).unwrap(), String::from_utf8(plain).unwrap())
+        })
+    }
+
+    #[test]
+    fn a_part_is_redacted_in_the_light_of_the_members_left_out() {
+        // The pair's name and the Secret's kind are left out; what they make secret is not.
+        let doc = r#"{"name":"db_password","value":"hunter2","id":{"kind":"Secret","uid":"u1","data":{"pw":"c2VjcmV0"}},"ctx":{"attrs":{"Name":"API_TOKEN","mapped":"m","Value":"tok"},"keep":{"a":[1,2]}}}"#;
+        let (red, plain) = part(doc, |path, k| match (path, k) {
+            ([], "name") | (["id"], "kind" | "uid") | (["ctx", "attrs"], "Name" | "mapped") => Keep::Nothing,
+            ([], "id" | "ctx") | (["ctx"], "attrs") => Keep::Part,
+            _ => Keep::All,
+        });
+        assert!(!red.contains("hunter2") && !red.contains("c2VjcmV0") && !red.contains("tok\""), "{red}");
+        assert!(red.starts_with(r#"{"value":"[REDACTED:password:"#), "{red}");
+        assert!(red.contains(r#""id":{"data":{"pw":"[REDACTED:kubernetes_secret:"#), "{red}");
+        assert!(red.contains(r#""ctx":{"attrs":{"Value":"[REDACTED:token:"#), "{red}");
+        assert!(red.ends_with(r#""keep":{"a":[1,2]}}}"#), "{red}");
+        // Redaction off: the same part, in clear.
+        assert_eq!(
+            plain,
+            r#"{"value":"hunter2","id":{"data":{"pw":"c2VjcmV0"}},"ctx":{"attrs":{"Value":"tok"},"keep":{"a":[1,2]}}}"#
+        );
+        // `Part` of a value that is not an object is all of it; nothing kept is `{}`.
+        assert_eq!(part(r#"{"a":[1],"b":"x"}"#, |_, _| Keep::Part).1, r#"{"a":[1],"b":"x"}"#);
+        assert_eq!(part(r#"{"a":1}"#, |_, _| Keep::Nothing).0, "{}");
     }
 
     #[test]
