@@ -961,10 +961,6 @@ pub enum Keep {
     Part,
 }
 
-/// [`write_part`]'s question: what of member (index, key, value) to keep,
-/// under the keys of the objects taken apart above it, outermost first.
-pub type KeepFn<'k> = dyn FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep + 'k;
-
 /// The deepest object [`write_part`] takes apart; below it `Part` is `All`.
 const PART_DEPTH: usize = 8;
 
@@ -975,10 +971,10 @@ const PART_DEPTH: usize = 8;
 /// redact it: its siblings decide as much as its name, even those left out.
 /// `red`: none when redaction is off.
 #[allow(clippy::too_many_arguments)]
-pub fn write_part(
+pub fn write_part<F: FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep>(
     red: Option<&Redactor>,
     v: &Val<'_, '_>,
-    keep: &mut KeepFn<'_>,
+    keep: &mut F,
     source: Option<Source<'_>>,
     out: &mut Vec<u8>,
     stats: &mut Stats,
@@ -989,13 +985,13 @@ pub fn write_part(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn part<'i>(
+fn part<'i, F: FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep>(
     red: Option<&Redactor>,
     v: &Val<'_, 'i>,
     secret: Option<&'static str>,
     path: &mut [&'i str; PART_DEPTH],
     depth: usize,
-    keep: &mut KeepFn<'_>,
+    keep: &mut F,
     source: Option<Source<'_>>,
     out: &mut Vec<u8>,
     stats: &mut Stats,
