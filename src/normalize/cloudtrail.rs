@@ -461,7 +461,7 @@ impl CloudTrail {
         if let Some(id) = ident {
             rec.consume(K::UserIdentity);
             let extra = rec.val(K::AdditionalEventData);
-            ident_consumed = write_actor(batch, c, id, extra);
+            ident_consumed = write_actor(batch, c, &Ident::of(id), extra);
         }
         if let Some(id) = rec.str(K::RequestId, "requestID") {
             batch.str(c.api_request_uid, id);
@@ -568,7 +568,7 @@ impl CloudTrail {
                 } else {
                     // Console and other sign-ins: the subject is the caller.
                     if let Some(id) = ident {
-                        write_user(batch, &a.user, id, rec.val(K::AdditionalEventData));
+                        write_user(batch, &a.user, &Ident::of(id), rec.val(K::AdditionalEventData));
                     }
                     if name == "ConsoleLogin" {
                         batch.i32(a.auth_protocol_id, 99);
@@ -757,24 +757,85 @@ fn ident_key_bit(k: &str) -> u16 {
     }
 }
 
+/// The members of a `userIdentity` that `write_user` and `write_actor` read,
+/// found in one pass over it rather than a lookup each (the first of a
+/// repeated key, as [`Val::get`] finds it).
+#[derive(Default, Clone, Copy)]
+struct Ident<'t, 'i> {
+    type_: Option<Val<'t, 'i>>,
+    principal: Option<Val<'t, 'i>>,
+    arn: Option<Val<'t, 'i>>,
+    account: Option<Val<'t, 'i>>,
+    key_id: Option<Val<'t, 'i>>,
+    user_name: Option<Val<'t, 'i>>,
+    on_behalf: Option<Val<'t, 'i>>,
+    credential_id: Option<Val<'t, 'i>>,
+    invoked_by: Option<Val<'t, 'i>>,
+    idp: Option<Val<'t, 'i>>,
+    issuer: Option<Val<'t, 'i>>,
+    attributes: Option<Val<'t, 'i>>,
+    web_id: Option<Val<'t, 'i>>,
+}
+
+impl<'t, 'i> Ident<'t, 'i> {
+    fn of(id: Val<'t, 'i>) -> Self {
+        fn first<'t, 'i>(slot: &mut Option<Val<'t, 'i>>, v: Val<'t, 'i>) {
+            slot.get_or_insert(v);
+        }
+        let mut x = Ident::default();
+        let mut context = None;
+        for (k, v) in id.entries() {
+            match k {
+                "type" => first(&mut x.type_, v),
+                "principalId" => first(&mut x.principal, v),
+                "arn" => first(&mut x.arn, v),
+                "accountId" => first(&mut x.account, v),
+                "accessKeyId" => first(&mut x.key_id, v),
+                "userName" => first(&mut x.user_name, v),
+                "onBehalfOf" => first(&mut x.on_behalf, v),
+                "credentialId" => first(&mut x.credential_id, v),
+                "invokedBy" => first(&mut x.invoked_by, v),
+                "identityProvider" => first(&mut x.idp, v),
+                "sessionContext" => first(&mut context, v),
+                _ => {}
+            }
+        }
+        if let Some(ctx) = context {
+            for (k, v) in ctx.entries() {
+                match k {
+                    "sessionIssuer" => first(&mut x.issuer, v),
+                    "attributes" => first(&mut x.attributes, v),
+                    "webIdFederationData" => first(&mut x.web_id, v),
+                    _ => {}
+                }
+            }
+        }
+        x
+    }
+}
+
+fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
+    v.and_then(|v| v.as_str())
+}
+
 /// Maps a `userIdentity` to an OCSF user; `extra` is additionalEventData,
 /// where sign-in events name Identity Center users.
-fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Option<Val<'_, '_>>) -> u16 {
+fn write_user<'i>(batch: &mut ColumnBatch, u: &UserCols, id: &Ident<'_, 'i>, extra: Option<Val<'_, '_>>) -> u16 {
     let mut consumed = 0;
-    let mut take = |k: &str| {
-        let v = id.get_str(k);
+    let mut take = |v: Option<Val<'_, 'i>>, k: &str| -> Option<&'i str> {
+        let v = str_of(v);
         if v.is_some() {
             consumed |= ident_key_bit(k);
         }
         v
     };
     // Empty identifiers (console sign-ins send `"accessKeyId": ""`) are absent.
-    let t = nonempty(take("type"));
-    let principal = nonempty(take("principalId"));
-    let arn = nonempty(take("arn"));
-    let account = nonempty(take("accountId"));
-    let key_id = nonempty(take("accessKeyId"));
-    let user_name = nonempty(take("userName"));
+    let t = nonempty(take(id.type_, "type"));
+    let principal = nonempty(take(id.principal, "principalId"));
+    let arn = nonempty(take(id.arn, "arn"));
+    let account = nonempty(take(id.account, "accountId"));
+    let key_id = nonempty(take(id.key_id, "accessKeyId"));
+    let user_name = nonempty(take(id.user_name, "userName"));
     if let Some(t) = t {
         batch.str(u.type_, t);
         batch.i32(u.type_id, user_type_id(t));
@@ -783,7 +844,7 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Opt
         batch.str(u.uid, v);
     }
     // Identity Center users: `onBehalfOf.userId` and `credentialId`.
-    let on_behalf = nonempty(id.at(&["onBehalfOf", "userId"]).and_then(|v| v.as_str()));
+    let on_behalf = nonempty(id.on_behalf.and_then(|o| o.get_str("userId")));
     if on_behalf.is_some() {
         consumed |= ident_key_bit("onBehalfOf");
     }
@@ -791,7 +852,7 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Opt
         batch.str(u.uid_alt, v);
     }
     let issuer_name = || {
-        let v = id.at(&["sessionContext", "sessionIssuer"]).and_then(|s| s.get_str("userName"));
+        let v = id.issuer.and_then(|s| s.get_str("userName"));
         if v.is_some() {
             consumed |= session_bit("sessionIssuer", "userName");
         }
@@ -801,7 +862,7 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Opt
     if let Some(v) = name {
         batch.str(u.name, v);
     }
-    let credential_id = nonempty(id.get_str("credentialId"));
+    let credential_id = nonempty(str_of(id.credential_id));
     if credential_id.is_some() {
         consumed |= ident_key_bit("credentialId");
     }
@@ -817,54 +878,53 @@ fn write_user(batch: &mut ColumnBatch, u: &UserCols, id: Val<'_, '_>, extra: Opt
 }
 
 /// Maps `userIdentity` to `actor`; returns the bits of the members consumed.
-fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: Val<'_, '_>, extra: Option<Val<'_, '_>>) -> u16 {
+fn write_actor(batch: &mut ColumnBatch, c: &Cols, id: &Ident<'_, '_>, extra: Option<Val<'_, '_>>) -> u16 {
     let mut consumed = write_user(batch, &c.actor_user, id, extra);
-    if let Some(store) = nonempty(id.at(&["onBehalfOf", "identityStoreArn"]).and_then(|v| v.as_str())) {
+    if let Some(store) = nonempty(id.on_behalf.and_then(|o| o.get_str("identityStoreArn"))) {
         batch.str(c.actor_idp_uid, store);
     }
     let s = &c.actor_session;
-    if let Some(k) = nonempty(id.get_str("accessKeyId")) {
+    if let Some(k) = nonempty(str_of(id.key_id)) {
         batch.str(s.credential_uid, k);
     }
-    if let Some(ctx) = id.get("sessionContext") {
-        if let Some(arn) = ctx.get("sessionIssuer").and_then(|i| i.get_str("arn")) {
-            batch.str(s.issuer, arn);
-            consumed |= session_bit("sessionIssuer", "arn");
+    if let Some(arn) = id.issuer.and_then(|i| i.get_str("arn")) {
+        batch.str(s.issuer, arn);
+        consumed |= session_bit("sessionIssuer", "arn");
+    }
+    if let Some(attrs) = id.attributes {
+        if let Some(t) = attrs.get_str("creationDate").and_then(parse_rfc3339_ms) {
+            batch.i64(s.created_time, t);
+            batch.i64(s.created_time_dt, t);
+            consumed |= session_bit("attributes", "creationDate");
         }
-        if let Some(attrs) = ctx.get("attributes") {
-            if let Some(t) = attrs.get_str("creationDate").and_then(parse_rfc3339_ms) {
-                batch.i64(s.created_time, t);
-                batch.i64(s.created_time_dt, t);
-                consumed |= session_bit("attributes", "creationDate");
-            }
-            // CloudTrail writes the flag as a string; anything but its two
-            // spellings stays in `unmapped`.
-            let mfa = attrs.get("mfaAuthenticated").and_then(|v| {
-                v.as_bool().or_else(|| match v.as_str() {
-                    Some("true") => Some(true),
-                    Some("false") => Some(false),
-                    _ => None,
-                })
-            });
-            if let Some(m) = mfa {
-                batch.bool(s.is_mfa, m);
-                consumed |= session_bit("attributes", "mfaAuthenticated");
-            }
+        // CloudTrail writes the flag as a string; anything but its two
+        // spellings stays in `unmapped`.
+        let mfa = attrs.get("mfaAuthenticated").and_then(|v| {
+            v.as_bool().or_else(|| match v.as_str() {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            })
+        });
+        if let Some(m) = mfa {
+            batch.bool(s.is_mfa, m);
+            consumed |= session_bit("attributes", "mfaAuthenticated");
         }
     }
-    if let Some(v) = id.get_str("invokedBy") {
+    if let Some(v) = str_of(id.invoked_by) {
         batch.str(c.actor_app_name, v);
         consumed |= ident_key_bit("invokedBy");
     }
-    let idp = id
-        .get_str("identityProvider")
-        .or_else(|| id.at(&["sessionContext", "webIdFederationData"]).and_then(|w| w.get_str("federatedProvider")));
+    let (idp, bit) = match str_of(id.idp) {
+        Some(v) => (Some(v), ident_key_bit("identityProvider")),
+        None => (
+            id.web_id.and_then(|w| w.get_str("federatedProvider")),
+            session_bit("webIdFederationData", "federatedProvider"),
+        ),
+    };
     if let Some(v) = idp {
         batch.str(c.actor_idp_name, v);
-        consumed |= match id.get_str("identityProvider") {
-            Some(_) => ident_key_bit("identityProvider"),
-            None => session_bit("webIdFederationData", "federatedProvider"),
-        };
+        consumed |= bit;
     }
     consumed
 }
