@@ -423,26 +423,23 @@ impl<'o> Stages<'o> {
     ) -> Result<(), SinkError> {
         let limit = self.whole_file_bytes();
         let mut head = std::mem::take(&mut self.whole);
-        head.clear();
-        let mut read = read_at_least(&mut reader, &mut head, ENVELOPE_PEEK);
-        let mut ended = read.is_ok() && head.len() < ENVELOPE_PEEK;
-        if read.is_ok() && !ended && is_envelope(&head) {
-            let room = (limit + 1).saturating_sub(head.len());
-            // Exactly: `read_to_end` doubles, and one byte past `limit` would
-            // hold twice the limit per thread.
-            head.reserve_exact(room);
-            read = (&mut reader).take(room as u64).read_to_end(&mut head).map(|_| ());
-            ended = read.is_ok() && head.len() <= limit;
+        let mut filled = 0;
+        let mut read = read_up_to(&mut reader, &mut head, &mut filled, ENVELOPE_PEEK);
+        let mut ended = read.is_ok() && filled < ENVELOPE_PEEK;
+        if read.is_ok() && !ended && is_envelope(&head[..filled]) {
+            read = read_up_to(&mut reader, &mut head, &mut filled, limit + 1);
+            ended = read.is_ok() && filled <= limit;
         }
+        let text = &head[..filled];
         let done = match read {
-            Ok(()) if ended => self.input_text(origin, &head, sink, summary),
+            Ok(()) if ended => self.input_text(origin, text, sink, summary),
             Ok(()) => {
-                let mut framer = Framer::new(Cursor::new(&head[..]).chain(reader), self.limits());
+                let mut framer = Framer::new(Cursor::new(text).chain(reader), self.limits());
                 self.input(origin, &mut framer, sink, summary)
             }
             // What was read goes first, then the error, as if read in one stream.
             Err(e) => {
-                let mut framer = Framer::new(Cursor::new(&head[..]).chain(Failing(Some(e))), self.limits());
+                let mut framer = Framer::new(Cursor::new(text).chain(Failing(Some(e))), self.limits());
                 self.input(origin, &mut framer, sink, summary)
             }
         };
@@ -698,22 +695,25 @@ fn flush_interval(max_buffer_bytes: usize) -> usize {
 /// Bytes read before deciding whether an input is a CloudTrail log file.
 const ENVELOPE_PEEK: usize = 64;
 
-/// Reads until `buf` holds `n` bytes or the stream ends.
-fn read_at_least(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
-    while buf.len() < n {
-        let at = buf.len();
-        buf.resize(n, 0);
-        match r.read(&mut buf[at..]) {
-            Ok(0) => {
-                buf.truncate(at);
-                return Ok(());
-            }
-            Ok(k) => buf.truncate(at + k),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(at),
-            Err(e) => {
-                buf.truncate(at);
-                return Err(e);
-            }
+/// Reads into `buf[*filled..n]` until it is full or the stream ends.
+/// `buf.len()` is how much of it is initialised, not what it holds: kept
+/// from input to input, it is zeroed once as it grows, where `read_to_end`
+/// zeroes what it reads into every time (2% of instructions end to end).
+/// It grows geometrically but exactly, never past `n`: doubling capacity
+/// one byte past the whole-file limit would hold twice that limit per thread.
+fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, filled: &mut usize, n: usize) -> std::io::Result<()> {
+    while *filled < n {
+        if buf.len() <= *filled {
+            let len = (*filled + (*filled).max(64 << 10)).min(n);
+            buf.reserve_exact(len - buf.len());
+            buf.resize(len, 0);
+        }
+        let end = buf.len().min(n);
+        match r.read(&mut buf[*filled..end]) {
+            Ok(0) => return Ok(()),
+            Ok(k) => *filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

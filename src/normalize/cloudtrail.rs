@@ -352,7 +352,8 @@ impl CloudTrail {
         }
 
         let category = rec.str(K::EventCategory, "eventCategory");
-        if category == Some("Insight") || rec.val(K::EventType).and_then(|v| v.as_str()) == Some("AwsCloudTrailInsight") {
+        if category == Some("Insight") || rec.val(K::EventType).and_then(|v| v.as_str()) == Some("AwsCloudTrailInsight")
+        {
             return Err(Rejected {
                 reason: Reason::UnsupportedEventType,
                 detail: "CloudTrail Insights events are findings, not API calls".into(),
