@@ -49,7 +49,7 @@ impl Decoder {
         let mut framer = Framer::new(input, LIMITS);
         let mut n = 0;
         while let Some(frame) = framer.next() {
-            if let Frame::Record { index, bytes } = frame {
+            if let Frame::Record { index, bytes, .. } = frame {
                 self.original.clear();
                 self.original.extend_from_slice(bytes);
                 let original = &self.original[..];

@@ -470,7 +470,7 @@ impl<'o> Stages<'o> {
                 for (index, root) in records.enumerate() {
                     let parsed = Ok((root, Repairs::default(), Some(source)));
                     let text = Text::InFile(&mut spans, index);
-                    done = rec.record(origin, index as u64, text, tokens, parsed, sink, summary);
+                    done = rec.record(origin, index as u64, text, tokens, true, parsed, sink, summary);
                     if done.is_err() {
                         break;
                     }
@@ -503,14 +503,14 @@ impl<'o> Stages<'o> {
                     self.rec.dead_letter(sink, reason, &detail, &src, &input)?;
                     *summary.dead_letters.entry(reason).or_default() += 1;
                 }
-                Frame::Record { index, bytes } => {
+                Frame::Record { index, bytes, log_file } => {
                     // Dead letters need the input text, which parsing destroys.
                     self.original.clear();
                     self.original.extend_from_slice(bytes);
                     let (rec, original) = (&mut self.rec, &self.original);
                     self.parser.parse(bytes, |parsed| {
                         let parsed = parsed.map(|p| (p.root, p.repairs, p.source(original)));
-                        rec.record(origin, index, Text::Known(original), None, parsed, sink, summary)
+                        rec.record(origin, index, Text::Known(original), None, log_file, parsed, sink, summary)
                     })?;
                 }
             }
@@ -548,7 +548,8 @@ impl<'o> Stages<'o> {
 impl Records<'_> {
     /// Normalises one record (`text` as received), or an envelope's records,
     /// accounting for each as a row, a filtered record or a dead letter.
-    /// `tokens`: whether its strings may hold tokens, when already known.
+    /// `tokens`: whether its strings may hold tokens, when already known;
+    /// `log_file`: whether it is an element of a CloudTrail log file's `Records`.
     #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
@@ -556,6 +557,7 @@ impl Records<'_> {
         index: u64,
         mut text: Text<'_, '_, '_>,
         tokens: Option<bool>,
+        log_file: bool,
         parsed: ParsedRecord<'_, '_, '_>,
         sink: &mut impl RowSink,
         summary: &mut Summary,
@@ -586,7 +588,11 @@ impl Records<'_> {
                     kafka: origin.kafka,
                     object: origin.object,
                 };
-                (self.normalizer.normalize_any(root, &ctx, &mut self.batcher), repairs.utf8_replaced)
+                let outcome = match log_file {
+                    true => self.normalizer.normalize_log_record(root, &ctx, &mut self.batcher),
+                    false => self.normalizer.normalize_any(root, &ctx, &mut self.batcher),
+                };
+                (outcome, repairs.utf8_replaced)
             }
         };
         let src = SourceRef { file: name, record_index: index, sub_index: None };

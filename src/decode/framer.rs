@@ -26,7 +26,8 @@ pub struct Limits {
 /// One framed item.
 pub enum Frame<'a> {
     /// A complete JSON value (validity is the parser's business).
-    Record { index: u64, bytes: &'a mut Vec<u8> },
+    /// `log_file`: an element of a CloudTrail log file's `Records`.
+    Record { index: u64, bytes: &'a mut Vec<u8>, log_file: bool },
     /// Input that cannot become a record. `input` may be truncated for
     /// oversized values.
     Dead { index: u64, reason: Reason, detail: String, input: &'a [u8] },
@@ -320,7 +321,8 @@ impl<R: Read> Framer<R> {
                 input: &self.rec,
             };
         }
-        Frame::Record { index, bytes: &mut self.rec }
+        let log_file = matches!(self.state, State::InArray { envelope: true, .. });
+        Frame::Record { index, bytes: &mut self.rec, log_file }
     }
 
     fn dead(&mut self, reason: Reason, detail: String) -> Frame<'_> {
@@ -575,6 +577,25 @@ mod tests {
     fn envelope_elements_are_records() {
         let out = frames(b"{\"Records\": [{\"a\":1}, {\"b\":\"}\"}\n]}\n");
         assert_eq!(recs(&out), ["{\"a\":1}", "{\"b\":\"}\"}"]);
+    }
+
+    #[test]
+    fn only_elements_of_a_records_envelope_are_log_file_records() {
+        let inputs: [(&[u8], bool); 3] = [
+            (b"{\"Records\":[{\"a\":1},{\"b\":2}]}", true),
+            (b"[{\"a\":1},{\"b\":2}]", false),
+            (b"{\"a\":1}\n{\"b\":2}\n", false),
+        ];
+        for (input, want) in inputs {
+            let mut f = Framer::new(input, Limits { max_record_bytes: 64, max_depth: 4 });
+            let mut n = 0;
+            while let Some(fr) = f.next() {
+                let Frame::Record { log_file, .. } = fr else { panic!("a dead letter from {input:?}") };
+                assert_eq!(log_file, want, "{input:?}");
+                n += 1;
+            }
+            assert_eq!(n, 2);
+        }
     }
 
     #[test]

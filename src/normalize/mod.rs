@@ -116,7 +116,7 @@ pub struct Normalizer {
 /// envelope of records (`kind`: EventList, `messageType`: CloudWatch Logs)
 /// or an EventBridge event (`detail-type`). Found in one pass, since a plain
 /// record lacks them all and every miss of `Val::get` is a pass of its own.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Markers<'i> {
     kind: Option<&'i str>,
     message_type: Option<&'i str>,
@@ -166,6 +166,13 @@ impl Normalizer {
             Some(subs) => Outcome::Envelope(subs),
             None => Outcome::Record(route(self.kind, &mut self.families, root, &m, ctx, out)),
         }
+    }
+
+    /// Normalises a record of a CloudTrail log file (`{"Records": [...]}`):
+    /// never an envelope of its own, nor an EventBridge event, so the
+    /// markers of those are not looked for.
+    pub fn normalize_log_record(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Outcome {
+        Outcome::Record(route(self.kind, &mut self.families, root, &Markers::default(), ctx, out))
     }
 
     /// One outcome per record inside, or `None` for a plain record.
