@@ -202,20 +202,26 @@ fn custom_whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static st
 }
 
 fn normalise_name(k: &str) -> String {
-    k.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.' | b' ')).map(|b| b.to_ascii_lowercase() as char).collect()
+    String::from_utf8(normalise_bytes(k.as_bytes())).expect("ASCII folding keeps UTF-8")
 }
 
-/// `normalise_name` without allocating, for keys that fit.
-fn normalise_on_stack<'b>(k: &str, buf: &'b mut [u8; 96]) -> Option<&'b str> {
+/// A name lower-cased (ASCII) with `-`, `_`, `.` and spaces removed: what
+/// field rules judge. Removing and folding ASCII bytes keeps UTF-8 valid.
+fn normalise_bytes(k: &[u8]) -> Vec<u8> {
+    k.iter().filter(|b| !matches!(b, b'-' | b'_' | b'.' | b' ')).map(|b| b.to_ascii_lowercase()).collect()
+}
+
+/// `normalise_bytes` without allocating, for keys that fit.
+fn normalise_on_stack<'b>(k: &[u8], buf: &'b mut [u8; 96]) -> Option<&'b [u8]> {
     let mut n = 0;
-    for &b in k.as_bytes() {
+    for &b in k {
         if matches!(b, b'-' | b'_' | b'.' | b' ') {
             continue;
         }
         *buf.get_mut(n)? = b.to_ascii_lowercase();
         n += 1;
     }
-    std::str::from_utf8(&buf[..n]).ok()
+    Some(&buf[..n])
 }
 
 /// Every field rule needs one of these words (in any case); most keys have
@@ -288,26 +294,26 @@ const TOKEN: u8 = word_bit(b"token");
 const KEY: u8 = word_bit(b"key");
 
 /// `n.contains(w)` for the short names judged here, where setting up
-/// `contains`'s searcher costs more than comparing every window.
-fn holds(n: &str, w: &str) -> bool {
-    n.as_bytes().windows(w.len()).any(|x| x == w.as_bytes())
+/// a searcher costs more than comparing every window.
+fn holds(n: &[u8], w: &[u8]) -> bool {
+    n.windows(w.len()).any(|x| x == w)
 }
 
 /// The secret type a field name implies, if any. `n` is lower-case with
 /// `-`, `_`, `.` and spaces removed.
-fn field_rule(n: &str) -> Option<&'static str> {
+fn field_rule(n: &[u8]) -> Option<&'static str> {
     let exact = match n {
-        "authorization" | "proxyauthorization" => Some("authorization"),
-        "xamzsecuritytoken" | "sessiontoken" => Some("aws_session_token"),
-        "secretaccesskey" | "awssecretaccesskey" => Some("aws_secret_access_key"),
-        "xamzserversideencryptioncustomerkey"
-        | "xamzcopysourceserversideencryptioncustomerkey"
-        | "ssecustomerkey"
-        | "copysourcessecustomerkey" => Some("sse_customer_key"),
-        "apikey" | "xapikey" => Some("api_key"),
-        "apisecret" => Some("secret"),
-        "accesskey" => Some("access_key"),
-        "cookie" | "setcookie" => Some("cookie"),
+        b"authorization" | b"proxyauthorization" => Some("authorization"),
+        b"xamzsecuritytoken" | b"sessiontoken" => Some("aws_session_token"),
+        b"secretaccesskey" | b"awssecretaccesskey" => Some("aws_secret_access_key"),
+        b"xamzserversideencryptioncustomerkey"
+        | b"xamzcopysourceserversideencryptioncustomerkey"
+        | b"ssecustomerkey"
+        | b"copysourcessecustomerkey" => Some("sse_customer_key"),
+        b"apikey" | b"xapikey" => Some("api_key"),
+        b"apisecret" => Some("secret"),
+        b"accesskey" => Some("access_key"),
+        b"cookie" | b"setcookie" => Some("cookie"),
         _ => None,
     };
     if exact.is_some() {
@@ -316,102 +322,102 @@ fn field_rule(n: &str) -> Option<&'static str> {
     // Each rule below needs one of these words in `n`; most names that get
     // here hold only `key` (`kmsKeyId`, `accessKeyId`), so the rules whose
     // words are absent are skipped rather than searched for.
-    let words = secret_words(n.as_bytes());
+    let words = secret_words(n);
     let has = |w: u8| words & w != 0;
     let (key, pass, secret, token) = (has(KEY), has(PASS), has(SECRET), has(TOKEN));
-    let ends = |xs: &[&str]| xs.iter().any(|x| n.ends_with(x));
-    if key && holds(n, "privatekey") && !ends(&["id", "arn", "name", "path", "file", "type"]) {
+    let ends = |xs: &[&[u8]]| xs.iter().any(|x| n.ends_with(x));
+    if key && holds(n, b"privatekey") && !ends(&[b"id", b"arn", b"name", b"path", b"file", b"type"]) {
         return Some("private_key");
     }
     if pass
-        && (holds(n, "password") || holds(n, "passwd") || holds(n, "passphrase"))
+        && (holds(n, b"password") || holds(n, b"passwd") || holds(n, b"passphrase"))
         && !ends(&[
-            "policy",
-            "length",
-            "lastused",
-            "resetrequired",
-            "enabled",
-            "age",
-            "reuseprevention",
-            "required",
-            "changed",
-            "updated",
-            "used",
-            "reset",
-            "status",
-            "date",
-            "time",
-            "expiration",
-            "expires",
-            "set",
-            "type",
-            "arn",
-            "id",
+            b"policy",
+            b"length",
+            b"lastused",
+            b"resetrequired",
+            b"enabled",
+            b"age",
+            b"reuseprevention",
+            b"required",
+            b"changed",
+            b"updated",
+            b"used",
+            b"reset",
+            b"status",
+            b"date",
+            b"time",
+            b"expiration",
+            b"expires",
+            b"set",
+            b"type",
+            b"arn",
+            b"id",
         ])
     {
         return Some("password");
     }
     if secret
         && !ends(&[
-            "arn",
-            "arns",
-            "id",
-            "ids",
-            "name",
-            "names",
-            "type",
-            "versionid",
-            "versionstage",
-            "versionstages",
-            "region",
-            "count",
-            "enabled",
-            "list",
-            "kmskeyid",
-            "filter",
-            "filters",
-            "source",
-            "sources",
-            "ref",
+            b"arn",
+            b"arns",
+            b"id",
+            b"ids",
+            b"name",
+            b"names",
+            b"type",
+            b"versionid",
+            b"versionstage",
+            b"versionstages",
+            b"region",
+            b"count",
+            b"enabled",
+            b"list",
+            b"kmskeyid",
+            b"filter",
+            b"filters",
+            b"source",
+            b"sources",
+            b"ref",
         ])
     {
         return Some("secret");
     }
     if !token && !key {
-        return if n == "pwd" || n.ends_with("dbpwd") { Some("password") } else { None };
+        return if n == b"pwd" || n.ends_with(b"dbpwd") { Some("password") } else { None };
     }
     // Names that describe a token rather than hold one (`subjectFromWebIdentityToken`).
     let describes_token = || {
-        ["subject", "audience", "issuer", "provider", "expir", "type", "count", "length", "hash"]
+        [&b"subject"[..], b"audience", b"issuer", b"provider", b"expir", b"type", b"count", b"length", b"hash"]
             .iter()
             .any(|w| holds(n, w))
     };
     if token
-        && (n.ends_with("token") || n.ends_with("tokens"))
+        && (n.ends_with(b"token") || n.ends_with(b"tokens"))
         && !describes_token()
         && !matches!(
             n,
-            "nexttoken"
-                | "clienttoken"
-                | "paginationtoken"
-                | "continuationtoken"
-                | "idempotencytoken"
-                | "starttoken"
-                | "tokentype"
-                | "csrftoken"
-                | "pagetoken"
-                | "nextpagetoken"
-                | "continuetoken"
-                | "requesttoken"
-                | "tasktoken"
+            b"nexttoken"
+                | b"clienttoken"
+                | b"paginationtoken"
+                | b"continuationtoken"
+                | b"idempotencytoken"
+                | b"starttoken"
+                | b"tokentype"
+                | b"csrftoken"
+                | b"pagetoken"
+                | b"nextpagetoken"
+                | b"continuetoken"
+                | b"requesttoken"
+                | b"tasktoken"
         )
     {
         return Some("token");
     }
-    if (n.ends_with("apikey") || n.ends_with("apitoken") || n.ends_with("accesstoken")) && !n.ends_with("id") {
+    if (n.ends_with(b"apikey") || n.ends_with(b"apitoken") || n.ends_with(b"accesstoken")) && !n.ends_with(b"id") {
         return Some("api_key");
     }
-    if n == "pwd" || n.ends_with("dbpwd") {
+    if n == b"pwd" || n.ends_with(b"dbpwd") {
         return Some("password");
     }
     None
@@ -702,13 +708,17 @@ impl Redactor {
         if self.extra_fields.is_empty() && !may_name_a_secret(key) {
             return None;
         }
-        let key = std::str::from_utf8(key).ok()?;
         let mut buf = [0u8; 96];
-        let Some(n) = normalise_on_stack(key, &mut buf) else {
-            let n = normalise_name(key);
-            return if self.extra_fields.contains(&n) { Some("custom_field") } else { field_rule(&n) };
+        let long;
+        let n = match normalise_on_stack(key, &mut buf) {
+            Some(n) => n,
+            None => {
+                long = normalise_bytes(key);
+                &long
+            }
         };
-        if !self.extra_fields.is_empty() && self.extra_fields.contains(n) {
+        // Keys are UTF-8 (object keys, or a document's text cut at quotes).
+        if !self.extra_fields.is_empty() && std::str::from_utf8(n).is_ok_and(|n| self.extra_fields.contains(n)) {
             return Some("custom_field");
         }
         if self.field_rules { field_rule(n) } else { None }
@@ -1195,7 +1205,7 @@ mod tests {
             ("pass_word", Some("password")),
             ("CLIENT-SECRET", Some("secret")),
         ] {
-            assert_eq!(field_rule(&normalise_name(k)), want, "{k}");
+            assert_eq!(field_rule(normalise_name(k).as_bytes()), want, "{k}");
         }
     }
 
