@@ -814,7 +814,7 @@ impl Redactor {
                 let hit = at + m.start();
                 let s = memchr::memrchr(b'"', &text[..hit]).map_or(0, |i| i + 1);
                 let e = memchr::memchr(b'"', &text[hit..]).map_or(text.len(), |i| hit + i);
-                if self.secret_name(&text[s..e]).is_some() {
+                if can_name_a_secret(text, s, e) && self.secret_name(&text[s..e]).is_some() {
                     return true;
                 }
                 from = (e - at).min(chunk.len()).max(m.end());
@@ -832,6 +832,24 @@ impl Redactor {
         Walk { r: self, tokens }.walk(v, secret, &mut out, &mut Stats::default(), &mut Vec::new());
         out
     }
+}
+
+/// Whether the string `text[s..e]` of a compact document (see
+/// [`Redactor::names_a_secret`]) can make anything secret: a member's key,
+/// or the value of a member whose siblings it judges ([`Siblings::of`]:
+/// `kind`, and a pair's name). Any other value is only ever written, so
+/// `arn:...:key/...` and the like need not be judged.
+fn can_name_a_secret(text: &[u8], s: usize, e: usize) -> bool {
+    if text.get(e + 1) == Some(&b':') {
+        return true;
+    }
+    // A member's value follows `"key":`; an array element follows `[` or `,`.
+    if s < 3 || text[s - 2] != b':' || text[s - 3] != b'"' {
+        return false;
+    }
+    let key_end = s - 3;
+    let key_start = memchr::memrchr(b'"', &text[..key_end]).map_or(0, |i| i + 1);
+    matches!(&text[key_start..key_end], b"kind" | b"name" | b"Name" | b"key" | b"Key" | b"ParameterKey")
 }
 
 struct Walk<'r> {
@@ -912,6 +930,7 @@ impl Siblings {
         let (mut k8s_secret, mut pair_name, mut has_value) = (false, None, false);
         for (k, val) in v.entries() {
             match k {
+                // These names are also `can_name_a_secret`'s.
                 "kind" => k8s_secret = val.as_str() == Some("Secret"),
                 "name" | "Name" | "key" | "Key" | "ParameterKey" if pair_name.is_none() => pair_name = val.as_str(),
                 "value" | "Value" | "ParameterValue" => has_value = true,
@@ -1150,6 +1169,9 @@ mod tests {
             (r#"{"p":{"client_secret":"s3cr3t","n":123}}"#.to_string(), "s3cr3t"),
             (format!(r#"{{"p":{{"pad":"{pad}","sessionToken":"tok123"}}}}"#), "tok123"),
             (format!(r#"{{"p":{{"pad":"{}","apiKey":"k123"}}}}"#, "y".repeat(1012)), "k123"),
+            // A pair's name and a Secret's kind are values, after keys that say so.
+            (r#"{"p":[{"Value":"hunter2","ParameterKey":"db-password"}]}"#.to_string(), "hunter2"),
+            (r#"{"p":{"data":{"x":"aHVudGVyMg=="},"arn":"x:key/1","kind":"Secret"}}"#.to_string(), "aHVudGVyMg=="),
         ] {
             let out = member_both_ways(&r, &doc);
             assert!(!out.contains(secret) && out.contains("[REDACTED:"), "{doc} -> {out}");
@@ -1163,6 +1185,17 @@ mod tests {
         .unwrap();
         let out = member_both_ways(&custom, r#"{"p":{"x_internal":"v1","other":"v2"}}"#);
         assert!(!out.contains("v1") && out.contains("v2"), "{out}");
+    }
+
+    #[test]
+    fn only_keys_and_the_values_siblings_read_can_name_a_secret() {
+        let text = br#"{"password":"key/1","name":"token","Tags":["secret"],"x":{"kind":"Secret"},"a":"b"}"#;
+        let judged = |w: &str| {
+            let s = text.windows(w.len()).position(|x| x == w.as_bytes()).unwrap();
+            can_name_a_secret(text, s, s + w.len())
+        };
+        assert!(judged("password") && judged("token") && judged("Secret") && judged("kind"));
+        assert!(!judged("key/1") && !judged("secret") && !judged("b"));
     }
 
     #[test]
