@@ -849,7 +849,18 @@ fn can_name_a_secret(text: &[u8], s: usize, e: usize) -> bool {
     }
     let key_end = s - 3;
     let key_start = memchr::memrchr(b'"', &text[..key_end]).map_or(0, |i| i + 1);
-    matches!(&text[key_start..key_end], b"kind" | b"name" | b"Name" | b"key" | b"Key" | b"ParameterKey")
+    let key = &text[key_start..key_end];
+    key == b"kind" || is_pair_name(key)
+}
+
+/// Keys whose string value names a `{name, value}` pair.
+fn is_pair_name(k: &[u8]) -> bool {
+    matches!(k, b"name" | b"Name" | b"key" | b"Key" | b"ParameterKey")
+}
+
+/// Keys of a `{name, value}` pair's value.
+fn is_pair_value(k: &str) -> bool {
+    matches!(k, "value" | "Value" | "ParameterValue")
 }
 
 struct Walk<'r> {
@@ -895,7 +906,7 @@ impl Walk<'_> {
                 out.push(b']');
             }
             Node::Object { .. } => {
-                let siblings = Siblings::of(self.r, v, secret);
+                let mut siblings = None;
                 out.push(b'{');
                 for (i, (k, val)) in v.entries().enumerate() {
                     if i > 0 {
@@ -903,7 +914,8 @@ impl Walk<'_> {
                     }
                     write_str(k, out);
                     out.push(b':');
-                    self.walk(&val, siblings.member_secret(self.r, k, &val), out, stats, scratch);
+                    let member_secret = Siblings::judge(self.r, v, secret, &mut siblings, k, &val);
+                    self.walk(&val, member_secret, out, stats, scratch);
                 }
                 out.push(b'}');
             }
@@ -930,10 +942,9 @@ impl Siblings {
         let (mut k8s_secret, mut pair_name, mut has_value) = (false, None, false);
         for (k, val) in v.entries() {
             match k {
-                // These names are also `can_name_a_secret`'s.
                 "kind" => k8s_secret = val.as_str() == Some("Secret"),
-                "name" | "Name" | "key" | "Key" | "ParameterKey" if pair_name.is_none() => pair_name = val.as_str(),
-                "value" | "Value" | "ParameterValue" => has_value = true,
+                _ if pair_name.is_none() && is_pair_name(k.as_bytes()) => pair_name = val.as_str(),
+                _ if is_pair_value(k) => has_value = true,
                 _ => {}
             }
         }
@@ -944,14 +955,24 @@ impl Siblings {
         Siblings { secret, k8s_secret, pair_secret }
     }
 
-    /// What members whose siblings cannot matter learn: only their parent's type.
-    fn none(secret: Option<&'static str>) -> Self {
-        Siblings { secret, k8s_secret: false, pair_secret: None }
-    }
-
-    /// Whether siblings can change what member `k` is (see [`Siblings::member_secret`]).
-    fn matter(k: &str) -> bool {
-        matches!(k, "data" | "stringData" | "metadata" | "value" | "Value" | "ParameterValue")
+    /// The secret type member `k` of object `v` is under. `v`'s siblings are
+    /// looked at (once, into `seen`) only for the few names they can change;
+    /// most objects have none of them.
+    #[inline]
+    fn judge(
+        r: &Redactor,
+        v: &Val<'_, '_>,
+        secret: Option<&'static str>,
+        seen: &mut Option<Siblings>,
+        k: &str,
+        val: &Val<'_, '_>,
+    ) -> Option<&'static str> {
+        let s = if matches!(k, "data" | "stringData" | "metadata") || is_pair_value(k) {
+            *seen.get_or_insert_with(|| Siblings::of(r, v, secret))
+        } else {
+            Siblings { secret, k8s_secret: false, pair_secret: None }
+        };
+        s.member_secret(r, k, val)
     }
 
     /// The secret type member `k` is under.
@@ -970,7 +991,7 @@ impl Siblings {
             .or_else(|| {
                 (self.k8s_secret && r.field_rules && (k == "data" || k == "stringData")).then_some("kubernetes_secret")
             })
-            .or_else(|| self.pair_secret.filter(|_| matches!(k, "value" | "Value" | "ParameterValue")))
+            .or_else(|| self.pair_secret.filter(|_| is_pair_value(k)))
             .or_else(|| if self.k8s_secret && k == "metadata" { None } else { r.secret_field(k) })
             .or_else(|| {
                 // The whole Secret travels in this annotation as a JSON string.
@@ -999,7 +1020,6 @@ const PART_DEPTH: usize = 8;
 /// index. Each member is redacted as the walk of the whole object would
 /// redact it: its siblings decide as much as its name, even those left out.
 /// `red`: none when redaction is off.
-#[allow(clippy::too_many_arguments)]
 pub fn write_part<F: FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep>(
     red: Option<&Redactor>,
     v: &Val<'_, '_>,
@@ -1026,8 +1046,6 @@ fn part<'i, F: FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep>(
     stats: &mut Stats,
     tokens: bool,
 ) {
-    // Looked at only when a member's siblings can matter: most parts are
-    // records less their mapped fields, whose members they cannot.
     let mut siblings = None;
     out.push(b'{');
     let mut first = true;
@@ -1042,13 +1060,7 @@ fn part<'i, F: FnMut(&[&str], usize, &str, &Val<'_, '_>) -> Keep>(
         first = false;
         write_str(k, out);
         out.push(b':');
-        let member_secret = red.and_then(|r| {
-            let s = match Siblings::matter(k) {
-                true => *siblings.get_or_insert_with(|| Siblings::of(r, v, secret)),
-                false => Siblings::none(secret),
-            };
-            s.member_secret(r, k, &val)
-        });
+        let member_secret = red.and_then(|r| Siblings::judge(r, v, secret, &mut siblings, k, &val));
         if how == Keep::Part && val.is_object() && depth < PART_DEPTH {
             path[depth] = k;
             part(red, &val, member_secret, path, depth + 1, keep, source, out, stats, tokens);
