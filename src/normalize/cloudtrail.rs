@@ -370,9 +370,10 @@ impl CloudTrail {
         })?;
         let class = route(name, source);
         let region = rec.str(K::AwsRegion, "awsRegion");
-        let ident = rec.val(K::UserIdentity).filter(|v| v.is_object());
+        // Read once: the actor, a sign-in's user and the partition's account all use it.
+        let ident = rec.val(K::UserIdentity).filter(|v| v.is_object()).map(Ident::of);
         let recipient = rec.str(K::RecipientAccountId, "recipientAccountId");
-        let account = recipient.or_else(|| ident.and_then(|i| i.get_str("accountId")));
+        let account = recipient.or_else(|| str_of(ident.and_then(|i| i.account)));
         let batch = out.get(class, partition_value(region), partition_value(account), event_day(time));
         let c = &self.cols[class.index()];
 
@@ -459,10 +460,10 @@ impl CloudTrail {
 
         // actor
         let mut ident_consumed = 0u16;
-        if let Some(id) = ident {
+        if let Some(id) = &ident {
             rec.consume(K::UserIdentity);
             let extra = rec.val(K::AdditionalEventData);
-            ident_consumed = write_actor(batch, c, &Ident::of(id), extra);
+            ident_consumed = write_actor(batch, c, id, extra);
         }
         if let Some(id) = rec.str(K::RequestId, "requestID") {
             batch.str(c.api_request_uid, id);
@@ -568,8 +569,8 @@ impl CloudTrail {
                     batch.str(a.auth_protocol, pname);
                 } else {
                     // Console and other sign-ins: the subject is the caller.
-                    if let Some(id) = ident {
-                        write_user(batch, &a.user, &Ident::of(id), rec.val(K::AdditionalEventData));
+                    if let Some(id) = &ident {
+                        write_user(batch, &a.user, id, rec.val(K::AdditionalEventData));
                     }
                     if name == "ConsoleLogin" {
                         batch.i32(a.auth_protocol_id, 99);
@@ -607,11 +608,11 @@ impl CloudTrail {
                 let name = params
                     .and_then(|p| p.get_str("userName").or_else(|| p.get_str("roleName")))
                     .or_else(|| changed.and_then(|u| u.get_str("userName").or_else(|| u.get_str("roleName"))))
-                    .or_else(|| ident.and_then(|i| i.get_str("userName")));
+                    .or_else(|| str_of(ident.and_then(|i| i.user_name)));
                 if let Some(n) = nonempty(name) {
                     batch.str(a.user.name, n);
                 } else if !batch.is_written(a.user.uid) {
-                    if let Some(arn) = nonempty(ident.and_then(|i| i.get_str("arn"))) {
+                    if let Some(arn) = nonempty(str_of(ident.and_then(|i| i.arn))) {
                         batch.str(a.user.uid, arn);
                     }
                 }
