@@ -588,9 +588,10 @@ impl Records<'_> {
                     kafka: origin.kafka,
                     object: origin.object,
                 };
-                let outcome = match log_file {
-                    true => self.normalizer.normalize_log_record(root, &ctx, &mut self.batcher),
-                    false => self.normalizer.normalize_any(root, &ctx, &mut self.batcher),
+                let outcome = if log_file {
+                    self.normalizer.normalize_log_record(root, &ctx, &mut self.batcher)
+                } else {
+                    self.normalizer.normalize_any(root, &ctx, &mut self.batcher)
                 };
                 (outcome, repairs.utf8_replaced)
             }

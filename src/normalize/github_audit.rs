@@ -365,8 +365,7 @@ impl GitHubAudit {
                         batch.i32(e.entity.type_id, 5);
                         batch.str(e.entity.type_, "Policy");
                         let setting = |k: &str| BRANCH_SETTINGS.binary_search(&k).is_ok();
-                        if p.entries().any(|(k, _)| setting(k)) {
-                            row::part_json(batch, e.result.data, &p, setting, ctx.source);
+                        if row::part_json(batch, e.result.data, &p, setting, ctx.source) {
                             batch.i32(e.result.type_id, 5);
                             batch.str(e.result.type_, "Policy");
                         }

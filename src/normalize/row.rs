@@ -78,22 +78,23 @@ pub(super) fn members_json(
 }
 
 /// Writes the members of object `parent` that `keep` keeps as one JSON
-/// object into `slot`, or nothing when it keeps none. Each is redacted in
-/// its siblings' light (see [`write_part`]), kept or not.
+/// object into `slot`, or nothing when it keeps none; says which. Each is
+/// redacted in its siblings' light (see [`write_part`]), kept or not.
 pub(super) fn part_json(
     batch: &mut ColumnBatch,
     slot: Slot,
     parent: &Val<'_, '_>,
     keep: impl Fn(&str) -> bool,
     source: Option<Source<'_>>,
-) {
+) -> bool {
     if !parent.entries().any(|(k, _)| keep(k)) {
-        return;
+        return false;
     }
     batch.json_with(slot, |buf, red, stats, tokens| {
         let mut keep = |_: &[&str], _: usize, k: &str, _: &Val<'_, '_>| if keep(k) { Keep::All } else { Keep::Nothing };
         write_part(red, parent, &mut keep, source, buf, stats, tokens);
     });
+    true
 }
 
 /// `raw_data` (re-serialised through the redactor when redacting), the
