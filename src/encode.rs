@@ -63,13 +63,31 @@ pub fn writer_properties(o: &EncodeOptions) -> Result<WriterProperties, ParquetE
     for c in IDENTIFIERS.iter().chain(DOCUMENTS).chain(ORDERED) {
         b = b.set_column_dictionary_enabled(path(c), false);
     }
-    // No query prunes on the min/max text of a random identifier or a JSON
-    // document, and keeping it costs two comparisons of every value (with
-    // the dictionary, most of the `memcmp` in the end-to-end profile).
-    for c in IDENTIFIERS.iter().chain(DOCUMENTS) {
-        b = b.set_column_statistics_enabled(path(c), EnabledStatistics::None);
+    // Text columns carry no statistics. Rows keep arrival order within a
+    // partition, so a text column's min and max span nearly the alphabet
+    // and prune no row group; what prunes is the partition path (region,
+    // account, day), `time`, and the dictionary engines can test equality
+    // against. Keeping them cost two comparisons of every value: 3.7% of
+    // the instructions end to end (benches/README.md, session 13).
+    for c in text_columns()? {
+        b = b.set_column_statistics_enabled(c, EnabledStatistics::None);
     }
     Ok(b.build())
+}
+
+/// Every BYTE_ARRAY leaf of every dataset, as Parquet paths.
+fn text_columns() -> Result<Vec<ColumnPath>, ParquetError> {
+    let mut out = Vec::new();
+    for class in crate::ocsf::Class::ALL {
+        let fields: Vec<_> = crate::ocsf::dataset_columns(class).iter().map(|n| n.field()).collect();
+        let descr = ArrowSchemaConverter::new().convert(&Schema::new(fields))?;
+        for c in descr.columns() {
+            if c.physical_type() == parquet::basic::Type::BYTE_ARRAY && !out.contains(c.path()) {
+                out.push(c.path().clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether each Parquet leaf under `a` is all null, in the schema's
