@@ -90,17 +90,35 @@ fn text_columns() -> Result<Vec<ColumnPath>, ParquetError> {
     Ok(out)
 }
 
-/// Whether each Parquet leaf under `a` is all null, in the schema's
+/// What an object's first row group holds in one Parquet leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Nothing: definition levels only.
+    Null,
+    /// One value in every row, no nulls, outside any list.
+    Same,
+    Mixed,
+}
+
+/// The [`Shape`] of each Parquet leaf under `a`, in the schema's
 /// depth-first leaf order; false for a type trailship does not write.
-fn null_leaves(a: &dyn arrow_array::Array, parent_null: bool, out: &mut Vec<bool>) -> bool {
+/// `parent`: the shape of the level above (`Same` at the top).
+fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) -> bool {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
-    let all_null = parent_null || a.null_count() == a.len();
+    let here = if parent == Shape::Null || a.null_count() == a.len() {
+        Shape::Null
+    } else if parent == Shape::Same && a.null_count() == 0 {
+        Shape::Same
+    } else {
+        Shape::Mixed
+    };
     match a.data_type() {
-        DataType::Struct(_) => a.as_struct().columns().iter().all(|c| null_leaves(c.as_ref(), all_null, out)),
+        DataType::Struct(_) => a.as_struct().columns().iter().all(|c| leaf_shapes(c.as_ref(), here, out)),
         DataType::List(_) => {
             let l = a.as_list::<i32>();
-            null_leaves(l.values().as_ref(), all_null || l.values().is_empty(), out)
+            let inner = if here == Shape::Null || l.values().is_empty() { Shape::Null } else { Shape::Mixed };
+            leaf_shapes(l.values().as_ref(), inner, out)
         }
         DataType::Map(..)
         | DataType::LargeList(_)
@@ -111,9 +129,38 @@ fn null_leaves(a: &dyn arrow_array::Array, parent_null: bool, out: &mut Vec<bool
         | DataType::RunEndEncoded(..)
         | DataType::Dictionary(..) => false,
         _ => {
-            out.push(all_null);
+            out.push(if here == Shape::Same && !all_equal(a) { Shape::Mixed } else { here });
             true
         }
+    }
+}
+
+/// Whether every value of `a` (which has no nulls) is its first.
+fn all_equal(a: &dyn arrow_array::Array) -> bool {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+    use arrow_schema::{DataType, TimeUnit};
+    fn same<T: PartialEq + Copy>(v: &[T]) -> bool {
+        v.first().is_none_or(|f| v.iter().all(|x| x == f))
+    }
+    match a.data_type() {
+        DataType::Int32 => same(a.as_primitive::<Int32Type>().values()),
+        DataType::Int64 => same(a.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => same(a.as_primitive::<TimestampMillisecondType>().values()),
+        DataType::Utf8 => {
+            // One value repeated is evenly spaced offsets over text that
+            // repeats with that period: two passes, not a comparison a value.
+            let s = a.as_string::<i32>();
+            let o = s.value_offsets();
+            let width = o.get(1).map_or(0, |e| e - o[0]);
+            if !o.windows(2).all(|w| w[1] - w[0] == width) {
+                return false;
+            }
+            let text = &s.values()[o[0] as usize..o[o.len() - 1] as usize];
+            let w = width as usize;
+            text.len() <= w || text[w..] == text[..text.len() - w]
+        }
+        _ => false,
     }
 }
 
@@ -192,24 +239,42 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 
     /// A writer for an object whose first row group is `first`: columns that
-    /// `first` leaves entirely null are stored uncompressed. A dataset is
-    /// ~200 columns wide and one source fills a few dozen; parquet-rs builds
-    /// a zstd compression and decompression context per compressed column
-    /// chunk (megabytes of allocation each), which dominated the cost of
-    /// small objects. Null columns compress to nothing anyway: they are
-    /// definition levels only.
+    /// `first` leaves entirely null, or fills with one value, are stored
+    /// uncompressed. A dataset is ~150 columns wide; one source fills a few
+    /// dozen, and a third of those hold one value per object (the class,
+    /// the product, the partition's account and region). parquet-rs builds
+    /// a zstd compression and a decompression context per compressed column
+    /// chunk, and zstd runs `cpuid` for each, which traps to the hypervisor
+    /// on a virtual machine (benches/README.md, session 13). Such chunks
+    /// are a few bytes of levels and dictionary indices, which zstd's frame
+    /// makes larger, not smaller.
     pub fn for_batch(out: W, first: &RecordBatch, props: WriterProperties) -> Result<Self, ParquetError> {
         let descr = parquet::arrow::ArrowSchemaConverter::new().convert(&first.schema())?;
-        let mut null = Vec::with_capacity(descr.num_columns());
-        let known = first.columns().iter().all(|c| null_leaves(c.as_ref(), false, &mut null));
-        if !known || null.len() != descr.num_columns() {
+        let mut shapes = Vec::with_capacity(descr.num_columns());
+        let known = first.columns().iter().all(|c| leaf_shapes(c.as_ref(), Shape::Same, &mut shapes));
+        if !known || shapes.len() != descr.num_columns() {
             // The two walks disagree (a type this walk does not know): keep
             // the uniform properties rather than guess.
             return Self::new(out, first.schema(), props);
         }
+        let plain: Vec<ColumnPath> = (0..descr.num_columns())
+            .filter(|&i| {
+                let c = descr.column(i);
+                match shapes[i] {
+                    Shape::Null => true,
+                    // One dictionary entry and a run of index 0. Written
+                    // without a dictionary (or as bits), it is no longer small.
+                    Shape::Same => {
+                        props.dictionary_enabled(c.path()) && c.physical_type() != parquet::basic::Type::BOOLEAN
+                    }
+                    Shape::Mixed => false,
+                }
+            })
+            .map(|i| descr.column(i).path().clone())
+            .collect();
         let mut b = props.into_builder();
-        for (i, _) in null.iter().enumerate().filter(|(_, n)| **n) {
-            b = b.set_column_compression(descr.column(i).path().clone(), Compression::UNCOMPRESSED);
+        for p in plain {
+            b = b.set_column_compression(p, Compression::UNCOMPRESSED);
         }
         Self::new(out, first.schema(), b.build())
     }
@@ -265,7 +330,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn all_null_columns_are_stored_uncompressed_and_read_back() {
+    fn null_and_single_valued_columns_are_stored_uncompressed_and_read_back() {
+        use arrow_array::BooleanArray;
         let inner = Fields::from(vec![Field::new("a", DataType::Utf8, true), Field::new("b", DataType::Int64, true)]);
         let s = StructArray::new(
             inner.clone(),
@@ -280,6 +346,12 @@ mod tests {
             ("s", Arc::new(s) as ArrayRef),
             ("t", Arc::new(empty) as ArrayRef),
             ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("one", Arc::new(Int64Array::from(vec![7, 7])) as ArrayRef),
+            ("word", Arc::new(StringArray::from(vec!["ab", "ab"])) as ArrayRef),
+            ("swapped", Arc::new(StringArray::from(vec!["ab", "ba"])) as ArrayRef),
+            // Written without a dictionary: repeated plain values, which zstd shrinks.
+            ("time", Arc::new(Int64Array::from(vec![5, 5])) as ArrayRef),
+            ("flag", Arc::new(BooleanArray::from(vec![true, true])) as ArrayRef),
         ])
         .unwrap();
         let props = writer_properties(&EncodeOptions::default()).unwrap();
@@ -295,11 +367,32 @@ mod tests {
             .iter()
             .map(|c| (c.column_path().string(), matches!(c.compression(), Compression::ZSTD(_))))
             .collect();
-        let want = [("s.a", true), ("s.b", false), ("t.a", false), ("t.b", false), ("n", true)];
+        let want = [
+            ("s.a", true),
+            ("s.b", false),
+            ("t.a", false),
+            ("t.b", false),
+            ("n", true),
+            ("one", false),
+            ("word", false),
+            ("swapped", true),
+            ("time", true),
+            ("flag", true),
+        ];
         assert_eq!(codecs, want.map(|(p, z)| (p.to_string(), z)));
         let back =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 8).unwrap().next().unwrap().unwrap();
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn one_value_repeated_is_told_from_text_of_the_same_period() {
+        let eq = |v: &[&str]| all_equal(&StringArray::from(v.to_vec()));
+        assert!(eq(&["abc", "abc", "abc"]) && eq(&["x"]) && eq(&["", ""]) && eq(&[]));
+        assert!(!eq(&["ab", "ba"]) && !eq(&["ab", "abab"]) && !eq(&["a", "", "a"]) && !eq(&["abc", "abc", "abd"]));
+        let sliced = StringArray::from(vec!["q", "ab", "ab", "z"]).slice(1, 2);
+        assert!(all_equal(&sliced));
+        assert!(!all_equal(&StringArray::from(vec!["q", "ab", "ab", "z"]).slice(1, 3)));
     }
 
     #[test]
