@@ -53,23 +53,68 @@ const AGENTS: &[&str] = &[
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36",
 ];
 
-fn identity(r: &mut Rng, account: &str, out: &mut String) {
+/// `n` upper-case hex digits that depend only on `parts`: an identifier that
+/// stays the same for as long as what it names (a user, a role, a session's
+/// credentials), unlike the per-event ones the record stream draws.
+fn stable_hex(parts: &[&str], n: usize) -> String {
+    // FNV-1a over the parts, then splitmix64 for as many digits as wanted.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let mut s = String::with_capacity(n + 16);
+    while s.len() < n {
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let _ = write!(s, "{:016X}", z ^ (z >> 31));
+    }
+    s.truncate(n);
+    s
+}
+
+/// Role session names: people, EC2 instances and CI jobs.
+fn session_name(i: u64) -> String {
+    match i {
+        0..=5 => ["alice", "bob", "carol", "dave", "erin", "frank"][i as usize].to_string() + "@example.com",
+        6..=29 => format!("i-0{}", stable_hex(&["instance", &i.to_string()], 16).to_lowercase()),
+        _ => format!("github-actions-{}", 1000 + i),
+    }
+}
+
+/// The identity of a call at `secs`. Principals are stable, as in an
+/// account: an IAM user keeps its principal ID and one of its two long-term
+/// access keys; a role session keeps its temporary key for the hour its
+/// credentials last, and an account's roles run 48 sessions at a time. So,
+/// as in a real trail, a key makes many calls (a per-record key would make
+/// every credential column unique, which no real trail is).
+fn identity(r: &mut Rng, account: &str, secs: u64, out: &mut String) {
     if r.below(3) == 0 {
         let user = r.pick(&["alice", "bob", "carol", "deploy-bot"]);
+        let key = if r.below(4) == 0 { "2" } else { "1" };
         let _ = write!(
             out,
             r#""userIdentity":{{"type":"IAMUser","principalId":"AIDA{}","arn":"arn:aws:iam::{account}:user/{user}","accountId":"{account}","accessKeyId":"AKIA{}","userName":"{user}"}}"#,
-            r.hex(16).to_uppercase(),
-            r.hex(16).to_uppercase()
+            stable_hex(&[account, user], 17),
+            stable_hex(&[account, user, key], 16),
         );
     } else {
         let role = r.pick(&["Admin", "ReadOnly", "ci-deployer", "eks-node"]);
-        let session = r.pick(&["alice@example.com", "i-0abc123", "github-actions-42"]);
+        let session = session_name(r.below(48));
+        // Credentials are reissued hourly, each session's at its own minute
+        // (written as eventTime is, so the two agree).
+        let offset = u64::from_str_radix(&stable_hex(&[account, role, &session], 4), 16).unwrap() % 3600;
+        let issued = (secs - offset) / 3600 * 3600 + offset;
+        let (h, m, s) = ((issued / 3600) % 24, (issued / 60) % 60, issued % 60);
+        let day = 1 + (issued / 86_400) % 28;
         let _ = write!(
             out,
-            r#""userIdentity":{{"type":"AssumedRole","principalId":"AROA{id}:{session}","arn":"arn:aws:sts::{account}:assumed-role/{role}/{session}","accountId":"{account}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{id}","arn":"arn:aws:iam::{account}:role/{role}","accountId":"{account}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2024-03-01T08:00:00Z","mfaAuthenticated":"false"}}}}}}"#,
-            r.hex(16).to_uppercase(),
-            id = r.hex(17).to_uppercase(),
+            r#""userIdentity":{{"type":"AssumedRole","principalId":"AROA{id}:{session}","arn":"arn:aws:sts::{account}:assumed-role/{role}/{session}","accountId":"{account}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{id}","arn":"arn:aws:iam::{account}:role/{role}","accountId":"{account}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2024-03-{day:02}T{h:02}:{m:02}:{s:02}Z","mfaAuthenticated":"false"}}}}}}"#,
+            stable_hex(&[account, role, &session, &issued.to_string()], 16),
+            id = stable_hex(&[account, role], 17),
         );
     }
 }
@@ -96,7 +141,7 @@ pub fn record_in(r: &mut Rng, seq: u64, account: &str, region: &str, out: &mut S
     let kind = r.below(100);
     out.push('{');
     let _ = write!(out, r#""eventVersion":"1.09","#);
-    identity(r, account, out);
+    identity(r, account, secs, out);
     let _ = write!(out, r#","eventTime":"2024-03-{day:02}T{h:02}:{m:02}:{s:02}Z","#);
     let ip = format!("203.0.113.{}", r.below(250));
     let agent = r.pick(AGENTS);
