@@ -73,7 +73,7 @@ pub fn decode(input: &[u8], dec: &mut Decoder) -> u64 {
 pub fn encode<'b>(batches: impl IntoIterator<Item = &'b (PartitionKey, RecordBatch)>, props: &WriterProperties) -> u64 {
     let mut out = 0;
     for (_, b) in batches {
-        let mut w = ObjectWriter::for_batch(std::io::sink(), b, props.clone()).expect("writer");
+        let mut w = ObjectWriter::new(std::io::sink(), b.schema(), props.clone()).expect("writer");
         w.write(b).expect("encode");
         out += w.finish().expect("finish").1;
     }

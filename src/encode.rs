@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use sha2::{Digest, Sha256};
 
 /// Parquet settings for every dataset.
@@ -90,7 +90,7 @@ fn text_columns() -> Result<Vec<ColumnPath>, ParquetError> {
     Ok(out)
 }
 
-/// What an object's first row group holds in one Parquet leaf.
+/// What a row group holds in one Parquet leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     /// Nothing: definition levels only.
@@ -103,6 +103,8 @@ enum Shape {
 /// The [`Shape`] of each Parquet leaf under `a`, in the schema's
 /// depth-first leaf order; false for a type trailship does not write.
 /// `parent`: the shape of the level above (`Same` at the top).
+/// (Named for a leaf of a row group, not of an object: a codec is chosen per
+/// column chunk, so each row group gets its own.)
 fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) -> bool {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
@@ -164,6 +166,20 @@ fn all_equal(a: &dyn arrow_array::Array) -> bool {
     }
 }
 
+/// One column-writer factory per top-level field of `schema`.
+fn factories(schema: &Schema, props: &WriterProperties) -> Result<Vec<ArrowRowGroupWriterFactory>, ParquetError> {
+    let converter = ArrowSchemaConverter::new();
+    let shared = Arc::new(props.clone());
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let alone = Arc::new(Schema::new(vec![field.clone()]));
+        let descr = converter.convert(&alone)?;
+        let shape = SerializedFileWriter::new(io::sink(), descr.root_schema_ptr(), Arc::clone(&shared))?;
+        fields.push(ArrowRowGroupWriterFactory::new(&shape, alone));
+    }
+    Ok(fields)
+}
+
 /// A `Write` that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -211,72 +227,67 @@ pub const WRITE_BUFFER: usize = 64 << 10;
 /// high-water mark (see benches/README.md, session 10).
 pub struct ObjectWriter<W: Write + Send> {
     file: SerializedFileWriter<HashingWriter<W>>,
+    /// The object's properties, before any leaf is made uncompressed.
+    props: WriterProperties,
+    /// The object's Parquet schema, for the leaves' paths.
+    descr: SchemaDescriptor,
     /// One column-writer factory per top-level field, each over a schema of
     /// that field alone (same leaf paths and levels, so the same properties
     /// apply and the file writer accepts its chunks).
     fields: Vec<ArrowRowGroupWriterFactory>,
+    /// The leaves `fields` store uncompressed, in the schema's leaf order;
+    /// empty before the first row group.
+    plain: Vec<bool>,
     schema: SchemaRef,
     max_rows: usize,
 }
 
 impl<W: Write + Send> ObjectWriter<W> {
+    /// A writer whose row groups store uncompressed the leaves they leave
+    /// entirely null, or fill with one value. A dataset is ~150 columns
+    /// wide; one source fills a few dozen, and a third of those hold one
+    /// value per row group (the class, the product, the partition's account
+    /// and region). parquet-rs builds a zstd compression and a decompression
+    /// context per compressed column chunk, and zstd runs `cpuid` for each,
+    /// which traps to the hypervisor on a virtual machine (benches/README.md,
+    /// session 13). Such chunks are a few bytes of levels and dictionary
+    /// indices, which zstd's frame makes larger, not smaller. The choice is
+    /// made per row group, as Parquet keeps a codec per column chunk: an
+    /// object's first row group says nothing certain about its later ones.
     pub fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self, ParquetError> {
         let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-        let converter = ArrowSchemaConverter::new();
-        let shared = Arc::new(props.clone());
-        let mut fields = Vec::with_capacity(schema.fields().len());
-        for field in schema.fields() {
-            let alone = Arc::new(Schema::new(vec![field.clone()]));
-            let descr = converter.convert(&alone)?;
-            let shape = SerializedFileWriter::new(io::sink(), descr.root_schema_ptr(), Arc::clone(&shared))?;
-            fields.push(ArrowRowGroupWriterFactory::new(&shape, alone));
-        }
+        let descr = ArrowSchemaConverter::new().convert(&schema)?;
         // ArrowWriter writes the Parquet schema and the encoded Arrow schema
         // (readers restore the Arrow types from it) into the file it hands over.
-        let (file, _) =
-            ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
-        Ok(ObjectWriter { file, fields, schema, max_rows })
+        let (file, _) = ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props.clone()))?
+            .into_serialized_writer()?;
+        // The first row group builds the factories (`plain` matches no choice).
+        Ok(ObjectWriter { file, props, descr, fields: Vec::new(), plain: Vec::new(), schema, max_rows })
     }
 
-    /// A writer for an object whose first row group is `first`: columns that
-    /// `first` leaves entirely null, or fills with one value, are stored
-    /// uncompressed. A dataset is ~150 columns wide; one source fills a few
-    /// dozen, and a third of those hold one value per object (the class,
-    /// the product, the partition's account and region). parquet-rs builds
-    /// a zstd compression and a decompression context per compressed column
-    /// chunk, and zstd runs `cpuid` for each, which traps to the hypervisor
-    /// on a virtual machine (benches/README.md, session 13). Such chunks
-    /// are a few bytes of levels and dictionary indices, which zstd's frame
-    /// makes larger, not smaller.
-    pub fn for_batch(out: W, first: &RecordBatch, props: WriterProperties) -> Result<Self, ParquetError> {
-        let descr = parquet::arrow::ArrowSchemaConverter::new().convert(&first.schema())?;
-        let mut shapes = Vec::with_capacity(descr.num_columns());
-        let known = first.columns().iter().all(|c| leaf_shapes(c.as_ref(), Shape::Same, &mut shapes));
-        if !known || shapes.len() != descr.num_columns() {
-            // The two walks disagree (a type this walk does not know): keep
-            // the uniform properties rather than guess.
-            return Self::new(out, first.schema(), props);
+    /// Which leaves of `batch` are better stored uncompressed; none where
+    /// the walk does not know a type (uniform properties, rather than guess).
+    fn plain_leaves(&self, batch: &RecordBatch) -> Vec<bool> {
+        let n = self.descr.num_columns();
+        let mut shapes = Vec::with_capacity(n);
+        let known = batch.columns().iter().all(|c| leaf_shapes(c.as_ref(), Shape::Same, &mut shapes));
+        if !known || shapes.len() != n {
+            return vec![false; n];
         }
-        let plain: Vec<ColumnPath> = (0..descr.num_columns())
-            .filter(|&i| {
-                let c = descr.column(i);
+        (0..n)
+            .map(|i| {
+                let c = self.descr.column(i);
                 match shapes[i] {
                     Shape::Null => true,
                     // One dictionary entry and a run of index 0. Written
                     // without a dictionary (or as bits), it is no longer small.
                     Shape::Same => {
-                        props.dictionary_enabled(c.path()) && c.physical_type() != parquet::basic::Type::BOOLEAN
+                        self.props.dictionary_enabled(c.path()) && c.physical_type() != parquet::basic::Type::BOOLEAN
                     }
                     Shape::Mixed => false,
                 }
             })
-            .map(|i| descr.column(i).path().clone())
-            .collect();
-        let mut b = props.into_builder();
-        for p in plain {
-            b = b.set_column_compression(p, Compression::UNCOMPRESSED);
-        }
-        Self::new(out, first.schema(), b.build())
+            .collect()
     }
 
     /// Writes `batch` as (at least) one complete row group, so nothing stays
@@ -295,6 +306,17 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 
     fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let plain = self.plain_leaves(batch);
+        if plain != self.plain {
+            // Consecutive row groups of a partition mostly agree, so the
+            // factories are rebuilt only when the choice changes.
+            let mut b = self.props.clone().into_builder();
+            for i in (0..plain.len()).filter(|&i| plain[i]) {
+                b = b.set_column_compression(self.descr.column(i).path().clone(), Compression::UNCOMPRESSED);
+            }
+            self.fields = factories(&self.schema, &b.build())?;
+            self.plain = plain;
+        }
         let index = self.file.flushed_row_groups().len();
         let mut group = self.file.next_row_group()?;
         for ((factory, field), column) in self.fields.iter().zip(self.schema.fields()).zip(batch.columns()) {
@@ -355,7 +377,7 @@ mod tests {
         ])
         .unwrap();
         let props = writer_properties(&EncodeOptions::default()).unwrap();
-        let mut w = ObjectWriter::for_batch(Vec::new(), &batch, props).unwrap();
+        let mut w = ObjectWriter::new(Vec::new(), batch.schema(), props).unwrap();
         w.write(&batch).unwrap();
         let (_, _, bytes) = w.finish().unwrap();
         let bytes = bytes::Bytes::from(bytes);
@@ -386,6 +408,44 @@ mod tests {
     }
 
     #[test]
+    fn each_row_group_chooses_its_own_codecs() {
+        // A partition's first batch (one kind of event, say) can leave a
+        // column null or single-valued that later batches fill.
+        let batch = |word: Vec<Option<&str>>, n: Vec<i64>| {
+            RecordBatch::try_from_iter_with_nullable(vec![
+                ("word", Arc::new(StringArray::from(word)) as ArrayRef, true),
+                ("n", Arc::new(Int64Array::from(n)) as ArrayRef, true),
+            ])
+            .unwrap()
+        };
+        let groups = [
+            batch(vec![None, None], vec![7, 7]),
+            batch(vec![Some("a"), Some("b")], vec![1, 2]),
+            batch(vec![Some("a"), Some("b")], vec![3, 4]),
+            batch(vec![Some("c"), Some("c")], vec![5, 6]),
+        ];
+        let props = writer_properties(&EncodeOptions::default()).unwrap();
+        let mut w = ObjectWriter::new(Vec::new(), groups[0].schema(), props).unwrap();
+        for g in &groups {
+            w.write(g).unwrap();
+        }
+        let bytes = bytes::Bytes::from(w.finish().unwrap().2);
+        let r = SerializedFileReader::new(bytes.clone()).unwrap();
+        let zstd: Vec<Vec<bool>> = r
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.columns().iter().map(|c| matches!(c.compression(), Compression::ZSTD(_))).collect())
+            .collect();
+        assert_eq!(zstd, [[false, false], [true, true], [true, true], [false, true]]);
+        let back: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 2)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, groups);
+    }
+
+    #[test]
     fn one_value_repeated_is_told_from_text_of_the_same_period() {
         let eq = |v: &[&str]| all_equal(&StringArray::from(v.to_vec()));
         assert!(eq(&["abc", "abc", "abc"]) && eq(&["x"]) && eq(&["", ""]) && eq(&[]));
@@ -405,7 +465,7 @@ mod tests {
         ])
         .unwrap();
         let props = writer_properties(&EncodeOptions { row_group_rows: 4, ..EncodeOptions::default() }).unwrap();
-        let mut w = ObjectWriter::for_batch(Vec::new(), &batch, props).unwrap();
+        let mut w = ObjectWriter::new(Vec::new(), batch.schema(), props).unwrap();
         w.write(&batch).unwrap();
         let other = RecordBatch::try_from_iter(vec![("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]).unwrap();
         assert!(w.write(&other).is_err(), "a batch of another schema is refused, not written");

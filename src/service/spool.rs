@@ -84,8 +84,11 @@ impl RowSink for Spool {
             None => {
                 let path = self.next_path("parquet");
                 let file = File::create(&path).map_err(|e| io_err(&path, e))?;
-                let w =
-                    ObjectWriter::for_batch(BufWriter::with_capacity(WRITE_BUFFER, file), batch, self.props.clone())?;
+                let w = ObjectWriter::new(
+                    BufWriter::with_capacity(WRITE_BUFFER, file),
+                    batch.schema(),
+                    self.props.clone(),
+                )?;
                 self.open.push((key.clone(), w, path));
                 self.open.len() - 1
             }

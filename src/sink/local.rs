@@ -210,7 +210,7 @@ impl LocalSink {
             let tmp = self.tmp.join(&name);
             let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
             let writer =
-                ObjectWriter::for_batch(BufWriter::with_capacity(WRITE_BUFFER, file), batch, self.props.clone())?;
+                ObjectWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file), batch.schema(), self.props.clone())?;
             let obj_key = format!("{}/{}", key.dir(), name);
             self.open.insert(key.clone(), OpenObject { writer, tmp, key: obj_key, rows: 0 });
             self.open_order.push(key.clone());
