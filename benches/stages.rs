@@ -105,13 +105,15 @@ fn main() {
     report("decode + normalise + redact", t, rows);
 
     // Batches as the pipeline cuts them: a partition's batch is taken once
-    // the buffer bound (64 MiB) is reached.
+    // the buffer bound (64 MiB) is reached, idle partitions first (a round
+    // is a log file here, where the pipeline's is a few).
     let mut batches = Vec::new();
     for text in &texts {
         stage::normalise_redacted(text, &mut parser, &mut norm, &mut red_batcher, Some(&redactor));
         while red_batcher.buffered_bytes() > 64 << 20 {
-            batches.extend(red_batcher.take_largest());
+            batches.extend(red_batcher.take_evictable(4 << 20));
         }
+        red_batcher.next_round();
     }
     batches.extend(red_batcher.take_all());
     let props = writer_properties(&EncodeOptions::default()).expect("default properties");

@@ -683,9 +683,10 @@ impl Records<'_> {
             sink.write(&key, &batch)?;
         }
         while self.batcher.buffered_bytes() > self.opts.max_buffer_bytes {
-            let Some((key, batch)) = self.batcher.take_largest() else { break };
+            let Some((key, batch)) = self.batcher.take_evictable(self.opts.max_buffer_bytes / 16) else { break };
             sink.write(&key, &batch)?;
         }
+        self.batcher.next_round();
         Ok(())
     }
 }

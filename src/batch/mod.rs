@@ -54,8 +54,11 @@ pub fn partition_value(v: Option<&str>) -> &str {
 
 #[derive(Default)]
 pub struct Batcher {
-    parts: Vec<(PartitionKey, ColumnBatch)>,
+    /// Each partition's batch and the round in which it was last written.
+    parts: Vec<(PartitionKey, ColumnBatch, u64)>,
     last: usize,
+    /// Rounds end at [`Batcher::take_evictable`]: the memory checks.
+    round: u64,
     redactor: Option<Arc<Redactor>>,
     scan_tokens: bool,
 }
@@ -63,7 +66,7 @@ pub struct Batcher {
 impl Batcher {
     /// A batcher whose batches redact every string through `redactor`.
     pub fn new(redactor: Option<Arc<Redactor>>) -> Self {
-        Batcher { parts: Vec::new(), last: 0, redactor, scan_tokens: true }
+        Batcher { parts: Vec::new(), last: 0, round: 0, redactor, scan_tokens: true }
     }
 
     /// Whether the next row's strings may hold tokens ([`Redactor::candidate`]
@@ -77,42 +80,72 @@ impl Batcher {
         let matches = |k: &PartitionKey| k.class == class && k.day == day && k.region == region && k.account == account;
         // Consecutive records mostly share a partition (one log file = one account and region).
         if !(self.last < self.parts.len() && matches(&self.parts[self.last].0)) {
-            self.last = match self.parts.iter().position(|(k, _)| matches(k)) {
+            self.last = match self.parts.iter().position(|(k, ..)| matches(k)) {
                 Some(i) => i,
                 None => {
                     let key = PartitionKey { class, region: region.into(), account: account.into(), day };
                     let batch = ColumnBatch::new(dataset_columns(class)).with_redactor(self.redactor.clone());
-                    self.parts.push((key, batch));
+                    self.parts.push((key, batch, 0));
                     self.parts.len() - 1
                 }
             };
         }
-        let batch = &mut self.parts[self.last].1;
+        let (_, batch, round) = &mut self.parts[self.last];
+        *round = self.round;
         batch.set_scan_tokens(self.scan_tokens);
         batch
     }
 
     pub fn buffered_rows(&self) -> usize {
-        self.parts.iter().map(|(_, b)| b.rows()).sum()
+        self.parts.iter().map(|(_, b, _)| b.rows()).sum()
     }
 
     pub fn buffered_bytes(&self) -> usize {
-        self.parts.iter().map(|(_, b)| b.buffered_bytes()).sum()
+        self.parts.iter().map(|(_, b, _)| b.buffered_bytes()).sum()
     }
 
     /// Batches with at least `min_rows` rows or `min_bytes` bytes, finished.
     pub fn take_full(&mut self, min_rows: usize, min_bytes: usize) -> Vec<(PartitionKey, RecordBatch)> {
         self.parts
             .iter_mut()
-            .filter(|(_, b)| b.rows() > 0 && (b.rows() >= min_rows || b.buffered_bytes() >= min_bytes))
-            .map(|(k, b)| (k.clone(), b.finish()))
+            .filter(|(_, b, _)| b.rows() > 0 && (b.rows() >= min_rows || b.buffered_bytes() >= min_bytes))
+            .map(|(k, b, _)| (k.clone(), b.finish()))
             .collect()
     }
 
-    /// The largest batch, finished (to bound memory across many partitions).
-    pub fn take_largest(&mut self) -> Option<(PartitionKey, RecordBatch)> {
-        let (k, b) = self.parts.iter_mut().filter(|(_, b)| b.rows() > 0).max_by_key(|(_, b)| b.buffered_bytes())?;
+    /// A batch to write early, finished, to bound memory across many
+    /// partitions: the largest of those not written since the last call
+    /// that hold at least `min_idle_bytes`, else the largest of all.
+    ///
+    /// Inputs mostly come grouped by partition (a backfill walks
+    /// `AWSLogs/<account>/CloudTrail/<region>/<day>/` in order; a Kafka
+    /// partition carries a few producers), so a partition that has gone a
+    /// round without rows is most likely complete, and the largest is most
+    /// likely the one being filled. Writing that one cut each partition
+    /// into a row group per eviction: twice the row groups at half the
+    /// buffer (two threads' share), each costing ~140 column writers and a
+    /// zstd context pair per compressed chunk (benches/README.md, session
+    /// 14). The floor keeps a crowd of small idle partitions from being
+    /// written as tiny row groups while a large one is what holds memory.
+    pub fn take_evictable(&mut self, min_idle_bytes: usize) -> Option<(PartitionKey, RecordBatch)> {
+        let round = self.round;
+        let live = |(_, b, _): &&mut (PartitionKey, ColumnBatch, u64)| b.rows() > 0;
+        let idle = self
+            .parts
+            .iter_mut()
+            .filter(live)
+            .filter(|(_, b, r)| *r < round && b.buffered_bytes() >= min_idle_bytes)
+            .max_by_key(|(_, b, _)| b.buffered_bytes());
+        let (k, b, _) = match idle {
+            Some(p) => p,
+            None => self.parts.iter_mut().filter(live).max_by_key(|(_, b, _)| b.buffered_bytes())?,
+        };
         Some((k.clone(), b.finish()))
+    }
+
+    /// Ends a round: partitions written after this are not idle.
+    pub fn next_round(&mut self) {
+        self.round += 1;
     }
 
     /// Every non-empty batch, finished; partitions are forgotten.
@@ -121,5 +154,66 @@ impl Batcher {
         self.parts.clear();
         self.last = 0;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adds `n` rows to a partition of `region`, each with a kilobyte-long uid.
+    fn fill(b: &mut Batcher, region: &str, n: usize) {
+        let text = "x".repeat(1024);
+        for _ in 0..n {
+            let batch = b.get(Class::ApiActivity, region, "111122223333", 20240316);
+            for name in ["class_uid", "category_uid", "activity_id", "severity_id"] {
+                batch.i32(batch.slot(name), 1);
+            }
+            for name in ["type_uid", "time"] {
+                batch.i64(batch.slot(name), 1);
+            }
+            for name in ["metadata.version", "metadata.product.name"] {
+                batch.str(batch.slot(name), "1");
+            }
+            batch.str(batch.slot("metadata.uid"), &text);
+            batch.end_row();
+        }
+    }
+
+    fn take(b: &mut Batcher, min_idle_bytes: usize) -> (String, usize) {
+        let (key, batch) = b.take_evictable(min_idle_bytes).unwrap();
+        (key.region, batch.num_rows())
+    }
+
+    #[test]
+    fn an_idle_partition_is_written_before_the_one_being_filled() {
+        let mut b = Batcher::new(None);
+        fill(&mut b, "done", 10);
+        b.next_round();
+        fill(&mut b, "filling", 20);
+        // "filling" is larger, but it is the one still receiving rows.
+        assert_eq!(take(&mut b, 0), ("done".into(), 10));
+        // Nothing idle left with rows: the largest goes.
+        assert_eq!(take(&mut b, 0), ("filling".into(), 20));
+        assert!(b.take_evictable(0).is_none(), "nothing left to write");
+    }
+
+    #[test]
+    fn idle_partitions_under_the_floor_wait_for_the_largest() {
+        let mut b = Batcher::new(None);
+        fill(&mut b, "small", 2);
+        fill(&mut b, "idle", 8);
+        b.next_round();
+        fill(&mut b, "filling", 30);
+        // Of the idle ones, the largest that clears the floor.
+        assert_eq!(take(&mut b, 4 << 10), ("idle".into(), 8));
+        // "small" is idle but under the floor: writing it would free little.
+        assert_eq!(take(&mut b, 4 << 10), ("filling".into(), 30));
+        assert_eq!(take(&mut b, 4 << 10), ("small".into(), 2));
+        // A partition written again after a round is busy once more.
+        b.next_round();
+        fill(&mut b, "idle", 1);
+        fill(&mut b, "filling", 3);
+        assert_eq!(take(&mut b, 0), ("filling".into(), 3));
     }
 }
