@@ -115,6 +115,19 @@ impl Stats {
             }
         }
     }
+    /// Adds `other`'s counts to these.
+    pub fn absorb(&mut self, other: &Stats) {
+        self.count += other.count;
+        for (ty, n) in other.types.iter().zip(&other.per_type) {
+            match self.types.iter().position(|t| t == ty) {
+                Some(i) => self.per_type[i] += n,
+                None => {
+                    self.types.push(ty);
+                    self.per_type.push(*n);
+                }
+            }
+        }
+    }
     pub fn clear(&mut self) {
         self.count = 0;
         self.types.clear();
@@ -546,7 +559,7 @@ impl Redactor {
         self.totals.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// Adds a finished row's stats to the totals.
+    /// Adds stats to the totals (a lock: callers gather a batch's first).
     pub fn record(&self, stats: &Stats) {
         if stats.count == 0 {
             return;
