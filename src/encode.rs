@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescriptor};
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 /// Parquet settings for every dataset.
@@ -103,8 +103,6 @@ enum Shape {
 /// The [`Shape`] of each Parquet leaf under `a`, in the schema's
 /// depth-first leaf order; false for a type trailship does not write.
 /// `parent`: the shape of the level above (`Same` at the top).
-/// (Named for a leaf of a row group, not of an object: a codec is chosen per
-/// column chunk, so each row group gets its own.)
 fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) -> bool {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
@@ -226,11 +224,9 @@ pub const WRITE_BUFFER: usize = 64 << 10;
 /// encoder state, per thread, and the allocator keeps each thread's
 /// high-water mark (see benches/README.md, session 10).
 pub struct ObjectWriter<W: Write + Send> {
+    /// Holds the object's Parquet schema and its properties before any
+    /// leaf is made uncompressed.
     file: SerializedFileWriter<HashingWriter<W>>,
-    /// The object's properties, before any leaf is made uncompressed.
-    props: WriterProperties,
-    /// The object's Parquet schema, for the leaves' paths.
-    descr: SchemaDescriptor,
     /// One column-writer factory per top-level field, each over a schema of
     /// that field alone (same leaf paths and levels, so the same properties
     /// apply and the file writer accepts its chunks).
@@ -256,19 +252,19 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// object's first row group says nothing certain about its later ones.
     pub fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self, ParquetError> {
         let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-        let descr = ArrowSchemaConverter::new().convert(&schema)?;
         // ArrowWriter writes the Parquet schema and the encoded Arrow schema
         // (readers restore the Arrow types from it) into the file it hands over.
-        let (file, _) = ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props.clone()))?
-            .into_serialized_writer()?;
+        let (file, _) =
+            ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
         // The first row group builds the factories (`plain` matches no choice).
-        Ok(ObjectWriter { file, props, descr, fields: Vec::new(), plain: Vec::new(), schema, max_rows })
+        Ok(ObjectWriter { file, fields: Vec::new(), plain: Vec::new(), schema, max_rows })
     }
 
     /// Which leaves of `batch` are better stored uncompressed; none where
     /// the walk does not know a type (uniform properties, rather than guess).
     fn plain_leaves(&self, batch: &RecordBatch) -> Vec<bool> {
-        let n = self.descr.num_columns();
+        let (descr, props) = (self.file.schema_descr(), self.file.properties());
+        let n = descr.num_columns();
         let mut shapes = Vec::with_capacity(n);
         let known = batch.columns().iter().all(|c| leaf_shapes(c.as_ref(), Shape::Same, &mut shapes));
         if !known || shapes.len() != n {
@@ -276,13 +272,13 @@ impl<W: Write + Send> ObjectWriter<W> {
         }
         (0..n)
             .map(|i| {
-                let c = self.descr.column(i);
+                let c = descr.column(i);
                 match shapes[i] {
                     Shape::Null => true,
                     // One dictionary entry and a run of index 0. Written
                     // without a dictionary (or as bits), it is no longer small.
                     Shape::Same => {
-                        self.props.dictionary_enabled(c.path()) && c.physical_type() != parquet::basic::Type::BOOLEAN
+                        props.dictionary_enabled(c.path()) && c.physical_type() != parquet::basic::Type::BOOLEAN
                     }
                     Shape::Mixed => false,
                 }
@@ -310,9 +306,12 @@ impl<W: Write + Send> ObjectWriter<W> {
         if plain != self.plain {
             // Consecutive row groups of a partition mostly agree, so the
             // factories are rebuilt only when the choice changes.
-            let mut b = self.props.clone().into_builder();
+            let mut b = WriterProperties::clone(self.file.properties()).into_builder();
             for i in (0..plain.len()).filter(|&i| plain[i]) {
-                b = b.set_column_compression(self.descr.column(i).path().clone(), Compression::UNCOMPRESSED);
+                b = b.set_column_compression(
+                    self.file.schema_descr().column(i).path().clone(),
+                    Compression::UNCOMPRESSED,
+                );
             }
             self.fields = factories(&self.schema, &b.build())?;
             self.plain = plain;
