@@ -504,16 +504,11 @@ impl ColumnBatch {
 
     pub fn end_row(&mut self) {
         if self.row_stats.count > 0 {
-            if let (Some((count, list, item, key)), true) = (self.redaction_cols, self.redactor.is_some()) {
+            if let (Some((count, list, item, key)), Some(r)) = (self.redaction_cols, self.redactor.clone()) {
                 self.i32(count, self.row_stats.count as i32);
                 let types = std::mem::take(&mut self.row_stats.types);
                 self.list_str(list, item, types.iter().copied());
-                // Moved out and back, not cloned: an `Arc` clone per row is
-                // a write to a count every thread shares.
-                if let Some(r) = self.redactor.take() {
-                    self.str_with(key, |b| b.extend_from_slice(r.key_id().as_bytes()));
-                    self.redactor = Some(r);
-                }
+                self.str_with(key, |b| b.extend_from_slice(r.key_id().as_bytes()));
                 self.row_stats.types = types;
                 self.batch_stats.absorb(&self.row_stats);
             }

@@ -106,26 +106,22 @@ pub struct Stats {
 
 impl Stats {
     fn add(&mut self, ty: &'static str) {
-        self.count += 1;
+        self.add_n(ty, 1);
+    }
+    fn add_n(&mut self, ty: &'static str, n: u32) {
+        self.count += n;
         match self.types.iter().position(|t| *t == ty) {
-            Some(i) => self.per_type[i] += 1,
+            Some(i) => self.per_type[i] += n,
             None => {
                 self.types.push(ty);
-                self.per_type.push(1);
+                self.per_type.push(n);
             }
         }
     }
     /// Adds `other`'s counts to these.
     pub fn absorb(&mut self, other: &Stats) {
-        self.count += other.count;
         for (ty, n) in other.types.iter().zip(&other.per_type) {
-            match self.types.iter().position(|t| t == ty) {
-                Some(i) => self.per_type[i] += n,
-                None => {
-                    self.types.push(ty);
-                    self.per_type.push(*n);
-                }
-            }
+            self.add_n(ty, *n);
         }
     }
     pub fn clear(&mut self) {
