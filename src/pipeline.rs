@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::batch::Batcher;
 use crate::config::IntegrityConfig;
@@ -159,7 +159,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     let schedule = Schedule::new(inputs, threads);
     summary.threads = threads;
     if threads == 1 {
-        work(opts, &redactor, inputs, &schedule, &mut sink, &mut summary)?;
+        work(opts, &redactor, inputs, (&schedule, 0), &mut sink, &mut summary)?;
     } else {
         // Each thread is a whole pipeline over the inputs it takes, with its
         // share of the memory and open-object bounds and of the input between
@@ -178,11 +178,12 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         let parts = std::thread::scope(|s| {
             let handles: Vec<_> = forks
                 .into_iter()
-                .map(|mut fork| {
+                .enumerate()
+                .map(|(me, mut fork)| {
                     let (share, redactor, schedule) = (&share, &redactor, &schedule);
                     s.spawn(move || {
                         let mut part = Summary::default();
-                        work(share, redactor, inputs, schedule, &mut fork, &mut part)?;
+                        work(share, redactor, inputs, (schedule, me), &mut fork, &mut part)?;
                         fork.close_writer();
                         Ok::<_, PipelineError>(part)
                     })
@@ -205,17 +206,21 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     Ok(summary)
 }
 
-/// Hands inputs to threads in runs: large while many remain, down to one at
-/// the end (guided scheduling). A partition written by two threads becomes
-/// two objects of half the rows, each a full set of column chunks, so runs
-/// end where a directory does when one is near: CloudTrail writes one
-/// directory per account, region and day, and those are its partitions.
+/// Hands inputs to threads a directory at a time, and at the end lets a
+/// thread with nothing left take the back half of what another has claimed
+/// and not started. A partition written by two threads becomes two objects
+/// of half the rows, each a full set of column chunks, and CloudTrail writes
+/// one directory per account, region and day, which are its partitions: so
+/// a directory is split only when no whole one is left, where splitting is
+/// what keeps the threads even. Guided runs (large first, single inputs at
+/// the end) split the last third of the directories instead.
 struct Schedule {
-    next: AtomicUsize,
-    len: usize,
-    threads: usize,
-    /// Indices of the inputs that start a directory, ascending.
-    dirs: Vec<usize>,
+    /// Each directory's inputs (consecutive indices), in walk order.
+    dirs: Vec<std::ops::Range<usize>>,
+    /// The first directory no thread has claimed.
+    next_dir: AtomicUsize,
+    /// Per thread: the inputs it has claimed and not yet started.
+    claimed: Vec<Mutex<std::ops::Range<usize>>>,
 }
 
 impl Schedule {
@@ -226,29 +231,43 @@ impl Schedule {
                 Input::Embedded { .. } => None,
             }
         }
-        let dirs = (1..inputs.len()).filter(|&i| parent(&inputs[i]) != parent(&inputs[i - 1])).collect();
-        Schedule { next: AtomicUsize::new(0), len: inputs.len(), threads: threads.max(1), dirs }
+        let mut dirs = Vec::new();
+        let mut start = 0;
+        for i in 1..=inputs.len() {
+            if i == inputs.len() || parent(&inputs[i]) != parent(&inputs[i - 1]) {
+                dirs.push(start..i);
+                start = i;
+            }
+        }
+        let claimed = (0..threads.max(1)).map(|_| Mutex::new(0..0)).collect();
+        Schedule { dirs, next_dir: AtomicUsize::new(0), claimed }
     }
 
-    /// The next run of inputs; empty once none is left.
-    fn claim(&self) -> std::ops::Range<usize> {
-        let mut run = 0..0;
-        let _ = self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
-            run = self.run_at(at.min(self.len));
-            Some(run.end)
-        });
-        run
-    }
-
-    fn run_at(&self, start: usize) -> std::ops::Range<usize> {
-        let size = ((self.len - start) / (self.threads * 4)).max(1);
-        let target = (start + size).min(self.len);
-        // The directory end nearest the guided size, from half to twice it.
-        let (lo, hi) = (start + size.div_ceil(2), (start + 2 * size).min(self.len));
-        let from = self.dirs.partition_point(|&d| d < lo);
-        let to = self.dirs.partition_point(|&d| d <= hi);
-        let end = self.dirs[from..to].iter().copied().min_by_key(|&d| d.abs_diff(target)).unwrap_or(target);
-        start..end
+    /// The next input for thread `me`; `None` once every input is taken.
+    fn next(&self, me: usize) -> Option<usize> {
+        let lock = |t: usize| self.claimed[t].lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = lock(me).next() {
+                return Some(i);
+            }
+            let d = self.next_dir.fetch_add(1, Ordering::Relaxed);
+            if let Some(dir) = self.dirs.get(d) {
+                *lock(me) = dir.clone();
+                continue;
+            }
+            // Inputs only move between claims: once all are empty, none refills.
+            let victim = (0..self.claimed.len()).filter(|&t| t != me).max_by_key(|&t| lock(t).len())?;
+            let stolen = {
+                let mut v = lock(victim);
+                let back = v.start + v.len() / 2..v.end;
+                v.end = back.start;
+                back
+            };
+            if stolen.is_empty() && (0..self.claimed.len()).all(|t| lock(t).is_empty()) {
+                return None;
+            }
+            *lock(me) = stolen;
+        }
     }
 }
 
@@ -258,23 +277,15 @@ fn work(
     opts: &Options,
     redactor: &Option<Arc<Redactor>>,
     inputs: &[Input],
-    schedule: &Schedule,
+    (schedule, me): (&Schedule, usize),
     sink: &mut LocalSink,
     summary: &mut Summary,
 ) -> Result<(), PipelineError> {
     let mut stage = Stages::new(opts, redactor.clone());
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
-    let mut mine = 0..0;
-    loop {
-        if mine.is_empty() {
-            mine = schedule.claim();
-            if mine.is_empty() {
-                break;
-            }
-        }
-        let input = &inputs[mine.start];
-        mine.start += 1;
+    while let Some(next) = schedule.next(me) {
+        let input = &inputs[next];
         let name = input.display();
         let (id, mut reader) = match source::open(input) {
             Ok(x) => x,
@@ -751,8 +762,23 @@ mod tests {
         v
     }
 
-    fn runs(s: &Schedule) -> Vec<std::ops::Range<usize>> {
-        std::iter::from_fn(|| Some(s.claim()).filter(|r| !r.is_empty())).collect()
+    /// Which thread took each input, when every input takes as long and
+    /// the thread that has worked least asks next.
+    fn simulate(s: &Schedule, threads: usize, len: usize) -> Vec<usize> {
+        let mut owner = vec![usize::MAX; len];
+        let mut clock = vec![0usize; threads];
+        let mut live: Vec<usize> = (0..threads).collect();
+        while let Some(&me) = live.iter().min_by_key(|&&t| (clock[t], t)) {
+            match s.next(me) {
+                Some(i) => {
+                    assert_eq!(owner[i], usize::MAX, "input {i} handed out twice");
+                    owner[i] = me;
+                    clock[me] += 1;
+                }
+                None => live.retain(|&t| t != me),
+            }
+        }
+        owner
     }
 
     #[test]
@@ -767,36 +793,49 @@ mod tests {
     }
 
     #[test]
-    fn runs_cover_every_input_once_and_end_where_directories_do() {
+    fn directories_are_split_only_at_the_end() {
         // The peer corpus's directories (benches/peers.sh).
-        let sizes = [18, 19, 12, 26, 10, 22, 16, 20, 16, 13, 16, 12];
+        let sizes = [13, 20, 24, 17, 9, 14, 19, 13, 22, 20, 15, 14];
         let all = inputs(&sizes);
         let s = Schedule::new(&all, 2);
-        let runs = runs(&s);
-        assert_eq!(runs.first().map(|r| r.start), Some(0));
-        assert!(runs.windows(2).all(|w| w[0].end == w[1].start), "{runs:?}");
-        assert_eq!(runs.last().map(|r| r.end), Some(all.len()));
-        // The first runs are whole directories: 0..18, 18..37, 37..49, 49..75.
-        assert_eq!(runs[..4], [0..18, 18..37, 37..49, 49..75]);
-        // Guided all the same: the last runs are single inputs.
-        assert_eq!(runs.last().map(|r| r.len()), Some(1));
-        // Directories whose inputs went out in more than one run: only
-        // those near the end, where runs shrink to keep threads even.
-        let split = |runs: &[std::ops::Range<usize>]| {
-            let bounds: Vec<usize> = std::iter::once(0).chain(s.dirs.iter().copied()).chain([all.len()]).collect();
-            bounds.windows(2).filter(|d| runs.iter().filter(|r| r.start < d[1] && r.end > d[0]).count() > 1).count()
-        };
-        let blind = Schedule { dirs: Vec::new(), ..Schedule::new(&all, 2) };
-        let (aligned, unaligned) = (split(&runs), split(&self::runs(&blind)));
-        assert!(aligned <= 5 && unaligned >= 10, "{aligned} against {unaligned}: {runs:?}");
+        assert_eq!(s.dirs.len(), sizes.len());
+        let owner = simulate(&s, 2, all.len());
+        assert!(owner.iter().all(|&t| t < 2), "every input handed out");
+        let split = s.dirs.iter().filter(|d| owner[d.start..d.end].iter().any(|&t| t != owner[d.start])).count();
+        assert!(split <= 1, "only the last directory in progress may be shared: {owner:?}");
+        // Even at the end: the threads' loads differ by at most one input.
+        let load = |t| owner.iter().filter(|&&o| o == t).count();
+        assert!(load(0).abs_diff(load(1)) <= 1, "{} against {}", load(0), load(1));
+        // A whole directory is taken front to back by one thread.
+        assert!(owner[..13].iter().all(|&t| t == 0) && owner[13..33].iter().all(|&t| t == 1));
     }
 
     #[test]
-    fn one_directory_is_claimed_as_guided_runs() {
+    fn one_directory_is_shared_by_halves() {
         let all = inputs(&[40]);
-        let runs = runs(&Schedule::new(&all, 2));
-        assert_eq!(runs[0], 0..5);
-        assert!(runs.windows(2).all(|w| w[0].end == w[1].start && w[0].len() >= w[1].len()), "{runs:?}");
-        assert_eq!(runs.last().map(|r| r.end), Some(40));
+        let s = Schedule::new(&all, 2);
+        assert_eq!(s.next(0), Some(0));
+        // Nothing whole is left: the second thread takes the back half.
+        assert_eq!(s.next(1), Some(20));
+        let owner = simulate(&s, 2, all.len());
+        assert_eq!(owner.iter().filter(|&&t| t == usize::MAX).count(), 2, "the two taken above");
+        assert!(owner[1..20].iter().all(|&t| t == 0) && owner[21..30].iter().all(|&t| t == 1), "{owner:?}");
+    }
+
+    #[test]
+    fn one_thread_takes_the_inputs_in_order_and_threads_take_each_once() {
+        let all = inputs(&[3, 1, 4]);
+        let s = Schedule::new(&all, 1);
+        assert_eq!(std::iter::from_fn(|| s.next(0)).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        let all = inputs(&[50, 1, 7, 300, 2, 90]);
+        let s = Schedule::new(&all, 8);
+        let mut taken: Vec<usize> = std::thread::scope(|scope| {
+            let s = &s;
+            let hands: Vec<_> =
+                (0..8).map(|me| scope.spawn(move || std::iter::from_fn(|| s.next(me)).collect::<Vec<_>>())).collect();
+            hands.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        taken.sort_unstable();
+        assert_eq!(taken, (0..all.len()).collect::<Vec<_>>());
     }
 }
