@@ -231,14 +231,14 @@ impl Schedule {
                 Input::Embedded { .. } => None,
             }
         }
-        let mut dirs = Vec::new();
         let mut start = 0;
-        for i in 1..=inputs.len() {
-            if i == inputs.len() || parent(&inputs[i]) != parent(&inputs[i - 1]) {
-                dirs.push(start..i);
-                start = i;
-            }
-        }
+        let dirs = inputs
+            .chunk_by(|a, b| parent(a) == parent(b))
+            .map(|dir| {
+                start += dir.len();
+                start - dir.len()..start
+            })
+            .collect();
         let claimed = (0..threads.max(1)).map(|_| Mutex::new(0..0)).collect();
         Schedule { dirs, next_dir: AtomicUsize::new(0), claimed }
     }
@@ -764,8 +764,8 @@ mod tests {
 
     /// Which thread took each input, when every input takes as long and
     /// the thread that has worked least asks next.
-    fn simulate(s: &Schedule, threads: usize, len: usize) -> Vec<usize> {
-        let mut owner = vec![usize::MAX; len];
+    fn simulate(s: &Schedule, threads: usize) -> Vec<usize> {
+        let mut owner = vec![usize::MAX; s.dirs.last().map_or(0, |d| d.end)];
         let mut clock = vec![0usize; threads];
         let mut live: Vec<usize> = (0..threads).collect();
         while let Some(&me) = live.iter().min_by_key(|&&t| (clock[t], t)) {
@@ -799,7 +799,7 @@ mod tests {
         let all = inputs(&sizes);
         let s = Schedule::new(&all, 2);
         assert_eq!(s.dirs.len(), sizes.len());
-        let owner = simulate(&s, 2, all.len());
+        let owner = simulate(&s, 2);
         assert!(owner.iter().all(|&t| t < 2), "every input handed out");
         let split = s.dirs.iter().filter(|d| owner[d.start..d.end].iter().any(|&t| t != owner[d.start])).count();
         assert!(split <= 1, "only the last directory in progress may be shared: {owner:?}");
@@ -817,7 +817,7 @@ mod tests {
         assert_eq!(s.next(0), Some(0));
         // Nothing whole is left: the second thread takes the back half.
         assert_eq!(s.next(1), Some(20));
-        let owner = simulate(&s, 2, all.len());
+        let owner = simulate(&s, 2);
         assert_eq!(owner.iter().filter(|&&t| t == usize::MAX).count(), 2, "the two taken above");
         assert!(owner[1..20].iter().all(|&t| t == 0) && owner[21..30].iter().all(|&t| t == 1), "{owner:?}");
     }
