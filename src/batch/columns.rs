@@ -95,7 +95,9 @@ struct LeafCol {
     ty: Ty,
     level: usize,
     values: Values,
-    valid: Vec<bool>,
+    /// 1 where the entry is a value, 0 where it is null (bytes, not
+    /// `bool`s, so that [`nulls`] can pack eight with one multiply).
+    valid: Vec<u8>,
 }
 
 impl LeafCol {
@@ -113,7 +115,7 @@ impl LeafCol {
             Values::I64(v) => v.resize(n, 0),
             Values::Bool(v) => v.resize(n, false),
         }
-        self.valid.resize(n, false);
+        self.valid.resize(n, 0);
     }
 
     fn truncate(&mut self, n: usize) {
@@ -139,7 +141,8 @@ struct ListCol {
     /// Level of its items.
     item_level: usize,
     offsets: Vec<i32>,
-    valid: Vec<bool>,
+    /// As [`LeafCol::valid`].
+    valid: Vec<u8>,
 }
 
 impl ListCol {
@@ -148,7 +151,7 @@ impl ListCol {
         if self.valid.len() < n {
             let last = *self.offsets.last().expect("offsets start with 0");
             self.offsets.resize(n + 1, last);
-            self.valid.resize(n, false);
+            self.valid.resize(n, 0);
         }
     }
 }
@@ -387,7 +390,7 @@ impl ColumnBatch {
         let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
         f(bytes, self.redactor.as_deref(), &mut self.row_stats, self.scan_tokens);
         offsets.push(bytes.len() as i32);
-        leaf.valid.push(true);
+        leaf.valid.push(1);
     }
 
     /// Writes a string produced in place (constants and captions only:
@@ -402,7 +405,7 @@ impl ColumnBatch {
             }
             _ => panic!("column is not Utf8"),
         }
-        leaf.valid.push(true);
+        leaf.valid.push(1);
     }
 
     #[inline]
@@ -412,7 +415,7 @@ impl ColumnBatch {
             Values::I32(x) => x.push(v),
             _ => panic!("column is not Int32"),
         }
-        leaf.valid.push(true);
+        leaf.valid.push(1);
     }
 
     /// Int64 or millisecond-timestamp columns.
@@ -423,7 +426,7 @@ impl ColumnBatch {
             Values::I64(x) => x.push(v),
             _ => panic!("column is not Int64"),
         }
-        leaf.valid.push(true);
+        leaf.valid.push(1);
     }
 
     #[inline]
@@ -433,7 +436,7 @@ impl ColumnBatch {
             Values::Bool(x) => x.push(v),
             _ => panic!("column is not Boolean"),
         }
-        leaf.valid.push(true);
+        leaf.valid.push(1);
     }
 
     /// Marks a list as present (possibly empty) in the current row or item.
@@ -443,7 +446,7 @@ impl ColumnBatch {
         let count = self.levels[self.lists[i].level].count;
         let l = &mut self.lists[i];
         l.pad_to(count);
-        l.valid.push(true);
+        l.valid.push(1);
     }
 
     /// Ends one item of `list`; unset columns of the item become null.
@@ -668,8 +671,26 @@ pub fn write_member(
     }
 }
 
-fn nulls(valid: &[bool]) -> Option<NullBuffer> {
-    if valid.iter().all(|v| *v) { None } else { Some(NullBuffer::new(BooleanBuffer::from(valid))) }
+/// A column's validity as a bitmap, or `None` when nothing is null.
+/// Eight entries are packed with one multiply: each byte is 0 or 1, and
+/// the constant moves byte `i`'s bit to bit `56 + i` with no two partial
+/// products meeting, so no carry reaches the top byte. (`From<&[bool]>`
+/// sets a bit a branch, after an `all` scan had read every entry: 1% of
+/// the run.) `NullBuffer::new` counts the nulls by popcount.
+fn nulls(valid: &[u8]) -> Option<NullBuffer> {
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let mut bits = Vec::with_capacity(valid.len().div_ceil(8));
+    let mut eights = valid.chunks_exact(8);
+    for e in &mut eights {
+        let word = u64::from_le_bytes(e.try_into().expect("chunks of eight"));
+        bits.push((word.wrapping_mul(GATHER) >> 56) as u8);
+    }
+    let rest = eights.remainder();
+    if !rest.is_empty() {
+        bits.push(rest.iter().enumerate().fold(0, |acc, (i, v)| acc | (v << i)));
+    }
+    let n = NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(bits), 0, valid.len()));
+    (n.null_count() > 0).then_some(n)
 }
 
 /// Moves a column's values into an Arrow array (no copy); the column starts
@@ -786,6 +807,22 @@ mod tests {
         b.i32(id, 3);
         b.end_row();
         assert_eq!(b.finish().num_rows(), 1);
+    }
+
+    #[test]
+    fn validity_is_packed_as_arrow_packs_it() {
+        // Lengths around the eight-entry words, patterns that set each bit.
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 64, 65, 130] {
+            for pattern in [0u64, u64::MAX, 0x5555_5555_5555_5555, 0x8421_0842_1084_2108, 0x0123_4567_89ab_cdef] {
+                let bools: Vec<bool> = (0..len).map(|i| pattern >> (i % 64) & 1 == 1).collect();
+                let bytes: Vec<u8> = bools.iter().map(|b| *b as u8).collect();
+                let want = NullBuffer::new(BooleanBuffer::from(bools.as_slice()));
+                match nulls(&bytes) {
+                    Some(got) => assert_eq!(got, want, "len {len}, pattern {pattern:x}"),
+                    None => assert_eq!(want.null_count(), 0, "len {len}, pattern {pattern:x}: nulls lost"),
+                }
+            }
+        }
     }
 
     /// What a partition's buffers keep between batches is memory the buffer
