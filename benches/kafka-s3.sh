@@ -3,6 +3,10 @@
 # wheel) and moto, both on loopback, started here and stopped at exit.
 #
 #   benches/kafka-s3.sh [RECORDS [PARTITIONS [WORKERS...]]]
+#
+# BENCH_KAFKA_PROPS: lines added to the workers' [kafka] table, to measure a
+# librdkafka setting, e.g.
+#   BENCH_KAFKA_PROPS='properties = { "fetch.queue.backoff.ms" = "1000" }'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
