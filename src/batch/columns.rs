@@ -85,10 +85,14 @@ pub struct Slot(u32);
 pub struct ListSlot(u32);
 
 enum Values {
-    Utf8 { offsets: Vec<i32>, bytes: Vec<u8> },
+    Utf8 {
+        offsets: Vec<i32>,
+        bytes: Vec<u8>,
+    },
     I32(Vec<i32>),
     I64(Vec<i64>),
-    Bool(Vec<bool>),
+    /// 0 or 1 a value, as validity is (see [`bits`]).
+    Bool(Vec<u8>),
 }
 
 struct LeafCol {
@@ -113,7 +117,7 @@ impl LeafCol {
             Values::Utf8 { offsets, bytes } => offsets.resize(n + 1, bytes.len() as i32),
             Values::I32(v) => v.resize(n, 0),
             Values::I64(v) => v.resize(n, 0),
-            Values::Bool(v) => v.resize(n, false),
+            Values::Bool(v) => v.resize(n, 0),
         }
         self.valid.resize(n, 0);
     }
@@ -433,7 +437,7 @@ impl ColumnBatch {
     pub fn bool(&mut self, slot: Slot, v: bool) {
         let leaf = self.leaf_mut(slot);
         match &mut leaf.values {
-            Values::Bool(x) => x.push(v),
+            Values::Bool(x) => x.push(v as u8),
             _ => panic!("column is not Boolean"),
         }
         leaf.valid.push(1);
@@ -671,26 +675,31 @@ pub fn write_member(
     }
 }
 
-/// A column's validity as a bitmap, or `None` when nothing is null.
-/// Eight entries are packed with one multiply: each byte is 0 or 1, and
+/// A column's validity as a bitmap, or `None` when nothing is null
+/// (`NullBuffer::new` counts the nulls by popcount).
+fn nulls(valid: &[u8]) -> Option<NullBuffer> {
+    let n = NullBuffer::new(bits(valid));
+    (n.null_count() > 0).then_some(n)
+}
+
+/// Bytes that are each 0 or 1 as a bitmap, eight packed with one multiply:
 /// the constant moves byte `i`'s bit to bit `56 + i` with no two partial
 /// products meeting, so no carry reaches the top byte. (`From<&[bool]>`
-/// sets a bit a branch, after an `all` scan had read every entry: 1% of
-/// the run.) `NullBuffer::new` counts the nulls by popcount.
-fn nulls(valid: &[u8]) -> Option<NullBuffer> {
+/// sets a bit a branch; with the `all` scan that validity took before it,
+/// 1% of the run.)
+fn bits(v: &[u8]) -> BooleanBuffer {
     const GATHER: u64 = 0x0102_0408_1020_4080;
-    let mut bits = Vec::with_capacity(valid.len().div_ceil(8));
-    let mut eights = valid.chunks_exact(8);
+    let mut out = Vec::with_capacity(v.len().div_ceil(8));
+    let mut eights = v.chunks_exact(8);
     for e in &mut eights {
         let word = u64::from_le_bytes(e.try_into().expect("chunks of eight"));
-        bits.push((word.wrapping_mul(GATHER) >> 56) as u8);
+        out.push((word.wrapping_mul(GATHER) >> 56) as u8);
     }
     let rest = eights.remainder();
     if !rest.is_empty() {
-        bits.push(rest.iter().enumerate().fold(0, |acc, (i, v)| acc | (v << i)));
+        out.push(rest.iter().enumerate().fold(0, |acc, (i, b)| acc | (b << i)));
     }
-    let n = NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(bits), 0, valid.len()));
-    (n.null_count() > 0).then_some(n)
+    BooleanBuffer::new(Buffer::from_vec(out), 0, v.len())
 }
 
 /// Moves a column's values into an Arrow array (no copy); the column starts
@@ -719,7 +728,7 @@ fn leaf_array(l: &mut LeafCol) -> ArrayRef {
         }
         (Values::I64(v), _) => Arc::new(Int64Array::new(ScalarBuffer::from(take(v)), n)),
         (Values::Bool(v), _) => {
-            let b = BooleanBuffer::from(v.as_slice());
+            let b = bits(v);
             *v = Vec::new();
             Arc::new(BooleanArray::new(b, n))
         }
@@ -810,13 +819,14 @@ mod tests {
     }
 
     #[test]
-    fn validity_is_packed_as_arrow_packs_it() {
+    fn booleans_are_packed_as_arrow_packs_them() {
         // Lengths around the eight-entry words, patterns that set each bit.
         for len in [0, 1, 7, 8, 9, 15, 16, 17, 64, 65, 130] {
             for pattern in [0u64, u64::MAX, 0x5555_5555_5555_5555, 0x8421_0842_1084_2108, 0x0123_4567_89ab_cdef] {
                 let bools: Vec<bool> = (0..len).map(|i| pattern >> (i % 64) & 1 == 1).collect();
                 let bytes: Vec<u8> = bools.iter().map(|b| *b as u8).collect();
                 let want = NullBuffer::new(BooleanBuffer::from(bools.as_slice()));
+                assert_eq!(bits(&bytes), *want.inner(), "len {len}, pattern {pattern:x}");
                 match nulls(&bytes) {
                     Some(got) => assert_eq!(got, want, "len {len}, pattern {pattern:x}"),
                     None => assert_eq!(want.null_count(), 0, "len {len}, pattern {pattern:x}: nulls lost"),

@@ -147,9 +147,9 @@ const RESERVED: [&str; 3] = ["enable.auto.commit", "enable.auto.offset.store", "
 /// 1 s, the queue ran dry before the fetcher woke: a third of the worker's
 /// time idle on `poll`, ~30,000 events/s with 4 partitions. A re-check
 /// while the queue is still full is a few microseconds and sends nothing.
-/// Measured, one worker (benches/README.md, "Kafka → S3"): 10 ms and 50 ms
-/// both ~51-56k events/s at 4 partitions; at 8, 10 ms 54,800 (median of 3)
-/// against 40,000 for 50 ms and 29,800 for 1 s. The operator's `[kafka]
+/// Measured, one worker (benches/README.md, "Kafka → S3"): at 4 partitions
+/// 10 ms gave 48-56k events/s and 50 ms 53-56k; at 8, 10 ms 55,300 (median
+/// of 4) against 40,000 for 50 ms (of 5) and 29,800 for 1 s (of 3). The operator's `[kafka]
 /// properties` win.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
