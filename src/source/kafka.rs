@@ -149,8 +149,8 @@ const RESERVED: [&str; 3] = ["enable.auto.commit", "enable.auto.offset.store", "
 /// while the queue is still full is a few microseconds and sends nothing.
 /// Measured, one worker (benches/README.md, "Kafka → S3"): at 4 partitions
 /// 10 ms gave 48-56k events/s and 50 ms 53-56k; at 8, 10 ms 55,300 (median
-/// of 4) against 40,000 for 50 ms (of 5) and 29,800 for 1 s (of 3). The operator's `[kafka]
-/// properties` win.
+/// of 4) against 40,000 for 50 ms (of 5) and 29,800 for 1 s (of 3). The
+/// operator's `[kafka] properties` win.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// The consumer's librdkafka settings: trailship's defaults, then the
