@@ -7,6 +7,8 @@
 # BENCH_KAFKA_PROPS: lines added to the workers' [kafka] table, to measure a
 # librdkafka setting, e.g.
 #   BENCH_KAFKA_PROPS='properties = { "fetch.queue.backoff.ms" = "1000" }'
+# TRAILSHIP: the worker binary (default: this tree's release build), to
+# measure another build in the same sitting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
@@ -27,5 +29,5 @@ bench_pids+=($!)
 start_moto "$venv"
 cargo build --release --quiet
 cargo build --release --quiet --example kafka-bench
-./target/release/examples/kafka-bench "127.0.0.1:$k_port" "http://127.0.0.1:$s3_port" ./target/release/trailship \
+./target/release/examples/kafka-bench "127.0.0.1:$k_port" "http://127.0.0.1:$s3_port" "${TRAILSHIP:-./target/release/trailship}" \
     "$records" "$partitions" "${workers[@]}"

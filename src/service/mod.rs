@@ -16,10 +16,18 @@
 //! and writes nothing twice. Offsets are committed strictly in order, per
 //! partition, after the objects holding them are durable: dead letters travel
 //! in the batch and are durable with it, so none lets a commit pass it.
+//!
+//! Steps 1 and 2 run on the uploader thread ([`upload`]) while the partition
+//! fills its next batch; step 3 stays on the worker's thread, which owns the
+//! consumer. A partition has at most one batch going up, and its next one
+//! goes only after that one's commit. When that commit does not happen, the
+//! batch read meanwhile is dropped and the range is read again from the
+//! uncommitted batch's first offset.
 
 mod http;
 mod notify;
 mod spool;
+mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -42,11 +50,12 @@ use crate::integrity::s3::S3Store;
 use crate::normalize::{KafkaRef, SourceKind};
 use crate::pipeline::{Options, Origin, Stages, Summary};
 use crate::redact::Redactor;
-use crate::sink::objects::{self, ObjectStore, Put, StoreError};
+use crate::sink::objects::{self, ObjectStore, StoreError};
 use crate::source::kafka::{self, Change, GroupConsumer};
 use crate::source::s3_notify;
 use notify::{INGESTED, fetched_records};
 use spool::{Spool, Staged};
+use upload::{Done, Job, Outcome, Uploader};
 
 pub use http::{Health, serve};
 
@@ -81,38 +90,6 @@ struct Intent {
     first: i64,
     last: i64,
     objects: Vec<String>,
-}
-
-/// Objects of one batch in flight at once.
-const UPLOAD_CONCURRENCY: usize = 8;
-
-/// One attempt at each object, `n` at a time, each timed into
-/// `trailship_store_put_seconds`.
-fn put_concurrently(
-    store: &dyn ObjectStore,
-    staged: &[Staged],
-    keys: &[String],
-    n: usize,
-) -> Vec<Result<Put, StoreError>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Put, StoreError>>>> =
-        keys.iter().map(|_| Default::default()).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..n.min(keys.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let (Some(s), Some(key)) = (staged.get(i), keys.get(i)) else { break };
-                    let started = Instant::now();
-                    let r = store.put_file(key, &s.path, &s.sha256, s.bytes);
-                    histogram!("trailship_store_put_seconds").record(started.elapsed().as_secs_f64());
-                    *results[i].lock().expect("not poisoned") = Some(r);
-                    failpoint("after_object");
-                }
-            });
-        }
-    });
-    results.into_iter().map(|m| m.into_inner().expect("not poisoned").expect("every index tried")).collect()
 }
 
 /// Crash-test hook: `TRAILSHIP_FAILPOINT=<name>:<n>` aborts the process
@@ -172,7 +149,33 @@ struct Batch {
 struct Part<'o> {
     stages: Stages<'o>,
     batch: Option<Batch>,
+    /// The batch before `batch`, going up on the uploader thread.
+    uploading: Option<InFlight>,
+    /// Whether the last batch that went up was committed. When it was not,
+    /// the batch after it is dropped: its commit would acknowledge both.
+    last_ok: bool,
     committed: Option<i64>,
+}
+
+impl<'o> Part<'o> {
+    fn new(stages: Stages<'o>) -> Self {
+        Part { stages, batch: None, uploading: None, last_ok: true, committed: None }
+    }
+}
+
+/// What the worker keeps of a batch while the uploader writes it: enough to
+/// commit it and account for it.
+struct InFlight {
+    id: u64,
+    first: i64,
+    last: i64,
+    messages: u64,
+    objects: usize,
+    opened: Instant,
+    flush_started: Instant,
+    /// Log files whose ingest records go up with the batch (`bucket/key`).
+    ingested: Vec<String>,
+    summary: Summary,
 }
 
 /// Pauses between retries of a failing store or commit call: exponential
@@ -202,7 +205,9 @@ pub struct Service<'o> {
     /// In an `Arc` so that a polled message, which borrows the consumer,
     /// does not borrow the service.
     consumer: Arc<GroupConsumer>,
-    store: Box<dyn ObjectStore>,
+    store: Arc<dyn ObjectStore>,
+    uploader: Uploader,
+    upload_seq: u64,
     topic_opts: &'o HashMap<String, Options>,
     redactor: Option<Arc<Redactor>>,
     /// Parquet settings, the same for every topic's objects.
@@ -254,7 +259,8 @@ impl<'o> Service<'o> {
         let base = topic_opts.values().next().ok_or_else(|| ServiceError::Config("no topics".into()))?;
         let props = writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
         let redactor = crate::pipeline::redactor(&base.redaction).map_err(ServiceError::Config)?;
-        let store = objects::open(&cfg.archive)?;
+        let store: Arc<dyn ObjectStore> = Arc::from(objects::open(&cfg.archive)?);
+        let uploader = Uploader::start(Arc::clone(&store), Duration::from_secs(cfg.service.max_backoff_s.max(1)));
         let keys = match &cfg.source_s3.public_keys_file {
             Some(p) => crate::integrity::keys::KeySet::from_file(p)
                 .map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
@@ -271,6 +277,8 @@ impl<'o> Service<'o> {
             cfg,
             consumer,
             store,
+            uploader,
+            upload_seq: 0,
             topic_opts,
             redactor,
             props,
@@ -295,8 +303,8 @@ impl<'o> Service<'o> {
     pub fn run(mut self) -> Result<RunSummary, ServiceError> {
         self.health.set_ready(true);
         let mut last_lag = Instant::now();
+        let mut last_aged = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
-            self.health.tick();
             let consumer = Arc::clone(&self.consumer);
             let polled = consumer.poll(Duration::from_millis(200));
             self.apply_changes();
@@ -305,6 +313,14 @@ impl<'o> Service<'o> {
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
                 None => {}
             }
+            self.take_uploaded(Duration::ZERO);
+            // Ages are whole seconds: ten looks a second are enough, and
+            // spare every message a clock read per partition.
+            if last_aged.elapsed() < Duration::from_millis(100) {
+                continue;
+            }
+            last_aged = Instant::now();
+            self.health.tick();
             self.flush_aged(false);
             if last_lag.elapsed() >= Duration::from_secs(10) {
                 self.report_lag();
@@ -316,6 +332,9 @@ impl<'o> Service<'o> {
         self.health.set_ready(false);
         let deadline = Instant::now() + Duration::from_secs(self.cfg.service.shutdown_deadline_s);
         self.flush_aged_until(deadline);
+        self.wait_uploads(|s| s.parts.values().all(|p| p.uploading.is_none()));
+        // Batches of revoked partitions may still be going up.
+        self.uploader.stop();
         let _ = std::fs::remove_dir_all(&self.spool_root);
         self.consumer.unsubscribe();
         Ok(self.summary)
@@ -326,6 +345,8 @@ impl<'o> Service<'o> {
             match change {
                 Change::Revoked(list) => {
                     for tp in list {
+                        // A batch going up is left to finish: its
+                        // objects are durable, its range is read again.
                         if let Some(part) = self.parts.remove(&tp)
                             && let Some(b) = part.batch
                         {
@@ -340,7 +361,7 @@ impl<'o> Service<'o> {
                     for (topic, partition) in list {
                         let Some(opts) = self.topic_opts.get(&topic) else { continue };
                         let stages = Stages::new(opts, self.redactor.clone());
-                        self.parts.entry((topic, partition)).or_insert(Part { stages, batch: None, committed: None });
+                        self.parts.entry((topic, partition)).or_insert(Part::new(stages));
                     }
                 }
             }
@@ -601,15 +622,18 @@ impl<'o> Service<'o> {
 
     fn flush_aged_until(&mut self, deadline: Instant) {
         self.shutdown_deadline = Some(deadline);
+        self.uploader.set_deadline(deadline);
         self.flush_aged(true);
     }
 
-    /// Makes a partition's open batch durable and commits past it.
+    /// Closes a partition's open batch and hands it to the uploader, once the
+    /// partition's previous batch is committed.
     fn flush(&mut self, tp: &(String, i32)) {
         let Some(part) = self.parts.get_mut(tp) else { return };
         let Some(mut batch) = part.batch.take() else { return };
         let (topic, partition) = (tp.0.as_str(), tp.1);
         let flush_started = Instant::now();
+        // Encoding the last row groups overlaps the previous batch's upload.
         let staged = part.stages.flush(&mut batch.spool, true).and_then(|()| batch.spool.finish());
         let staged = match staged {
             Ok(s) => s,
@@ -620,6 +644,13 @@ impl<'o> Service<'o> {
                 return;
             }
         };
+        // This batch's commit would acknowledge the previous one's messages
+        // too: it waits for that commit, and goes when it does not happen
+        // (the previous batch is then read again, and this one after it).
+        if !self.settle(tp) {
+            Spool::remove(&batch.dir);
+            return;
+        }
         let (first, last) = (batch.first, batch.last);
         let mut staged = staged;
         if self.dead_letters.is_some()
@@ -634,61 +665,154 @@ impl<'o> Service<'o> {
             };
         }
         let keys: Vec<String> = staged.iter().map(|s| object_key(s, topic, partition, first, last)).collect();
-        if batch.replay_to.is_none() {
+        let intent = batch.replay_to.is_none().then(|| {
             let intent = Intent { topic: topic.to_owned(), partition, first, last, objects: keys.clone() };
-            let body = serde_json::to_vec(&intent).expect("serialises");
-            let ikey = intent_key(topic, partition, first);
-            let Some(put) = self.retry("write intent", |s| s.store.put_bytes(&ikey, &body)) else {
-                Spool::remove(&batch.dir);
-                return;
-            };
-            if put == Put::Exists {
-                // Another worker wrote this range's intent since this batch
-                // opened (a rebalance raced): its range wins; read it again.
+            (intent_key(topic, partition, first), serde_json::to_vec(&intent).expect("serialises"))
+        });
+        let extra = std::mem::take(&mut batch.extra);
+        let ingested = extra
+            .iter()
+            .filter_map(|(key, _)| key.strip_prefix(INGESTED).and_then(|k| k.strip_suffix(".json")))
+            .map(str::to_owned)
+            .collect();
+        self.upload_seq += 1;
+        let id = self.upload_seq;
+        let objects = keys.len();
+        let job = Job { id, tp: tp.clone(), intent, staged, keys, extra, dir: batch.dir.clone() };
+        if self.uploader.send(job).is_err() {
+            self.uploader_gone();
+            Spool::remove(&batch.dir);
+            return;
+        }
+        let Some(part) = self.parts.get_mut(tp) else { return };
+        part.uploading = Some(InFlight {
+            id,
+            first,
+            last,
+            messages: batch.messages,
+            objects,
+            opened: batch.opened,
+            flush_started,
+            ingested,
+            summary: batch.summary,
+        });
+    }
+
+    /// Waits until partition `tp` has no batch going up. False when the
+    /// one it waited for was not committed.
+    fn settle(&mut self, tp: &(String, i32)) -> bool {
+        if self.parts.get(tp).is_none_or(|p| p.uploading.is_none()) {
+            return true;
+        }
+        self.wait_uploads(|s| s.parts.get(tp).is_none_or(|p| p.uploading.is_none()));
+        self.parts.get(tp).is_some_and(|p| p.last_ok)
+    }
+
+    /// Commits uploaded batches until `done` holds. An upload normally takes
+    /// well under a second, and the group needs no poll for that long; past
+    /// `BLOCK_FOR` (the store is failing) the wait pauses consumption and
+    /// polls, as `retry` does, so that the worker keeps its partitions.
+    fn wait_uploads(&mut self, done: impl Fn(&Self) -> bool) {
+        const BLOCK_FOR: Duration = Duration::from_secs(10);
+        let started = Instant::now();
+        let mut paused: Option<TopicPartitionList> = None;
+        while !done(self) {
+            if started.elapsed() < BLOCK_FOR {
+                self.health.tick();
+                self.take_uploaded(Duration::from_millis(100));
+                continue;
+            }
+            if paused.is_none() {
+                let tpl = self.consumer.assignment().unwrap_or_default();
+                let _ = self.consumer.pause(&tpl);
+                gauge!("trailship_paused").set(1.0);
+                self.health.set_ready(false);
+                paused = Some(tpl);
+            }
+            self.idle(Duration::from_millis(100));
+            self.take_uploaded(Duration::ZERO);
+        }
+        if let Some(tpl) = paused {
+            let _ = self.consumer.resume(&tpl);
+            gauge!("trailship_paused").set(0.0);
+            self.health.set_ready(true);
+        }
+    }
+
+    /// Commits the batches the uploader has finished, waiting up to `wait`
+    /// for the first.
+    fn take_uploaded(&mut self, wait: Duration) {
+        let mut wait = wait;
+        loop {
+            match self.uploader.next(wait) {
+                Ok(Some(done)) => self.on_uploaded(done),
+                Ok(None) => return,
+                Err(upload::Gone) => return self.uploader_gone(),
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// The uploader thread is gone (it panicked): nothing in flight will be
+    /// committed, so the worker stops; its successor replays from the intents.
+    fn uploader_gone(&mut self) {
+        tracing::error!("the uploader thread stopped; shutting down, uncommitted batches are read again");
+        for p in self.parts.values_mut() {
+            if p.uploading.take().is_some() {
+                p.last_ok = false;
+            }
+        }
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Commits a batch the uploader wrote, or sends its partition back to
+    /// read it again.
+    fn on_uploaded(&mut self, done: Done) {
+        let Done { id, tp, outcome } = done;
+        let (topic, partition) = (tp.0.as_str(), tp.1);
+        let Some(b) = self.parts.get_mut(&tp).and_then(|p| p.uploading.take_if(|u| u.id == id)) else {
+            // The partition was revoked while its batch went up.
+            tracing::warn!(topic, partition, "batch written but not committed (partition revoked)");
+            return;
+        };
+        let (first, last) = (b.first, b.last);
+        let committed = match outcome {
+            Outcome::Written { created, existing, bytes } => {
+                self.summary.objects_created += created;
+                self.summary.objects_existing += existing;
+                counter!("trailship_objects_total", "result" => "created").increment(created);
+                counter!("trailship_objects_total", "result" => "existing").increment(existing);
+                counter!("trailship_object_bytes_total").increment(bytes);
+                self.commit(&tp, last)
+            }
+            Outcome::IntentExists => {
                 tracing::warn!(topic, partition, first, "batch intent appeared meanwhile; re-reading the range");
-                Spool::remove(&batch.dir);
+                false
+            }
+            Outcome::GaveUp => false,
+        };
+        if let Some(p) = self.parts.get_mut(&tp) {
+            p.last_ok = committed;
+        }
+        if !committed {
+            // Whatever was read past this batch waits for it: drop it and
+            // read again from here.
+            if let Some(next) = self.parts.get_mut(&tp).and_then(|p| p.batch.take()) {
+                Spool::remove(&next.dir);
+            }
+            if self.owns(topic, partition) && self.shutdown_deadline.is_none() {
+                self.rewind.remove(&tp);
                 self.seek(topic, partition, first);
-                return;
             }
-            failpoint("after_intent");
+            return;
         }
-        // A batch spans many partitions (class, region, account, day), so it
-        // is many objects: they go up together, and any that fail are then
-        // retried one by one with backoff.
-        let first_try = put_concurrently(&*self.store, &staged, &keys, UPLOAD_CONCURRENCY);
-        for ((s, key), tried) in staged.iter().zip(&keys).zip(first_try) {
-            let put = match tried {
-                Ok(put) => put,
-                Err(e) => {
-                    tracing::warn!(error = %e, "write object failed; retrying");
-                    let Some(put) =
-                        self.retry("write object", |st| st.store.put_file(key, &s.path, &s.sha256, s.bytes))
-                    else {
-                        Spool::remove(&batch.dir);
-                        return;
-                    };
-                    put
-                }
-            };
-            match put {
-                Put::Created => self.summary.objects_created += 1,
-                Put::Exists => self.summary.objects_existing += 1,
-            }
-            counter!("trailship_objects_total", "result" => if put == Put::Created { "created" } else { "existing" })
-                .increment(1);
-            counter!("trailship_object_bytes_total").increment(s.bytes);
-        }
-        Spool::remove(&batch.dir);
-        let mut ingested = Vec::new();
-        for (key, body) in std::mem::take(&mut batch.extra) {
-            if self.retry("write record", |st| st.store.put_bytes(&key, &body)).is_none() {
-                return;
-            }
-            if let Some(name) = key.strip_prefix(INGESTED).and_then(|k| k.strip_suffix(".json")) {
-                ingested.push(name.to_owned());
-            }
-        }
-        let uploaded = flush_started.elapsed();
+        self.account(&tp, b);
+    }
+
+    /// Commits offset `last + 1`; false when the partition is no longer
+    /// this worker's or the shutdown deadline passed.
+    fn commit(&mut self, tp: &(String, i32), last: i64) -> bool {
+        let (topic, partition) = (tp.0.as_str(), tp.1);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)).expect("valid offset");
         let committed = self.retry("commit offset", |s| {
@@ -708,15 +832,19 @@ impl<'o> Service<'o> {
             tracing::warn!(
                 topic,
                 partition,
-                first,
                 last,
                 "batch written but not committed (partition revoked or shutting down)"
             );
-            return;
         }
-        let s = &batch.summary;
+        committed == Some(true)
+    }
+
+    /// Counts a committed batch in the summary and the metrics.
+    fn account(&mut self, tp: &(String, i32), b: InFlight) {
+        let topic = tp.0.as_str();
+        let s = &b.summary;
         self.summary.batches += 1;
-        self.summary.messages += batch.messages;
+        self.summary.messages += b.messages;
         self.summary.rows += s.rows_total();
         self.summary.dead_letters += s.dead_total();
         counter!("trailship_events_in_total", "topic" => topic.to_owned()).increment(s.records_read);
@@ -736,24 +864,23 @@ impl<'o> Service<'o> {
                 counter!("trailship_redactions_total", "type" => kind).absolute(n);
             }
         }
-        histogram!("trailship_batch_age_seconds").record(batch.opened.elapsed().as_secs_f64());
-        gauge!("trailship_committed_offset", "topic" => topic.to_owned(), "partition" => partition.to_string())
-            .set((last + 1) as f64);
+        histogram!("trailship_batch_age_seconds").record(b.opened.elapsed().as_secs_f64());
+        gauge!("trailship_committed_offset", "topic" => topic.to_owned(), "partition" => tp.1.to_string())
+            .set((b.last + 1) as f64);
         if let Some(p) = self.parts.get_mut(tp) {
-            p.committed = Some(last + 1);
+            p.committed = Some(b.last + 1);
         }
         let now = Instant::now();
-        self.uncovered.extend(ingested.into_iter().map(|n| (n, now)));
+        self.uncovered.extend(b.ingested.into_iter().map(|n| (n, now)));
         tracing::debug!(
             topic,
-            partition,
-            first,
-            last,
-            objects = keys.len(),
+            partition = tp.1,
+            first = b.first,
+            last = b.last,
+            objects = b.objects,
             rows = s.rows_total(),
-            age_ms = batch.opened.elapsed().as_millis() as u64,
-            upload_ms = uploaded.as_millis() as u64,
-            flush_ms = flush_started.elapsed().as_millis() as u64,
+            age_ms = b.opened.elapsed().as_millis() as u64,
+            flush_ms = b.flush_started.elapsed().as_millis() as u64,
             "batch committed"
         );
     }

@@ -1,0 +1,366 @@
+//! The uploader: a closed batch's intent, objects and records go to the
+//! store on a thread of its own, so that the worker consumes the next batch
+//! meanwhile. Before it, a worker stood idle for every upload: a third of its
+//! time against moto, more against S3, whose PUTs are round trips of tens
+//! of milliseconds (benches/README.md, "Kafka → S3").
+//!
+//! The thread only writes. Everything the consumer owns stays on the
+//! worker's thread: commits, seeks, pauses, the partitions' batches. Jobs
+//! run in the order they are sent, one at a time, and the worker sends a
+//! partition's next batch only once the previous one is committed, so
+//! commits stay in offset order.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
+
+use super::spool::{Spool, Staged};
+use super::{Backoff, failpoint};
+use crate::sink::objects::{ObjectStore, Put, StoreError};
+
+/// Objects of one batch in flight at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+
+/// One batch to make durable.
+pub(super) struct Job {
+    /// Tells this batch from a later one of the same partition.
+    pub id: u64,
+    pub tp: (String, i32),
+    /// The intent's key and body; none when replaying an existing intent.
+    pub intent: Option<(String, Vec<u8>)>,
+    pub staged: Vec<Staged>,
+    pub keys: Vec<String>,
+    /// Small JSON objects written after the objects (ingest records, digest
+    /// check results).
+    pub extra: Vec<(String, Vec<u8>)>,
+    /// The spool directory, removed once its files are up.
+    pub dir: PathBuf,
+}
+
+pub(super) enum Outcome {
+    /// Every object and record is in the store: the batch may be committed.
+    Written { created: u64, existing: u64, bytes: u64 },
+    /// Another worker wrote this range's intent since the batch opened (a
+    /// rebalance raced): its range wins, and this one is read again.
+    IntentExists,
+    /// Failing past the shutdown deadline: nothing more was written.
+    GaveUp,
+}
+
+pub(super) struct Done {
+    pub id: u64,
+    pub tp: (String, i32),
+    pub outcome: Outcome,
+}
+
+/// The uploader thread, seen from the worker.
+pub(super) struct Uploader {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+/// The uploader thread stopped (it panicked): nothing more will complete.
+#[derive(Debug)]
+pub(super) struct Gone;
+
+impl Uploader {
+    pub fn start(store: Arc<dyn ObjectStore>, max_backoff: Duration) -> Uploader {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (report, done) = mpsc::channel();
+        let deadline = Arc::new(Mutex::new(None));
+        let ctx = Ctx { store, max_backoff, deadline: Arc::clone(&deadline) };
+        let thread = std::thread::Builder::new()
+            .name("uploader".into())
+            .spawn(move || {
+                for job in queue {
+                    let outcome = ctx.upload(&job);
+                    if report.send(Done { id: job.id, tp: job.tp, outcome }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn the uploader thread");
+        Uploader { jobs: Some(jobs), done, thread: Some(thread), deadline }
+    }
+
+    pub fn send(&self, job: Job) -> Result<(), Gone> {
+        self.jobs.as_ref().expect("running").send(job).map_err(|_| Gone)
+    }
+
+    /// The next completed batch, waiting up to `wait` for one.
+    pub fn next(&self, wait: Duration) -> Result<Option<Done>, Gone> {
+        if wait.is_zero() {
+            // Asked after every message: no clock read.
+            return match self.done.try_recv() {
+                Ok(d) => Ok(Some(d)),
+                Err(mpsc::TryRecvError::Empty) => Ok(None),
+                Err(mpsc::TryRecvError::Disconnected) => Err(Gone),
+            };
+        }
+        match self.done.recv_timeout(wait) {
+            Ok(d) => Ok(Some(d)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(Gone),
+        }
+    }
+
+    /// From now on a failing write is given up once its next try would
+    /// start past `at`.
+    pub fn set_deadline(&self, at: Instant) {
+        *self.deadline.lock().expect("not poisoned") = Some(at);
+    }
+
+    /// Lets the queued jobs finish (or give up at the deadline) and joins
+    /// the thread.
+    pub fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Ctx {
+    store: Arc<dyn ObjectStore>,
+    max_backoff: Duration,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Ctx {
+    fn upload(&self, job: &Job) -> Outcome {
+        let outcome = self.write(job);
+        Spool::remove(&job.dir);
+        outcome
+    }
+
+    fn write(&self, job: &Job) -> Outcome {
+        if let Some((key, body)) = &job.intent {
+            match self.retry("write intent", || self.store.put_bytes(key, body)) {
+                None => return Outcome::GaveUp,
+                Some(Put::Exists) => return Outcome::IntentExists,
+                Some(Put::Created) => failpoint("after_intent"),
+            }
+        }
+        // A batch spans many partitions (class, region, account, day), so it
+        // is many objects: they go up together, and any that fail are then
+        // retried one by one with backoff.
+        let (mut created, mut existing, mut bytes) = (0, 0, 0);
+        let first_try = put_concurrently(&*self.store, &job.staged, &job.keys, UPLOAD_CONCURRENCY);
+        for ((s, key), tried) in job.staged.iter().zip(&job.keys).zip(first_try) {
+            let put = match tried {
+                Ok(put) => put,
+                Err(e) => {
+                    tracing::warn!(error = %e, "write object failed; retrying");
+                    let Some(put) =
+                        self.retry("write object", || self.store.put_file(key, &s.path, &s.sha256, s.bytes))
+                    else {
+                        return Outcome::GaveUp;
+                    };
+                    put
+                }
+            };
+            match put {
+                Put::Created => created += 1,
+                Put::Exists => existing += 1,
+            }
+            bytes += s.bytes;
+        }
+        for (key, body) in &job.extra {
+            if self.retry("write record", || self.store.put_bytes(key, body)).is_none() {
+                return Outcome::GaveUp;
+            }
+        }
+        Outcome::Written { created, existing, bytes }
+    }
+
+    /// Calls `op` until it succeeds, backing off between failures. None when
+    /// its next try would start past the shutdown deadline.
+    fn retry<T>(&self, what: &'static str, mut op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            match op() {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    counter!("trailship_store_errors_total", "op" => what).increment(1);
+                    tracing::error!(error = %e, "{what} failed; retrying");
+                    let wait = backoff.step();
+                    let deadline = *self.deadline.lock().expect("not poisoned");
+                    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                        return None;
+                    }
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+}
+
+/// One attempt at each object, `n` at a time, each timed into
+/// `trailship_store_put_seconds`.
+fn put_concurrently(
+    store: &dyn ObjectStore,
+    staged: &[Staged],
+    keys: &[String],
+    n: usize,
+) -> Vec<Result<Put, StoreError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Put, StoreError>>>> = keys.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..n.min(keys.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let (Some(s), Some(key)) = (staged.get(i), keys.get(i)) else { break };
+                    let started = Instant::now();
+                    let r = store.put_file(key, &s.path, &s.sha256, s.bytes);
+                    histogram!("trailship_store_put_seconds").record(started.elapsed().as_secs_f64());
+                    *results[i].lock().expect("not poisoned") = Some(r);
+                    failpoint("after_object");
+                }
+            });
+        }
+    });
+    results.into_iter().map(|m| m.into_inner().expect("not poisoned").expect("every index tried")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::sink::objects::LocalObjects;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("trailship-upload-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A batch of two spooled files, under `spool/<n>`.
+    fn job(spool: &Path, n: u64, intent: &str) -> Job {
+        let dir = spool.join(n.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let staged = (0..2)
+            .map(|i| {
+                let path = dir.join(format!("{i}.parquet"));
+                std::fs::write(&path, format!("batch {n} object {i}")).unwrap();
+                Staged { dir: Some(format!("p={i}")), path, sha256: [0; 32], bytes: 16 }
+            })
+            .collect();
+        Job {
+            id: n,
+            tp: ("ct".into(), 0),
+            intent: Some((intent.into(), format!("intent {n}").into_bytes())),
+            staged,
+            keys: vec![format!("p=0/{n}.parquet"), format!("p=1/{n}.parquet")],
+            extra: vec![(format!("_records/{n}.json"), b"{}".to_vec())],
+            dir,
+        }
+    }
+
+    fn done(u: &Uploader) -> Done {
+        u.next(Duration::from_secs(30)).unwrap().expect("an upload completes")
+    }
+
+    #[test]
+    fn batches_go_up_in_order_and_a_taken_range_is_refused() {
+        let root = scratch("order");
+        let store = Arc::new(LocalObjects::open(&root.join("archive")).unwrap());
+        let mut u = Uploader::start(store, Duration::from_secs(1));
+        for n in 1..=3 {
+            // The third batch finds its range's intent written by the first.
+            let intent = if n == 3 { "_intent/1.json".to_string() } else { format!("_intent/{n}.json") };
+            u.send(job(&root.join("spool"), n, &intent)).unwrap();
+        }
+        for n in 1..=2 {
+            let d = done(&u);
+            assert_eq!(d.id, n);
+            assert!(matches!(d.outcome, Outcome::Written { created: 2, existing: 0, bytes: 32 }));
+            let got = std::fs::read_to_string(root.join(format!("archive/p=1/{n}.parquet"))).unwrap();
+            assert_eq!(got, format!("batch {n} object 1"));
+            assert!(root.join(format!("archive/_records/{n}.json")).exists());
+            assert!(!root.join(format!("spool/{n}")).exists(), "spool {n} removed");
+        }
+        let d = done(&u);
+        assert!(d.id == 3 && matches!(d.outcome, Outcome::IntentExists));
+        assert_eq!(std::fs::read_to_string(root.join("archive/_intent/1.json")).unwrap(), "intent 1");
+        assert!(!root.join("archive/p=0/3.parquet").exists(), "nothing of a refused batch is written");
+        assert!(!root.join("spool/3").exists());
+        u.stop();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Fails its first `fail` puts (every one when `usize::MAX`).
+    struct Flaky {
+        inner: LocalObjects,
+        fail: usize,
+        calls: AtomicUsize,
+    }
+
+    impl Flaky {
+        fn check(&self, key: &str) -> Result<(), StoreError> {
+            if self.calls.fetch_add(1, Ordering::Relaxed) < self.fail {
+                return Err(StoreError { op: "put", key: key.into(), detail: "unavailable".into() });
+            }
+            Ok(())
+        }
+    }
+
+    impl ObjectStore for Flaky {
+        fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
+            self.check(key)?;
+            self.inner.put_file(key, path, sha256, bytes)
+        }
+        fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
+            self.check(key)?;
+            self.inner.put_bytes(key, body)
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+    }
+
+    #[test]
+    fn failing_writes_are_retried_and_given_up_only_past_the_deadline() {
+        let root = scratch("flaky");
+        let flaky = |fail| Flaky { inner: LocalObjects::open(&root.join("archive")).unwrap(), fail, calls: 0.into() };
+        // The first three writes fail (the intent's first three tries); then all go up.
+        let store = Arc::new(flaky(3));
+        let mut u = Uploader::start(store.clone(), Duration::from_millis(200));
+        u.send(job(&root.join("spool"), 1, "_intent/1.json")).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
+        // Four tries of the intent, two objects, one record.
+        assert_eq!(store.calls.load(Ordering::Relaxed), 7);
+        assert!(root.join("archive/p=0/1.parquet").exists() && root.join("archive/p=1/1.parquet").exists());
+        u.stop();
+        // A store that never recovers: the batch is given up once the
+        // deadline passes, and not before it is set.
+        let mut u = Uploader::start(Arc::new(flaky(usize::MAX)), Duration::from_millis(200));
+        u.send(job(&root.join("spool"), 2, "_intent/2.json")).unwrap();
+        assert!(u.next(Duration::from_millis(700)).unwrap().is_none(), "still retrying");
+        u.set_deadline(Instant::now() + Duration::from_millis(300));
+        assert!(matches!(done(&u).outcome, Outcome::GaveUp));
+        assert!(!root.join("archive/_intent/2.json").exists());
+        assert!(!root.join("spool/2").exists());
+        u.stop();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
