@@ -38,6 +38,12 @@ impl Parsed<'_, '_> {
 }
 
 impl Parser {
+    /// A parser that fails on a value nested deeper than `max_depth`, the
+    /// root counting one, as the framer counts.
+    pub fn with_max_depth(max_depth: usize) -> Self {
+        Parser { buffers: simd_json::Buffers::with_max_depth(0, max_depth), ..Default::default() }
+    }
+
     /// Parses `bytes` in place (simd-json unescapes into the buffer), calling
     /// `f` with the root value. The tape allocation is kept for the next call.
     pub fn parse<T>(

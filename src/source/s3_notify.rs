@@ -6,6 +6,9 @@
 //! envelope (`{"Type":"Notification","Message":"<json>"}`), and EventBridge's
 //! `Object Created` event.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 /// One object a notification announces.
@@ -40,8 +43,11 @@ pub fn classify(key: &str) -> ObjectKind {
 /// whole JSON string (quoted, or escape-quoted inside SNS's `Message`), so
 /// the S3 ARNs in ordinary CloudTrail records do not match.
 pub fn looks_like(payload: &[u8]) -> bool {
-    const NEEDLES: [&[u8]; 5] = [b"\"aws:s3\"", b"aws:s3\\\"", b"\"aws.s3\"", b"aws.s3\\\"", b"s3:TestEvent"];
-    payload.len() < 1 << 20 && NEEDLES.iter().any(|n| memchr::memmem::find(payload, n).is_some())
+    // Asked of every message: the searchers are built once.
+    static NEEDLES: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [&b"\"aws:s3\""[..], b"aws:s3\\\"", b"\"aws.s3\"", b"aws.s3\\\"", b"s3:TestEvent"].map(Finder::new)
+    });
+    payload.len() < 1 << 20 && NEEDLES.iter().any(|n| n.find(payload).is_some())
 }
 
 /// The objects a notification announces: `None` when `payload` is not a
