@@ -155,11 +155,24 @@ struct Part<'o> {
     /// the batch after it is dropped: its commit would acknowledge both.
     last_ok: bool,
     committed: Option<i64>,
+    /// `trailship_messages_in_total` and `trailship_bytes_in_total` of the
+    /// topic, looked up once: a labelled `counter!` allocates and hashes
+    /// its key, and these count every message.
+    messages_in: metrics::Counter,
+    bytes_in: metrics::Counter,
 }
 
 impl<'o> Part<'o> {
-    fn new(stages: Stages<'o>) -> Self {
-        Part { stages, batch: None, uploading: None, last_ok: true, committed: None }
+    fn new(stages: Stages<'o>, topic: &str) -> Self {
+        Part {
+            stages,
+            batch: None,
+            uploading: None,
+            last_ok: true,
+            committed: None,
+            messages_in: counter!("trailship_messages_in_total", "topic" => topic.to_owned()),
+            bytes_in: counter!("trailship_bytes_in_total", "topic" => topic.to_owned()),
+        }
     }
 }
 
@@ -361,7 +374,8 @@ impl<'o> Service<'o> {
                     for (topic, partition) in list {
                         let Some(opts) = self.topic_opts.get(&topic) else { continue };
                         let stages = Stages::new(opts, self.redactor.clone());
-                        self.parts.entry((topic, partition)).or_insert(Part::new(stages));
+                        let part = Part::new(stages, &topic);
+                        self.parts.entry((topic, partition)).or_insert(part);
                     }
                 }
             }
@@ -495,8 +509,8 @@ impl<'o> Service<'o> {
         batch.last = offset;
         batch.messages += 1;
         batch.bytes += payload.len() as u64;
-        counter!("trailship_messages_in_total", "topic" => topic.clone()).increment(1);
-        counter!("trailship_bytes_in_total", "topic" => topic.clone()).increment(payload.len() as u64);
+        part.messages_in.increment(1);
+        part.bytes_in.increment(payload.len() as u64);
         let full = match batch.replay_to {
             Some(r) => offset >= r,
             None => batch.messages >= max.0 || batch.bytes >= max.1,
