@@ -342,6 +342,58 @@ mod s3 {
         assert!(w.log_text().contains("no Object Lock configuration"), "{}", w.log_text());
     }
 
+    #[test]
+    fn the_next_batch_is_read_while_one_goes_up() {
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let dir = TempDir::new("kafka-overlap");
+        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+        let bucket = format!("overlap-{}", std::process::id());
+        locked_bucket(&s3, &bucket);
+        let broker = Broker::start(&bin, dir.path());
+        broker.create_topic("ct", 1);
+        let proxy = Proxy::start(ep.trim_start_matches("http://").parse().unwrap());
+        let port = common::kafka::free_port();
+        let lock = "object_lock_mode = \"COMPLIANCE\"\nretain_days = 1\nendpoint_url = \"${S3_URL}\"\n";
+        let cfg = config(dir.path(), &broker.addr(), "ct", &format!("s3://{bucket}/archive"), "");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("[batch]", &format!("{lock}[batch]"))
+            .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
+        std::fs::write(&cfg, text).unwrap();
+        let url = proxy.url();
+        let w = Worker::start(&cfg, dir.path().join("w.log"), &[("S3_URL", url.as_str())]);
+        let read = || metric(&http_get(port, "/metrics").1, "trailship_messages_in_total");
+        // A first batch (max_events = 50) while the store is quick: the group is joined.
+        let warm = records("w", 50, 1);
+        broker.produce("ct", &warm);
+        wait_for("the first batch committed", Duration::from_secs(60), &[&w], || {
+            broker.committed(GROUP, "ct", 1) == [50]
+        });
+        // Now every answer from the store takes 4 s: a batch's intent, then
+        // its objects, take 8 s or more to go up.
+        proxy.set_delay(Duration::from_secs(4));
+        let (a, b) = (records("a", 50, 1), records("b", 30, 1));
+        broker.produce("ct", &a);
+        broker.produce("ct", &b);
+        wait_for("the next batch read", Duration::from_secs(30), &[&w], || read() == 130.0);
+        assert_eq!(broker.committed(GROUP, "ct", 1), [50], "read on before the batch going up was committed");
+        proxy.set_delay(Duration::ZERO);
+        wait_for("both committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [130]);
+        let local = dir.path().join("copy");
+        download(&s3, &bucket, &local);
+        for (tag, n) in [("w", 50), ("a", 50), ("b", 30)] {
+            assert_exactly_once(&local.join("archive"), tag, n);
+        }
+        // Two batches, each with its own intent: the second was read while the first went up.
+        let intent = |first: u64| {
+            let path = local.join(format!("archive/_trailship/kafka/ct/0/{first:020}.json"));
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            (v["first"].as_i64(), v["last"].as_i64())
+        };
+        assert_eq!(intent(50), (Some(50), Some(99)));
+        assert_eq!(intent(100), (Some(100), Some(129)));
+    }
+
     /// S3 event notifications (plain, SNS-wrapped, EventBridge) name
     /// CloudTrail log files; the worker fetches each, hashes its content, and
     /// every row says which object and hash it came from.

@@ -324,6 +324,8 @@ pub fn uid_counts(dir: &Path) -> BTreeMap<String, usize> {
 pub struct Proxy {
     pub port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds each answer waits before it is passed on.
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -332,7 +334,9 @@ impl Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let flag = down.clone();
+        let delay = delay_ms.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if flag.load(Ordering::Relaxed) {
@@ -341,9 +345,10 @@ impl Proxy {
                 }
                 let Ok(server) = std::net::TcpStream::connect(target) else { continue };
                 let flag = flag.clone();
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-                {
+                let pairs = [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)];
+                for (answers, (mut from, mut to)) in [false, true].into_iter().zip(pairs) {
                     let flag = flag.clone();
+                    let delay = delay.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 64 << 10];
                         loop {
@@ -352,6 +357,9 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            if answers {
+                                std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
+                            }
                             if flag.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -362,11 +370,16 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, down }
+        Proxy { port, down, delay_ms }
     }
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Holds every answer from the server this long (a slow store).
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn url(&self) -> String {
