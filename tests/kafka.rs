@@ -264,22 +264,37 @@ mod s3 {
         keys
     }
 
-    #[test]
-    fn objects_are_locked_and_s3_outages_pause_without_loss() {
-        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
-        let dir = TempDir::new("kafka-s3");
-        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
-        let bucket = format!("locked-{}", std::process::id());
+    /// Topic `ct`, an Object-Locked bucket, and a worker's config that
+    /// reaches S3 through a proxy the test controls (`S3_URL`).
+    struct Locked {
+        dir: TempDir,
+        s3: S3Store,
+        bucket: String,
+        broker: Broker,
+        proxy: Proxy,
+        cfg: std::path::PathBuf,
+    }
+
+    fn locked(name: &str, bin: &Path, ep: &str, partitions: i32) -> Locked {
+        let dir = TempDir::new(name);
+        let s3 = S3Store::new(Some(ep), Some("us-east-1")).unwrap();
+        let bucket = format!("{name}-{}", std::process::id());
         locked_bucket(&s3, &bucket);
-        let broker = Broker::start(&bin, dir.path());
-        broker.create_topic("ct", 2);
-        // The worker reaches S3 through a proxy the test can switch off.
-        let target = ep.trim_start_matches("http://").parse().unwrap();
-        let proxy = Proxy::start(target);
+        let broker = Broker::start(bin, dir.path());
+        broker.create_topic("ct", partitions);
+        let proxy = Proxy::start(ep.trim_start_matches("http://").parse().unwrap());
         let lock = "object_lock_mode = \"COMPLIANCE\"\nretain_days = 1\nendpoint_url = \"${S3_URL}\"\n";
         let cfg = config(dir.path(), &broker.addr(), "ct", &format!("s3://{bucket}/archive"), "");
         let text = std::fs::read_to_string(&cfg).unwrap().replace("[batch]", &format!("{lock}[batch]"));
         std::fs::write(&cfg, text).unwrap();
+        Locked { dir, s3, bucket, broker, proxy, cfg }
+    }
+
+    #[test]
+    fn objects_are_locked_and_s3_outages_pause_without_loss() {
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        // The worker reaches S3 through a proxy the test can switch off.
+        let Locked { dir, s3, bucket, broker, proxy, cfg } = locked("kafka-s3", &bin, &ep, 2);
         let url = proxy.url();
         let env = [("S3_URL", url.as_str())];
         let mut all = records("s", 200, 2);
@@ -345,20 +360,10 @@ mod s3 {
     #[test]
     fn the_next_batch_is_read_while_one_goes_up() {
         let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
-        let dir = TempDir::new("kafka-overlap");
-        let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
-        let bucket = format!("overlap-{}", std::process::id());
-        locked_bucket(&s3, &bucket);
-        let broker = Broker::start(&bin, dir.path());
-        broker.create_topic("ct", 1);
-        let proxy = Proxy::start(ep.trim_start_matches("http://").parse().unwrap());
+        let Locked { dir, s3, bucket, broker, proxy, cfg } = locked("kafka-overlap", &bin, &ep, 1);
         let port = common::kafka::free_port();
-        let lock = "object_lock_mode = \"COMPLIANCE\"\nretain_days = 1\nendpoint_url = \"${S3_URL}\"\n";
-        let cfg = config(dir.path(), &broker.addr(), "ct", &format!("s3://{bucket}/archive"), "");
-        let text = std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("[batch]", &format!("{lock}[batch]"))
-            .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
+        let text =
+            std::fs::read_to_string(&cfg).unwrap().replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
         std::fs::write(&cfg, text).unwrap();
         let url = proxy.url();
         let w = Worker::start(&cfg, dir.path().join("w.log"), &[("S3_URL", url.as_str())]);

@@ -737,19 +737,13 @@ impl<'o> Service<'o> {
                 continue;
             }
             if paused.is_none() {
-                let tpl = self.consumer.assignment().unwrap_or_default();
-                let _ = self.consumer.pause(&tpl);
-                gauge!("trailship_paused").set(1.0);
-                self.health.set_ready(false);
-                paused = Some(tpl);
+                paused = Some(self.pause_all());
             }
             self.idle(Duration::from_millis(100));
             self.take_uploaded(Duration::ZERO);
         }
         if let Some(tpl) = paused {
-            let _ = self.consumer.resume(&tpl);
-            gauge!("trailship_paused").set(0.0);
-            self.health.set_ready(true);
+            self.resume_all(&tpl);
         }
     }
 
@@ -912,11 +906,7 @@ impl<'o> Service<'o> {
                     counter!("trailship_store_errors_total", "op" => what).increment(1);
                     tracing::error!(error = %e, "{what} failed; retrying");
                     if paused.is_none() {
-                        let tpl = self.consumer.assignment().unwrap_or_default();
-                        let _ = self.consumer.pause(&tpl);
-                        gauge!("trailship_paused").set(1.0);
-                        self.health.set_ready(false);
-                        paused = Some(tpl);
+                        paused = Some(self.pause_all());
                     }
                     let wait = backoff.step();
                     if self.past_deadline(wait) {
@@ -927,11 +917,26 @@ impl<'o> Service<'o> {
             }
         };
         if let Some(tpl) = paused {
-            let _ = self.consumer.resume(&tpl);
-            gauge!("trailship_paused").set(0.0);
-            self.health.set_ready(true);
+            self.resume_all(&tpl);
         }
         result
+    }
+
+    /// Stops fetching for every assigned partition while the store fails
+    /// (the group keeps the worker's partitions as long as it polls);
+    /// returns what to resume.
+    fn pause_all(&self) -> TopicPartitionList {
+        let tpl = self.consumer.assignment().unwrap_or_default();
+        let _ = self.consumer.pause(&tpl);
+        gauge!("trailship_paused").set(1.0);
+        self.health.set_ready(false);
+        tpl
+    }
+
+    fn resume_all(&self, tpl: &TopicPartitionList) {
+        let _ = self.consumer.resume(tpl);
+        gauge!("trailship_paused").set(0.0);
+        self.health.set_ready(true);
     }
 
     fn past_deadline(&self, wait: Duration) -> bool {
