@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, PartitionKey};
 use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
@@ -21,6 +21,7 @@ use crate::redact::{RedactionConfig, Redactor, Stats};
 use crate::sink::local::{InputId, LocalSink, ObjectRecord};
 use crate::sink::{RowSink, SinkError};
 use crate::source::{self, Input};
+use arrow_array::RecordBatch;
 use simd_json::Node;
 
 /// Settings of a `normalize` run. Defaults suit a laptop and a 2-core worker.
@@ -598,6 +599,14 @@ impl<'o> Stages<'o> {
     pub fn flush(&mut self, sink: &mut impl RowSink, all: bool) -> Result<(), SinkError> {
         self.rec.flush(sink, all)
     }
+
+    /// Every buffered row, by partition, for a sink elsewhere: what
+    /// `flush(sink, true)` would write.
+    pub fn take_rows(&mut self) -> Vec<(PartitionKey, RecordBatch)> {
+        let rows = self.rec.batcher.take_all();
+        self.rec.batcher.next_round();
+        rows
+    }
 }
 
 impl Records<'_> {
@@ -887,8 +896,6 @@ mod tests {
 #[cfg(test)]
 mod one_object {
     use super::*;
-    use crate::batch::PartitionKey;
-    use arrow_array::RecordBatch;
 
     #[derive(Default)]
     struct Memory {

@@ -183,7 +183,6 @@ struct InFlight {
     first: i64,
     last: i64,
     messages: u64,
-    objects: usize,
     opened: Instant,
     flush_started: Instant,
     /// Log files whose ingest records go up with the batch (`bucket/key`).
@@ -233,8 +232,6 @@ pub struct Service<'o> {
     summary: RunSummary,
     /// Messages polled while the service was retrying, to be read again.
     rewind: BTreeMap<(String, i32), i64>,
-    /// Where dead letters go when `[kafka] dead_letter_topic` is set.
-    dead_letters: Option<(String, kafka::DeadLetterProducer)>,
     /// Log files this worker ingested (`bucket/key`), oldest first, until a
     /// digest covers them or the deadline passes.
     uncovered: std::collections::VecDeque<(String, Instant)>,
@@ -273,7 +270,6 @@ impl<'o> Service<'o> {
         let props = writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
         let redactor = crate::pipeline::redactor(&base.redaction).map_err(ServiceError::Config)?;
         let store: Arc<dyn ObjectStore> = Arc::from(objects::open(&cfg.archive)?);
-        let uploader = Uploader::start(Arc::clone(&store), Duration::from_secs(cfg.service.max_backoff_s.max(1)));
         let keys = match &cfg.source_s3.public_keys_file {
             Some(p) => crate::integrity::keys::KeySet::from_file(p)
                 .map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
@@ -282,9 +278,11 @@ impl<'o> Service<'o> {
         let spool_root = spool_dir(cfg.archive.spool_dir.as_deref())?;
         let consumer = Arc::new(kafka::subscribe(kcfg)?);
         let dead_letters = match &kcfg.dead_letter_topic {
-            Some(t) => Some((t.clone(), kafka::dead_letter_producer(kcfg)?)),
+            Some(t) => Some(Arc::new((t.clone(), kafka::dead_letter_producer(kcfg)?))),
             None => None,
         };
+        let max_backoff = Duration::from_secs(cfg.service.max_backoff_s.max(1));
+        let uploader = Uploader::start(Arc::clone(&store), dead_letters, max_backoff);
         tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), "started");
         Ok(Service {
             cfg,
@@ -306,7 +304,6 @@ impl<'o> Service<'o> {
             keys: std::cell::RefCell::new(keys),
             uncovered: std::collections::VecDeque::new(),
             cloudtrail: std::cell::OnceCell::new(),
-            dead_letters,
             shutdown_deadline: None,
         })
     }
@@ -520,49 +517,6 @@ impl<'o> Service<'o> {
         }
     }
 
-    /// Produces a batch's dead letters to the dead-letter topic and waits
-    /// until every one is acknowledged. Each message's key names the batch
-    /// and line, so a replayed batch repeats keys, not new ones.
-    fn produce_dead_letters(&self, path: &Path, topic: &str, partition: i32, first: i64) -> Result<(), StoreError> {
-        use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::{BaseRecord, Producer};
-        let (dlq, producer) = self.dead_letters.as_ref().expect("configured");
-        let fail = |detail: String| StoreError { op: "produce dead letters to", key: dlq.clone(), detail };
-        let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let before = producer.context().failed.load(Ordering::Relaxed);
-        for (i, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
-            let reason = v["reason"].as_str().unwrap_or("");
-            let source = v["source"]["file"].as_str().unwrap_or("");
-            let partition_s = partition.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "trailship-reason", value: Some(reason) })
-                .insert(Header { key: "trailship-source", value: Some(source) })
-                .insert(Header { key: "trailship-topic", value: Some(topic) })
-                .insert(Header { key: "trailship-partition", value: Some(partition_s.as_str()) });
-            let key = format!("{topic}/{partition}/{first}/{i}");
-            let mut rec = BaseRecord::to(dlq).key(&key).payload(line).headers(headers);
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        producer.poll(Duration::from_millis(10));
-                        rec = r;
-                    }
-                    Err((e, _)) => return Err(fail(e.to_string())),
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(30)).map_err(|e| fail(e.to_string()))?;
-        match producer.context().failed.load(Ordering::Relaxed) - before {
-            0 => Ok(()),
-            n => Err(fail(format!("{n} not acknowledged"))),
-        }
-    }
-
     /// Starts a batch at `offset`, reading the intent an earlier worker may
     /// have left there. False when the partition was revoked meanwhile.
     fn open_batch(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
@@ -645,19 +599,9 @@ impl<'o> Service<'o> {
     fn flush(&mut self, tp: &(String, i32)) {
         let Some(part) = self.parts.get_mut(tp) else { return };
         let Some(mut batch) = part.batch.take() else { return };
-        let (topic, partition) = (tp.0.as_str(), tp.1);
         let flush_started = Instant::now();
-        // Encoding the last row groups overlaps the previous batch's upload.
-        let staged = part.stages.flush(&mut batch.spool, true).and_then(|()| batch.spool.finish());
-        let staged = match staged {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(topic, partition, error = %e, "cannot finish spooled batch; re-reading it");
-                Spool::remove(&batch.dir);
-                self.seek(topic, partition, batch.first);
-                return;
-            }
-        };
+        // The uploader encodes them: the partition's buffers start the next batch.
+        let rows = part.stages.take_rows();
         // This batch's commit would acknowledge the previous one's messages
         // too: it waits for that commit, and goes when it does not happen
         // (the previous batch is then read again, and this one after it).
@@ -665,24 +609,6 @@ impl<'o> Service<'o> {
             Spool::remove(&batch.dir);
             return;
         }
-        let (first, last) = (batch.first, batch.last);
-        let mut staged = staged;
-        if self.dead_letters.is_some()
-            && let Some(i) = staged.iter().position(|s| s.dir.is_none())
-        {
-            let dead = staged.remove(i);
-            let Some(()) =
-                self.retry("deliver dead letters", |s| s.produce_dead_letters(&dead.path, topic, partition, first))
-            else {
-                Spool::remove(&batch.dir);
-                return;
-            };
-        }
-        let keys: Vec<String> = staged.iter().map(|s| object_key(s, topic, partition, first, last)).collect();
-        let intent = batch.replay_to.is_none().then(|| {
-            let intent = Intent { topic: topic.to_owned(), partition, first, last, objects: keys.clone() };
-            (intent_key(topic, partition, first), serde_json::to_vec(&intent).expect("serialises"))
-        });
         let extra = std::mem::take(&mut batch.extra);
         let ingested = extra
             .iter()
@@ -691,11 +617,12 @@ impl<'o> Service<'o> {
             .collect();
         self.upload_seq += 1;
         let id = self.upload_seq;
-        let objects = keys.len();
-        let job = Job { id, tp: tp.clone(), intent, staged, keys, extra, dir: batch.dir.clone() };
+        let (first, last, dir) = (batch.first, batch.last, batch.dir.clone());
+        let replay = batch.replay_to.is_some();
+        let job = Job { id, tp: tp.clone(), first, last, replay, rows, spool: batch.spool, extra, dir: dir.clone() };
         if self.uploader.send(job).is_err() {
             self.uploader_gone();
-            Spool::remove(&batch.dir);
+            Spool::remove(&dir);
             return;
         }
         let Some(part) = self.parts.get_mut(tp) else { return };
@@ -704,7 +631,6 @@ impl<'o> Service<'o> {
             first,
             last,
             messages: batch.messages,
-            objects,
             opened: batch.opened,
             flush_started,
             ingested,
@@ -784,8 +710,10 @@ impl<'o> Service<'o> {
             return;
         };
         let (first, last) = (b.first, b.last);
+        let mut objects = 0;
         let committed = match outcome {
             Outcome::Written { created, existing, bytes } => {
+                objects = created + existing;
                 self.summary.objects_created += created;
                 self.summary.objects_existing += existing;
                 counter!("trailship_objects_total", "result" => "created").increment(created);
@@ -795,6 +723,10 @@ impl<'o> Service<'o> {
             }
             Outcome::IntentExists => {
                 tracing::warn!(topic, partition, first, "batch intent appeared meanwhile; re-reading the range");
+                false
+            }
+            Outcome::SpoolFailed(e) => {
+                tracing::error!(topic, partition, error = %e, "cannot finish spooled batch; re-reading it");
                 false
             }
             Outcome::GaveUp => false,
@@ -814,7 +746,7 @@ impl<'o> Service<'o> {
             }
             return;
         }
-        self.account(&tp, b);
+        self.account(&tp, b, objects);
     }
 
     /// Commits offset `last + 1`; false when the partition is no longer
@@ -848,7 +780,7 @@ impl<'o> Service<'o> {
     }
 
     /// Counts a committed batch in the summary and the metrics.
-    fn account(&mut self, tp: &(String, i32), b: InFlight) {
+    fn account(&mut self, tp: &(String, i32), b: InFlight, objects: u64) {
         let topic = tp.0.as_str();
         let s = &b.summary;
         self.summary.batches += 1;
@@ -885,7 +817,7 @@ impl<'o> Service<'o> {
             partition = tp.1,
             first = b.first,
             last = b.last,
-            objects = b.objects,
+            objects,
             rows = s.rows_total(),
             age_ms = b.opened.elapsed().as_millis() as u64,
             flush_ms = b.flush_started.elapsed().as_millis() as u64,
