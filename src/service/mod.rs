@@ -619,7 +619,7 @@ impl<'o> Service<'o> {
         let id = self.upload_seq;
         let (first, last, dir) = (batch.first, batch.last, batch.dir.clone());
         let replay = batch.replay_to.is_some();
-        let job = Job { id, tp: tp.clone(), first, last, replay, rows, spool: batch.spool, extra, dir: dir.clone() };
+        let job = Job { id, tp: tp.clone(), first, last, replay, rows, spool: batch.spool, extra };
         if self.uploader.send(job).is_err() {
             self.uploader_gone();
             Spool::remove(&dir);

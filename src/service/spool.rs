@@ -46,6 +46,11 @@ impl Spool {
         Spool { dir, props, open: Vec::new(), dead: None, seq: 0 }
     }
 
+    /// The directory its files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn next_path(&mut self, ext: &str) -> PathBuf {
         self.seq += 1;
         self.dir.join(format!("{:05}.{ext}", self.seq))

@@ -1,8 +1,9 @@
 //! The uploader: a closed batch's last rows are encoded and its intent,
 //! objects and records go to the store on a thread of its own, so that the
-//! worker consumes the next batch meanwhile. Before it, a worker stood idle for every upload: a third of its
-//! time against moto, more against S3, whose PUTs are round trips of tens
-//! of milliseconds (benches/README.md, "Kafka → S3").
+//! worker consumes the next batch meanwhile. Before it, a worker stood idle
+//! for every upload: a third of its time against moto, more against S3,
+//! whose PUTs are round trips of tens of milliseconds (benches/README.md,
+//! "Kafka → S3").
 //!
 //! The thread only writes. Everything the consumer owns stays on the
 //! worker's thread: commits, seeks, pauses, the partitions' batches. Jobs
@@ -10,7 +11,7 @@
 //! partition's next batch only once the previous one is committed, so
 //! commits stay in offset order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -49,8 +50,6 @@ pub(super) struct Job {
     /// Small JSON objects written after the objects (ingest records, digest
     /// check results).
     pub extra: Vec<(String, Vec<u8>)>,
-    /// The spool directory, removed once its files are up.
-    pub dir: PathBuf,
 }
 
 pub(super) enum Outcome {
@@ -161,7 +160,8 @@ struct Ctx {
 
 impl Ctx {
     fn upload(&self, job: Job) -> Outcome {
-        let dir = job.dir.clone();
+        // Removed once its files are up, or given up.
+        let dir = job.spool.dir().to_path_buf();
         let outcome = self.write(job);
         Spool::remove(&dir);
         outcome
@@ -327,6 +327,7 @@ fn put_concurrently(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
@@ -357,9 +358,9 @@ mod tests {
                 (key, RecordBatch::try_from_iter([("offset", col)]).unwrap())
             })
             .collect();
-        let spool = Spool::new(dir.clone(), parquet::file::properties::WriterProperties::default());
+        let spool = Spool::new(dir, parquet::file::properties::WriterProperties::default());
         let extra = vec![(format!("_records/{n}.json"), b"{}".to_vec())];
-        Job { id: n, tp: ("ct".into(), 0), first, last, replay: false, rows, spool, extra, dir }
+        Job { id: n, tp: ("ct".into(), 0), first, last, replay: false, rows, spool, extra }
     }
 
     fn object(root: &Path, region: usize, first: i64, last: i64) -> PathBuf {
