@@ -13,7 +13,16 @@
 //! A batch that opens at offset `first` reads the intent for `first` first:
 //! when one exists, an earlier worker died between 1 and 3, and the batch is
 //! cut at exactly the recorded `last`. The replay then produces the same keys
-//! and writes nothing twice. Offsets are committed strictly in order, per
+//! and writes nothing twice. A batch that continues the one this worker
+//! closed before it skips that read, which would stall the worker's thread
+//! for a round trip: a worker writes an intent only once everything before
+//! it is committed, so the one intent a dead worker can leave past the
+//! committed offset lies at that offset, where reading starts after an
+//! assignment or a seek back. After a replay the next batch reads too (after
+//! an offset reset, a whole earlier run's intents lie ahead). A live worker
+//! racing this one (already fenced by the group) is caught when step 1 finds
+//! its intent, and the range is read again from there. Offsets are committed
+//! strictly in order, per
 //! partition, after the objects holding them are durable: dead letters travel
 //! in the batch and are durable with it, so none lets a commit pass it.
 //!
@@ -155,6 +164,9 @@ struct Part<'o> {
     /// the batch after it is dropped: its commit would acknowledge both.
     last_ok: bool,
     committed: Option<i64>,
+    /// The offset after the last batch closed here: a batch opening there
+    /// continues this worker's own reading and has no intent to read.
+    next: Option<i64>,
     /// `trailship_messages_in_total` and `trailship_bytes_in_total` of the
     /// topic, looked up once: a labelled `counter!` allocates and hashes
     /// its key, and these count every message.
@@ -170,6 +182,7 @@ impl<'o> Part<'o> {
             uploading: None,
             last_ok: true,
             committed: None,
+            next: None,
             messages_in: counter!("trailship_messages_in_total", "topic" => topic.to_owned()),
             bytes_in: counter!("trailship_bytes_in_total", "topic" => topic.to_owned()),
         }
@@ -518,13 +531,19 @@ impl<'o> Service<'o> {
     }
 
     /// Starts a batch at `offset`, reading the intent an earlier worker may
-    /// have left there. False when the partition was revoked meanwhile.
+    /// have left there unless the batch continues this worker's last one.
+    /// False when the partition was revoked meanwhile.
     fn open_batch(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         let key = intent_key(topic, partition, offset);
-        let Some(found) = self.retry("read intent", |s| s.store.get(&key)) else { return false };
-        if !self.owns(topic, partition) {
-            return false;
-        }
+        let found = if self.part(topic, partition).is_some_and(|p| p.next == Some(offset)) {
+            None
+        } else {
+            let Some(found) = self.retry("read intent", |s| s.store.get(&key)) else { return false };
+            if !self.owns(topic, partition) {
+                return false;
+            }
+            found
+        };
         let replay_to = match found.map(|b| serde_json::from_slice::<Intent>(&b)) {
             None => None,
             Some(Ok(i)) if i.first == offset && i.last >= offset => {
@@ -626,6 +645,9 @@ impl<'o> Service<'o> {
             return;
         }
         let Some(part) = self.parts.get_mut(tp) else { return };
+        // After a replay the next batch reads too: a group whose offsets
+        // were reset finds a whole run's intents, one per batch.
+        part.next = (!replay).then_some(last + 1);
         part.uploading = Some(InFlight {
             id,
             first,

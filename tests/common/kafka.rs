@@ -324,8 +324,8 @@ pub fn uid_counts(dir: &Path) -> BTreeMap<String, usize> {
 pub struct Proxy {
     pub port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Milliseconds each answer waits before it is passed on.
-    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While set, answers from the server wait before they are passed on.
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -334,9 +334,9 @@ impl Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = down.clone();
-        let delay = delay_ms.clone();
+        let hold = held.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if flag.load(Ordering::Relaxed) {
@@ -348,7 +348,7 @@ impl Proxy {
                 let pairs = [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)];
                 for (answers, (mut from, mut to)) in [false, true].into_iter().zip(pairs) {
                     let flag = flag.clone();
-                    let delay = delay.clone();
+                    let hold = hold.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 64 << 10];
                         loop {
@@ -357,8 +357,8 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
-                            if answers {
-                                std::thread::sleep(Duration::from_millis(delay.load(Ordering::Relaxed)));
+                            while answers && hold.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(10));
                             }
                             if flag.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -370,16 +370,17 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, down, delay_ms }
+        Proxy { port, down, held }
     }
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Holds every answer from the server this long (a slow store).
-    pub fn set_delay(&self, d: Duration) {
-        self.delay_ms.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    /// Holds every answer from the server until released (a store that
+    /// takes as long as the test needs, whatever the machine's speed).
+    pub fn set_held(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn url(&self) -> String {
