@@ -173,8 +173,10 @@ fn a_new_group_replays_an_archived_range_onto_the_same_objects() {
     assert_eq!(bytes(common::parquet_files(&archive)), objects, "objects written again");
     assert_exactly_once(&archive, "g", 300);
     let log = w.log_text();
-    // Each batch read its intent: none was found only when writing its own.
-    assert_eq!(log.matches("replaying a batch").count(), intents, "{log}");
+    // Each batch read its intent (a rebalance may repeat some): none was
+    // found only when writing its own.
+    let replays = log.matches("replaying a batch").count();
+    assert!(replays >= intents, "{intents} intents, {replays} replays: {log}");
     assert!(!log.contains("batch intent appeared meanwhile"), "{log}");
 }
 
