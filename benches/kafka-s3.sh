@@ -7,6 +7,8 @@
 # BENCH_KAFKA_PROPS: lines added to the workers' [kafka] table, to measure a
 # librdkafka setting, e.g.
 #   BENCH_KAFKA_PROPS='properties = { "fetch.queue.backoff.ms" = "1000" }'
+# BENCH_BATCH: the workers' [batch] table (default: max_events = 20000,
+# max_age_s = 1), e.g. BENCH_BATCH=$'max_events = 100000\nmax_age_s = 1'.
 # TRAILSHIP: the worker binary (default: this tree's release build), to
 # measure another build in the same sitting.
 set -euo pipefail

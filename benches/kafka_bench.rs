@@ -110,10 +110,11 @@ fn main() {
             format!(
                 "[kafka]\nbrokers = \"{broker}\"\ngroup_id = \"{topic}\"\n{}[[kafka.topics]]\nname = \"{topic}\"\nkind = \"cloudtrail\"\n\
                  [archive]\nlocation = \"s3://{bucket}/ocsf\"\nendpoint_url = \"{s3}\"\nobject_lock_mode = \"COMPLIANCE\"\nretain_days = 1\n\
-                 spool_dir = \"{}\"\n[batch]\nmax_events = 20000\nmax_age_s = 1\n[service]\nlisten = \"\"\n",
+                 spool_dir = \"{}\"\n[batch]\n{}\n[service]\nlisten = \"\"\n",
                 // Extra `[kafka]` lines (benches/kafka-s3.sh), each ending its line.
                 std::env::var("BENCH_KAFKA_PROPS").map(|p| format!("{}\n", p.trim_end())).unwrap_or_default(),
-                dir.join("spool").display()
+                dir.join("spool").display(),
+                std::env::var("BENCH_BATCH").unwrap_or_else(|_| "max_events = 20000\nmax_age_s = 1".into()),
             ),
         )
         .unwrap();
