@@ -579,8 +579,11 @@ mod s3 {
         broker.create_topic("ct", 1);
         broker.produce("ct", &msgs);
         let archive = dir.path().join("archive");
+        // The trail's bucket, behind a proxy the test can switch off.
+        let trail = Proxy::start(ep.trim_start_matches("http://").parse().unwrap());
         let extra = format!(
-            "[source_s3]\nendpoint_url = \"{ep}\"\npublic_keys_file = \"{}\"\ndigest_deadline_s = 6\n",
+            "[source_s3]\nendpoint_url = \"{}\"\npublic_keys_file = \"{}\"\ndigest_deadline_s = 6\n",
+            trail.url(),
             keys_file.display()
         );
         let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
@@ -588,8 +591,15 @@ mod s3 {
         wait_for("the log files ingested", Duration::from_secs(60), &[&w], || {
             broker.committed(GROUP, "ct", 1) == [n_logs]
         });
+        // The bucket stops answering as the digests are announced: a digest
+        // is read again once it answers, not judged unreadable for good.
+        trail.set_down(true);
         let digests: Vec<_> = chain.digests.iter().flatten().map(|k| (0, notify(k), vec![])).collect();
         broker.produce("ct", &digests);
+        wait_for("a digest fetch failing", Duration::from_secs(60), &[&w], || {
+            w.log_text().contains("fetch digest failed; retrying")
+        });
+        trail.set_down(false);
         msgs.extend(digests);
         let total = msgs.len() as i64;
         wait_for("the digests checked", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 1) == [total]);

@@ -68,6 +68,17 @@ pub(super) fn sdk_config(
     Ok((rt, conf))
 }
 
+/// Whether a failed request may succeed if made again: no answer at all
+/// (connection, timeout, an unparseable response), or a server error or
+/// throttling. A request the client could not even build is not.
+fn transient<E>(e: &SdkError<E>, status: Option<u16>) -> bool {
+    match e {
+        SdkError::ServiceError(_) => status.is_some_and(|s| s >= 500 || s == 429),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    }
+}
+
 fn describe<E: std::fmt::Debug>(e: &SdkError<E>) -> String {
     match e {
         SdkError::ServiceError(s) => format!("HTTP {}: {:?}", s.raw().status().as_u16(), s.err()),
@@ -93,6 +104,8 @@ impl S3Store {
                 GetError::Unreadable(
                     "access denied (403); without s3:ListBucket a deleted object also answers 403".into(),
                 )
+            } else if transient(&e, status) {
+                GetError::Unavailable(describe(&e))
             } else {
                 GetError::Unreadable(describe(&e))
             }
@@ -154,7 +167,7 @@ impl Store for S3Store {
             let metadata: BTreeMap<String, String> =
                 out.metadata().into_iter().flatten().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
             let bytes =
-                out.body.collect().await.map_err(|e| GetError::Unreadable(e.to_string()))?.into_bytes().to_vec();
+                out.body.collect().await.map_err(|e| GetError::Unavailable(e.to_string()))?.into_bytes().to_vec();
             Ok(Object { bytes, metadata, metadata_supported: true })
         })
     }

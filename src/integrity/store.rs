@@ -24,6 +24,12 @@ pub enum GetError {
     /// deletion when the reader lacks `s3:ListBucket`.
     #[error("unreadable: {0}")]
     Unreadable(String),
+    /// The store did not answer, or answered that it could not now (5xx,
+    /// throttling, a body cut short), after the client's own retries. A
+    /// later try may succeed: a one-shot audit reports it as unreadable, a
+    /// worker tries again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -728,7 +728,9 @@ pub(super) fn check_digest(
     let obj = match store.get(bucket, key) {
         Ok(o) => o,
         Err(GetError::NotFound) => return Outcome::Invalid(Verdict::NotFound, None),
-        Err(GetError::Unreadable(reason)) => return Outcome::Invalid(Verdict::Unreadable { reason }, None),
+        Err(GetError::Unreadable(reason) | GetError::Unavailable(reason)) => {
+            return Outcome::Invalid(Verdict::Unreadable { reason }, None);
+        }
     };
     let d = match Digest::from_gzip(&obj.bytes) {
         Ok(d) => d,
@@ -828,7 +830,7 @@ fn check_log(store: &dyn Store, e: &LogFileEntry, hashing: Hashing) -> Verdict {
     let body = match store.open(&e.s3_bucket, &e.s3_object) {
         Ok(o) => o,
         Err(GetError::NotFound) => return Verdict::NotFound,
-        Err(GetError::Unreadable(reason)) => return Verdict::Unreadable { reason },
+        Err(GetError::Unreadable(reason) | GetError::Unavailable(reason)) => return Verdict::Unreadable { reason },
     };
     let body = std::io::BufReader::with_capacity(256 << 10, body);
     let hash = match hashing {

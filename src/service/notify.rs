@@ -11,6 +11,7 @@ use super::spool::Spool;
 use crate::deadletter::Reason;
 use crate::integrity::GzipError;
 use crate::integrity::s3::S3Store;
+use crate::integrity::store::{GetError, ListError, Object, Store};
 use crate::normalize::ObjectRef;
 use crate::pipeline::{Origin, Stages, Summary};
 use crate::sink::objects::StoreError;
@@ -199,17 +200,20 @@ impl Service<'_> {
     /// the hash recorded when that file was ingested. The verdicts become
     /// one NDJSON object of the integrity dataset
     /// (`integrity/cloudtrail_digests/`), written with the batch.
+    ///
+    /// A store that does not answer is retried, as for log files: its
+    /// verdict would be `unreadable`, committed for good, when a later try
+    /// can read the digest. None when giving up (shutting down).
     fn check_digest(&mut self, ev: &ObjectEvent) -> Option<Fetched> {
         use crate::integrity::validate::{Verdict, check_announced_digest};
-        let s3 = match self.source_s3() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot check digest");
-                return None;
-            }
-        };
+        let name = format!("s3://{}/{}", ev.bucket, ev.key);
+        let got = self.retry("fetch digest", |s| match s.source_s3()?.get(&ev.bucket, &ev.key) {
+            Err(GetError::Unavailable(detail)) => Err(StoreError { op: "get", key: name.clone(), detail }),
+            other => Ok(other),
+        })?;
+        let read = OneObject { bucket: &ev.bucket, key: &ev.key, got };
         let parsed_key = crate::integrity::digest::DigestKey::parse(&ev.key);
-        let (mut verdict, mut digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key);
+        let (mut verdict, mut digest) = check_announced_digest(&read, &self.keys.borrow(), &ev.bucket, &ev.key);
         if let (Verdict::KeyNotFound { .. }, None) = (&verdict, &self.cfg.source_s3.public_keys_file)
             && let Some(d) = &digest
         {
@@ -224,7 +228,9 @@ impl Service<'_> {
             });
             if let Some(api) = api {
                 match api.list_public_keys(region, t - 3_600_000, t + 7_200_000, &mut self.keys.borrow_mut()) {
-                    Ok(_) => (verdict, digest) = check_announced_digest(s3, &self.keys.borrow(), &ev.bucket, &ev.key),
+                    Ok(_) => {
+                        (verdict, digest) = check_announced_digest(&read, &self.keys.borrow(), &ev.bucket, &ev.key)
+                    }
                     Err(e) => tracing::warn!(error = %e, "ListPublicKeys failed"),
                 }
             }
@@ -313,5 +319,23 @@ impl Service<'_> {
             self.uncovered.pop_front();
         }
         gauge!("trailship_log_files_awaiting_digest").set(self.uncovered.len() as f64);
+    }
+}
+
+/// One object already read, as a [`Store`]: the digest check reads the
+/// announced digest through it, after the worker's retries have read it.
+struct OneObject<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    got: Result<Object, GetError>,
+}
+
+impl Store for OneObject<'_> {
+    fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError> {
+        Err(ListError { location: format!("s3://{bucket}/{prefix}"), reason: "one object only".into() })
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Result<Object, GetError> {
+        if (bucket, key) == (self.bucket, self.key) { self.got.clone() } else { Err(GetError::NotFound) }
     }
 }
