@@ -52,10 +52,17 @@ pub fn partition_value(v: Option<&str>) -> &str {
     }
 }
 
+/// One partition's rows.
+struct Part {
+    key: PartitionKey,
+    batch: ColumnBatch,
+    /// The round in which it was last written.
+    round: u64,
+}
+
 #[derive(Default)]
 pub struct Batcher {
-    /// Each partition's batch and the round in which it was last written.
-    parts: Vec<(PartitionKey, ColumnBatch, u64)>,
+    parts: Vec<Part>,
     last: usize,
     /// Rounds end at [`Batcher::take_evictable`]: the memory checks.
     round: u64,
@@ -79,37 +86,37 @@ impl Batcher {
     pub fn get(&mut self, class: Class, region: &str, account: &str, day: u32) -> &mut ColumnBatch {
         let matches = |k: &PartitionKey| k.class == class && k.day == day && k.region == region && k.account == account;
         // Consecutive records mostly share a partition (one log file = one account and region).
-        if !(self.last < self.parts.len() && matches(&self.parts[self.last].0)) {
-            self.last = match self.parts.iter().position(|(k, ..)| matches(k)) {
+        if !(self.last < self.parts.len() && matches(&self.parts[self.last].key)) {
+            self.last = match self.parts.iter().position(|p| matches(&p.key)) {
                 Some(i) => i,
                 None => {
                     let key = PartitionKey { class, region: region.into(), account: account.into(), day };
                     let batch = ColumnBatch::new(dataset_columns(class)).with_redactor(self.redactor.clone());
-                    self.parts.push((key, batch, 0));
+                    self.parts.push(Part { key, batch, round: 0 });
                     self.parts.len() - 1
                 }
             };
         }
-        let (_, batch, round) = &mut self.parts[self.last];
-        *round = self.round;
-        batch.set_scan_tokens(self.scan_tokens);
-        batch
+        let part = &mut self.parts[self.last];
+        part.round = self.round;
+        part.batch.set_scan_tokens(self.scan_tokens);
+        &mut part.batch
     }
 
     pub fn buffered_rows(&self) -> usize {
-        self.parts.iter().map(|(_, b, _)| b.rows()).sum()
+        self.parts.iter().map(|p| p.batch.rows()).sum()
     }
 
     pub fn buffered_bytes(&self) -> usize {
-        self.parts.iter().map(|(_, b, _)| b.buffered_bytes()).sum()
+        self.parts.iter().map(|p| p.batch.buffered_bytes()).sum()
     }
 
     /// Batches with at least `min_rows` rows or `min_bytes` bytes, finished.
     pub fn take_full(&mut self, min_rows: usize, min_bytes: usize) -> Vec<(PartitionKey, RecordBatch)> {
         self.parts
             .iter_mut()
-            .filter(|(_, b, _)| b.rows() > 0 && (b.rows() >= min_rows || b.buffered_bytes() >= min_bytes))
-            .map(|(k, b, _)| (k.clone(), b.finish()))
+            .filter(|p| p.batch.rows() > 0 && (p.batch.rows() >= min_rows || p.batch.buffered_bytes() >= min_bytes))
+            .map(|p| (p.key.clone(), p.batch.finish()))
             .collect()
     }
 
@@ -129,18 +136,18 @@ impl Batcher {
     /// written as tiny row groups while a large one is what holds memory.
     pub fn take_evictable(&mut self, min_idle_bytes: usize) -> Option<(PartitionKey, RecordBatch)> {
         let round = self.round;
-        let live = |(_, b, _): &&mut (PartitionKey, ColumnBatch, u64)| b.rows() > 0;
+        let live = |p: &&mut Part| p.batch.rows() > 0;
         let idle = self
             .parts
             .iter_mut()
             .filter(live)
-            .filter(|(_, b, r)| *r < round && b.buffered_bytes() >= min_idle_bytes)
-            .max_by_key(|(_, b, _)| b.buffered_bytes());
-        let (k, b, _) = match idle {
+            .filter(|p| p.round < round && p.batch.buffered_bytes() >= min_idle_bytes)
+            .max_by_key(|p| p.batch.buffered_bytes());
+        let p = match idle {
             Some(p) => p,
-            None => self.parts.iter_mut().filter(live).max_by_key(|(_, b, _)| b.buffered_bytes())?,
+            None => self.parts.iter_mut().filter(live).max_by_key(|p| p.batch.buffered_bytes())?,
         };
-        Some((k.clone(), b.finish()))
+        Some((p.key.clone(), p.batch.finish()))
     }
 
     /// Ends a round: partitions written after this are not idle.
