@@ -221,9 +221,12 @@ impl Default for ServiceConfig {
 pub struct IntegrityConfig {
     /// PKCS#8 private key (RSA or Ed25519, PEM or DER); unset: the archive is not signed.
     pub signing_key_file: Option<PathBuf>,
-    /// Names this writer's chain (`_digests/<writer_id>/`): one per worker.
+    /// Names this writer's chain (`_digests/<writer_id>/`): one per batch
+    /// job. The service keeps one per Kafka partition,
+    /// `_digests/<writer_id>.<topic>.<partition>/`.
     pub writer_id: String,
-    /// A digest at least this often while running, and one at the end of a run.
+    /// A digest at least this often while running, and one at the end of a
+    /// run (the batch job; the service writes one per batch).
     pub digest_interval_s: u64,
 }
 

@@ -414,18 +414,10 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         };
         let keys = match &a.public_keys {
             Some(f) => KeySet::from_file(f),
-            None => {
-                let key = format!("{prefix}{}", trailship::integrity::chain::PUBLIC_KEYS);
-                match st.get(bucket.as_deref().unwrap_or(""), &key) {
-                    Ok(o) => KeySet::from_list_public_keys_json(&String::from_utf8_lossy(&o.bytes)),
-                    Err(e) => {
-                        return cannot(format!(
-                            "{}: {e}; pass --public-keys",
-                            st.display(bucket.as_deref().unwrap_or(""), &key)
-                        ));
-                    }
-                }
-            }
+            None => match archive_keys(&*st, bucket.as_deref().unwrap_or(""), &prefix) {
+                Ok(k) => Ok(k),
+                Err(e) => return cannot(e),
+            },
         };
         let keys = match keys {
             Ok(k) => k,
@@ -615,6 +607,44 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
         "try: duckdb -c \"SELECT time_dt, api.operation, actor.user.uid, status FROM read_parquet('{}/api_activity/**/*.parquet', hive_partitioning=true) ORDER BY time LIMIT 10\"",
         abs.display()
     );
+}
+
+/// The public keys an archive publishes: `_digests/public-keys.json` (the
+/// batch job's list) and a file per key under `_digests/public-keys/` (the
+/// service's workers).
+fn archive_keys(
+    st: &dyn trailship::integrity::store::Store,
+    bucket: &str,
+    prefix: &str,
+) -> Result<trailship::integrity::keys::KeySet, String> {
+    use trailship::integrity::chain::{PUBLIC_KEYS, PUBLIC_KEYS_DIR};
+    use trailship::integrity::keys::KeySet;
+    use trailship::integrity::store::GetError;
+    let mut keys = KeySet::default();
+    let mut files = Vec::new();
+    let list = format!("{prefix}{PUBLIC_KEYS}");
+    match st.get(bucket, &list) {
+        Ok(o) => files.push((list.clone(), o.bytes)),
+        Err(GetError::NotFound) => {}
+        Err(e) => return Err(format!("{}: {e}; pass --public-keys", st.display(bucket, &list))),
+    }
+    let dir = format!("{prefix}{PUBLIC_KEYS_DIR}");
+    for key in st.list(bucket, &dir).map_err(|e| e.to_string())? {
+        if !key.ends_with(".json") || key.ends_with(trailship::integrity::store::METADATA_SUFFIX) {
+            continue;
+        }
+        let o = st.get(bucket, &key).map_err(|e| format!("{}: {e}", st.display(bucket, &key)))?;
+        files.push((key, o.bytes));
+    }
+    if files.is_empty() {
+        return Err(format!("{}: not found; pass --public-keys", st.display(bucket, &list)));
+    }
+    for (key, bytes) in files {
+        let k = KeySet::from_list_public_keys_json(&String::from_utf8_lossy(&bytes))
+            .map_err(|e| format!("{}: {e}", st.display(bucket, &key)))?;
+        keys.extend(k);
+    }
+    Ok(keys)
 }
 
 /// Tells glibc's malloc to keep what it has rather than hand it back.

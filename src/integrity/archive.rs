@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::chain::{DIGESTS_DIR, PUBLIC_KEYS, parse_digest_key};
+use super::chain::{DIGESTS_DIR, PUBLIC_KEYS, PUBLIC_KEYS_DIR, parse_digest_key};
 use super::digest::stamp_to_ms;
 use super::keys::{ED25519_ALG, KeySet, RSA_SHA256};
 use super::store::Store;
@@ -62,7 +62,7 @@ pub fn validate_archive(store: &dyn Store, keys: &KeySet, opts: &ArchiveOptions)
     let mut objects = Vec::new();
     for (full, modified) in store.list_modified(&opts.bucket, &opts.prefix)? {
         let rel = full[opts.prefix.len()..].to_owned();
-        if rel.starts_with(STATE_DIR) || rel == PUBLIC_KEYS {
+        if rel.starts_with(STATE_DIR) || rel == PUBLIC_KEYS || rel.starts_with(PUBLIC_KEYS_DIR) {
             continue;
         }
         match parse_digest_key(&rel) {

@@ -31,6 +31,9 @@ use crate::normalize::time::format_rfc3339_s;
 
 pub const DIGESTS_DIR: &str = "_digests";
 pub const PUBLIC_KEYS: &str = "_digests/public-keys.json";
+/// Keys published one file each (the service's workers, which only ever
+/// create objects), in the same shape as `PUBLIC_KEYS`.
+pub const PUBLIC_KEYS_DIR: &str = "_digests/public-keys/";
 const NAME_PREFIX: &str = "trailship-digest_";
 
 #[derive(Debug, thiserror::Error)]

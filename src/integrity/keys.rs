@@ -55,6 +55,11 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// Adds every key of `other` (a key published in several files).
+    pub fn extend(&mut self, other: KeySet) {
+        self.by_fingerprint.extend(other.by_fingerprint);
+    }
+
     pub fn len(&self) -> usize {
         self.by_fingerprint.len()
     }

@@ -35,6 +35,7 @@
 
 mod http;
 mod notify;
+mod sign;
 mod spool;
 mod upload;
 
@@ -99,6 +100,10 @@ struct Intent {
     first: i64,
     last: i64,
     objects: Vec<String>,
+    /// What the batch writes, with hashes: a replay lists these for the
+    /// objects it finds written. Absent in intents of earlier versions.
+    #[serde(default)]
+    covered: Vec<crate::integrity::chain::Covered>,
 }
 
 /// Crash-test hook: `TRAILSHIP_FAILPOINT=<name>:<n>` aborts the process
@@ -142,6 +147,8 @@ struct Batch {
     last: i64,
     /// Set when an intent recorded this batch's range before (a replay).
     replay_to: Option<i64>,
+    /// That intent as stored.
+    replayed: Option<Vec<u8>>,
     messages: u64,
     bytes: u64,
     /// `summary.records_read` when full row groups last went to the spool.
@@ -295,8 +302,21 @@ impl<'o> Service<'o> {
             None => None,
         };
         let max_backoff = Duration::from_secs(cfg.service.max_backoff_s.max(1));
-        let uploader = Uploader::start(Arc::clone(&store), dead_letters, max_backoff);
-        tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), "started");
+        let signer = match &cfg.integrity.signing_key_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ServiceError::Config(format!("[integrity] signing_key_file {}: {e}", path.display()))
+                })?;
+                let s = sign::Signer::new(pem, &cfg.integrity.writer_id).map_err(|e| {
+                    ServiceError::Config(format!("[integrity] signing_key_file {}: {e}", path.display()))
+                })?;
+                Some(s)
+            }
+            None => None,
+        };
+        let signed = signer.is_some();
+        let uploader = Uploader::start(Arc::clone(&store), dead_letters, max_backoff, signer);
+        tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), signed, "started");
         Ok(Service {
             cfg,
             consumer,
@@ -368,6 +388,7 @@ impl<'o> Service<'o> {
             match change {
                 Change::Revoked(list) => {
                     for tp in list {
+                        self.uploader.forget(&tp);
                         // A batch going up is left to finish: its
                         // objects are durable, its range is read again.
                         if let Some(part) = self.parts.remove(&tp)
@@ -544,7 +565,8 @@ impl<'o> Service<'o> {
             }
             found
         };
-        let replay_to = match found.map(|b| serde_json::from_slice::<Intent>(&b)) {
+        let body = found;
+        let replay_to = match body.as_ref().map(|b| serde_json::from_slice::<Intent>(b)) {
             None => None,
             Some(Ok(i)) if i.first == offset && i.last >= offset => {
                 tracing::info!(
@@ -573,6 +595,7 @@ impl<'o> Service<'o> {
         part.batch = Some(Batch {
             first: offset,
             last: offset,
+            replayed: replay_to.and(body),
             replay_to,
             messages: 0,
             bytes: 0,
@@ -638,7 +661,8 @@ impl<'o> Service<'o> {
         let id = self.upload_seq;
         let (first, last, dir) = (batch.first, batch.last, batch.dir.clone());
         let replay = batch.replay_to.is_some();
-        let job = Job { id, tp: tp.clone(), first, last, replay, rows, spool: batch.spool, extra };
+        let job =
+            Job { id, tp: tp.clone(), first, last, replay, replayed: batch.replayed, rows, spool: batch.spool, extra };
         if self.uploader.send(job).is_err() {
             self.uploader_gone();
             Spool::remove(&dir);
@@ -757,6 +781,7 @@ impl<'o> Service<'o> {
             p.last_ok = committed;
         }
         if !committed {
+            self.uploader.forget(&tp);
             // Whatever was read past this batch waits for it: drop it and
             // read again from here.
             if let Some(next) = self.parts.get_mut(&tp).and_then(|p| p.batch.take()) {

@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use metrics::{counter, histogram};
 
+use super::sign::{self, Chain, Signer};
 use super::spool::{Spool, Staged};
 use super::{Backoff, Intent, failpoint, intent_key, object_key};
 use crate::batch::PartitionKey;
+use crate::integrity::chain::{ChainWriter, Covered};
+use crate::integrity::digest::Digest;
 use crate::sink::RowSink;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
 use crate::source::kafka::DeadLetterProducer;
@@ -43,6 +46,9 @@ pub(super) struct Job {
     pub last: i64,
     /// Whether the range's intent exists already (a replay).
     pub replay: bool,
+    /// That intent as stored, when it is one: the hashes of the objects
+    /// the batch finds already written.
+    pub replayed: Option<Vec<u8>>,
     /// Rows not yet in the spool, by partition: encoded here, which takes
     /// a fifth of a worker's time off its thread.
     pub rows: Vec<(PartitionKey, RecordBatch)>,
@@ -71,9 +77,15 @@ pub(super) struct Done {
     pub outcome: Outcome,
 }
 
+enum Msg {
+    Job(Box<Job>),
+    /// A partition's digest chain is to be read from the store again.
+    Forget((String, i32)),
+}
+
 /// The uploader thread, seen from the worker.
 pub(super) struct Uploader {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Msg>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
     deadline: Arc<Mutex<Option<Instant>>>,
@@ -84,19 +96,31 @@ pub(super) struct Uploader {
 pub(super) struct Gone;
 
 impl Uploader {
+    /// `signer`: sign each batch into its partition's digest chain.
     pub fn start(
         store: Arc<dyn ObjectStore>,
         dead_letters: Option<Arc<DeadLetters>>,
         max_backoff: Duration,
+        signer: Option<Signer>,
     ) -> Uploader {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Msg>();
         let (report, done) = mpsc::channel();
         let deadline = Arc::new(Mutex::new(None));
-        let ctx = Ctx { store, dead_letters, max_backoff, deadline: Arc::clone(&deadline) };
+        let mut ctx = Ctx { store, dead_letters, max_backoff, deadline: Arc::clone(&deadline), signer };
         let thread = std::thread::Builder::new()
             .name("uploader".into())
             .spawn(move || {
-                for job in queue {
+                ctx.publish_key();
+                for msg in queue {
+                    let job = match msg {
+                        Msg::Job(job) => *job,
+                        Msg::Forget(tp) => {
+                            if let Some(s) = &mut ctx.signer {
+                                s.forget(&tp);
+                            }
+                            continue;
+                        }
+                    };
                     let (id, tp) = (job.id, job.tp.clone());
                     let outcome = ctx.upload(job);
                     if report.send(Done { id, tp, outcome }).is_err() {
@@ -109,7 +133,15 @@ impl Uploader {
     }
 
     pub fn send(&self, job: Job) -> Result<(), Gone> {
-        self.jobs.as_ref().expect("running").send(job).map_err(|_| Gone)
+        self.jobs.as_ref().expect("running").send(Msg::Job(Box::new(job))).map_err(|_| Gone)
+    }
+
+    /// The partition's digest chain is read from the store again before its
+    /// next batch: it was revoked, or a batch of it was not committed.
+    pub fn forget(&self, tp: &(String, i32)) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Msg::Forget(tp.clone()));
+        }
     }
 
     /// The next completed batch, waiting up to `wait` for one.
@@ -156,10 +188,11 @@ struct Ctx {
     dead_letters: Option<Arc<DeadLetters>>,
     max_backoff: Duration,
     deadline: Arc<Mutex<Option<Instant>>>,
+    signer: Option<Signer>,
 }
 
 impl Ctx {
-    fn upload(&self, job: Job) -> Outcome {
+    fn upload(&mut self, job: Job) -> Outcome {
         // Removed once its files are up, or given up.
         let dir = job.spool.dir().to_path_buf();
         let outcome = self.write(job);
@@ -167,8 +200,8 @@ impl Ctx {
         outcome
     }
 
-    fn write(&self, job: Job) -> Outcome {
-        let Job { tp: (topic, partition), first, last, replay, rows, mut spool, extra, .. } = job;
+    fn write(&mut self, job: Job) -> Outcome {
+        let Job { tp: (topic, partition), first, last, replay, replayed, rows, mut spool, extra, .. } = job;
         let staged = rows.iter().try_for_each(|(key, batch)| spool.write(key, batch)).and_then(|()| spool.finish());
         let mut staged = match staged {
             Ok(s) => s,
@@ -184,11 +217,32 @@ impl Ctx {
             }
         }
         let keys: Vec<String> = staged.iter().map(|s| object_key(s, &topic, partition, first, last)).collect();
+        // What this batch writes, as a digest lists it: objects and the
+        // records outside trailship's own state.
+        let mut covered: Vec<Covered> = staged
+            .iter()
+            .zip(&keys)
+            .map(|(s, k)| Covered { key: k.clone(), sha256: hex::encode(s.sha256), bytes: s.bytes })
+            .collect();
+        covered.extend(extra.iter().filter(|(k, _)| !k.starts_with("_trailship/")).map(|(k, b)| sign::covered(k, b)));
+        let intent_key = intent_key(&topic, partition, first);
+        let intent_body = match &replayed {
+            Some(body) => body.clone(),
+            None => {
+                let intent = Intent {
+                    topic: topic.clone(),
+                    partition,
+                    first,
+                    last,
+                    objects: keys.clone(),
+                    covered: covered.clone(),
+                };
+                serde_json::to_vec(&intent).expect("serialises")
+            }
+        };
         if !replay {
-            let key = intent_key(&topic, partition, first);
-            let intent = Intent { topic: topic.clone(), partition, first, last, objects: keys.clone() };
-            let body = serde_json::to_vec(&intent).expect("serialises");
-            match self.retry("write intent", || self.store.put_bytes(&key, &body)) {
+            let (key, body) = (&intent_key, &intent_body);
+            match self.retry("write intent", || self.store.put_bytes(key, body)) {
                 None => return Outcome::GaveUp,
                 Some(Put::Exists) => return Outcome::IntentExists,
                 Some(Put::Created) => failpoint("after_intent"),
@@ -218,12 +272,164 @@ impl Ctx {
             }
             bytes += s.bytes;
         }
+        let mut records_existing = Vec::new();
         for (key, body) in &extra {
-            if self.retry("write record", || self.store.put_bytes(key, body)).is_none() {
+            match self.retry("write record", || self.store.put_bytes(key, body)) {
+                None => return Outcome::GaveUp,
+                Some(Put::Exists) => records_existing.push(key.as_str()),
+                Some(Put::Created) => {}
+            }
+        }
+        if self.signer.is_some() {
+            let intent = sign::covered(&intent_key, &intent_body);
+            let signed = self.sign(
+                &(topic, partition),
+                first,
+                last,
+                intent,
+                covered,
+                replayed.as_deref(),
+                existing > 0 || !records_existing.is_empty(),
+            );
+            if signed.is_none() {
                 return Outcome::GaveUp;
             }
         }
         Outcome::Written { created, existing, bytes }
+    }
+
+    /// Writes this batch's digest into its partition's chain, first reading
+    /// the chain from the store unless this worker's last batch of the
+    /// partition ended where this one starts. None when giving up.
+    #[allow(clippy::too_many_arguments)]
+    fn sign(
+        &mut self,
+        tp: &(String, i32),
+        first: i64,
+        last: i64,
+        intent: Covered,
+        mut covered: Vec<Covered>,
+        replayed: Option<&[u8]>,
+        found_existing: bool,
+    ) -> Option<()> {
+        let mut signer = self.signer.take().expect("signing");
+        let result = self.sign_with(&mut signer, tp, first, last, intent, &mut covered, replayed, found_existing);
+        if result.is_none() {
+            // What the chain holds in memory may be ahead of the store.
+            signer.forget(tp);
+        }
+        self.signer = Some(signer);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_with(
+        &self,
+        signer: &mut Signer,
+        tp: &(String, i32),
+        first: i64,
+        last: i64,
+        intent: Covered,
+        covered: &mut Vec<Covered>,
+        replayed: Option<&[u8]>,
+        found_existing: bool,
+    ) -> Option<()> {
+        let (topic, partition) = (tp.0.as_str(), tp.1);
+        if found_existing {
+            // Objects written before (a replay): list what is stored, as its
+            // intent recorded it, or as read back when it did not.
+            let recorded: Vec<Covered> =
+                replayed.and_then(|b| serde_json::from_slice::<Intent>(b).ok()).map(|i| i.covered).unwrap_or_default();
+            for c in covered.iter_mut() {
+                if let Some(r) = recorded.iter().find(|r| r.key == c.key) {
+                    *c = r.clone();
+                    continue;
+                }
+                let stored = self.retry("read object", || self.store.get(&c.key))?;
+                if let Some(b) = stored {
+                    *c = sign::covered(&c.key, &b);
+                }
+            }
+        }
+        if signer.chain(tp, first).is_none() {
+            let writer = signer.writer(topic, partition);
+            let keys = self.retry("list digests", || self.store.list(&sign::writer_dir(&writer)))?;
+            let mut chain = Chain {
+                writer: ChainWriter::new(signer.key(), &writer, "", crate::sink::now_ms()).expect("valid writer"),
+                next: first,
+            };
+            if let Some(head) = sign::newest(&keys) {
+                let obj = self.retry("read digest", || self.store.get_with_metadata(head))?;
+                let parsed = obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature")));
+                match parsed {
+                    Some((Ok(d), Some(sig))) => {
+                        chain.writer.resume(head, &d, sig);
+                        if let Some(f) = sign::last_first(&d, topic, partition)
+                            && f >= first
+                        {
+                            // This batch is in the newest digest already (a
+                            // replay after a crash before its commit). What
+                            // the replay wrote that the first attempt did not
+                            // (a log file since gone is a dead letter now)
+                            // gets a digest of its own.
+                            let listed =
+                                self.retry("read intent", || self.store.get(&super::intent_key(topic, partition, f)))?;
+                            let end =
+                                listed.and_then(|b| serde_json::from_slice::<Intent>(&b).ok()).map_or(last, |i| i.last);
+                            let in_digest: std::collections::HashSet<&str> =
+                                d.doc.log_files.iter().map(|l| l.s3_object.as_str()).collect();
+                            covered.retain(|c| !in_digest.contains(c.key.as_str()));
+                            chain.next = end.max(last) + 1;
+                            let chain = signer.insert(tp, chain);
+                            return match covered.is_empty() {
+                                true => Some(()),
+                                false => self.seal(chain, std::mem::take(covered)),
+                            };
+                        }
+                    }
+                    _ => {
+                        tracing::error!(digest = %head, "newest digest of the chain is unreadable; starting the chain again")
+                    }
+                }
+            }
+            signer.insert(tp, chain);
+        }
+        let chain = signer.chain(tp, first).expect("inserted above");
+        chain.next = last + 1;
+        covered.push(intent);
+        self.seal(chain, std::mem::take(covered))
+    }
+
+    /// Signs and stores the next digest of `chain`, listing `covered`.
+    fn seal(&self, chain: &mut Chain, covered: Vec<Covered>) -> Option<()> {
+        // One digest a second at most: keys and end times are whole seconds.
+        if let Some(end) = chain.writer.last_end_ms() {
+            let wait = end + 1000 - crate::sink::now_ms();
+            if wait > 0 {
+                std::thread::sleep(Duration::from_millis(wait.min(1000) as u64));
+            }
+        }
+        let sealed = chain.writer.seal(covered, crate::sink::now_ms());
+        let put = self
+            .retry("write digest", || self.store.put_bytes_with_metadata(&sealed.key, &sealed.gz, &sealed.metadata))?;
+        if put == Put::Exists {
+            let stored = self.retry("read digest", || self.store.get(&sealed.key))?;
+            if stored.as_deref() != Some(&sealed.gz[..]) {
+                tracing::error!(digest = %sealed.key, "another writer's digest holds this key; reading the chain again");
+                return None;
+            }
+        }
+        failpoint("after_digest");
+        Some(())
+    }
+
+    /// Publishes this worker's public key beside the archive's digests.
+    fn publish_key(&self) {
+        let Some(signer) = &self.signer else { return };
+        let (key, body) = signer.public_key(crate::sink::now_ms());
+        if self.retry("publish public key", || self.store.put_bytes(&key, &body)).is_none() {
+            tracing::error!(key, "cannot publish the signing key; digests verify once it is published");
+        }
     }
 
     /// Calls `op` until it succeeds, backing off between failures. None when
@@ -360,7 +566,7 @@ mod tests {
             .collect();
         let spool = Spool::new(dir, parquet::file::properties::WriterProperties::default());
         let extra = vec![(format!("_records/{n}.json"), b"{}".to_vec())];
-        Job { id: n, tp: ("ct".into(), 0), first, last, replay: false, rows, spool, extra }
+        Job { id: n, tp: ("ct".into(), 0), first, last, replay: false, replayed: None, rows, spool, extra }
     }
 
     fn object(root: &Path, region: usize, first: i64, last: i64) -> PathBuf {
@@ -377,7 +583,7 @@ mod tests {
     fn batches_go_up_in_order_and_a_taken_range_is_refused() {
         let root = scratch("order");
         let store = Arc::new(LocalObjects::open(&root.join("archive")).unwrap());
-        let mut u = Uploader::start(store, None, Duration::from_secs(1));
+        let mut u = Uploader::start(store, None, Duration::from_secs(1), None);
         // The third batch opens where the first did, so the first's intent has its range.
         for (n, first, last) in [(1, 0, 9), (2, 10, 19), (3, 0, 5)] {
             u.send(job(&root.join("spool"), n, first, last)).unwrap();
@@ -436,6 +642,21 @@ mod tests {
         fn location(&self) -> String {
             self.inner.location()
         }
+        fn put_bytes_with_metadata(
+            &self,
+            key: &str,
+            body: &[u8],
+            metadata: &std::collections::BTreeMap<String, String>,
+        ) -> Result<Put, StoreError> {
+            self.check(key)?;
+            self.inner.put_bytes_with_metadata(key, body, metadata)
+        }
+        fn get_with_metadata(&self, key: &str) -> Result<Option<crate::integrity::store::Object>, StoreError> {
+            self.inner.get_with_metadata(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix)
+        }
     }
 
     #[test]
@@ -444,7 +665,7 @@ mod tests {
         let flaky = |fail| Flaky { inner: LocalObjects::open(&root.join("archive")).unwrap(), fail, calls: 0.into() };
         // The first three writes fail (the intent's first three tries); then all go up.
         let store = Arc::new(flaky(3));
-        let mut u = Uploader::start(store.clone(), None, Duration::from_millis(200));
+        let mut u = Uploader::start(store.clone(), None, Duration::from_millis(200), None);
         u.send(job(&root.join("spool"), 1, 0, 9)).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
         // Four tries of the intent, two objects, one record.
@@ -453,7 +674,7 @@ mod tests {
         u.stop();
         // A store that never recovers: the batch is given up once the
         // deadline passes, and not before it is set.
-        let mut u = Uploader::start(Arc::new(flaky(usize::MAX)), None, Duration::from_millis(200));
+        let mut u = Uploader::start(Arc::new(flaky(usize::MAX)), None, Duration::from_millis(200), None);
         u.send(job(&root.join("spool"), 2, 10, 19)).unwrap();
         assert!(u.next(Duration::from_millis(700)).unwrap().is_none(), "still retrying");
         u.set_deadline(Instant::now() + Duration::from_millis(300));
@@ -462,5 +683,67 @@ mod tests {
         assert!(!root.join("spool/2").exists());
         u.stop();
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn signed_batches_chain_into_digests_the_validator_accepts() {
+        use crate::integrity::archive::{ArchiveOptions, validate_archive};
+        use crate::integrity::keys::KeySet;
+        use crate::integrity::store::LocalStore;
+        let root = scratch("signed");
+        let archive = root.join("archive");
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        let signer = Signer::new(crate::integrity::chain::generate_ed25519_pem().into_bytes(), "w").unwrap();
+        let mut u = Uploader::start(store.clone(), None, Duration::from_secs(1), Some(signer));
+        u.send(job(&root.join("spool"), 1, 0, 9)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
+        u.send(job(&root.join("spool"), 2, 10, 19)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
+        u.stop();
+        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 2);
+        // The partition's next owner, with a key of its own, replays the
+        // second batch (its worker died between digest and commit): the
+        // newest digest lists it, so it is not listed again. Its next batch
+        // continues the chain.
+        let signer = Signer::new(crate::integrity::chain::generate_ed25519_pem().into_bytes(), "w").unwrap();
+        let mut u = Uploader::start(store.clone(), None, Duration::from_secs(1), Some(signer));
+        let replay = |n: u64, record: &str| {
+            let mut j = job(&root.join("spool"), n, 10, 19);
+            j.replay = true;
+            j.replayed = store.get("_trailship/kafka/ct/0/00000000000000000010.json").unwrap();
+            j.extra = vec![(record.to_owned(), b"{}".to_vec())];
+            j
+        };
+        u.send(replay(3, "_records/2.json")).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 0, existing: 2, .. }));
+        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 2, "the replay is listed once");
+        // A replay that writes what the first attempt did not: a digest of
+        // that alone.
+        u.send(replay(4, "_records/new.json")).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 0, existing: 2, .. }));
+        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 3);
+        u.send(job(&root.join("spool"), 5, 20, 29)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
+        u.stop();
+        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 4);
+        let keys_dir = archive.join(super::sign::KEYS_DIR);
+        let mut keys = KeySet::default();
+        for f in std::fs::read_dir(&keys_dir).unwrap().flatten() {
+            keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
+        }
+        let opts = ArchiveOptions {
+            bucket: String::new(),
+            prefix: String::new(),
+            location: archive.display().to_string(),
+            concurrency: 2,
+            now_ms: crate::sink::now_ms(),
+            grace_ms: 0,
+            progress: false,
+        };
+        let r = validate_archive(&LocalStore::new(&archive), &keys, &opts).unwrap();
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.digests.valid, 4);
+        // Two keys published, one a worker.
+        assert_eq!(keys.len(), 2);
     }
 }

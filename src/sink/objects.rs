@@ -5,6 +5,7 @@
 //! deterministic (see `service::keys`), so a batch written again after a crash
 //! finds its objects already there and writes nothing twice.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ArchiveConfig, LockMode};
 use crate::integrity::s3::S3Store;
+use crate::integrity::store::{Object, sidecar_path};
 
 /// What a create-if-absent write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,20 @@ pub trait ObjectStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// For logs: `s3://bucket/prefix` or the directory.
     fn location(&self) -> String;
+    /// `put_bytes` with user metadata stored beside the body, as CloudTrail
+    /// keeps a digest's signature: S3 `x-amz-meta-*`, or a sidecar
+    /// `<file>.metadata.json` locally (written first, so a body is never
+    /// there without it).
+    fn put_bytes_with_metadata(
+        &self,
+        key: &str,
+        body: &[u8],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Put, StoreError>;
+    /// The object and its user metadata (lower-case names).
+    fn get_with_metadata(&self, key: &str) -> Result<Option<Object>, StoreError>;
+    /// Every key under `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens the store `cfg.location` names; for S3, checks its Object Lock
@@ -116,6 +132,58 @@ impl ObjectStore for LocalObjects {
 
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn put_bytes_with_metadata(
+        &self,
+        key: &str,
+        body: &[u8],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Put, StoreError> {
+        if self.root.join(key).exists() {
+            return Ok(Put::Exists);
+        }
+        let meta = serde_json::to_vec(metadata).expect("serialises");
+        let side = sidecar_path(Path::new(key)).to_string_lossy().into_owned();
+        // A sidecar left by an attempt that stopped before its body is
+        // replaced: only the body's create-if-absent decides.
+        let _ = fs::remove_file(self.root.join(&side));
+        self.publish(&side, |f| f.write_all(&meta))?;
+        self.publish(key, |f| f.write_all(body))
+    }
+
+    fn get_with_metadata(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let Some(bytes) = self.get(key)? else { return Ok(None) };
+        let side = sidecar_path(&self.root.join(key));
+        let metadata = match fs::read(&side) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| err("read", key, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(err("read", key, e)),
+        };
+        Ok(Some(Object { bytes, metadata, metadata_supported: true }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // Keys are paths: walk the deepest folder the prefix names.
+        let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let base = self.root.join(dir);
+        let mut out = Vec::new();
+        for e in walkdir::WalkDir::new(&base).into_iter() {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => break,
+                Err(e) => return Err(err("list", prefix, e)),
+            };
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let rel = e.path().strip_prefix(&self.root).expect("under root").to_string_lossy().replace('\\', "/");
+            if rel.starts_with(prefix) && !rel.ends_with(".metadata.json") {
+                out.push(rel);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -221,7 +289,18 @@ impl S3Objects {
     }
 
     fn put_small(&self, key: &str, body: Vec<u8>, sha256: &[u8; 32]) -> Result<Put, StoreError> {
+        self.put_small_with(key, body, sha256, None)
+    }
+
+    fn put_small_with(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        sha256: &[u8; 32],
+        metadata: Option<&BTreeMap<String, String>>,
+    ) -> Result<Put, StoreError> {
         let lock = self.retain_until();
+        let metadata = metadata.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let req = self
             .s3
             .client()
@@ -234,6 +313,7 @@ impl S3Objects {
             .if_none_match("*")
             .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
             .set_object_lock_retain_until_date(lock.map(|l| l.1))
+            .set_metadata(metadata)
             .body(body.into());
         match self.s3.block_on(req.send()) {
             Ok(_) => Ok(Put::Created),
@@ -403,6 +483,32 @@ impl ObjectStore for S3Objects {
 
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn put_bytes_with_metadata(
+        &self,
+        key: &str,
+        body: &[u8],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Put, StoreError> {
+        let sha: [u8; 32] = Sha256::digest(body).into();
+        self.put_small_with(key, body.to_vec(), &sha, Some(metadata))
+    }
+
+    fn get_with_metadata(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        use crate::integrity::store::{GetError, Store as _};
+        match self.s3.get(&self.bucket, &self.full(key)) {
+            Ok(o) => Ok(Some(o)),
+            Err(GetError::NotFound) => Ok(None),
+            Err(e) => Err(err("get", key, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        use crate::integrity::store::Store as _;
+        let full = self.full(prefix);
+        let keys = self.s3.list(&self.bucket, &full).map_err(|e| err("list", prefix, e))?;
+        Ok(keys.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned)).collect())
     }
 }
 
