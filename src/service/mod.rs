@@ -239,6 +239,8 @@ pub struct Service<'o> {
     consumer: Arc<GroupConsumer>,
     store: Arc<dyn ObjectStore>,
     uploader: Uploader,
+    /// Whether batches are signed into their partitions' digest chains.
+    signed: bool,
     upload_seq: u64,
     topic_opts: &'o HashMap<String, Options>,
     redactor: Option<Arc<Redactor>>,
@@ -322,6 +324,7 @@ impl<'o> Service<'o> {
             consumer,
             store,
             uploader,
+            signed,
             upload_seq: 0,
             topic_opts,
             redactor,
@@ -402,6 +405,9 @@ impl<'o> Service<'o> {
                 }
                 Change::Assigned(list) => {
                     tracing::info!(partitions = ?list, "partitions assigned");
+                    if self.signed {
+                        self.adopt_chains(&list);
+                    }
                     for (topic, partition) in list {
                         let Some(opts) = self.topic_opts.get(&topic) else { continue };
                         let stages = Stages::new(opts, self.redactor.clone());
@@ -409,6 +415,28 @@ impl<'o> Service<'o> {
                         self.parts.entry((topic, partition)).or_insert(part);
                     }
                 }
+            }
+        }
+    }
+
+    /// Has the uploader list, in each assigned partition's chain, the
+    /// batches committed after its newest digest: a worker that died
+    /// leaves them waiting, and in a quiet partition no next batch would.
+    fn adopt_chains(&self, list: &[(String, i32)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in list {
+            let _ = tpl.add_partition(t, *p);
+        }
+        match self.consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+            Ok(got) => {
+                for e in got.elements() {
+                    if let Offset::Offset(at) = e.offset() {
+                        self.uploader.adopt(&(e.topic().to_owned(), e.partition()), at);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read committed offsets; chains are read with their next batch")
             }
         }
     }

@@ -5,14 +5,17 @@
 //!
 //! A chain per partition, not per worker, because a partition is what moves
 //! between workers and what has an order: its batches are written one at a
-//! time, by one worker at a time. Each batch's digest is written after its
-//! objects and before its commit, so every committed batch is in a digest.
-//! The next owner of a partition continues its chain from the newest digest
-//! there: a batch that digest already lists (a replay after a crash between
-//! the digest and the commit) is not listed twice.
+//! time, by one worker at a time. A batch is sealed as it goes up, before
+//! its commit, unless the chain's newest digest ended in this second (keys
+//! and end times are whole seconds); then it waits, committed, for the next
+//! digest. So every committed batch is in a digest, or recorded by an
+//! intent after the last one the newest digest lists: whoever is assigned
+//! the partition reads the chain and lists those. A batch the newest digest
+//! lists already (a replay after a crash between digest and commit) is not
+//! listed twice.
 //!
-//! Each digest lists the batch's objects (Parquet, dead letters, integrity
-//! records) and its intent, whose key names the batch's first offset.
+//! Digests list batches' objects (Parquet, dead letters, integrity records)
+//! and their intents, whose keys name the batches' first offsets.
 
 use std::collections::HashMap;
 
@@ -34,6 +37,18 @@ pub(super) struct Chain {
     pub writer: ChainWriter,
     /// The offset after the last batch in this chain.
     pub next: i64,
+    /// Objects of committed batches the next digest lists.
+    pub pending: Vec<Covered>,
+    /// Read with the chain, when its newest digest lists the batch about
+    /// to be written (a replay): the last offset it lists, and its objects.
+    pub listed_to: Option<i64>,
+    pub listed: std::collections::HashSet<String>,
+}
+
+impl Chain {
+    pub fn new(writer: ChainWriter, next: i64) -> Chain {
+        Chain { writer, next, pending: Vec::new(), listed_to: None, listed: Default::default() }
+    }
 }
 
 impl Signer {
@@ -68,6 +83,24 @@ impl Signer {
     pub fn insert(&mut self, tp: &(String, i32), chain: Chain) -> &mut Chain {
         self.chains.insert(tp.clone(), chain);
         self.chains.get_mut(tp).expect("inserted")
+    }
+
+    /// When every chain with batches waiting may seal them (a second after
+    /// its newest digest's end); None when none waits.
+    pub fn due_at(&self) -> Option<i64> {
+        self.chains
+            .values()
+            .filter(|c| !c.pending.is_empty())
+            .map(|c| c.writer.last_end_ms().map_or(0, |end| end + 1000))
+            .max()
+    }
+
+    pub fn partitions(&self) -> Vec<(String, i32)> {
+        self.chains.keys().cloned().collect()
+    }
+
+    pub fn get(&mut self, tp: &(String, i32)) -> Option<&mut Chain> {
+        self.chains.get_mut(tp)
     }
 
     /// Forgets `tp`'s chain: the partition went elsewhere, or a batch was

@@ -81,6 +81,8 @@ enum Msg {
     Job(Box<Job>),
     /// A partition's digest chain is to be read from the store again.
     Forget((String, i32)),
+    /// A partition was assigned, committed up to this offset.
+    Adopt((String, i32), i64),
 }
 
 /// The uploader thread, seen from the worker.
@@ -111,14 +113,24 @@ impl Uploader {
             .name("uploader".into())
             .spawn(move || {
                 ctx.publish_key();
-                for msg in queue {
-                    let job = match msg {
-                        Msg::Job(job) => *job,
-                        Msg::Forget(tp) => {
-                            if let Some(s) = &mut ctx.signer {
-                                s.forget(&tp);
-                            }
+                loop {
+                    let job = match queue.recv_timeout(Duration::from_millis(250)) {
+                        Ok(Msg::Job(job)) => *job,
+                        Ok(Msg::Forget(tp)) => {
+                            ctx.seal_leaving(&tp);
                             continue;
+                        }
+                        Ok(Msg::Adopt(tp, committed)) => {
+                            ctx.adopt(&tp, committed);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            ctx.seal_waiting(false);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => {
+                            ctx.seal_waiting(true);
+                            break;
                         }
                     };
                     let (id, tp) = (job.id, job.tp.clone());
@@ -126,6 +138,7 @@ impl Uploader {
                     if report.send(Done { id, tp, outcome }).is_err() {
                         break;
                     }
+                    ctx.seal_waiting(false);
                 }
             })
             .expect("spawn the uploader thread");
@@ -134,6 +147,14 @@ impl Uploader {
 
     pub fn send(&self, job: Job) -> Result<(), Gone> {
         self.jobs.as_ref().expect("running").send(Msg::Job(Box::new(job))).map_err(|_| Gone)
+    }
+
+    /// The partition was assigned, committed up to `committed`: its chain
+    /// is read now, and what was committed after its newest digest listed.
+    pub fn adopt(&self, tp: &(String, i32), committed: i64) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Msg::Adopt(tp.clone(), committed));
+        }
     }
 
     /// The partition's digest chain is read from the store again before its
@@ -334,7 +355,6 @@ impl Ctx {
         replayed: Option<&[u8]>,
         found_existing: bool,
     ) -> Option<()> {
-        let (topic, partition) = (tp.0.as_str(), tp.1);
         if found_existing {
             // Objects written before (a replay): list what is stored, as its
             // intent recorded it, or as read back when it did not.
@@ -352,64 +372,98 @@ impl Ctx {
             }
         }
         if signer.chain(tp, first).is_none() {
-            let writer = signer.writer(topic, partition);
-            let keys = self.retry("list digests", || self.store.list(&sign::writer_dir(&writer)))?;
-            let mut chain = Chain {
-                writer: ChainWriter::new(signer.key(), &writer, "", crate::sink::now_ms()).expect("valid writer"),
-                next: first,
-            };
-            if let Some(head) = sign::newest(&keys) {
-                let obj = self.retry("read digest", || self.store.get_with_metadata(head))?;
-                let parsed = obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature")));
-                match parsed {
-                    Some((Ok(d), Some(sig))) => {
-                        chain.writer.resume(head, &d, sig);
-                        if let Some(f) = sign::last_first(&d, topic, partition)
-                            && f >= first
-                        {
-                            // This batch is in the newest digest already (a
-                            // replay after a crash before its commit). What
-                            // the replay wrote that the first attempt did not
-                            // (a log file since gone is a dead letter now)
-                            // gets a digest of its own.
-                            let listed =
-                                self.retry("read intent", || self.store.get(&super::intent_key(topic, partition, f)))?;
-                            let end =
-                                listed.and_then(|b| serde_json::from_slice::<Intent>(&b).ok()).map_or(last, |i| i.last);
-                            let in_digest: std::collections::HashSet<&str> =
-                                d.doc.log_files.iter().map(|l| l.s3_object.as_str()).collect();
-                            covered.retain(|c| !in_digest.contains(c.key.as_str()));
-                            chain.next = end.max(last) + 1;
-                            let chain = signer.insert(tp, chain);
-                            return match covered.is_empty() {
-                                true => Some(()),
-                                false => self.seal(chain, std::mem::take(covered)),
-                            };
-                        }
-                    }
-                    _ => {
-                        tracing::error!(digest = %head, "newest digest of the chain is unreadable; starting the chain again")
-                    }
-                }
+            let chain = self.resume(signer, tp, first)?;
+            if let Some(end) = chain.listed_to
+                && end >= first
+            {
+                // This batch is in the newest digest already (a replay
+                // after a crash before its commit). What the replay wrote
+                // that the first attempt did not (a log file since gone is
+                // a dead letter now) is listed in the next digest.
+                let listed = std::mem::take(&mut chain.listed);
+                covered.retain(|c| !listed.contains(&c.key));
+                chain.next = end.max(last) + 1;
+                chain.pending.append(covered);
+                return self.seal_if_due(chain).map(drop);
             }
-            signer.insert(tp, chain);
         }
-        let chain = signer.chain(tp, first).expect("inserted above");
+        let chain = signer.chain(tp, first).expect("resumed above");
         chain.next = last + 1;
-        covered.push(intent);
-        self.seal(chain, std::mem::take(covered))
+        chain.pending.append(covered);
+        chain.pending.push(intent);
+        if self.seal_if_due(chain)? {
+            // Crash tests: this batch is in a digest, not yet committed.
+            failpoint("after_digest");
+        }
+        Some(())
     }
 
-    /// Signs and stores the next digest of `chain`, listing `covered`.
-    fn seal(&self, chain: &mut Chain, covered: Vec<Covered>) -> Option<()> {
-        // One digest a second at most: keys and end times are whole seconds.
-        if let Some(end) = chain.writer.last_end_ms() {
-            let wait = end + 1000 - crate::sink::now_ms();
-            if wait > 0 {
-                std::thread::sleep(Duration::from_millis(wait.min(1000) as u64));
+    /// Reads `tp`'s chain from the store: continues after its newest
+    /// digest, with the batches committed since (their intents, after the
+    /// last one that digest lists) waiting for the next. A partition without
+    /// a digest starts a chain.
+    fn resume<'s>(&self, signer: &'s mut Signer, tp: &(String, i32), first: i64) -> Option<&'s mut Chain> {
+        let (topic, partition) = (tp.0.as_str(), tp.1);
+        let writer = signer.writer(topic, partition);
+        let keys = self.retry("list digests", || self.store.list(&sign::writer_dir(&writer), None))?;
+        // A new chain's first digest starts a second back, so that one
+        // sealed at once ends now, not a second ahead of the clock.
+        let start = crate::sink::now_ms().div_euclid(1000) * 1000 - 1000;
+        let mut chain = Chain::new(ChainWriter::new(signer.key(), &writer, "", start).expect("valid writer"), first);
+        let Some(head) = sign::newest(&keys) else { return Some(signer.insert(tp, chain)) };
+        let obj = self.retry("read digest", || self.store.get_with_metadata(head))?;
+        let (d, sig) = match obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature"))) {
+            Some((Ok(d), Some(sig))) => (d, sig),
+            _ => {
+                tracing::error!(digest = %head, "newest digest of the chain is unreadable; starting the chain again");
+                return Some(signer.insert(tp, chain));
             }
+        };
+        chain.writer.resume(head, &d, sig);
+        let Some(f) = sign::last_first(&d, topic, partition) else { return Some(signer.insert(tp, chain)) };
+        if f >= first {
+            let listed = self.retry("read intent", || self.store.get(&intent_key(topic, partition, f)))?;
+            chain.listed_to =
+                Some(listed.and_then(|b| serde_json::from_slice::<Intent>(&b).ok()).map_or(f, |i| i.last));
+            chain.listed = d.doc.log_files.into_iter().map(|l| l.s3_object).collect();
+            return Some(signer.insert(tp, chain));
         }
-        let sealed = chain.writer.seal(covered, crate::sink::now_ms());
+        // Committed after that digest, by a worker that died before the next.
+        let dir = intent_key(topic, partition, 0);
+        let dir = &dir[..dir.rfind('/').expect("a folder") + 1];
+        let after = intent_key(topic, partition, f);
+        let later = self.retry("list intents", || self.store.list(dir, Some(&after)))?;
+        for key in later {
+            let Some(at) =
+                key.strip_prefix(dir).and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if at >= first {
+                break;
+            }
+            let Some(body) = self.retry("read intent", || self.store.get(&key))? else { continue };
+            match serde_json::from_slice::<Intent>(&body) {
+                Ok(i) if !i.covered.is_empty() || i.objects.is_empty() => chain.pending.extend(i.covered),
+                _ => tracing::warn!(intent = %key, "intent without its objects' hashes; its batch stays unlisted"),
+            }
+            chain.pending.push(sign::covered(&key, &body));
+        }
+        Some(signer.insert(tp, chain))
+    }
+
+    /// Seals `chain`'s waiting batches unless its newest digest ended in
+    /// this second: keys and end times are whole seconds, and a digest's
+    /// end is never ahead of the clock. Waiting batches are committed
+    /// meanwhile; the next owner of the partition finds them by their
+    /// intents, after the last one its newest digest lists.
+    /// Some(false): nothing sealed (not due, or nothing waiting).
+    fn seal_if_due(&self, chain: &mut Chain) -> Option<bool> {
+        let now = crate::sink::now_ms();
+        if chain.pending.is_empty() || chain.writer.last_end_ms().is_some_and(|end| now < end + 1000) {
+            return Some(false);
+        }
+        let sealed = chain.writer.seal(std::mem::take(&mut chain.pending), now);
         let put = self
             .retry("write digest", || self.store.put_bytes_with_metadata(&sealed.key, &sealed.gz, &sealed.metadata))?;
         if put == Put::Exists {
@@ -419,8 +473,68 @@ impl Ctx {
                 return None;
             }
         }
-        failpoint("after_digest");
-        Some(())
+        Some(true)
+    }
+
+    /// Reads `tp`'s chain as its next batch would start at `committed`, so
+    /// that the batches committed after its newest digest are listed even
+    /// if no next batch comes. When the newest digest lists a batch from
+    /// `committed` on (its worker died before the commit), the batch's
+    /// replay reads the chain itself.
+    fn adopt(&mut self, tp: &(String, i32), committed: i64) {
+        let Some(mut signer) = self.signer.take() else { return };
+        signer.forget(tp);
+        match self.resume(&mut signer, tp, committed) {
+            Some(chain) if chain.listed_to.is_none() => {
+                if self.seal_if_due(chain).is_none() {
+                    signer.forget(tp);
+                }
+            }
+            _ => signer.forget(tp),
+        }
+        self.signer = Some(signer);
+    }
+
+    /// Lists what `tp`'s chain holds in a digest, waiting out the second
+    /// if need be, and forgets the chain: the partition is leaving (or a
+    /// batch of it was not committed). Its next owner reads the chain from
+    /// the store; in a quiet partition it may write nothing for a long
+    /// time, and what this worker committed must not wait for it.
+    fn seal_leaving(&mut self, tp: &(String, i32)) {
+        let Some(mut signer) = self.signer.take() else { return };
+        if let Some(chain) = signer.get(tp)
+            && !chain.pending.is_empty()
+        {
+            if let Some(end) = chain.writer.last_end_ms() {
+                let wait = end + 1000 - crate::sink::now_ms();
+                if wait > 0 {
+                    std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
+                }
+            }
+            let _ = self.seal_if_due(chain);
+        }
+        signer.forget(tp);
+        self.signer = Some(signer);
+    }
+
+    /// Seals every chain whose waiting batches are due; `all`: every chain
+    /// that has any, waiting out the second if need be (the worker is
+    /// stopping). A chain that cannot be sealed is read again later.
+    fn seal_waiting(&mut self, all: bool) {
+        let Some(mut signer) = self.signer.take() else { return };
+        if all && let Some(due) = signer.due_at() {
+            let wait = due - crate::sink::now_ms();
+            if wait > 0 {
+                std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
+            }
+        }
+        for tp in signer.partitions() {
+            let chain = signer.get(&tp).expect("listed");
+            if self.seal_if_due(chain).is_none() {
+                signer.forget(&tp);
+            }
+        }
+        self.signer = Some(signer);
     }
 
     /// Publishes this worker's public key beside the archive's digests.
@@ -654,8 +768,8 @@ mod tests {
         fn get_with_metadata(&self, key: &str) -> Result<Option<crate::integrity::store::Object>, StoreError> {
             self.inner.get_with_metadata(key)
         }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-            self.inner.list(prefix)
+        fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix, after)
         }
     }
 
@@ -700,7 +814,7 @@ mod tests {
         u.send(job(&root.join("spool"), 2, 10, 19)).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
         u.stop();
-        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 2);
+        assert_eq!(store.list("_digests/w.ct.0/", None).unwrap().len(), 2);
         // The partition's next owner, with a key of its own, replays the
         // second batch (its worker died between digest and commit): the
         // newest digest lists it, so it is not listed again. Its next batch
@@ -716,16 +830,17 @@ mod tests {
         };
         u.send(replay(3, "_records/2.json")).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 0, existing: 2, .. }));
-        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 2, "the replay is listed once");
-        // A replay that writes what the first attempt did not: a digest of
-        // that alone.
+        assert_eq!(store.list("_digests/w.ct.0/", None).unwrap().len(), 2, "the replay is listed once");
+        // A replay that writes what the first attempt did not: the next
+        // digest lists that (the validator below finds nothing unlisted).
         u.send(replay(4, "_records/new.json")).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 0, existing: 2, .. }));
-        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 3);
         u.send(job(&root.join("spool"), 5, 20, 29)).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
         u.stop();
-        assert_eq!(store.list("_digests/w.ct.0/").unwrap().len(), 4);
+        // Digests a second apart at most: batches in the same second share one.
+        let digests = store.list("_digests/w.ct.0/", None).unwrap().len();
+        assert!((3..=4).contains(&digests), "{digests}");
         let keys_dir = archive.join(super::sign::KEYS_DIR);
         let mut keys = KeySet::default();
         for f in std::fs::read_dir(&keys_dir).unwrap().flatten() {
@@ -742,8 +857,53 @@ mod tests {
         };
         let r = validate_archive(&LocalStore::new(&archive), &keys, &opts).unwrap();
         assert!(r.is_clean(), "{r:#?}");
-        assert_eq!(r.digests.valid, 4);
+        assert_eq!(r.digests.valid, digests);
         // Two keys published, one a worker.
         assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn batches_committed_after_the_newest_digest_are_listed_by_the_next_owner() {
+        use crate::integrity::archive::{ArchiveOptions, validate_archive};
+        use crate::integrity::keys::KeySet;
+        use crate::integrity::store::LocalStore;
+        let root = scratch("signed-gap");
+        let archive = root.join("archive");
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        let pem = crate::integrity::chain::generate_ed25519_pem().into_bytes();
+        let tp = ("ct".to_owned(), 0);
+        let mut u =
+            Uploader::start(store.clone(), None, Duration::from_secs(1), Some(Signer::new(pem.clone(), "w").unwrap()));
+        u.send(job(&root.join("spool"), 1, 0, 9)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { .. }));
+        u.send(job(&root.join("spool"), 2, 10, 19)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { .. }));
+        // The partition goes elsewhere before the second batch's digest:
+        // it was committed, and only its intent says what it wrote.
+        u.forget(&tp);
+        u.stop();
+        let first_digests = store.list("_digests/w.ct.0/", None).unwrap();
+        let mut u = Uploader::start(store.clone(), None, Duration::from_secs(1), Some(Signer::new(pem, "w").unwrap()));
+        u.send(job(&root.join("spool"), 3, 20, 29)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { .. }));
+        u.stop();
+        assert!(store.list("_digests/w.ct.0/", None).unwrap().len() > first_digests.len());
+        let mut keys = KeySet::default();
+        for f in std::fs::read_dir(archive.join(super::sign::KEYS_DIR)).unwrap().flatten() {
+            keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
+        }
+        let opts = ArchiveOptions {
+            bucket: String::new(),
+            prefix: String::new(),
+            location: archive.display().to_string(),
+            concurrency: 2,
+            now_ms: crate::sink::now_ms(),
+            grace_ms: 0,
+            progress: false,
+        };
+        let r = validate_archive(&LocalStore::new(&archive), &keys, &opts).unwrap();
+        assert!(r.is_clean(), "{r:#?}");
+        // Three batches of two objects and a record, and their intents.
+        assert_eq!(r.objects.map(|o| o.valid), Some(12), "{r:#?}");
     }
 }

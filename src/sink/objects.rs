@@ -59,8 +59,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<Put, StoreError>;
     /// The object and its user metadata (lower-case names).
     fn get_with_metadata(&self, key: &str) -> Result<Option<Object>, StoreError>;
-    /// Every key under `prefix`, sorted.
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Every key under `prefix`, sorted; only those after `after` when given.
+    fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens the store `cfg.location` names; for S3, checks its Object Lock
@@ -163,7 +163,7 @@ impl ObjectStore for LocalObjects {
         Ok(Some(Object { bytes, metadata, metadata_supported: true }))
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
         // Keys are paths: walk the deepest folder the prefix names.
         let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let base = self.root.join(dir);
@@ -178,7 +178,7 @@ impl ObjectStore for LocalObjects {
                 continue;
             }
             let rel = e.path().strip_prefix(&self.root).expect("under root").to_string_lossy().replace('\\', "/");
-            if rel.starts_with(prefix) && !rel.ends_with(".metadata.json") {
+            if rel.starts_with(prefix) && !rel.ends_with(".metadata.json") && after.is_none_or(|a| rel.as_str() > a) {
                 out.push(rel);
             }
         }
@@ -504,11 +504,27 @@ impl ObjectStore for S3Objects {
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        use crate::integrity::store::Store as _;
-        let full = self.full(prefix);
-        let keys = self.s3.list(&self.bucket, &full).map_err(|e| err("list", prefix, e))?;
-        Ok(keys.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned)).collect())
+    fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = self
+                .s3
+                .client()
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(self.full(prefix))
+                .set_start_after(after.map(|a| self.full(a)))
+                .set_continuation_token(token.take());
+            let page = self.s3.block_on(req.send()).map_err(|e| err("list", prefix, describe(&e)))?;
+            out.extend(page.contents().iter().filter_map(|o| o.key()?.strip_prefix(&self.prefix).map(str::to_owned)));
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
