@@ -693,6 +693,28 @@ mod tests {
         u.next(Duration::from_secs(30)).unwrap().expect("an upload completes")
     }
 
+    /// `validate-digests --archive` over a local archive, with the keys its
+    /// workers published (and how many), nothing pending.
+    fn validate(archive: &Path) -> (crate::integrity::validate::Report, usize) {
+        use crate::integrity::archive::{ArchiveOptions, validate_archive};
+        use crate::integrity::keys::KeySet;
+        let mut keys = KeySet::default();
+        for f in std::fs::read_dir(archive.join(super::sign::KEYS_DIR)).unwrap().flatten() {
+            keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
+        }
+        let opts = ArchiveOptions {
+            bucket: String::new(),
+            prefix: String::new(),
+            location: archive.display().to_string(),
+            concurrency: 2,
+            now_ms: crate::sink::now_ms(),
+            grace_ms: 0,
+            progress: false,
+        };
+        let store = crate::integrity::store::LocalStore::new(archive);
+        (validate_archive(&store, &keys, &opts).unwrap(), keys.len())
+    }
+
     #[test]
     fn batches_go_up_in_order_and_a_taken_range_is_refused() {
         let root = scratch("order");
@@ -801,9 +823,6 @@ mod tests {
 
     #[test]
     fn signed_batches_chain_into_digests_the_validator_accepts() {
-        use crate::integrity::archive::{ArchiveOptions, validate_archive};
-        use crate::integrity::keys::KeySet;
-        use crate::integrity::store::LocalStore;
         let root = scratch("signed");
         let archive = root.join("archive");
         let store = Arc::new(LocalObjects::open(&archive).unwrap());
@@ -841,32 +860,15 @@ mod tests {
         // Digests a second apart at most: batches in the same second share one.
         let digests = store.list("_digests/w.ct.0/", None).unwrap().len();
         assert!((3..=4).contains(&digests), "{digests}");
-        let keys_dir = archive.join(super::sign::KEYS_DIR);
-        let mut keys = KeySet::default();
-        for f in std::fs::read_dir(&keys_dir).unwrap().flatten() {
-            keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
-        }
-        let opts = ArchiveOptions {
-            bucket: String::new(),
-            prefix: String::new(),
-            location: archive.display().to_string(),
-            concurrency: 2,
-            now_ms: crate::sink::now_ms(),
-            grace_ms: 0,
-            progress: false,
-        };
-        let r = validate_archive(&LocalStore::new(&archive), &keys, &opts).unwrap();
+        let (r, keys) = validate(&archive);
         assert!(r.is_clean(), "{r:#?}");
         assert_eq!(r.digests.valid, digests);
         // Two keys published, one a worker.
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys, 2);
     }
 
     #[test]
     fn batches_committed_after_the_newest_digest_are_listed_by_the_next_owner() {
-        use crate::integrity::archive::{ArchiveOptions, validate_archive};
-        use crate::integrity::keys::KeySet;
-        use crate::integrity::store::LocalStore;
         let root = scratch("signed-gap");
         let archive = root.join("archive");
         let store = Arc::new(LocalObjects::open(&archive).unwrap());
@@ -888,20 +890,7 @@ mod tests {
         assert!(matches!(done(&u).outcome, Outcome::Written { .. }));
         u.stop();
         assert!(store.list("_digests/w.ct.0/", None).unwrap().len() > first_digests.len());
-        let mut keys = KeySet::default();
-        for f in std::fs::read_dir(archive.join(super::sign::KEYS_DIR)).unwrap().flatten() {
-            keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
-        }
-        let opts = ArchiveOptions {
-            bucket: String::new(),
-            prefix: String::new(),
-            location: archive.display().to_string(),
-            concurrency: 2,
-            now_ms: crate::sink::now_ms(),
-            grace_ms: 0,
-            progress: false,
-        };
-        let r = validate_archive(&LocalStore::new(&archive), &keys, &opts).unwrap();
+        let (r, _) = validate(&archive);
         assert!(r.is_clean(), "{r:#?}");
         // Three batches of two objects and a record, and their intents.
         assert_eq!(r.objects.map(|o| o.valid), Some(12), "{r:#?}");
