@@ -380,6 +380,7 @@ impl Ctx {
                 // after a crash before its commit). What the replay wrote
                 // that the first attempt did not (a log file since gone is
                 // a dead letter now) is listed in the next digest.
+                chain.listed_to = None;
                 let listed = std::mem::take(&mut chain.listed);
                 covered.retain(|c| !listed.contains(&c.key));
                 chain.next = end.max(last) + 1;
@@ -506,10 +507,7 @@ impl Ctx {
             && !chain.pending.is_empty()
         {
             if let Some(end) = chain.writer.last_end_ms() {
-                let wait = end + 1000 - crate::sink::now_ms();
-                if wait > 0 {
-                    std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
-                }
+                sleep_until(end + 1000);
             }
             let _ = self.seal_if_due(chain);
         }
@@ -523,10 +521,7 @@ impl Ctx {
     fn seal_waiting(&mut self, all: bool) {
         let Some(mut signer) = self.signer.take() else { return };
         if all && let Some(due) = signer.due_at() {
-            let wait = due - crate::sink::now_ms();
-            if wait > 0 {
-                std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
-            }
+            sleep_until(due);
         }
         for tp in signer.partitions() {
             let chain = signer.get(&tp).expect("listed");
@@ -565,6 +560,15 @@ impl Ctx {
                 }
             }
         }
+    }
+}
+
+/// Sleeps until the wall clock reads `ms` (a digest may be sealed), two
+/// seconds at most: a clock stepped back must not hold the uploader.
+fn sleep_until(ms: i64) {
+    let wait = ms - crate::sink::now_ms();
+    if wait > 0 {
+        std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
     }
 }
 
