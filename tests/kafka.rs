@@ -196,6 +196,11 @@ fn pseudo_random(seed: &mut u64) -> u64 {
 fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let Some(bin) = tansu() else { return };
     let Setup { dir, broker, archive, cfg } = setup("kafka-kill", &bin, "ct", 3);
+    // Signed: each crash also lands between a batch's digest and the rest.
+    let key = dir.write("signing.pem", trailship::integrity::chain::generate_ed25519_pem().as_bytes());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("[integrity]\nsigning_key_file = \"{}\"\n", key.display()));
+    std::fs::write(&cfg, text).unwrap();
     let mut all = records("k", 3000, 3);
     broker.produce("ct", &all);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -219,9 +224,19 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
         broker.produce("ct", &more);
         all.extend(more);
     }
-    let w = Worker::start(&cfg, dir.path().join("worker-last.log"), &[]);
+    let mut w = Worker::start(&cfg, dir.path().join("worker-last.log"), &[]);
     let want = ends(&all, 3);
     wait_for("every offset committed", Duration::from_secs(120), &[&w], || broker.committed(GROUP, "ct", 3) == want);
+    assert!(w.terminate().success(), "{}", w.log_text());
+    // Every object, whichever worker wrote it, is in a valid digest chain.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["validate-digests", "--format", "json", "--archive"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{json}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!json.contains("\"pending\"") && !json.contains("unreferenced"), "{json}");
     assert_exactly_once(&archive, "k", 3000);
     for round in 0..5 {
         assert_exactly_once(&archive, &format!("r{round}"), 200);
