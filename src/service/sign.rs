@@ -18,9 +18,33 @@
 //! and their intents, whose keys name the batches' first offsets.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use super::{Intent, failpoint, intent_key};
 use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, SigningKey, parse_digest_key, sha256_hex};
 use crate::integrity::digest::Digest;
+use crate::sink::objects::{ObjectStore, Put, StoreError};
+
+/// What the chains need of the uploader: its store, and its retries with
+/// backoff (None once past the shutdown deadline).
+pub(super) trait Io {
+    fn store(&self) -> &dyn ObjectStore;
+    fn retry<T>(&self, what: &'static str, op: impl FnMut() -> Result<T, StoreError>) -> Option<T>;
+}
+
+/// A batch whose objects are written, as its digest lists it.
+pub(super) struct Batch<'a> {
+    pub tp: (String, i32),
+    pub first: i64,
+    pub last: i64,
+    pub intent: Covered,
+    /// Its objects and records, with the hashes of what was written.
+    pub covered: Vec<Covered>,
+    /// The intent found stored, for a replay: its objects' hashes.
+    pub replayed: Option<&'a [u8]>,
+    /// Whether some object or record was there already (a replay).
+    pub found_existing: bool,
+}
 
 /// Where a worker publishes its public key: a file per key, created once,
 /// so that workers never rewrite a shared list.
@@ -114,6 +138,211 @@ impl Signer {
         let key = self.key();
         let body = crate::integrity::chain::public_keys_with(None, &key, now_ms).expect("a new list lacks the key");
         (format!("{KEYS_DIR}{}.json", key.fingerprint()), body)
+    }
+}
+
+impl Signer {
+    /// Writes a batch into its partition's chain, first reading the chain
+    /// from the store unless this worker's last batch of the partition
+    /// ended where this one starts. None when giving up.
+    pub fn sign(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
+        let tp = batch.tp.clone();
+        let result = self.sign_with(io, batch);
+        if result.is_none() {
+            // What the chain holds in memory may be ahead of the store.
+            self.forget(&tp);
+        }
+        result
+    }
+
+    fn sign_with(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
+        let Batch { tp, first, last, intent, covered: mut objects, replayed, found_existing } = batch;
+        let (tp, covered) = (&tp, &mut objects);
+        if found_existing {
+            // Objects written before (a replay): list what is stored, as its
+            // intent recorded it, or as read back when it did not.
+            let recorded: Vec<Covered> =
+                replayed.and_then(|b| serde_json::from_slice::<Intent>(b).ok()).map(|i| i.covered).unwrap_or_default();
+            for c in covered.iter_mut() {
+                if let Some(r) = recorded.iter().find(|r| r.key == c.key) {
+                    *c = r.clone();
+                    continue;
+                }
+                let stored = io.retry("read object", || io.store().get(&c.key))?;
+                if let Some(b) = stored {
+                    *c = self::covered(&c.key, &b);
+                }
+            }
+        }
+        if self.chain(tp, first).is_none() {
+            let chain = self.resume(io, tp, first)?;
+            if let Some(end) = chain.listed_to
+                && end >= first
+            {
+                // This batch is in the newest digest already (a replay
+                // after a crash before its commit). What the replay wrote
+                // that the first attempt did not (a log file since gone is
+                // a dead letter now) is listed in the next digest.
+                chain.listed_to = None;
+                let listed = std::mem::take(&mut chain.listed);
+                covered.retain(|c| !listed.contains(&c.key));
+                chain.next = end.max(last) + 1;
+                chain.pending.append(covered);
+                return seal_if_due(io, chain).map(drop);
+            }
+        }
+        let chain = self.chain(tp, first).expect("resumed above");
+        chain.next = last + 1;
+        chain.pending.append(covered);
+        chain.pending.push(intent);
+        if seal_if_due(io, chain)? {
+            // Crash tests: this batch is in a digest, not yet committed.
+            failpoint("after_digest");
+        }
+        Some(())
+    }
+
+    /// Reads `tp`'s chain from the store: continues after its newest
+    /// digest, with the batches committed since (their intents, after the
+    /// last one that digest lists) waiting for the next. A partition without
+    /// a digest starts a chain.
+    fn resume(&mut self, io: &impl Io, tp: &(String, i32), first: i64) -> Option<&mut Chain> {
+        let (topic, partition) = (tp.0.as_str(), tp.1);
+        let writer = self.writer(topic, partition);
+        let keys = io.retry("list digests", || io.store().list(&writer_dir(&writer), None))?;
+        // A new chain's first digest starts a second back, so that one
+        // sealed at once ends now, not a second ahead of the clock.
+        let start = crate::sink::now_ms().div_euclid(1000) * 1000 - 1000;
+        let mut chain = Chain::new(ChainWriter::new(self.key(), &writer, "", start).expect("valid writer"), first);
+        let Some(head) = newest(&keys) else { return Some(self.insert(tp, chain)) };
+        let obj = io.retry("read digest", || io.store().get_with_metadata(head))?;
+        let (d, sig) = match obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature"))) {
+            Some((Ok(d), Some(sig))) => (d, sig),
+            _ => {
+                tracing::error!(digest = %head, "newest digest of the chain is unreadable; starting the chain again");
+                return Some(self.insert(tp, chain));
+            }
+        };
+        chain.writer.resume(head, &d, sig);
+        let Some(f) = last_first(&d, topic, partition) else { return Some(self.insert(tp, chain)) };
+        if f >= first {
+            let listed = io.retry("read intent", || io.store().get(&intent_key(topic, partition, f)))?;
+            chain.listed_to =
+                Some(listed.and_then(|b| serde_json::from_slice::<Intent>(&b).ok()).map_or(f, |i| i.last));
+            chain.listed = d.doc.log_files.into_iter().map(|l| l.s3_object).collect();
+            return Some(self.insert(tp, chain));
+        }
+        // Committed after that digest, by a worker that died before the next.
+        let dir = intent_key(topic, partition, 0);
+        let dir = &dir[..dir.rfind('/').expect("a folder") + 1];
+        let after = intent_key(topic, partition, f);
+        let later = io.retry("list intents", || io.store().list(dir, Some(&after)))?;
+        for key in later {
+            let Some(at) =
+                key.strip_prefix(dir).and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if at >= first {
+                break;
+            }
+            let Some(body) = io.retry("read intent", || io.store().get(&key))? else { continue };
+            match serde_json::from_slice::<Intent>(&body) {
+                Ok(i) if !i.covered.is_empty() || i.objects.is_empty() => chain.pending.extend(i.covered),
+                _ => tracing::warn!(intent = %key, "intent without its objects' hashes; its batch stays unlisted"),
+            }
+            chain.pending.push(covered(&key, &body));
+        }
+        Some(self.insert(tp, chain))
+    }
+
+    /// Reads `tp`'s chain as its next batch would start at `committed`, so
+    /// that the batches committed after its newest digest are listed even
+    /// if no next batch comes. When the newest digest lists a batch from
+    /// `committed` on (its worker died before the commit), the batch's
+    /// replay reads the chain itself.
+    pub fn adopt(&mut self, io: &impl Io, tp: &(String, i32), committed: i64) {
+        self.forget(tp);
+        let sealed = match self.resume(io, tp, committed) {
+            Some(chain) if chain.listed_to.is_none() => seal_if_due(io, chain).is_some(),
+            _ => false,
+        };
+        if !sealed {
+            self.forget(tp);
+        }
+    }
+
+    /// Lists what `tp`'s chain holds in a digest, waiting out the second
+    /// if need be, and forgets the chain: the partition is leaving (or a
+    /// batch of it was not committed). Its next owner reads the chain from
+    /// the store; in a quiet partition it may write nothing for a long
+    /// time, and what this worker committed must not wait for it.
+    pub fn seal_leaving(&mut self, io: &impl Io, tp: &(String, i32)) {
+        if let Some(chain) = self.get(tp)
+            && !chain.pending.is_empty()
+        {
+            if let Some(end) = chain.writer.last_end_ms() {
+                sleep_until(end + 1000);
+            }
+            let _ = seal_if_due(io, chain);
+        }
+        self.forget(tp);
+    }
+
+    /// Seals every chain whose waiting batches are due; `all`: every chain
+    /// that has any, waiting out the second if need be (the worker is
+    /// stopping). A chain that cannot be sealed is read again later.
+    pub fn seal_waiting(&mut self, io: &impl Io, all: bool) {
+        if all && let Some(due) = self.due_at() {
+            sleep_until(due);
+        }
+        for tp in self.partitions() {
+            let chain = self.get(&tp).expect("listed");
+            if seal_if_due(io, chain).is_none() {
+                self.forget(&tp);
+            }
+        }
+    }
+
+    /// Publishes this worker's public key beside the archive's digests.
+    pub fn publish_key(&self, io: &impl Io) {
+        let (key, body) = self.public_key(crate::sink::now_ms());
+        if io.retry("publish public key", || io.store().put_bytes(&key, &body)).is_none() {
+            tracing::error!(key, "cannot publish the signing key; digests verify once it is published");
+        }
+    }
+}
+
+/// Seals `chain`'s waiting batches unless its newest digest ended in
+/// this second: keys and end times are whole seconds, and a digest's
+/// end is never ahead of the clock. Waiting batches are committed
+/// meanwhile; the next owner of the partition finds them by their
+/// intents, after the last one its newest digest lists.
+/// Some(false): nothing sealed (not due, or nothing waiting).
+fn seal_if_due(io: &impl Io, chain: &mut Chain) -> Option<bool> {
+    let now = crate::sink::now_ms();
+    if chain.pending.is_empty() || chain.writer.last_end_ms().is_some_and(|end| now < end + 1000) {
+        return Some(false);
+    }
+    let sealed = chain.writer.seal(std::mem::take(&mut chain.pending), now);
+    let put =
+        io.retry("write digest", || io.store().put_bytes_with_metadata(&sealed.key, &sealed.gz, &sealed.metadata))?;
+    if put == Put::Exists {
+        let stored = io.retry("read digest", || io.store().get(&sealed.key))?;
+        if stored.as_deref() != Some(&sealed.gz[..]) {
+            tracing::error!(digest = %sealed.key, "another writer's digest holds this key; reading the chain again");
+            return None;
+        }
+    }
+    Some(true)
+}
+
+/// Sleeps until the wall clock reads `ms` (a digest may be sealed), two
+/// seconds at most: a clock stepped back must not hold the uploader.
+fn sleep_until(ms: i64) {
+    let wait = ms - crate::sink::now_ms();
+    if wait > 0 {
+        std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
     }
 }
 

@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use metrics::{counter, histogram};
 
-use super::sign::{self, Chain, Signer};
+use super::sign::{self, Signer};
 use super::spool::{Spool, Staged};
 use super::{Backoff, Intent, failpoint, intent_key, object_key};
 use crate::batch::PartitionKey;
-use crate::integrity::chain::{ChainWriter, Covered};
-use crate::integrity::digest::Digest;
+use crate::integrity::chain::Covered;
 use crate::sink::RowSink;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
 use crate::source::kafka::DeadLetterProducer;
@@ -112,24 +111,24 @@ impl Uploader {
         let thread = std::thread::Builder::new()
             .name("uploader".into())
             .spawn(move || {
-                ctx.publish_key();
+                ctx.with_signer(|s, io| s.publish_key(io));
                 loop {
                     let job = match queue.recv_timeout(Duration::from_millis(250)) {
                         Ok(Msg::Job(job)) => *job,
                         Ok(Msg::Forget(tp)) => {
-                            ctx.seal_leaving(&tp);
+                            ctx.with_signer(|s, io| s.seal_leaving(io, &tp));
                             continue;
                         }
                         Ok(Msg::Adopt(tp, committed)) => {
-                            ctx.adopt(&tp, committed);
+                            ctx.with_signer(|s, io| s.adopt(io, &tp, committed));
                             continue;
                         }
                         Err(RecvTimeoutError::Timeout) => {
-                            ctx.seal_waiting(false);
+                            ctx.with_signer(|s, io| s.seal_waiting(io, false));
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => {
-                            ctx.seal_waiting(true);
+                            ctx.with_signer(|s, io| s.seal_waiting(io, true));
                             break;
                         }
                     };
@@ -138,7 +137,7 @@ impl Uploader {
                     if report.send(Done { id, tp, outcome }).is_err() {
                         break;
                     }
-                    ctx.seal_waiting(false);
+                    ctx.with_signer(|s, io| s.seal_waiting(io, false));
                 }
             })
             .expect("spawn the uploader thread");
@@ -301,17 +300,18 @@ impl Ctx {
                 Some(Put::Created) => {}
             }
         }
-        if self.signer.is_some() {
-            let intent = sign::covered(&intent_key, &intent_body);
-            let signed = self.sign(
-                &(topic, partition),
+        if let Some(mut signer) = self.signer.take() {
+            let batch = sign::Batch {
+                tp: (topic, partition),
                 first,
                 last,
-                intent,
+                intent: sign::covered(&intent_key, &intent_body),
                 covered,
-                replayed.as_deref(),
-                existing > 0 || !records_existing.is_empty(),
-            );
+                replayed: replayed.as_deref(),
+                found_existing: existing > 0 || !records_existing.is_empty(),
+            };
+            let signed = signer.sign(&*self, batch);
+            self.signer = Some(signer);
             if signed.is_none() {
                 return Outcome::GaveUp;
             }
@@ -319,225 +319,11 @@ impl Ctx {
         Outcome::Written { created, existing, bytes }
     }
 
-    /// Writes this batch's digest into its partition's chain, first reading
-    /// the chain from the store unless this worker's last batch of the
-    /// partition ended where this one starts. None when giving up.
-    #[allow(clippy::too_many_arguments)]
-    fn sign(
-        &mut self,
-        tp: &(String, i32),
-        first: i64,
-        last: i64,
-        intent: Covered,
-        mut covered: Vec<Covered>,
-        replayed: Option<&[u8]>,
-        found_existing: bool,
-    ) -> Option<()> {
-        let mut signer = self.signer.take().expect("signing");
-        let result = self.sign_with(&mut signer, tp, first, last, intent, &mut covered, replayed, found_existing);
-        if result.is_none() {
-            // What the chain holds in memory may be ahead of the store.
-            signer.forget(tp);
-        }
-        self.signer = Some(signer);
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sign_with(
-        &self,
-        signer: &mut Signer,
-        tp: &(String, i32),
-        first: i64,
-        last: i64,
-        intent: Covered,
-        covered: &mut Vec<Covered>,
-        replayed: Option<&[u8]>,
-        found_existing: bool,
-    ) -> Option<()> {
-        if found_existing {
-            // Objects written before (a replay): list what is stored, as its
-            // intent recorded it, or as read back when it did not.
-            let recorded: Vec<Covered> =
-                replayed.and_then(|b| serde_json::from_slice::<Intent>(b).ok()).map(|i| i.covered).unwrap_or_default();
-            for c in covered.iter_mut() {
-                if let Some(r) = recorded.iter().find(|r| r.key == c.key) {
-                    *c = r.clone();
-                    continue;
-                }
-                let stored = self.retry("read object", || self.store.get(&c.key))?;
-                if let Some(b) = stored {
-                    *c = sign::covered(&c.key, &b);
-                }
-            }
-        }
-        if signer.chain(tp, first).is_none() {
-            let chain = self.resume(signer, tp, first)?;
-            if let Some(end) = chain.listed_to
-                && end >= first
-            {
-                // This batch is in the newest digest already (a replay
-                // after a crash before its commit). What the replay wrote
-                // that the first attempt did not (a log file since gone is
-                // a dead letter now) is listed in the next digest.
-                chain.listed_to = None;
-                let listed = std::mem::take(&mut chain.listed);
-                covered.retain(|c| !listed.contains(&c.key));
-                chain.next = end.max(last) + 1;
-                chain.pending.append(covered);
-                return self.seal_if_due(chain).map(drop);
-            }
-        }
-        let chain = signer.chain(tp, first).expect("resumed above");
-        chain.next = last + 1;
-        chain.pending.append(covered);
-        chain.pending.push(intent);
-        if self.seal_if_due(chain)? {
-            // Crash tests: this batch is in a digest, not yet committed.
-            failpoint("after_digest");
-        }
-        Some(())
-    }
-
-    /// Reads `tp`'s chain from the store: continues after its newest
-    /// digest, with the batches committed since (their intents, after the
-    /// last one that digest lists) waiting for the next. A partition without
-    /// a digest starts a chain.
-    fn resume<'s>(&self, signer: &'s mut Signer, tp: &(String, i32), first: i64) -> Option<&'s mut Chain> {
-        let (topic, partition) = (tp.0.as_str(), tp.1);
-        let writer = signer.writer(topic, partition);
-        let keys = self.retry("list digests", || self.store.list(&sign::writer_dir(&writer), None))?;
-        // A new chain's first digest starts a second back, so that one
-        // sealed at once ends now, not a second ahead of the clock.
-        let start = crate::sink::now_ms().div_euclid(1000) * 1000 - 1000;
-        let mut chain = Chain::new(ChainWriter::new(signer.key(), &writer, "", start).expect("valid writer"), first);
-        let Some(head) = sign::newest(&keys) else { return Some(signer.insert(tp, chain)) };
-        let obj = self.retry("read digest", || self.store.get_with_metadata(head))?;
-        let (d, sig) = match obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature"))) {
-            Some((Ok(d), Some(sig))) => (d, sig),
-            _ => {
-                tracing::error!(digest = %head, "newest digest of the chain is unreadable; starting the chain again");
-                return Some(signer.insert(tp, chain));
-            }
-        };
-        chain.writer.resume(head, &d, sig);
-        let Some(f) = sign::last_first(&d, topic, partition) else { return Some(signer.insert(tp, chain)) };
-        if f >= first {
-            let listed = self.retry("read intent", || self.store.get(&intent_key(topic, partition, f)))?;
-            chain.listed_to =
-                Some(listed.and_then(|b| serde_json::from_slice::<Intent>(&b).ok()).map_or(f, |i| i.last));
-            chain.listed = d.doc.log_files.into_iter().map(|l| l.s3_object).collect();
-            return Some(signer.insert(tp, chain));
-        }
-        // Committed after that digest, by a worker that died before the next.
-        let dir = intent_key(topic, partition, 0);
-        let dir = &dir[..dir.rfind('/').expect("a folder") + 1];
-        let after = intent_key(topic, partition, f);
-        let later = self.retry("list intents", || self.store.list(dir, Some(&after)))?;
-        for key in later {
-            let Some(at) =
-                key.strip_prefix(dir).and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            if at >= first {
-                break;
-            }
-            let Some(body) = self.retry("read intent", || self.store.get(&key))? else { continue };
-            match serde_json::from_slice::<Intent>(&body) {
-                Ok(i) if !i.covered.is_empty() || i.objects.is_empty() => chain.pending.extend(i.covered),
-                _ => tracing::warn!(intent = %key, "intent without its objects' hashes; its batch stays unlisted"),
-            }
-            chain.pending.push(sign::covered(&key, &body));
-        }
-        Some(signer.insert(tp, chain))
-    }
-
-    /// Seals `chain`'s waiting batches unless its newest digest ended in
-    /// this second: keys and end times are whole seconds, and a digest's
-    /// end is never ahead of the clock. Waiting batches are committed
-    /// meanwhile; the next owner of the partition finds them by their
-    /// intents, after the last one its newest digest lists.
-    /// Some(false): nothing sealed (not due, or nothing waiting).
-    fn seal_if_due(&self, chain: &mut Chain) -> Option<bool> {
-        let now = crate::sink::now_ms();
-        if chain.pending.is_empty() || chain.writer.last_end_ms().is_some_and(|end| now < end + 1000) {
-            return Some(false);
-        }
-        let sealed = chain.writer.seal(std::mem::take(&mut chain.pending), now);
-        let put = self
-            .retry("write digest", || self.store.put_bytes_with_metadata(&sealed.key, &sealed.gz, &sealed.metadata))?;
-        if put == Put::Exists {
-            let stored = self.retry("read digest", || self.store.get(&sealed.key))?;
-            if stored.as_deref() != Some(&sealed.gz[..]) {
-                tracing::error!(digest = %sealed.key, "another writer's digest holds this key; reading the chain again");
-                return None;
-            }
-        }
-        Some(true)
-    }
-
-    /// Reads `tp`'s chain as its next batch would start at `committed`, so
-    /// that the batches committed after its newest digest are listed even
-    /// if no next batch comes. When the newest digest lists a batch from
-    /// `committed` on (its worker died before the commit), the batch's
-    /// replay reads the chain itself.
-    fn adopt(&mut self, tp: &(String, i32), committed: i64) {
-        let Some(mut signer) = self.signer.take() else { return };
-        signer.forget(tp);
-        match self.resume(&mut signer, tp, committed) {
-            Some(chain) if chain.listed_to.is_none() => {
-                if self.seal_if_due(chain).is_none() {
-                    signer.forget(tp);
-                }
-            }
-            _ => signer.forget(tp),
-        }
-        self.signer = Some(signer);
-    }
-
-    /// Lists what `tp`'s chain holds in a digest, waiting out the second
-    /// if need be, and forgets the chain: the partition is leaving (or a
-    /// batch of it was not committed). Its next owner reads the chain from
-    /// the store; in a quiet partition it may write nothing for a long
-    /// time, and what this worker committed must not wait for it.
-    fn seal_leaving(&mut self, tp: &(String, i32)) {
-        let Some(mut signer) = self.signer.take() else { return };
-        if let Some(chain) = signer.get(tp)
-            && !chain.pending.is_empty()
-        {
-            if let Some(end) = chain.writer.last_end_ms() {
-                sleep_until(end + 1000);
-            }
-            let _ = self.seal_if_due(chain);
-        }
-        signer.forget(tp);
-        self.signer = Some(signer);
-    }
-
-    /// Seals every chain whose waiting batches are due; `all`: every chain
-    /// that has any, waiting out the second if need be (the worker is
-    /// stopping). A chain that cannot be sealed is read again later.
-    fn seal_waiting(&mut self, all: bool) {
-        let Some(mut signer) = self.signer.take() else { return };
-        if all && let Some(due) = signer.due_at() {
-            sleep_until(due);
-        }
-        for tp in signer.partitions() {
-            let chain = signer.get(&tp).expect("listed");
-            if self.seal_if_due(chain).is_none() {
-                signer.forget(&tp);
-            }
-        }
-        self.signer = Some(signer);
-    }
-
-    /// Publishes this worker's public key beside the archive's digests.
-    fn publish_key(&self) {
-        let Some(signer) = &self.signer else { return };
-        let (key, body) = signer.public_key(crate::sink::now_ms());
-        if self.retry("publish public key", || self.store.put_bytes(&key, &body)).is_none() {
-            tracing::error!(key, "cannot publish the signing key; digests verify once it is published");
+    /// Runs `f` with the signer, when batches are signed.
+    fn with_signer(&mut self, f: impl FnOnce(&mut Signer, &Ctx)) {
+        if let Some(mut s) = self.signer.take() {
+            f(&mut s, self);
+            self.signer = Some(s);
         }
     }
 
@@ -563,12 +349,13 @@ impl Ctx {
     }
 }
 
-/// Sleeps until the wall clock reads `ms` (a digest may be sealed), two
-/// seconds at most: a clock stepped back must not hold the uploader.
-fn sleep_until(ms: i64) {
-    let wait = ms - crate::sink::now_ms();
-    if wait > 0 {
-        std::thread::sleep(Duration::from_millis(wait.min(2000) as u64));
+impl sign::Io for Ctx {
+    fn store(&self) -> &dyn ObjectStore {
+        &*self.store
+    }
+
+    fn retry<T>(&self, what: &'static str, op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
+        Ctx::retry(self, what, op)
     }
 }
 
