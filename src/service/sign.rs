@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Intent, failpoint, intent_key};
-use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, SigningKey, parse_digest_key, sha256_hex};
+use crate::integrity::chain::{
+    ChainWriter, Covered, DIGESTS_DIR, PUBLIC_KEYS_DIR, SigningKey, parse_digest_key, sha256_hex,
+};
 use crate::integrity::digest::Digest;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
 
@@ -42,13 +44,9 @@ pub(super) struct Batch<'a> {
     pub covered: Vec<Covered>,
     /// The intent found stored, for a replay: its objects' hashes.
     pub replayed: Option<&'a [u8]>,
-    /// Whether some object or record was there already (a replay).
-    pub found_existing: bool,
+    /// The objects and records that were there already (a replay).
+    pub found: Vec<String>,
 }
-
-/// Where a worker publishes its public key: a file per key, created once,
-/// so that workers never rewrite a shared list.
-pub(super) const KEYS_DIR: &str = "_digests/public-keys/";
 
 pub(super) struct Signer {
     /// The PKCS#8 key as read: each chain signs with its own copy.
@@ -137,7 +135,8 @@ impl Signer {
     pub fn public_key(&self, now_ms: i64) -> (String, Vec<u8>) {
         let key = self.key();
         let body = crate::integrity::chain::public_keys_with(None, &key, now_ms).expect("a new list lacks the key");
-        (format!("{KEYS_DIR}{}.json", key.fingerprint()), body)
+        // A file per key, created once: workers never rewrite a shared list.
+        (format!("{PUBLIC_KEYS_DIR}{}.json", key.fingerprint()), body)
     }
 }
 
@@ -156,14 +155,14 @@ impl Signer {
     }
 
     fn sign_with(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
-        let Batch { tp, first, last, intent, covered: mut objects, replayed, found_existing } = batch;
+        let Batch { tp, first, last, intent, covered: mut objects, replayed, found } = batch;
         let (tp, covered) = (&tp, &mut objects);
-        if found_existing {
+        if !found.is_empty() {
             // Objects written before (a replay): list what is stored, as its
             // intent recorded it, or as read back when it did not.
             let recorded: Vec<Covered> =
                 replayed.and_then(|b| serde_json::from_slice::<Intent>(b).ok()).map(|i| i.covered).unwrap_or_default();
-            for c in covered.iter_mut() {
+            for c in covered.iter_mut().filter(|c| found.contains(&c.key)) {
                 if let Some(r) = recorded.iter().find(|r| r.key == c.key) {
                     *c = r.clone();
                     continue;

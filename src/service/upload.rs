@@ -272,6 +272,8 @@ impl Ctx {
         // is many objects: they go up together, and any that fail are then
         // retried one by one with backoff.
         let (mut created, mut existing, mut bytes) = (0, 0, 0);
+        // What a replay finds written: its digest lists what is stored.
+        let mut found = Vec::new();
         let first_try = put_concurrently(&*self.store, &staged, &keys, UPLOAD_CONCURRENCY);
         for ((s, key), tried) in staged.iter().zip(&keys).zip(first_try) {
             let put = match tried {
@@ -288,15 +290,17 @@ impl Ctx {
             };
             match put {
                 Put::Created => created += 1,
-                Put::Exists => existing += 1,
+                Put::Exists => {
+                    existing += 1;
+                    found.push(key.clone());
+                }
             }
             bytes += s.bytes;
         }
-        let mut records_existing = Vec::new();
         for (key, body) in &extra {
             match self.retry("write record", || self.store.put_bytes(key, body)) {
                 None => return Outcome::GaveUp,
-                Some(Put::Exists) => records_existing.push(key.as_str()),
+                Some(Put::Exists) => found.push(key.clone()),
                 Some(Put::Created) => {}
             }
         }
@@ -308,7 +312,7 @@ impl Ctx {
                 intent: sign::covered(&intent_key, &intent_body),
                 covered,
                 replayed: replayed.as_deref(),
-                found_existing: existing > 0 || !records_existing.is_empty(),
+                found,
             };
             let signed = signer.sign(&*self, batch);
             self.signer = Some(signer);
@@ -490,7 +494,7 @@ mod tests {
         use crate::integrity::archive::{ArchiveOptions, validate_archive};
         use crate::integrity::keys::KeySet;
         let mut keys = KeySet::default();
-        for f in std::fs::read_dir(archive.join(super::sign::KEYS_DIR)).unwrap().flatten() {
+        for f in std::fs::read_dir(archive.join(crate::integrity::chain::PUBLIC_KEYS_DIR)).unwrap().flatten() {
             keys.extend(KeySet::from_list_public_keys_json(&std::fs::read_to_string(f.path()).unwrap()).unwrap());
         }
         let opts = ArchiveOptions {
