@@ -312,7 +312,7 @@ impl<'o> Service<'o> {
                 let s = sign::Signer::new(pem, &cfg.integrity.writer_id).map_err(|e| {
                     ServiceError::Config(format!("[integrity] signing_key_file {}: {e}", path.display()))
                 })?;
-                Some(s)
+                Some(s.owned_by(consumer.context().assignment()))
             }
             None => None,
         };

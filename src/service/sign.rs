@@ -16,8 +16,16 @@
 //!
 //! Digests list batches' objects (Parquet, dead letters, integrity records)
 //! and their intents, whose keys name the batches' first offsets.
+//!
+//! Only the partition's owner seals. A revoked partition's batch may still
+//! be going up, and its waiting batches are committed: were this worker to
+//! seal them once the group had handed the partition on, the new owner's
+//! digest and this one would both follow the same predecessor, a fork the
+//! validator reports. They are left to the new owner, which lists committed
+//! batches from their intents and replays the uncommitted one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Intent, failpoint, intent_key};
@@ -26,6 +34,7 @@ use crate::integrity::chain::{
 };
 use crate::integrity::digest::Digest;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
+use crate::source::kafka::Assignment;
 
 /// What the chains need of the uploader: its store, and its retries with
 /// backoff (None once past the shutdown deadline).
@@ -53,6 +62,8 @@ pub(super) struct Signer {
     pem: Vec<u8>,
     writer_id: String,
     chains: HashMap<(String, i32), Chain>,
+    /// The consumer's partitions; None: every partition is this worker's.
+    assignment: Option<Arc<Assignment>>,
 }
 
 pub(super) struct Chain {
@@ -79,7 +90,18 @@ impl Signer {
         if !crate::integrity::chain::valid_writer_id(writer_id) {
             return Err(format!("[integrity] writer_id {writer_id:?} must be 1-64 of A-Z a-z 0-9 . _ -"));
         }
-        Ok(Signer { pem, writer_id: writer_id.to_owned(), chains: HashMap::new() })
+        Ok(Signer { pem, writer_id: writer_id.to_owned(), chains: HashMap::new(), assignment: None })
+    }
+
+    /// Seals only the chains of partitions `assignment` holds.
+    pub fn owned_by(mut self, assignment: Arc<Assignment>) -> Signer {
+        self.assignment = Some(assignment);
+        self
+    }
+
+    /// Whether `tp` is still this worker's to seal.
+    fn owns(&self, tp: &(String, i32)) -> bool {
+        self.assignment.as_ref().is_none_or(|a| a.contains(tp))
     }
 
     pub fn key(&self) -> SigningKey {
@@ -157,6 +179,7 @@ impl Signer {
     fn sign_with(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
         let Batch { tp, first, last, intent, covered: mut objects, replayed, found } = batch;
         let (tp, covered) = (&tp, &mut objects);
+        let owned = self.owns(tp);
         if !found.is_empty() {
             // Objects written before (a replay): list what is stored, as its
             // intent recorded it, or as read back when it did not.
@@ -187,14 +210,14 @@ impl Signer {
                 covered.retain(|c| !listed.contains(&c.key));
                 chain.next = end.max(last) + 1;
                 chain.pending.append(covered);
-                return seal_if_due(io, chain).map(drop);
+                return seal_if_due(io, chain, owned).map(drop);
             }
         }
         let chain = self.chain(tp, first).expect("resumed above");
         chain.next = last + 1;
         chain.pending.append(covered);
         chain.pending.push(intent);
-        if seal_if_due(io, chain)? {
+        if seal_if_due(io, chain, owned)? {
             // Crash tests: this batch is in a digest, not yet committed.
             failpoint("after_digest");
         }
@@ -262,8 +285,9 @@ impl Signer {
     /// replay reads the chain itself.
     pub fn adopt(&mut self, io: &impl Io, tp: &(String, i32), committed: i64) {
         self.forget(tp);
+        let owned = self.owns(tp);
         let sealed = match self.resume(io, tp, committed) {
-            Some(chain) if chain.listed_to.is_none() => seal_if_due(io, chain).is_some(),
+            Some(chain) if chain.listed_to.is_none() => seal_if_due(io, chain, owned).is_some(),
             _ => false,
         };
         if !sealed {
@@ -271,19 +295,24 @@ impl Signer {
         }
     }
 
-    /// Lists what `tp`'s chain holds in a digest, waiting out the second
-    /// if need be, and forgets the chain: the partition is leaving (or a
-    /// batch of it was not committed). Its next owner reads the chain from
-    /// the store; in a quiet partition it may write nothing for a long
-    /// time, and what this worker committed must not wait for it.
+    /// Forgets `tp`'s chain, its next batch reading it from the store: a
+    /// batch of it was not committed, or it was revoked. Still this
+    /// worker's, it first lists what the chain holds in a digest, waiting
+    /// out the second if need be. Revoked, it leaves that to the next owner,
+    /// which lists committed batches on assignment.
     pub fn seal_leaving(&mut self, io: &impl Io, tp: &(String, i32)) {
+        let owned = self.owns(tp);
         if let Some(chain) = self.get(tp)
             && !chain.pending.is_empty()
         {
-            if let Some(end) = chain.writer.last_end_ms() {
-                sleep_until(end + 1000);
+            if owned {
+                if let Some(end) = chain.writer.last_end_ms() {
+                    sleep_until(end + 1000);
+                }
+                let _ = seal_if_due(io, chain, owned);
+            } else {
+                tracing::info!(topic = %tp.0, partition = tp.1, "partition revoked: its committed batches are left to the next owner's digest");
             }
-            let _ = seal_if_due(io, chain);
         }
         self.forget(tp);
     }
@@ -296,8 +325,9 @@ impl Signer {
             sleep_until(due);
         }
         for tp in self.partitions() {
+            let owned = self.owns(&tp);
             let chain = self.get(&tp).expect("listed");
-            if seal_if_due(io, chain).is_none() {
+            if seal_if_due(io, chain, owned).is_none() {
                 self.forget(&tp);
             }
         }
@@ -316,11 +346,12 @@ impl Signer {
 /// this second: keys and end times are whole seconds, and a digest's
 /// end is never ahead of the clock. Waiting batches are committed
 /// meanwhile; the next owner of the partition finds them by their
-/// intents, after the last one its newest digest lists.
-/// Some(false): nothing sealed (not due, or nothing waiting).
-fn seal_if_due(io: &impl Io, chain: &mut Chain) -> Option<bool> {
+/// intents, after the last one its newest digest lists. `owned`: the
+/// partition is still this worker's (see the module's note).
+/// Some(false): nothing sealed (not due, nothing waiting, or not owned).
+fn seal_if_due(io: &impl Io, chain: &mut Chain, owned: bool) -> Option<bool> {
     let now = crate::sink::now_ms();
-    if chain.pending.is_empty() || chain.writer.last_end_ms().is_some_and(|end| now < end + 1000) {
+    if !owned || chain.pending.is_empty() || chain.writer.last_end_ms().is_some_and(|end| now < end + 1000) {
         return Some(false);
     }
     let sealed = chain.writer.seal(std::mem::take(&mut chain.pending), now);

@@ -690,4 +690,126 @@ mod tests {
         // Three batches of two objects and a record, and their intents.
         assert_eq!(r.objects.map(|o| o.valid), Some(12), "{r:#?}");
     }
+
+    /// Holds every write while `held` is set.
+    struct Gated {
+        inner: LocalObjects,
+        held: std::sync::atomic::AtomicBool,
+    }
+
+    impl Gated {
+        fn wait(&self) {
+            while self.held.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    impl ObjectStore for Gated {
+        fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
+            self.wait();
+            self.inner.put_file(key, path, sha256, bytes)
+        }
+        fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
+            self.wait();
+            self.inner.put_bytes(key, body)
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put_bytes_with_metadata(
+            &self,
+            key: &str,
+            body: &[u8],
+            metadata: &std::collections::BTreeMap<String, String>,
+        ) -> Result<Put, StoreError> {
+            self.wait();
+            self.inner.put_bytes_with_metadata(key, body, metadata)
+        }
+        fn get_with_metadata(&self, key: &str) -> Result<Option<crate::integrity::store::Object>, StoreError> {
+            self.inner.get_with_metadata(key)
+        }
+        fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
+            self.inner.list(prefix, after)
+        }
+    }
+
+    /// A rebalance hands a partition on while its old owner has a committed
+    /// batch waiting for a digest and another going up, slowly. Were the
+    /// old owner to seal once the new one had, both digests would follow
+    /// the same predecessor: a fork, which the validator reports as a
+    /// digest outside the chain.
+    #[test]
+    fn a_revoked_partition_is_sealed_by_its_next_owner_alone() {
+        use crate::source::kafka::Assignment;
+        let root = scratch("revoked");
+        let (archive, spool) = (root.join("archive"), root.join("spool"));
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        let gated = Arc::new(Gated { inner: LocalObjects::open(&archive).unwrap(), held: false.into() });
+        let tp = ("ct".to_owned(), 0);
+        let digests = || store.list("_digests/w.ct.0/", None).unwrap();
+        let owner = |store: Arc<dyn ObjectStore>, assignment: &Arc<Assignment>| {
+            let pem = crate::integrity::chain::generate_ed25519_pem().into_bytes();
+            let signer = Signer::new(pem, "w").unwrap().owned_by(Arc::clone(assignment));
+            Uploader::start(store, None, Duration::from_secs(1), Some(signer))
+        };
+        let old = Arc::new(Assignment::default());
+        old.add(std::slice::from_ref(&tp));
+        let mut a = owner(gated.clone(), &old);
+        // Early in a second, so that the second batch lands in the second
+        // the first one's digest ends in, and waits.
+        let into_second = crate::sink::now_ms().rem_euclid(1000);
+        if into_second > 100 {
+            std::thread::sleep(Duration::from_millis(1010 - into_second as u64));
+        }
+        for (n, first, last) in [(1, 0, 9), (2, 10, 19)] {
+            a.send(job(&spool, n, first, last)).unwrap();
+            assert!(matches!(done(&a).outcome, Outcome::Written { .. }));
+        }
+        assert_eq!(digests().len(), 1, "the second batch waits, committed");
+        // The group revokes the partition: the old owner's callback drops
+        // it at once. A batch of it is still going up there, held.
+        old.remove(std::slice::from_ref(&tp));
+        gated.held.store(true, Ordering::Relaxed);
+        a.send(job(&spool, 3, 20, 29)).unwrap();
+        // Two seconds on, the new owner lists the committed batch from its
+        // intent. (Digests of one second share a key, which would catch the
+        // race.)
+        std::thread::sleep(Duration::from_millis(2000));
+        let new = Arc::new(Assignment::default());
+        new.add(std::slice::from_ref(&tp));
+        let mut b = owner(store.clone(), &new);
+        b.adopt(&tp, 20);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while digests().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(digests().len(), 2, "the new owner's digest follows the first");
+        // A second later the old owner's batch goes up at last, and the new
+        // owner reads the uncommitted range again, onto the same objects.
+        std::thread::sleep(Duration::from_millis(1100));
+        gated.held.store(false, Ordering::Relaxed);
+        assert!(matches!(done(&a).outcome, Outcome::Written { created: 2, .. }));
+        let mut replay = job(&spool, 4, 20, 29);
+        replay.replay = true;
+        replay.replayed = store.get("_trailship/kafka/ct/0/00000000000000000020.json").unwrap();
+        // Records are keyed by what they record, so a replay writes the same.
+        replay.extra = vec![("_records/3.json".to_owned(), b"{}".to_vec())];
+        b.send(replay).unwrap();
+        assert!(matches!(done(&b).outcome, Outcome::Written { created: 0, existing: 2, .. }));
+        // The old owner's worker acts on the revocation only now.
+        std::thread::sleep(Duration::from_millis(1100));
+        a.forget(&tp);
+        a.stop();
+        b.stop();
+        let (r, _) = validate(&archive);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.digests.valid, digests().len());
+        // Three ranges' records, intents and two objects each.
+        assert_eq!(r.objects.map(|o| o.valid), Some(3 * 4), "{r:#?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -1,7 +1,8 @@
 //! The Kafka consumer: librdkafka (bundled, via rdkafka) in a consumer group,
 //! with offsets stored and committed only by the service, never by the client.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -20,11 +21,42 @@ pub enum Change {
 #[derive(Default)]
 pub struct GroupContext {
     changes: Mutex<Vec<Change>>,
+    assignment: Arc<Assignment>,
 }
 
 impl GroupContext {
     pub fn take_changes(&self) -> Vec<Change> {
         std::mem::take(&mut *self.changes.lock().expect("not poisoned"))
+    }
+
+    /// The partitions assigned to this consumer, kept by the rebalance
+    /// callbacks themselves.
+    pub fn assignment(&self) -> Arc<Assignment> {
+        Arc::clone(&self.assignment)
+    }
+}
+
+/// The partitions librdkafka has assigned to this consumer, as of its
+/// latest rebalance callback. [`Change`]s reach the service after the poll;
+/// this is updated inside the callback, so a revocation is visible to other
+/// threads before the group can hand the partition to another worker.
+#[derive(Debug, Default)]
+pub struct Assignment(Mutex<HashSet<(String, i32)>>);
+
+impl Assignment {
+    pub fn contains(&self, tp: &(String, i32)) -> bool {
+        self.0.lock().expect("not poisoned").contains(tp)
+    }
+
+    pub fn add(&self, tps: &[(String, i32)]) {
+        self.0.lock().expect("not poisoned").extend(tps.iter().cloned());
+    }
+
+    pub fn remove(&self, tps: &[(String, i32)]) {
+        let mut set = self.0.lock().expect("not poisoned");
+        for tp in tps {
+            set.remove(tp);
+        }
     }
 }
 
@@ -67,14 +99,18 @@ impl ConsumerContext for GroupContext {
     // whoever is assigned them next reads those messages again.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.changes.lock().expect("not poisoned").push(Change::Revoked(partitions(tpl)));
+            let list = partitions(tpl);
+            self.assignment.remove(&list);
+            self.changes.lock().expect("not poisoned").push(Change::Revoked(list));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.changes.lock().expect("not poisoned").push(Change::Assigned(partitions(tpl)))
+                let list = partitions(tpl);
+                self.assignment.add(&list);
+                self.changes.lock().expect("not poisoned").push(Change::Assigned(list))
             }
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
             Rebalance::Revoke(_) => {}
