@@ -192,15 +192,33 @@ fn pseudo_random(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Adds a signing key to the workers' configuration.
+fn sign(dir: &TempDir, cfg: &Path) {
+    let key = dir.write("signing.pem", trailship::integrity::chain::generate_ed25519_pem().as_bytes());
+    let mut text = std::fs::read_to_string(cfg).unwrap();
+    text.push_str(&format!("[integrity]\nsigning_key_file = \"{}\"\n", key.display()));
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// Every object, whichever worker wrote it, is in one valid digest chain
+/// per partition: nothing pending, nothing outside a chain.
+fn assert_archive_validates(archive: &Path) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["validate-digests", "--format", "json", "--archive"])
+        .arg(archive)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{json}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!json.contains("\"pending\"") && !json.contains("unreferenced"), "{json}");
+}
+
 #[test]
 fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let Some(bin) = tansu() else { return };
     let Setup { dir, broker, archive, cfg } = setup("kafka-kill", &bin, "ct", 3);
     // Signed: each crash also lands between a batch's digest and the rest.
-    let key = dir.write("signing.pem", trailship::integrity::chain::generate_ed25519_pem().as_bytes());
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!("[integrity]\nsigning_key_file = \"{}\"\n", key.display()));
-    std::fs::write(&cfg, text).unwrap();
+    sign(&dir, &cfg);
     let mut all = records("k", 3000, 3);
     broker.produce("ct", &all);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -228,15 +246,7 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let want = ends(&all, 3);
     wait_for("every offset committed", Duration::from_secs(120), &[&w], || broker.committed(GROUP, "ct", 3) == want);
     assert!(w.terminate().success(), "{}", w.log_text());
-    // Every object, whichever worker wrote it, is in a valid digest chain.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
-        .args(["validate-digests", "--format", "json", "--archive"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    let json = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{json}\n{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!json.contains("\"pending\"") && !json.contains("unreferenced"), "{json}");
+    assert_archive_validates(&archive);
     assert_exactly_once(&archive, "k", 3000);
     for round in 0..5 {
         assert_exactly_once(&archive, &format!("r{round}"), 200);
@@ -256,6 +266,8 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
 fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     let Some(bin) = tansu() else { return };
     let Setup { dir, broker, archive, cfg } = setup("kafka-group", &bin, "ct", 4);
+    // Signed: partitions change hands twice, once between live workers.
+    sign(&dir, &cfg);
     let mut all = records("g", 400, 4);
     broker.produce("ct", &all);
     let mut a = Worker::start(&cfg, dir.path().join("a.log"), &[]);
@@ -263,7 +275,7 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
     wait_for("worker a to commit everything", Duration::from_secs(60), &[&a], || {
         broker.committed(GROUP, "ct", 4) == first
     });
-    let b = Worker::start(&cfg, dir.path().join("b.log"), &[]);
+    let mut b = Worker::start(&cfg, dir.path().join("b.log"), &[]);
     wait_for("the group to split the partitions", Duration::from_secs(60), &[&a, &b], || {
         match (a.last_assignment(), b.last_assignment()) {
             (Some(x), Some(y)) => x.matches("(\"ct\"").count() == 2 && y.matches("(\"ct\"").count() == 2,
@@ -286,6 +298,8 @@ fn two_workers_split_partitions_and_one_takes_over_when_the_other_dies() {
         assert_exactly_once(&archive, tag, 400);
     }
     assert!(b.last_assignment().unwrap().matches("(\"ct\"").count() == 4);
+    assert!(b.terminate().success(), "{}", b.log_text());
+    assert_archive_validates(&archive);
 }
 
 mod s3 {
