@@ -542,29 +542,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
-    /// Fails its first `fail` puts (every one when `usize::MAX`).
-    struct Flaky {
+    /// Runs before a write (given its key), and may fail or hold it.
+    type BeforeWrite = Box<dyn Fn(&str) -> Result<(), StoreError> + Send + Sync>;
+
+    /// A local store that runs `before` ahead of every write.
+    struct Hooked {
         inner: LocalObjects,
-        fail: usize,
-        calls: AtomicUsize,
+        before: BeforeWrite,
     }
 
-    impl Flaky {
-        fn check(&self, key: &str) -> Result<(), StoreError> {
-            if self.calls.fetch_add(1, Ordering::Relaxed) < self.fail {
-                return Err(StoreError { op: "put", key: key.into(), detail: "unavailable".into() });
-            }
-            Ok(())
+    impl Hooked {
+        fn new(root: &Path, before: impl Fn(&str) -> Result<(), StoreError> + Send + Sync + 'static) -> Hooked {
+            Hooked { inner: LocalObjects::open(root).unwrap(), before: Box::new(before) }
         }
     }
 
-    impl ObjectStore for Flaky {
+    impl ObjectStore for Hooked {
         fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
-            self.check(key)?;
+            (self.before)(key)?;
             self.inner.put_file(key, path, sha256, bytes)
         }
         fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
-            self.check(key)?;
+            (self.before)(key)?;
             self.inner.put_bytes(key, body)
         }
         fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -579,7 +578,7 @@ mod tests {
             body: &[u8],
             metadata: &std::collections::BTreeMap<String, String>,
         ) -> Result<Put, StoreError> {
-            self.check(key)?;
+            (self.before)(key)?;
             self.inner.put_bytes_with_metadata(key, body, metadata)
         }
         fn get_with_metadata(&self, key: &str) -> Result<Option<crate::integrity::store::Object>, StoreError> {
@@ -593,19 +592,30 @@ mod tests {
     #[test]
     fn failing_writes_are_retried_and_given_up_only_past_the_deadline() {
         let root = scratch("flaky");
-        let flaky = |fail| Flaky { inner: LocalObjects::open(&root.join("archive")).unwrap(), fail, calls: 0.into() };
+        // Fails its first `fail` writes (every one when `usize::MAX`), counting them.
+        let flaky = |fail: usize| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let count = Arc::clone(&calls);
+            let store = Hooked::new(&root.join("archive"), move |key| {
+                if count.fetch_add(1, Ordering::Relaxed) < fail {
+                    return Err(StoreError { op: "put", key: key.into(), detail: "unavailable".into() });
+                }
+                Ok(())
+            });
+            (Arc::new(store), calls)
+        };
         // The first three writes fail (the intent's first three tries); then all go up.
-        let store = Arc::new(flaky(3));
-        let mut u = Uploader::start(store.clone(), None, Duration::from_millis(200), None);
+        let (store, calls) = flaky(3);
+        let mut u = Uploader::start(store, None, Duration::from_millis(200), None);
         u.send(job(&root.join("spool"), 1, 0, 9)).unwrap();
         assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
         // Four tries of the intent, two objects, one record.
-        assert_eq!(store.calls.load(Ordering::Relaxed), 7);
+        assert_eq!(calls.load(Ordering::Relaxed), 7);
         assert!(object(&root, 0, 0, 9).exists() && object(&root, 1, 0, 9).exists());
         u.stop();
         // A store that never recovers: the batch is given up once the
         // deadline passes, and not before it is set.
-        let mut u = Uploader::start(Arc::new(flaky(usize::MAX)), None, Duration::from_millis(200), None);
+        let mut u = Uploader::start(flaky(usize::MAX).0, None, Duration::from_millis(200), None);
         u.send(job(&root.join("spool"), 2, 10, 19)).unwrap();
         assert!(u.next(Duration::from_millis(700)).unwrap().is_none(), "still retrying");
         u.set_deadline(Instant::now() + Duration::from_millis(300));
@@ -691,52 +701,6 @@ mod tests {
         assert_eq!(r.objects.map(|o| o.valid), Some(12), "{r:#?}");
     }
 
-    /// Holds every write while `held` is set.
-    struct Gated {
-        inner: LocalObjects,
-        held: std::sync::atomic::AtomicBool,
-    }
-
-    impl Gated {
-        fn wait(&self) {
-            while self.held.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-
-    impl ObjectStore for Gated {
-        fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
-            self.wait();
-            self.inner.put_file(key, path, sha256, bytes)
-        }
-        fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
-            self.wait();
-            self.inner.put_bytes(key, body)
-        }
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(key)
-        }
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn put_bytes_with_metadata(
-            &self,
-            key: &str,
-            body: &[u8],
-            metadata: &std::collections::BTreeMap<String, String>,
-        ) -> Result<Put, StoreError> {
-            self.wait();
-            self.inner.put_bytes_with_metadata(key, body, metadata)
-        }
-        fn get_with_metadata(&self, key: &str) -> Result<Option<crate::integrity::store::Object>, StoreError> {
-            self.inner.get_with_metadata(key)
-        }
-        fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
-            self.inner.list(prefix, after)
-        }
-    }
-
     /// A rebalance hands a partition on while its old owner has a committed
     /// batch waiting for a digest and another going up, slowly. Were the
     /// old owner to seal once the new one had, both digests would follow
@@ -748,7 +712,15 @@ mod tests {
         let root = scratch("revoked");
         let (archive, spool) = (root.join("archive"), root.join("spool"));
         let store = Arc::new(LocalObjects::open(&archive).unwrap());
-        let gated = Arc::new(Gated { inner: LocalObjects::open(&archive).unwrap(), held: false.into() });
+        // The old owner's writes wait while `held` is set.
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold = Arc::clone(&held);
+        let gated = Arc::new(Hooked::new(&archive, move |_| {
+            while hold.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }));
         let tp = ("ct".to_owned(), 0);
         let digests = || store.list("_digests/w.ct.0/", None).unwrap();
         let owner = |store: Arc<dyn ObjectStore>, assignment: &Arc<Assignment>| {
@@ -773,7 +745,7 @@ mod tests {
         // The group revokes the partition: the old owner's callback drops
         // it at once. A batch of it is still going up there, held.
         old.remove(std::slice::from_ref(&tp));
-        gated.held.store(true, Ordering::Relaxed);
+        held.store(true, Ordering::Relaxed);
         a.send(job(&spool, 3, 20, 29)).unwrap();
         // Two seconds on, the new owner lists the committed batch from its
         // intent. (Digests of one second share a key, which would catch the
@@ -791,7 +763,7 @@ mod tests {
         // A second later the old owner's batch goes up at last, and the new
         // owner reads the uncommitted range again, onto the same objects.
         std::thread::sleep(Duration::from_millis(1100));
-        gated.held.store(false, Ordering::Relaxed);
+        held.store(false, Ordering::Relaxed);
         assert!(matches!(done(&a).outcome, Outcome::Written { created: 2, .. }));
         let mut replay = job(&spool, 4, 20, 29);
         replay.replay = true;
