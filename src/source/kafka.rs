@@ -96,7 +96,9 @@ impl ClientContext for GroupContext {
 impl ConsumerContext for GroupContext {
     // Revocations are acted on after the poll that reported them: the
     // service drops the revoked partitions' open batches, uncommitted, so
-    // whoever is assigned them next reads those messages again.
+    // whoever is assigned them next reads those messages again. Only the
+    // [`Assignment`] changes here, for the uploader, which must stop
+    // sealing before the group moves on.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let list = partitions(tpl);
