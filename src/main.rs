@@ -67,7 +67,7 @@ enum Command {
         #[arg(long, default_value_t = 256 << 20)]
         max_file_bytes: usize,
         /// zstd compression level (1-22).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=22))]
         zstd_level: i32,
         /// Input bytes between checkpoints; objects become visible at checkpoints.
         #[arg(long, default_value_t = 1 << 30)]

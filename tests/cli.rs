@@ -79,8 +79,13 @@ fn bad_arguments_fail_with_a_message() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid setting"), "{}", stderr(&o));
 
-    let o = trailship(&["normalize", "--zstd-level", "99", "--out", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    // zstd's negative levels too: the help promises 1-22.
+    for level in ["99", "0", "-5"] {
+        let arg = format!("--zstd-level={level}");
+        let o = trailship(&["normalize", &arg, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "clap rejects {level}");
+        assert!(stderr(&o).contains("1..=22"), "{}", stderr(&o));
+    }
 
     let o = trailship(&["normalize", "--max-depth", "many"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects it");
