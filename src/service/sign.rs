@@ -168,6 +168,13 @@ impl Signer {
     /// ended where this one starts. None when giving up.
     pub fn sign(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
         let tp = batch.tp.clone();
+        if !self.owns(&tp) {
+            // Revoked while going up: this batch is not committed, and
+            // nothing this worker adds to the chain could be sealed. Its
+            // next owner replays it; reading the chain here would be wasted.
+            self.forget(&tp);
+            return Some(());
+        }
         let result = self.sign_with(io, batch);
         if result.is_none() {
             // What the chain holds in memory may be ahead of the store.
@@ -179,7 +186,6 @@ impl Signer {
     fn sign_with(&mut self, io: &impl Io, batch: Batch<'_>) -> Option<()> {
         let Batch { tp, first, last, intent, covered: mut objects, replayed, found } = batch;
         let (tp, covered) = (&tp, &mut objects);
-        let owned = self.owns(tp);
         if !found.is_empty() {
             // Objects written before (a replay): list what is stored, as its
             // intent recorded it, or as read back when it did not.
@@ -210,14 +216,14 @@ impl Signer {
                 covered.retain(|c| !listed.contains(&c.key));
                 chain.next = end.max(last) + 1;
                 chain.pending.append(covered);
-                return seal_if_due(io, chain, owned).map(drop);
+                return seal_if_due(io, chain, true).map(drop);
             }
         }
         let chain = self.chain(tp, first).expect("resumed above");
         chain.next = last + 1;
         chain.pending.append(covered);
         chain.pending.push(intent);
-        if seal_if_due(io, chain, owned)? {
+        if seal_if_due(io, chain, true)? {
             // Crash tests: this batch is in a digest, not yet committed.
             failpoint("after_digest");
         }
@@ -309,7 +315,7 @@ impl Signer {
                 if let Some(end) = chain.writer.last_end_ms() {
                     sleep_until(end + 1000);
                 }
-                let _ = seal_if_due(io, chain, owned);
+                let _ = seal_if_due(io, chain, true);
             } else {
                 tracing::info!(topic = %tp.0, partition = tp.1, "partition revoked: its committed batches are left to the next owner's digest");
             }
