@@ -485,8 +485,26 @@ mod s3 {
     /// `validate-digests --archive` checks the whole bucket.
     #[test]
     fn a_signed_archive_validates_across_a_crash_and_finds_a_changed_object() {
+        // Dies right after its second digest written with a batch (the
+        // first of the second partition: a chain's first batch is sealed at
+        // once), before that batch's commit.
+        signed_crash("kafka-signed", "after_digest:2", true);
+    }
+
+    /// A worker that dies between claiming a digest's link and writing the
+    /// digest: its successor finds the claim, writes the digest it holds,
+    /// and the chain goes on after it.
+    #[test]
+    fn a_signed_archive_validates_across_a_crash_between_claim_and_digest() {
+        signed_crash("kafka-claimed", "after_claim:2", false);
+    }
+
+    /// Runs a signed worker to `failpoint`, a second one over what is left,
+    /// and validates the archive; `tamper`: then changes an object, which
+    /// validation must find.
+    fn signed_crash(name: &str, failpoint: &str, tamper: bool) {
         let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
-        let Locked { dir, s3, bucket, broker, proxy, cfg } = locked("kafka-signed", &bin, &ep, 2);
+        let Locked { dir, s3, bucket, broker, proxy, cfg } = locked(name, &bin, &ep, 2);
         let key = dir.write("signing.pem", trailship::integrity::chain::generate_ed25519_pem().as_bytes());
         let mut text = std::fs::read_to_string(&cfg).unwrap();
         text.push_str(&format!("[integrity]\nsigning_key_file = \"{}\"\nwriter_id = \"archive\"\n", key.display()));
@@ -495,11 +513,7 @@ mod s3 {
         let env = [("S3_URL", url.as_str())];
         let all = records("g", 400, 2);
         broker.produce("ct", &all);
-        // Dies right after its second digest written with a batch (the
-        // first of the second partition: a chain's first batch is sealed at
-        // once), before that batch's commit.
-        let mut w =
-            Worker::start(&cfg, dir.path().join("first.log"), &[env[0], ("TRAILSHIP_FAILPOINT", "after_digest:2")]);
+        let mut w = Worker::start(&cfg, dir.path().join("first.log"), &[env[0], ("TRAILSHIP_FAILPOINT", failpoint)]);
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         while w.alive() {
             assert!(std::time::Instant::now() < deadline, "failpoint never reached: {}", w.log_text());
@@ -511,6 +525,9 @@ mod s3 {
         wait_for("every offset committed", Duration::from_secs(90), &[&w], || broker.committed(GROUP, "ct", 2) == want);
         assert!(w.terminate().success(), "{}", w.log_text());
         assert!(w.log_text().contains("replaying a batch"), "the crash left a batch to replay");
+        if failpoint.starts_with("after_claim") {
+            assert!(w.log_text().contains("another writer sealed"), "the claimed digest was found");
+        }
         let local = dir.path().join("copy");
         download(&s3, &bucket, &local);
         assert_exactly_once(&local.join("archive"), "g", 400);
@@ -534,6 +551,9 @@ mod s3 {
         assert!(v["objects"]["valid"].as_u64().unwrap() > parquet, "objects and intents: {v}");
         assert!(v["digests"]["valid"].as_u64().unwrap() >= 2, "a chain a partition: {v}");
         assert!(!json.contains("\"pending\""), "every committed batch is in a digest: {v}");
+        if !tamper {
+            return;
+        }
 
         // A new version of one object (Object Lock keeps the old one, but
         // readers get the new): found and named.

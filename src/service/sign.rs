@@ -23,10 +23,22 @@
 //! digest and this one would both follow the same predecessor, a fork the
 //! validator reports. They are left to the new owner, which lists committed
 //! batches from their intents and replays the uncommitted one.
+//!
+//! Ownership as librdkafka reports it lags the group: a worker stalled past
+//! its session timeout is fenced before it hears so. So a digest is first
+//! *claimed*: `_trailship/chains/<writer>/<sha256 of its predecessor's
+//! key>.json`, created only if absent, holds the whole signed digest. One
+//! writer wins each link; the other finds the claim, writes the winner's
+//! digest if the winner died before it could, and reads the chain again.
+//! The claim holds the digest, not just a name, so a claimer that dies
+//! between claim and digest never leaves the chain stuck.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 
 use super::{Intent, failpoint, intent_key};
 use crate::integrity::chain::{
@@ -68,6 +80,9 @@ pub(super) struct Signer {
 
 pub(super) struct Chain {
     pub writer: ChainWriter,
+    /// The chain's newest digest in the store, "" before its first: what
+    /// this worker's next digest claims to follow.
+    pub base: String,
     /// The offset after the last batch in this chain.
     pub next: i64,
     /// Objects of committed batches the next digest lists.
@@ -79,8 +94,8 @@ pub(super) struct Chain {
 }
 
 impl Chain {
-    pub fn new(writer: ChainWriter, next: i64) -> Chain {
-        Chain { writer, next, pending: Vec::new(), listed_to: None, listed: Default::default() }
+    pub fn new(writer: ChainWriter, base: &str, next: i64) -> Chain {
+        Chain { writer, base: base.to_owned(), next, pending: Vec::new(), listed_to: None, listed: Default::default() }
     }
 }
 
@@ -241,8 +256,12 @@ impl Signer {
         // A new chain's first digest starts a second back, so that one
         // sealed at once ends now, not a second ahead of the clock.
         let start = crate::sink::now_ms().div_euclid(1000) * 1000 - 1000;
-        let mut chain = Chain::new(ChainWriter::new(self.key(), &writer, "", start).expect("valid writer"), first);
-        let Some(head) = newest(&keys) else { return Some(self.insert(tp, chain)) };
+        let new_chain = |base: &str| {
+            Chain::new(ChainWriter::new(self.key(), &writer, "", start).expect("valid writer"), base, first)
+        };
+        let Some(head) = newest(&keys) else { return Some(self.insert(tp, new_chain(""))) };
+        // Unreadable, the head still names the link a restarted chain claims.
+        let mut chain = new_chain(head);
         let obj = io.retry("read digest", || io.store().get_with_metadata(head))?;
         let (d, sig) = match obj.as_ref().map(|o| (Digest::from_gzip(&o.bytes), o.metadata.get("signature"))) {
             Some((Ok(d), Some(sig))) => (d, sig),
@@ -290,15 +309,21 @@ impl Signer {
     /// `committed` on (its worker died before the commit), the batch's
     /// replay reads the chain itself.
     pub fn adopt(&mut self, io: &impl Io, tp: &(String, i32), committed: i64) {
-        self.forget(tp);
         let owned = self.owns(tp);
-        let sealed = match self.resume(io, tp, committed) {
-            Some(chain) if chain.listed_to.is_none() => seal_if_due(io, chain, owned).is_some(),
-            _ => false,
-        };
-        if !sealed {
+        // Twice: a link claimed by a worker that died before writing its
+        // digest is completed by the first try, which then reads again.
+        for _ in 0..2 {
             self.forget(tp);
+            match self.resume(io, tp, committed) {
+                Some(chain) if chain.listed_to.is_none() => {
+                    if seal_if_due(io, chain, owned).is_some() {
+                        return;
+                    }
+                }
+                _ => break,
+            }
         }
+        self.forget(tp);
     }
 
     /// Forgets `tp`'s chain, its next batch reading it from the store: a
@@ -361,6 +386,44 @@ fn seal_if_due(io: &impl Io, chain: &mut Chain, owned: bool) -> Option<bool> {
         return Some(false);
     }
     let sealed = chain.writer.seal(std::mem::take(&mut chain.pending), now);
+    let claim = Claim {
+        digest: sealed.key.clone(),
+        gz: base64::engine::general_purpose::STANDARD.encode(&sealed.gz),
+        metadata: sealed.metadata.clone(),
+    };
+    let (key, body) = (claim_key(chain.writer.writer(), &chain.base), serde_json::to_vec(&claim).expect("serialises"));
+    let claimed = io.retry("claim digest", || io.store().put_bytes(&key, &body))?;
+    if claimed == Put::Created {
+        // Crash tests: the link is claimed, its digest not yet written.
+        failpoint("after_claim");
+    } else {
+        let stored = io.retry("read claim", || io.store().get(&key))?;
+        // Not this digest's own earlier try: another writer holds the link,
+        // so this one was fenced (or its chain is stale).
+        let other = stored.as_deref().filter(|b| *b != &body[..]);
+        if let Some(other) = other {
+            let theirs = serde_json::from_slice::<Claim>(other).ok();
+            match theirs.and_then(|c| Some((c.digest_of(chain.writer.writer())?, c))) {
+                Some((gz, c)) => {
+                    tracing::warn!(
+                        after = %chain.base, claim = %key,
+                        "another writer sealed this chain's next digest; reading the chain again"
+                    );
+                    // Written already, unless its sealer died first.
+                    io.retry("write claimed digest", || {
+                        io.store().put_bytes_with_metadata(&c.digest, &gz, &c.metadata)
+                    })?;
+                    return None;
+                }
+                // Such a claim cannot be followed, nor replaced (it may be
+                // locked): sealing past it beats stopping the partition.
+                None => tracing::error!(
+                    after = %chain.base, claim = %key,
+                    "the claim of this link holds no digest of the chain; sealing without it"
+                ),
+            }
+        }
+    }
     let put =
         io.retry("write digest", || io.store().put_bytes_with_metadata(&sealed.key, &sealed.gz, &sealed.metadata))?;
     if put == Put::Exists {
@@ -370,7 +433,34 @@ fn seal_if_due(io: &impl Io, chain: &mut Chain, owned: bool) -> Option<bool> {
             return None;
         }
     }
+    chain.base = sealed.key;
     Some(true)
+}
+
+/// The digest that follows `base` in `writer`'s chain, as its sealer
+/// claimed the link: the digest's key, its bytes and its metadata.
+#[derive(Serialize, Deserialize)]
+struct Claim {
+    digest: String,
+    /// The gzip bytes, base64.
+    gz: String,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Where the link after `base` is claimed.
+pub(super) fn claim_key(writer: &str, base: &str) -> String {
+    format!("_trailship/chains/{writer}/{}.json", sha256_hex(base.as_bytes()))
+}
+
+impl Claim {
+    /// The digest's bytes, if the claim holds a digest of `writer`'s chain
+    /// under its own key.
+    fn digest_of(&self, writer: &str) -> Option<Vec<u8>> {
+        let gz = base64::engine::general_purpose::STANDARD.decode(&self.gz).ok()?;
+        let d = Digest::from_gzip(&gz).ok()?;
+        let ours = parse_digest_key(&self.digest).is_some_and(|(w, _)| w == writer);
+        (ours && d.doc.digest_s3_object == self.digest).then_some(gz)
+    }
 }
 
 /// Sleeps until the wall clock reads `ms` (a digest may be sealed), two

@@ -785,4 +785,150 @@ mod tests {
         assert_eq!(r.objects.map(|o| o.valid), Some(3 * 4), "{r:#?}");
         let _ = std::fs::remove_dir_all(&root);
     }
+
+    /// Batch `n` of `first..=last` read again by a partition's next owner:
+    /// its intent as stored, and the record its first attempt wrote.
+    fn replay(store: &dyn ObjectStore, spool: &Path, n: u64, first: i64, last: i64, record: &str) -> Job {
+        let mut j = job(spool, n, first, last);
+        j.replay = true;
+        j.replayed = store.get(&intent_key("ct", 0, first)).unwrap();
+        j.extra = vec![(record.to_owned(), b"{}".to_vec())];
+        j
+    }
+
+    /// An uploader signing with a key of its own, as the owner of `ct`/0 by
+    /// its own lights: it is never told otherwise.
+    fn signing_owner(store: Arc<dyn ObjectStore>) -> Uploader {
+        use crate::source::kafka::Assignment;
+        let owns = Arc::new(Assignment::default());
+        owns.add(&[("ct".to_owned(), 0)]);
+        let pem = crate::integrity::chain::generate_ed25519_pem().into_bytes();
+        let signer = Signer::new(pem, "w").unwrap().owned_by(owns);
+        Uploader::start(store, None, Duration::from_secs(1), Some(signer))
+    }
+
+    /// A worker stalled past its session timeout is fenced before librdkafka
+    /// tells it, so it still believes it owns its partition when it wakes.
+    /// Its digest and the new owner's would follow the same predecessor, a
+    /// second or more apart (so not caught by their keys): the link's claim
+    /// lets one through.
+    #[test]
+    fn a_fenced_worker_that_wakes_cannot_fork_the_chain() {
+        let root = scratch("fenced");
+        let (archive, spool) = (root.join("archive"), root.join("spool"));
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        // The stalled worker's claims wait while `held` is set.
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold = Arc::clone(&held);
+        let stalled = Arc::new(Hooked::new(&archive, move |key| {
+            while key.starts_with("_trailship/chains/") && hold.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }));
+        let digests = || store.list("_digests/w.ct.0/", None).unwrap();
+        let mut a = signing_owner(stalled);
+        a.send(job(&spool, 1, 0, 9)).unwrap();
+        assert!(matches!(done(&a).outcome, Outcome::Written { .. }));
+        // Its next batch is written, and its digest (a second on) claimed
+        // when the worker stalls.
+        std::thread::sleep(Duration::from_millis(1100));
+        held.store(true, Ordering::Relaxed);
+        a.send(job(&spool, 2, 10, 19)).unwrap();
+        // Its record is its last write before the claim.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.get("_records/2.json").unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The group gave the partition to another worker, which reads the
+        // uncommitted batch again and seals it.
+        let mut b = signing_owner(store.clone());
+        b.send(replay(&*store, &spool, 3, 10, 19, "_records/2.json")).unwrap();
+        assert!(matches!(done(&b).outcome, Outcome::Written { created: 0, existing: 2, .. }));
+        assert_eq!(digests().len(), 2);
+        // A second later the stalled worker wakes and seals: it finds the
+        // link taken and gives its batch up.
+        std::thread::sleep(Duration::from_millis(1100));
+        held.store(false, Ordering::Relaxed);
+        assert!(matches!(done(&a).outcome, Outcome::GaveUp));
+        a.stop();
+        b.stop();
+        assert_eq!(digests().len(), 2, "no digest of the stalled worker's");
+        let (r, _) = validate(&archive);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.digests.valid, 2);
+        // Two ranges' records, intents and two objects each.
+        assert_eq!(r.objects.map(|o| o.valid), Some(2 * 4), "{r:#?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A claim that holds no digest (damaged, or not trailship's) cannot be
+    /// followed nor replaced: the chain is sealed past it, not stopped.
+    #[test]
+    fn a_claim_without_a_digest_does_not_stop_the_chain() {
+        let root = scratch("bad-claim");
+        let (archive, spool) = (root.join("archive"), root.join("spool"));
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        let first_link = sign::claim_key("w.ct.0", "");
+        assert_eq!(store.put_bytes(&first_link, b"{\"digest\": \"elsewhere\"}").unwrap(), Put::Created);
+        let mut u = signing_owner(store.clone());
+        u.send(job(&spool, 1, 0, 9)).unwrap();
+        assert!(matches!(done(&u).outcome, Outcome::Written { created: 2, .. }));
+        u.stop();
+        assert_eq!(store.list("_digests/w.ct.0/", None).unwrap().len(), 1);
+        let (r, _) = validate(&archive);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.objects.map(|o| o.valid), Some(4), "{r:#?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A worker that claims a link and dies before writing its digest: the
+    /// next sealer finds the claim, writes the digest it holds, and goes on
+    /// after it.
+    #[test]
+    fn a_claimed_digest_whose_sealer_died_is_written_by_the_next() {
+        let root = scratch("claimed");
+        let (archive, spool) = (root.join("archive"), root.join("spool"));
+        let store = Arc::new(LocalObjects::open(&archive).unwrap());
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let breaks = Arc::clone(&broken);
+        let dying = Arc::new(Hooked::new(&archive, move |key| {
+            if key.starts_with("_digests/w.ct.0/") && breaks.load(Ordering::Relaxed) {
+                return Err(StoreError { op: "put", key: key.into(), detail: "unavailable".into() });
+            }
+            Ok(())
+        }));
+        let digests = || store.list("_digests/w.ct.0/", None).unwrap();
+        let mut a = signing_owner(dying);
+        a.send(job(&spool, 1, 0, 9)).unwrap();
+        assert!(matches!(done(&a).outcome, Outcome::Written { .. }));
+        std::thread::sleep(Duration::from_millis(1100));
+        broken.store(true, Ordering::Relaxed);
+        a.send(job(&spool, 2, 10, 19)).unwrap();
+        assert!(a.next(Duration::from_millis(500)).unwrap().is_none(), "retrying the digest");
+        a.set_deadline(Instant::now() + Duration::from_millis(200));
+        assert!(matches!(done(&a).outcome, Outcome::GaveUp));
+        a.stop();
+        assert_eq!(digests().len(), 1, "claimed, not written");
+        assert_eq!(store.list("_trailship/chains/w.ct.0/", None).unwrap().len(), 2);
+        // The next owner's digest of the replay loses the link, and writes
+        // the claimed one instead: that lists the batch already.
+        let mut b = signing_owner(store.clone());
+        b.send(replay(&*store, &spool, 3, 10, 19, "_records/2.json")).unwrap();
+        assert!(matches!(done(&b).outcome, Outcome::GaveUp));
+        assert_eq!(digests().len(), 2);
+        b.send(replay(&*store, &spool, 4, 10, 19, "_records/2.json")).unwrap();
+        assert!(matches!(done(&b).outcome, Outcome::Written { created: 0, existing: 2, .. }));
+        // The chain goes on after it.
+        std::thread::sleep(Duration::from_millis(1100));
+        b.send(job(&spool, 5, 20, 29)).unwrap();
+        assert!(matches!(done(&b).outcome, Outcome::Written { created: 2, .. }));
+        b.stop();
+        assert_eq!(digests().len(), 3);
+        let (r, _) = validate(&archive);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.digests.valid, 3);
+        assert_eq!(r.objects.map(|o| o.valid), Some(3 * 4), "{r:#?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
