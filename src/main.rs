@@ -205,7 +205,7 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log_format, &cli.log) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         return ExitCode::from(2);
     }
     if let Command::ValidateDigests(args) = cli.command {
@@ -214,10 +214,28 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes, each said once. The library's errors carry
+/// their cause's text in their own, so that a log line alone is complete;
+/// `{:#}` would then say it twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cmd: Command) -> Result<()> {

@@ -83,7 +83,7 @@ impl Default for Options {
 pub enum PipelineError {
     #[error(transparent)]
     Source(#[from] source::SourceError),
-    #[error("cannot write the archive (is --out a directory you can write?): {0}")]
+    #[error("cannot write the archive: {0}")]
     Sink(#[from] SinkError),
     #[error("invalid setting: {0}")]
     Config(String),

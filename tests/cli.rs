@@ -105,6 +105,33 @@ fn unwritable_output_is_fatal_with_a_message() {
     assert!(e.contains("cannot write the archive") && e.contains("not-a-dir"), "{e}");
 }
 
+/// A run that found another run's temporary objects would take them for a
+/// crash's leftovers and delete them under it. A held archive is refused
+/// before anything in it is touched.
+#[test]
+fn an_archive_another_run_holds_is_refused_untouched() {
+    let dir = TempDir::new("cli-held");
+    let out = dir.path().join("archive");
+    // What a running run has written and not yet committed.
+    let running = dir.write("archive/_trailship/tmp/running/part-00000.zstd.parquet", b"PAR1");
+    let held =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(out.join("_trailship/lock")).unwrap();
+    held.try_lock().unwrap();
+    std::fs::write(out.join("_trailship/lock"), "pid 4242\n").unwrap();
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.matches("being written by another run (pid 4242)").count(), 1, "said once: {e}");
+    assert!(running.exists(), "the other run's objects are left alone");
+    assert!(parquet_files(&out).is_empty());
+    // Once it is gone, its leftovers are cleared and the run goes ahead.
+    drop(held);
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!running.exists());
+    assert_eq!(all_rows(&out).len(), 41);
+}
+
 #[test]
 fn json_logs() {
     let dir = TempDir::new("cli-logs");

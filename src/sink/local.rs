@@ -72,6 +72,8 @@ struct OpenObject {
 struct Shared {
     root: PathBuf,
     state: PathBuf,
+    /// This run's hold on the archive (`lock_archive`), released with it.
+    _lock: Option<File>,
     run: String,
     writers: std::sync::atomic::AtomicU32,
     commit: Mutex<Commit>,
@@ -115,13 +117,20 @@ impl LocalSink {
     ) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
         fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
+        let lock = lock_archive(root, &state)?;
         recover(&state)?;
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
         let commit = Commit { ledger, committed: Vec::new(), sealer: None, sealed: Vec::new() };
-        let shared =
-            Shared { root: root.to_path_buf(), state, run: run.clone(), writers: 1.into(), commit: Mutex::new(commit) };
+        let shared = Shared {
+            root: root.to_path_buf(),
+            state,
+            _lock: lock,
+            run: run.clone(),
+            writers: 1.into(),
+            commit: Mutex::new(commit),
+        };
         Self::writer(Arc::new(shared), run, props, max_file_bytes, max_open)
     }
 
@@ -366,6 +375,38 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
 }
 
 /// Rolls a pending journal forward and deletes uncommitted temporary files.
+/// One run writes an archive at a time. A second would take the first's
+/// temporary objects and journal for a crash's leftovers (deleting the one,
+/// rolling the other forward under it), and both would seal one digest
+/// chain. The lock is the operating system's, so it ends with the process
+/// however that ends; the file names the holder for the error message. A
+/// file system without locks is warned about, not refused.
+fn lock_archive(root: &Path, state: &Path) -> Result<Option<File>, SinkError> {
+    let path = state.join("lock");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => {
+            // Best effort: the holder's name helps a person, nothing reads it.
+            let _ = f.set_len(0).and_then(|()| writeln!(f, "pid {}", std::process::id()));
+            Ok(Some(f))
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+            Err(SinkError::Busy { path: root.to_path_buf(), holder })
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the archive; make sure no other run writes to it");
+            Ok(None)
+        }
+    }
+}
+
 fn recover(state: &Path) -> Result<(), SinkError> {
     let path = state.join("journal.json");
     if path.exists() {
@@ -411,6 +452,22 @@ mod tests {
 
     fn props() -> WriterProperties {
         crate::encode::writer_properties(&crate::encode::EncodeOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn one_run_at_a_time_holds_an_archive() {
+        let root = std::env::temp_dir().join(format!("trailship-sink-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let first = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let fork = first.fork(2).unwrap();
+        let again = LocalSink::open(&root, props(), 1 << 20, 4);
+        assert!(matches!(again, Err(SinkError::Busy { .. })), "{:?}", again.err());
+        // Held until the last of the run's writers is gone.
+        drop(first);
+        assert!(matches!(LocalSink::open(&root, props(), 1 << 20, 4), Err(SinkError::Busy { .. })));
+        drop(fork);
+        LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

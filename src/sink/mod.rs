@@ -29,4 +29,6 @@ pub enum SinkError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("{path} is corrupt ({detail}); move it aside to start afresh")]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{path} is being written by another run ({holder}); wait for it to finish, or write elsewhere")]
+    Busy { path: PathBuf, holder: String },
 }
