@@ -48,10 +48,10 @@ fn renamed(path: &str) -> &str {
 
 fn compare(ours: &Value, expected: &Value, extra_ok: &[(&str, &str)]) -> Vec<String> {
     let mut ours = leaves(ours);
-    if let Some(Value::Array(p)) = ours.get("policies").cloned() {
-        if let Some(uid) = p.first().and_then(|p| p.get("uid")) {
-            ours.insert("policies.0.uid".into(), uid.clone());
-        }
+    if let Some(Value::Array(p)) = ours.get("policies").cloned()
+        && let Some(uid) = p.first().and_then(|p| p.get("uid"))
+    {
+        ours.insert("policies.0.uid".into(), uid.clone());
     }
     let mut bad = Vec::new();
     for (path, want) in leaves(expected) {

@@ -507,26 +507,26 @@ fn write_nodes(nodes: &[Node<'_>], out: &mut Vec<u8>, rule: Option<KeyRule>) {
     while i < total {
         // Separators and keys for the container we are in.
         // Inside an object every value is preceded by its key.
-        if let Some((_, _, true)) = stack.last() {
-            if let Node::String(k) = nodes[i] {
-                write_str(k, out);
-                out.push(b':');
+        if let Some((_, _, true)) = stack.last()
+            && let Node::String(k) = nodes[i]
+        {
+            write_str(k, out);
+            out.push(b':');
+            i += 1;
+            if let (Some(rule), Node::String(_)) = (rule, nodes[i])
+                && let Some(ty) = rule(k)
+            {
+                out.extend_from_slice(b"\"[REDACTED:");
+                out.extend_from_slice(ty.as_bytes());
+                out.extend_from_slice(b"]\"");
                 i += 1;
-                if let (Some(rule), Node::String(_)) = (rule, nodes[i]) {
-                    if let Some(ty) = rule(k) {
-                        out.extend_from_slice(b"\"[REDACTED:");
-                        out.extend_from_slice(ty.as_bytes());
-                        out.extend_from_slice(b"]\"");
-                        i += 1;
-                        value_done(&mut stack, out);
-                        while let Some(&(close, 0, _)) = stack.last() {
-                            out.push(close);
-                            stack.pop();
-                            value_done(&mut stack, out);
-                        }
-                        continue;
-                    }
+                value_done(&mut stack, out);
+                while let Some(&(close, 0, _)) = stack.last() {
+                    out.push(close);
+                    stack.pop();
+                    value_done(&mut stack, out);
                 }
+                continue;
             }
         }
         match nodes[i] {

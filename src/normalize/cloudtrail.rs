@@ -611,10 +611,10 @@ impl CloudTrail {
                     .or_else(|| str_of(ident.and_then(|i| i.user_name)));
                 if let Some(n) = nonempty(name) {
                     batch.str(a.user.name, n);
-                } else if !batch.is_written(a.user.uid) {
-                    if let Some(arn) = nonempty(str_of(ident.and_then(|i| i.arn))) {
-                        batch.str(a.user.uid, arn);
-                    }
+                } else if !batch.is_written(a.user.uid)
+                    && let Some(arn) = nonempty(str_of(ident.and_then(|i| i.arn)))
+                {
+                    batch.str(a.user.uid, arn);
                 }
                 if let Some(acct) = recipient {
                     batch.str(a.user.account_uid, acct);

@@ -254,27 +254,25 @@ impl GitHubAudit {
 
         let repo = p.get_str("repo").or_else(|| p.get_str("repository")).filter(|s| !s.is_empty());
         let repo_id = id_text(p.get("repo_id")).or_else(|| id_text(p.get("repository_id")));
-        if let Some(rc) = &c.resources {
-            if repo.is_some() || repo_id.is_some() {
-                batch.list_begin(rc.list);
-                if let Some(id) = &repo_id {
-                    batch.str(rc.uid, id);
-                }
-                if let Some(n) = repo {
-                    batch.str(rc.name, n);
-                }
-                batch.str(rc.type_, "repository");
-                batch.item_end(rc.list);
-                if overridden {
-                    if let Some(b) = p.get_str("branch").filter(|s| !s.is_empty()) {
-                        let full = if b.starts_with("refs/") { b.to_string() } else { format!("refs/heads/{b}") };
-                        batch.str(rc.name, &full);
-                        batch.str(rc.type_, "branch");
-                        batch.item_end(rc.list);
-                    }
-                }
-                batch.list_end(rc.list);
+        if let Some(rc) = &c.resources
+            && (repo.is_some() || repo_id.is_some())
+        {
+            batch.list_begin(rc.list);
+            if let Some(id) = &repo_id {
+                batch.str(rc.uid, id);
             }
+            if let Some(n) = repo {
+                batch.str(rc.name, n);
+            }
+            batch.str(rc.type_, "repository");
+            batch.item_end(rc.list);
+            if overridden && let Some(b) = p.get_str("branch").filter(|s| !s.is_empty()) {
+                let full = if b.starts_with("refs/") { b.to_string() } else { format!("refs/heads/{b}") };
+                batch.str(rc.name, &full);
+                batch.str(rc.type_, "branch");
+                batch.item_end(rc.list);
+            }
+            batch.list_end(rc.list);
         }
         if overridden {
             batch.list_begin(c.actor_authorizations);
@@ -297,10 +295,10 @@ impl GitHubAudit {
         match class {
             Class::Authentication => {
                 let a = c.auth.as_ref().expect("Authentication columns");
-                if !subject_user(batch, &a.user, &p) {
-                    if let Some(n) = p.get_str("actor").filter(|s| !s.is_empty()) {
-                        batch.str(a.user.name, n);
-                    }
+                if !subject_user(batch, &a.user, &p)
+                    && let Some(n) = p.get_str("actor").filter(|s| !s.is_empty())
+                {
+                    batch.str(a.user.name, n);
                 }
                 batch.str(a.service_name, "github");
                 let (proto_id, proto) = if category == "oauth_authorization" {

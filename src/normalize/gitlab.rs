@@ -116,11 +116,11 @@ impl GitLab {
         };
         batch.i32(c.status_id, status_id);
         batch.str(c.status, status_caption(status_id));
-        if matches!(kind, "pipeline" | "deployment" | "build") {
-            if let Some(a) = action {
-                batch.str(c.status_code, a);
-                batch.str(ch.conclusion, a);
-            }
+        if matches!(kind, "pipeline" | "deployment" | "build")
+            && let Some(a) = action
+        {
+            batch.str(c.status_code, a);
+            batch.str(ch.conclusion, a);
         }
 
         batch.str(c.md_version, OCSF_VERSION);
@@ -173,20 +173,20 @@ impl GitLab {
             batch.str(rc.type_, "project");
             batch.item_end(rc.list);
         }
-        if kind == "merge_request" {
-            if let Some(a) = attrs {
-                if let Some(id) = id_text(a.get("id")) {
-                    batch.str(rc.uid, &id);
-                }
-                if let Some(n) = id_text(a.get("iid")) {
-                    batch.str_with(rc.name, |b| {
-                        b.push(b'!');
-                        b.extend_from_slice(n.as_bytes());
-                    });
-                }
-                batch.str(rc.type_, "merge_request");
-                batch.item_end(rc.list);
+        if kind == "merge_request"
+            && let Some(a) = attrs
+        {
+            if let Some(id) = id_text(a.get("id")) {
+                batch.str(rc.uid, &id);
             }
+            if let Some(n) = id_text(a.get("iid")) {
+                batch.str_with(rc.name, |b| {
+                    b.push(b'!');
+                    b.extend_from_slice(n.as_bytes());
+                });
+            }
+            batch.str(rc.type_, "merge_request");
+            batch.item_end(rc.list);
         }
         batch.list_end(rc.list);
 
@@ -228,10 +228,10 @@ impl GitLab {
                     }
                     let merged = action == Some("merge") || a.get_str("state") == Some("merged");
                     batch.bool(ch.is_merged, merged);
-                    if action == Some("merge") {
-                        if let Some(v) = login {
-                            batch.str(ch.merged_by, v);
-                        }
+                    if action == Some("merge")
+                        && let Some(v) = login
+                    {
+                        batch.str(ch.merged_by, v);
                     }
                     // The approver is the user acting; the author is known by id.
                     if action == Some("approved") || action == Some("approval") {

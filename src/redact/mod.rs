@@ -777,16 +777,17 @@ impl Redactor {
         // The walk changes nothing in a document with no token candidate and
         // no string that names a secret (every structural rule starts from
         // such a name, `kind: Secret` included): its text is then the output.
-        if secret.is_none() && !tokens {
-            if let Some(text) = source.and_then(|s| s.member_text(key, v)).filter(|t| !self.names_a_secret(t)) {
-                debug_assert_eq!(
-                    String::from_utf8_lossy(text),
-                    String::from_utf8_lossy(&self.walked(v, None, tokens)),
-                    "copy differs from the walk"
-                );
-                out.extend_from_slice(text);
-                return;
-            }
+        if secret.is_none()
+            && !tokens
+            && let Some(text) = source.and_then(|s| s.member_text(key, v)).filter(|t| !self.names_a_secret(t))
+        {
+            debug_assert_eq!(
+                String::from_utf8_lossy(text),
+                String::from_utf8_lossy(&self.walked(v, None, tokens)),
+                "copy differs from the walk"
+            );
+            out.extend_from_slice(text);
+            return;
         }
         let mut scratch = Vec::new();
         Walk { r: self, tokens }.walk(v, secret, out, stats, &mut scratch);
