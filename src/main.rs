@@ -45,7 +45,7 @@ enum Command {
         /// Archive directory (created if missing).
         #[arg(long, default_value = "trailship-archive")]
         out: PathBuf,
-        /// Input files or directories (recursive; `.gz` read transparently).
+        /// Input files or directories (recursive, skipping the archive; `.gz` read transparently).
         /// Without any, the embedded sample logs are used.
         paths: Vec<PathBuf>,
         /// Source family of the inputs.
@@ -287,8 +287,11 @@ fn run(cmd: Command) -> Result<()> {
                 Source::Gitlab => SourceKind::GitLab,
             };
             let embedded = paths.is_empty();
-            let inputs =
-                if embedded { samples::inputs() } else { source::expand(&paths).context("check the input paths")? };
+            let inputs = if embedded {
+                samples::inputs()
+            } else {
+                source::expand(&paths, &out).context("check the input paths")?
+            };
             let started = std::time::Instant::now();
             let summary =
                 pipeline::run(&opts, &inputs).with_context(|| format!("normalising into {}", out.display()))?;
@@ -361,8 +364,11 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         );
         base.out = PathBuf::from(&cfg.archive.location);
         let embedded = paths.is_empty();
-        let inputs =
-            if embedded { samples::inputs() } else { source::expand(paths).context("check the input paths")? };
+        let inputs = if embedded {
+            samples::inputs()
+        } else {
+            source::expand(paths, &base.out).context("check the input paths")?
+        };
         let started = std::time::Instant::now();
         let summary =
             pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;

@@ -132,6 +132,34 @@ fn an_archive_another_run_holds_is_refused_untouched() {
     assert_eq!(all_rows(&out).len(), 41);
 }
 
+/// An archive kept inside the directory it archives: a later run must not
+/// take the archive's own objects, dead letters and ledger in as input.
+#[test]
+fn an_archive_inside_its_input_directory_is_not_read_back() {
+    let dir = TempDir::new("cli-nested");
+    let logs = dir.path().join("logs");
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/cloudtrail");
+    for e in walkdir::WalkDir::new(&samples).into_iter().map(Result::unwrap).filter(|e| e.file_type().is_file()) {
+        let to = logs.join(e.path().strip_prefix(&samples).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(e.path(), to).unwrap();
+    }
+    let out = logs.join("archive");
+    let (out_s, logs_s) = (out.to_str().unwrap(), logs.to_str().unwrap());
+    let o = trailship(&["normalize", "--out", out_s, logs_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("read 43 records from 3 inputs"), "{}", stdout(&o));
+    let o = trailship(&["normalize", "--out", out_s, logs_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("read 0 records from 0 inputs (3 skipped"), "{}", stdout(&o));
+    assert_eq!(all_rows(&out).len(), 41);
+    assert_eq!(dead_letters(&out).len(), 2);
+    // Named, a path inside the archive is refused.
+    let o = trailship(&["normalize", "--out", out_s, out.join("_dead_letter").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is inside the archive"), "{}", stderr(&o));
+}
+
 #[test]
 fn json_logs() {
     let dir = TempDir::new("cli-logs");

@@ -40,19 +40,32 @@ pub enum SourceError {
     Missing { path: PathBuf, source: io::Error },
     #[error("walking {path}: {source}")]
     Walk { path: PathBuf, source: walkdir::Error },
+    #[error("input path {path} is inside the archive: trailship does not read its own output")]
+    InArchive { path: PathBuf },
 }
 
 /// Expands files and directories (recursively, in name order, skipping
-/// hidden entries) into inputs.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, SourceError> {
+/// hidden entries) into inputs. Nothing under `archive` is read: an archive
+/// kept inside an input directory would otherwise take its own objects and
+/// dead letters in as input on every later run. Naming a path inside it is
+/// an error; a walk steps around it.
+pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceError> {
+    // Not there yet, it holds nothing to step around.
+    let archive = std::fs::canonicalize(archive).ok();
+    let inside = |p: &Path| archive.as_ref().is_some_and(|a| std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(a)));
     let mut out = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
+        if inside(p) {
+            return Err(SourceError::InArchive { path: p.clone() });
+        }
         if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(p)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+            let walker = walkdir::WalkDir::new(p).sort_by_file_name().into_iter().filter_entry(|e| {
+                let hidden = e.file_name().to_string_lossy().starts_with('.');
+                // Only directories are looked up: a file is inside the
+                // archive only if a directory above it is.
+                e.depth() == 0 || !(hidden || e.file_type().is_dir() && inside(e.path()))
+            });
             for entry in walker {
                 let entry = entry.map_err(|e| SourceError::Walk { path: p.clone(), source: e })?;
                 if entry.file_type().is_file() {

@@ -77,7 +77,7 @@ pub fn run(out: &Path, paths: &[PathBuf]) -> Summary {
 }
 
 pub fn run_with(opts: Options, paths: &[PathBuf]) -> Summary {
-    let inputs: Vec<Input> = trailship::source::expand(paths).expect("inputs exist");
+    let inputs: Vec<Input> = trailship::source::expand(paths, &opts.out).expect("inputs exist");
     let s = pipeline::run(&opts, &inputs).expect("pipeline run");
     assert_eq!(s.records_read, s.rows_total() + s.dead_total() + s.filtered, "every record accounted for");
     s
