@@ -45,7 +45,7 @@ enum Command {
         /// Archive directory (created if missing).
         #[arg(long, default_value = "trailship-archive")]
         out: PathBuf,
-        /// Input files or directories (recursive, skipping the archive; `.gz` read transparently).
+        /// Input files or directories (recursive, skipping what trailship wrote; `.gz` read transparently).
         /// Without any, the embedded sample logs are used.
         paths: Vec<PathBuf>,
         /// Source family of the inputs.

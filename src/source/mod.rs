@@ -40,31 +40,38 @@ pub enum SourceError {
     Missing { path: PathBuf, source: io::Error },
     #[error("walking {path}: {source}")]
     Walk { path: PathBuf, source: walkdir::Error },
-    #[error("input path {path} is inside the archive: trailship does not read its own output")]
+    #[error("input path {path} is in what trailship wrote to the archive: it does not read its own output")]
     InArchive { path: PathBuf },
 }
 
 /// Expands files and directories (recursively, in name order, skipping
-/// hidden entries) into inputs. Nothing under `archive` is read: an archive
-/// kept inside an input directory would otherwise take its own objects and
-/// dead letters in as input on every later run. Naming a path inside it is
-/// an error; a walk steps around it.
+/// hidden entries) into inputs. What trailship writes into `archive` is
+/// never read: an archive kept inside an input directory would otherwise
+/// take its own objects and dead letters in as input on every later run.
+/// A walk steps around it; naming a path inside it is an error. Anything
+/// else under the archive's root is the operator's, and read.
 pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceError> {
-    // Not there yet, it holds nothing to step around.
-    let archive = std::fs::canonicalize(archive).ok();
-    let inside = |p: &Path| archive.as_ref().is_some_and(|a| std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(a)));
+    // Those not there yet hold nothing to step around.
+    let owned: Vec<PathBuf> = ARCHIVE_DIRS
+        .iter()
+        .copied()
+        .chain(crate::ocsf::Class::ALL.iter().map(|c| c.dataset()))
+        .filter_map(|d| std::fs::canonicalize(archive.join(d)).ok())
+        .collect();
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     let mut out = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
-        if inside(p) {
+        if canonical(p).is_some_and(|c| owned.iter().any(|o| c.starts_with(o))) {
             return Err(SourceError::InArchive { path: p.clone() });
         }
         if meta.is_dir() {
             let walker = walkdir::WalkDir::new(p).sort_by_file_name().into_iter().filter_entry(|e| {
                 let hidden = e.file_name().to_string_lossy().starts_with('.');
-                // Only directories are looked up: a file is inside the
-                // archive only if a directory above it is.
-                e.depth() == 0 || !(hidden || e.file_type().is_dir() && inside(e.path()))
+                // Only directories are looked up: what is below one is
+                // pruned with it.
+                let ours = || canonical(e.path()).is_some_and(|c| owned.contains(&c));
+                e.depth() == 0 || !(hidden || e.file_type().is_dir() && ours())
             });
             for entry in walker {
                 let entry = entry.map_err(|e| SourceError::Walk { path: p.clone(), source: e })?;
@@ -78,6 +85,10 @@ pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceErr
     }
     Ok(out)
 }
+
+/// What trailship writes at an archive's root besides its datasets: its
+/// state, dead letters, digest chain, and the service's integrity records.
+const ARCHIVE_DIRS: &[&str] = &["_trailship", "_dead_letter", "_digests", "integrity"];
 
 /// Counts the (decompressed) bytes read, for throughput reporting.
 pub struct Counting<R> {
