@@ -83,6 +83,7 @@ impl LocalObjects {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let tmp = root.join("_trailship/tmp");
         fs::create_dir_all(&tmp).map_err(|e| err("create", &tmp.display().to_string(), e))?;
+        remove_stale(&tmp, STALE_AFTER);
         Ok(LocalObjects { root: root.to_path_buf(), tmp })
     }
 
@@ -110,6 +111,25 @@ impl LocalObjects {
         })();
         let _ = fs::remove_file(&tmp);
         result.map_err(|e| err("put", key, e))
+    }
+}
+
+/// A temporary file lives for one write, seconds; one this old was left by
+/// a worker killed mid-write. Workers share the folder, so a young one may
+/// be another's write in progress.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the files directly in `tmp` (whole objects, up to the object
+/// size limit each) untouched for `age`. Folders are the batch job's, which
+/// clears its own under its lock.
+fn remove_stale(tmp: &Path, age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(tmp) else { return };
+    for e in entries.flatten() {
+        let old =
+            e.metadata().is_ok_and(|m| m.is_file() && m.modified().is_ok_and(|t| t.elapsed().is_ok_and(|d| d > age)));
+        if old && fs::remove_file(e.path()).is_ok() {
+            tracing::info!(path = %e.path().display(), "removed a temporary file left by an interrupted write");
+        }
     }
 }
 
@@ -541,6 +561,23 @@ mod tests {
         assert_eq!(store.get("a/b/c.json").unwrap().unwrap(), b"one");
         assert_eq!(store.get("a/b/none").unwrap(), None);
         assert_eq!(fs::read_dir(dir.join("_trailship/tmp")).unwrap().count(), 0, "temporaries removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temporaries_of_interrupted_writes_are_removed_once_stale() {
+        let dir = std::env::temp_dir().join(format!("trailship-objects-stale-{}", std::process::id()));
+        let tmp = dir.join("_trailship/tmp");
+        fs::create_dir_all(tmp.join("run-1")).unwrap();
+        let old = tmp.join("0123456789abcdef");
+        fs::write(&old, b"half an object").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        let young = tmp.join("fedcba9876543210");
+        fs::write(&young, b"a write in progress").unwrap();
+        LocalObjects::open(&dir).unwrap();
+        assert!(!old.exists(), "left by a killed worker");
+        assert!(young.exists() && tmp.join("run-1").exists(), "another worker's, and the batch job's");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
