@@ -374,7 +374,6 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Rolls a pending journal forward and deletes uncommitted temporary files.
 /// One run writes an archive at a time. A second would take the first's
 /// temporary objects and journal for a crash's leftovers (deleting the one,
 /// rolling the other forward under it), and both would seal one digest
@@ -407,6 +406,7 @@ fn lock_archive(root: &Path, state: &Path) -> Result<Option<File>, SinkError> {
     }
 }
 
+/// Rolls a pending journal forward and deletes uncommitted temporary files.
 fn recover(state: &Path) -> Result<(), SinkError> {
     let path = state.join("journal.json");
     if path.exists() {

@@ -70,7 +70,7 @@ pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceErr
                 let hidden = e.file_name().to_string_lossy().starts_with('.');
                 // Only directories are looked up: what is below one is
                 // pruned with it.
-                let ours = || canonical(e.path()).is_some_and(|c| owned.contains(&c));
+                let ours = || !owned.is_empty() && canonical(e.path()).is_some_and(|c| owned.contains(&c));
                 e.depth() == 0 || !(hidden || e.file_type().is_dir() && ours())
             });
             for entry in walker {
