@@ -807,6 +807,17 @@ mod tests {
         Uploader::start(store, None, Duration::from_secs(1), Some(signer))
     }
 
+    /// Sends batch 1 (offsets 0-9), sealed at once as its chain's first;
+    /// a second later, when its digest may follow, sets `then` and sends
+    /// batch 2 (10-19).
+    fn second_batch_when(a: &Uploader, spool: &Path, then: &std::sync::atomic::AtomicBool) {
+        a.send(job(spool, 1, 0, 9)).unwrap();
+        assert!(matches!(done(a).outcome, Outcome::Written { .. }));
+        std::thread::sleep(Duration::from_millis(1100));
+        then.store(true, Ordering::Relaxed);
+        a.send(job(spool, 2, 10, 19)).unwrap();
+    }
+
     /// A worker stalled past its session timeout is fenced before librdkafka
     /// tells it, so it still believes it owns its partition when it wakes.
     /// Its digest and the new owner's would follow the same predecessor, a
@@ -828,13 +839,9 @@ mod tests {
         }));
         let digests = || store.list("_digests/w.ct.0/", None).unwrap();
         let mut a = signing_owner(stalled);
-        a.send(job(&spool, 1, 0, 9)).unwrap();
-        assert!(matches!(done(&a).outcome, Outcome::Written { .. }));
-        // Its next batch is written, and its digest (a second on) claimed
-        // when the worker stalls.
-        std::thread::sleep(Duration::from_millis(1100));
-        held.store(true, Ordering::Relaxed);
-        a.send(job(&spool, 2, 10, 19)).unwrap();
+        // Its second batch is written, and its digest claimed when the
+        // worker stalls.
+        second_batch_when(&a, &spool, &held);
         // Its record is its last write before the claim.
         let deadline = Instant::now() + Duration::from_secs(5);
         while store.get("_records/2.json").unwrap().is_none() && Instant::now() < deadline {
@@ -900,11 +907,7 @@ mod tests {
         }));
         let digests = || store.list("_digests/w.ct.0/", None).unwrap();
         let mut a = signing_owner(dying);
-        a.send(job(&spool, 1, 0, 9)).unwrap();
-        assert!(matches!(done(&a).outcome, Outcome::Written { .. }));
-        std::thread::sleep(Duration::from_millis(1100));
-        broken.store(true, Ordering::Relaxed);
-        a.send(job(&spool, 2, 10, 19)).unwrap();
+        second_batch_when(&a, &spool, &broken);
         assert!(a.next(Duration::from_millis(500)).unwrap().is_none(), "retrying the digest");
         a.set_deadline(Instant::now() + Duration::from_millis(200));
         assert!(matches!(done(&a).outcome, Outcome::GaveUp));
