@@ -205,8 +205,6 @@ struct InFlight {
     messages: u64,
     opened: Instant,
     flush_started: Instant,
-    /// Log files whose ingest records go up with the batch (`bucket/key`).
-    ingested: Vec<String>,
     summary: Summary,
 }
 
@@ -254,9 +252,11 @@ pub struct Service<'o> {
     summary: RunSummary,
     /// Messages polled while the service was retrying, to be read again.
     rewind: BTreeMap<(String, i32), i64>,
-    /// Log files this worker ingested (`bucket/key`), oldest first, until a
-    /// digest covers them or the deadline passes.
-    uncovered: std::collections::VecDeque<(String, Instant)>,
+    /// The oldest time bucket of log files awaiting a digest that this
+    /// worker has not seen checked, and when it last looked
+    /// (`notify::check_uncovered`).
+    coverage_from: Option<i64>,
+    coverage_looked: Option<Instant>,
     /// CloudTrail's public keys, for the in-stream digest check.
     keys: std::cell::RefCell<crate::integrity::keys::KeySet>,
     cloudtrail: std::cell::OnceCell<Option<crate::integrity::cloudtrail_api::CloudTrailApi>>,
@@ -338,7 +338,8 @@ impl<'o> Service<'o> {
             rewind: BTreeMap::new(),
             source_s3: std::cell::OnceCell::new(),
             keys: std::cell::RefCell::new(keys),
-            uncovered: std::collections::VecDeque::new(),
+            coverage_from: None,
+            coverage_looked: None,
             cloudtrail: std::cell::OnceCell::new(),
             shutdown_deadline: None,
         })
@@ -679,12 +680,15 @@ impl<'o> Service<'o> {
             Spool::remove(&batch.dir);
             return;
         }
-        let extra = std::mem::take(&mut batch.extra);
-        let ingested = extra
+        let mut extra = std::mem::take(&mut batch.extra);
+        let ingested: Vec<&str> = extra
             .iter()
             .filter_map(|(key, _)| key.strip_prefix(INGESTED).and_then(|k| k.strip_suffix(".json")))
-            .map(str::to_owned)
             .collect();
+        if !ingested.is_empty() {
+            let marker = notify::awaiting_marker(&self.cfg.source_s3, tp, batch.first, &ingested);
+            extra.push(marker);
+        }
         self.upload_seq += 1;
         let id = self.upload_seq;
         let (first, last, dir) = (batch.first, batch.last, batch.dir.clone());
@@ -707,7 +711,6 @@ impl<'o> Service<'o> {
             messages: batch.messages,
             opened: batch.opened,
             flush_started,
-            ingested,
             summary: batch.summary,
         });
     }
@@ -885,8 +888,6 @@ impl<'o> Service<'o> {
         if let Some(p) = self.parts.get_mut(tp) {
             p.committed = Some(b.last + 1);
         }
-        let now = Instant::now();
-        self.uncovered.extend(b.ingested.into_iter().map(|n| (n, now)));
         tracing::debug!(
             topic,
             partition = tp.1,
