@@ -33,6 +33,7 @@
 //! batch read meanwhile is dropped and the range is read again from the
 //! uncommitted batch's first offset.
 
+mod coverage;
 mod http;
 mod notify;
 mod sign;
@@ -252,11 +253,8 @@ pub struct Service<'o> {
     summary: RunSummary,
     /// Messages polled while the service was retrying, to be read again.
     rewind: BTreeMap<(String, i32), i64>,
-    /// The oldest time bucket of log files awaiting a digest that this
-    /// worker has not seen checked, and when it last looked
-    /// (`notify::check_uncovered`).
-    coverage_from: Option<i64>,
-    coverage_looked: Option<Instant>,
+    /// Reports log files no digest covered in time (its own thread).
+    coverage: coverage::Coverage,
     /// CloudTrail's public keys, for the in-stream digest check.
     keys: std::cell::RefCell<crate::integrity::keys::KeySet>,
     cloudtrail: std::cell::OnceCell<Option<crate::integrity::cloudtrail_api::CloudTrailApi>>,
@@ -318,6 +316,7 @@ impl<'o> Service<'o> {
         };
         let signed = signer.is_some();
         let uploader = Uploader::start(Arc::clone(&store), dead_letters, max_backoff, signer);
+        let coverage = coverage::Coverage::start(Arc::clone(&store), cfg.source_s3.digest_deadline_s, max_backoff);
         tracing::info!(archive = %store.location(), group = %kcfg.group_id, spool = %spool_root.display(), signed, "started");
         Ok(Service {
             cfg,
@@ -338,8 +337,7 @@ impl<'o> Service<'o> {
             rewind: BTreeMap::new(),
             source_s3: std::cell::OnceCell::new(),
             keys: std::cell::RefCell::new(keys),
-            coverage_from: None,
-            coverage_looked: None,
+            coverage,
             cloudtrail: std::cell::OnceCell::new(),
             shutdown_deadline: None,
         })
@@ -371,7 +369,6 @@ impl<'o> Service<'o> {
             self.flush_aged(false);
             if last_lag.elapsed() >= Duration::from_secs(10) {
                 self.report_lag();
-                self.check_uncovered();
                 last_lag = Instant::now();
             }
         }
@@ -382,6 +379,7 @@ impl<'o> Service<'o> {
         self.wait_uploads(|s| s.parts.values().all(|p| p.uploading.is_none()));
         // Batches of revoked partitions may still be going up.
         self.uploader.stop();
+        self.coverage.stop();
         let _ = std::fs::remove_dir_all(&self.spool_root);
         self.consumer.unsubscribe();
         Ok(self.summary)
@@ -686,7 +684,7 @@ impl<'o> Service<'o> {
             .filter_map(|(key, _)| key.strip_prefix(INGESTED).and_then(|k| k.strip_suffix(".json")))
             .collect();
         if !ingested.is_empty() {
-            let marker = notify::awaiting_marker(&self.cfg.source_s3, tp, batch.first, &ingested);
+            let marker = coverage::awaiting_marker(self.cfg.source_s3.digest_deadline_s, tp, batch.first, &ingested);
             extra.push(marker);
         }
         self.upload_seq += 1;

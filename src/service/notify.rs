@@ -1,10 +1,7 @@
 //! Log files named by S3 event notifications, and the in-stream digest
 //! check: fetching, hashing, ingest records, digest verdicts, coverage.
 
-use std::collections::BTreeMap;
-
-use metrics::{counter, gauge};
-use serde::{Deserialize, Serialize};
+use metrics::counter;
 use sha2::{Digest, Sha256};
 
 use super::Service;
@@ -15,7 +12,7 @@ use crate::integrity::s3::S3Store;
 use crate::integrity::store::{GetError, ListError, Object, Store};
 use crate::normalize::ObjectRef;
 use crate::pipeline::{Origin, Stages, Summary};
-use crate::sink::objects::{Put, StoreError};
+use crate::sink::objects::StoreError;
 use crate::source::s3_notify::{self, ObjectEvent, ObjectKind};
 
 pub(super) const INGESTED: &str = "_trailship/ingested/";
@@ -26,7 +23,7 @@ fn ingest_key(bucket: &str, key: &str) -> String {
 }
 
 /// Written when a checked digest lists an ingested log file.
-fn covered_key(bucket: &str, key: &str) -> String {
+pub(super) fn covered_key(bucket: &str, key: &str) -> String {
     format!("_trailship/covered/{bucket}/{key}.json")
 }
 
@@ -299,112 +296,6 @@ impl Service<'_> {
         let key = format!("integrity/cloudtrail_digests/digestDay={day}/{name}.ndjson");
         Some(Fetched::Digest { key, body, covered })
     }
-
-    /// Reports the log files no checked digest covered within the deadline,
-    /// from the markers their batches wrote (`awaiting_marker`): each time
-    /// bucket once it is due, by whichever worker claims its check first,
-    /// so a restart or a rebalance forgets nothing.
-    pub(super) fn check_uncovered(&mut self) {
-        let deadline = self.cfg.source_s3.digest_deadline_s as i64;
-        let g = bucket_s(&self.cfg.source_s3);
-        // A bucket at a time: a listing every ten minutes by default.
-        if self.coverage_looked.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(g as u64)) {
-            return;
-        }
-        self.coverage_looked = Some(std::time::Instant::now());
-        let now = crate::sink::now_ms().div_euclid(1000);
-        let from = *self.coverage_from.get_or_insert((now - deadline - LOOKBACK_S).div_euclid(g) * g);
-        let after = format!("{AWAITING}{from:012}");
-        let Some(keys) = self.retry("list awaiting log files", |s| s.store.list(AWAITING, Some(&after))) else {
-            return;
-        };
-        let mut buckets: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        for key in keys {
-            if let Some(b) = key.strip_prefix(AWAITING).and_then(|k| k.get(..12)).and_then(|b| b.parse().ok()) {
-                buckets.entry(b).or_default().push(key);
-            }
-        }
-        let mut next = buckets.last_key_value().map_or(from, |(b, _)| b + g);
-        let mut awaiting = 0;
-        for (bucket, markers) in buckets {
-            if bucket + g + deadline > now {
-                // Not due, nor any later one.
-                next = next.min(bucket);
-                awaiting += markers.iter().filter_map(|m| logs_in(m)).sum::<u64>();
-                continue;
-            }
-            let claim = format!("{CHECKED}{bucket:012}.json");
-            match self.retry("claim coverage check", |s| s.store.put_bytes(&claim, b"{}")) {
-                None => return,
-                Some(Put::Exists) => {}
-                Some(Put::Created) => {
-                    for m in &markers {
-                        if self.check_marker(m, deadline).is_none() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-        self.coverage_from = Some(next);
-        gauge!("trailship_log_files_awaiting_digest").set(awaiting as f64);
-    }
-
-    /// Reports each log file `marker` lists that has no coverage marker.
-    fn check_marker(&mut self, marker: &str, deadline: i64) -> Option<()> {
-        let body = self.retry("read awaiting log files", |s| s.store.get(marker))?;
-        let logs = body.and_then(|b| serde_json::from_slice::<Awaiting>(&b).ok()).map(|a| a.logs).unwrap_or_default();
-        for name in logs {
-            let Some((bucket, key)) = name.split_once('/') else { continue };
-            let covered = covered_key(bucket, key);
-            if self.retry("read coverage marker", |s| s.store.get(&covered))?.is_none() {
-                counter!("trailship_log_files_uncovered_total").increment(1);
-                tracing::error!(log = %name, after_s = deadline, "log file not covered by any CloudTrail digest");
-            }
-        }
-        Some(())
-    }
-}
-
-/// The log files a batch ingested, as its awaiting marker lists them.
-#[derive(Serialize, Deserialize)]
-struct Awaiting {
-    logs: Vec<String>,
-}
-
-/// Batches' markers of log files awaiting a digest:
-/// `<AWAITING><bucket>/<topic>/<partition>/<first>-<how many>.json`, the
-/// bucket the time (s) the batch was cut, rounded down to `bucket_s`.
-const AWAITING: &str = "_trailship/awaiting/";
-/// A bucket's check, claimed (created once) by the worker that makes it.
-const CHECKED: &str = "_trailship/coverage-checked/";
-/// How far back a starting worker looks for buckets not yet checked.
-const LOOKBACK_S: i64 = 7 * 24 * 3600;
-
-/// Buckets a sixth of the deadline wide (ten minutes at most): a file is
-/// reported at most that late, and a check lists few buckets.
-fn bucket_s(cfg: &crate::config::SourceS3Config) -> i64 {
-    (cfg.digest_deadline_s as i64 / 6).clamp(1, 600)
-}
-
-/// The marker of the log files (`bucket/key`) a batch of `tp` from `first`
-/// ingested: written with the batch, so it outlives the worker.
-pub(super) fn awaiting_marker(
-    cfg: &crate::config::SourceS3Config,
-    tp: &(String, i32),
-    first: i64,
-    logs: &[&str],
-) -> (String, Vec<u8>) {
-    let g = bucket_s(cfg);
-    let bucket = crate::sink::now_ms().div_euclid(1000).div_euclid(g) * g;
-    let key = format!("{AWAITING}{bucket:012}/{}/{}/{first:020}-{}.json", tp.0, tp.1, logs.len());
-    let body = Awaiting { logs: logs.iter().map(|l| (*l).to_owned()).collect() };
-    (key, serde_json::to_vec(&body).expect("serialises"))
-}
-
-/// How many log files a marker lists, from its key.
-fn logs_in(marker: &str) -> Option<u64> {
-    marker.strip_suffix(".json")?.rsplit_once('-')?.1.parse().ok()
 }
 
 /// One object already read, as a [`Store`]: the digest check reads the
@@ -422,26 +313,5 @@ impl Store for OneObject<'_> {
 
     fn get(&self, bucket: &str, key: &str) -> Result<Object, GetError> {
         if (bucket, key) == (self.bucket, self.key) { self.got.clone() } else { Err(GetError::NotFound) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn awaiting_markers_sort_by_bucket_and_name_their_count() {
-        let cfg = crate::config::SourceS3Config { digest_deadline_s: 3 * 3600, ..Default::default() };
-        assert_eq!(bucket_s(&cfg), 600);
-        assert_eq!(bucket_s(&crate::config::SourceS3Config { digest_deadline_s: 0, ..Default::default() }), 1);
-        let (key, body) = awaiting_marker(&cfg, &("ct".into(), 3), 42, &["trail/a.json.gz", "trail/b.json.gz"]);
-        let rest = key.strip_prefix(AWAITING).unwrap();
-        let bucket: i64 = rest[..12].parse().unwrap();
-        assert_eq!(bucket % 600, 0);
-        assert!((crate::sink::now_ms() / 1000 - bucket) < 600);
-        assert_eq!(&rest[12..], "/ct/3/00000000000000000042-2.json");
-        assert_eq!(logs_in(&key), Some(2));
-        let back: Awaiting = serde_json::from_slice(&body).unwrap();
-        assert_eq!(back.logs, ["trail/a.json.gz", "trail/b.json.gz"]);
     }
 }
