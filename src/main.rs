@@ -594,6 +594,12 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
     for (reason, n) in &s.dead_letters {
         println!("  {:<24} {:>10}", reason.as_str(), n);
     }
+    if s.inputs_changed > 0 {
+        println!(
+            "changed since archived, read whole again: {} (the rows they held then are now twice in the archive)",
+            s.inputs_changed
+        );
+    }
     println!("repaired (invalid UTF-8 replaced, row kept): {}", s.repaired);
     if s.filtered > 0 {
         println!("filtered by configuration (not dead letters): {}", s.filtered);

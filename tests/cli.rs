@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::process::{Command, Output};
 
 use common::*;
@@ -162,6 +163,33 @@ fn an_archive_inside_its_input_directory_is_not_read_back() {
     let o = trailship(&["normalize", "--out", out_s, out.join("_dead_letter").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is in what trailship wrote to the archive"), "{}", stderr(&o));
+}
+
+/// Inputs are meant to be finished files. One that changed since it was
+/// archived (a live log that grew) is read whole again, and the run says so.
+#[test]
+fn a_changed_input_is_read_again_and_said_to_be() {
+    let dir = TempDir::new("cli-changed");
+    let out = dir.path().join("archive");
+    let line = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/cloudtrail/eventbridge-createuser.json"),
+    )
+    .unwrap();
+    let one: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let line = format!("{}\n", serde_json::to_string(&one).unwrap());
+    let log = dir.write("logs/audit.ndjson", line.as_bytes());
+    let run = || trailship(&["normalize", "--out", out.to_str().unwrap(), log.to_str().unwrap()]);
+    let o = run();
+    assert!(o.status.success() && !stdout(&o).contains("changed since archived"), "{}", stdout(&o));
+    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(line.as_bytes()).unwrap();
+    let o = run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("input changed since it was archived"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("changed since archived, read whole again: 1"), "{}", stdout(&o));
+    // The row the first run wrote is there twice now, and the new one once.
+    assert_eq!(all_rows(&out).len(), 3);
+    let o = run();
+    assert!(stdout(&o).contains("(1 skipped"), "unchanged since: {}", stdout(&o));
 }
 
 #[test]

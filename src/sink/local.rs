@@ -81,6 +81,8 @@ struct Shared {
 
 struct Commit {
     ledger: HashSet<InputId>,
+    /// The paths `ledger` names, at any size or time.
+    ledger_paths: HashSet<String>,
     committed: Vec<ObjectRecord>,
     sealer: Option<Sealer>,
     /// Digests sealed by this run, oldest first.
@@ -122,7 +124,8 @@ impl LocalSink {
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
-        let commit = Commit { ledger, committed: Vec::new(), sealer: None, sealed: Vec::new() };
+        let ledger_paths = ledger.iter().map(|i| i.path.clone()).collect();
+        let commit = Commit { ledger, ledger_paths, committed: Vec::new(), sealer: None, sealed: Vec::new() };
         let shared = Shared {
             root: root.to_path_buf(),
             state,
@@ -201,6 +204,13 @@ impl LocalSink {
 
     pub fn is_done(&self, input: &InputId) -> bool {
         self.commit().ledger.contains(input)
+    }
+
+    /// Whether an input by this path was archived at another size or time:
+    /// a file that changed since (grew, or was rewritten), which is read
+    /// whole again.
+    pub fn archived_before(&self, path: &str) -> bool {
+        self.commit().ledger_paths.contains(path)
     }
 
     /// Digests sealed by this run, by any writer, oldest first.
@@ -308,6 +318,7 @@ impl LocalSink {
         sync_dir(state)?;
         apply(state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        c.ledger_paths.extend(journal.inputs.iter().map(|i| i.path.clone()));
         c.ledger.extend(journal.inputs);
         if let Some(s) = &mut c.sealer {
             s.add(journal.objects.iter().chain(&journal.dead_objects).map(covered));
