@@ -594,6 +594,9 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
     for (reason, n) in &s.dead_letters {
         println!("  {:<24} {:>10}", reason.as_str(), n);
     }
+    if s.inputs_resumed > 0 {
+        println!("grown since archived, read from where they stopped: {}", s.inputs_resumed);
+    }
     if s.inputs_changed > 0 {
         println!(
             "changed since archived, read whole again: {} (the rows they held then are now twice in the archive)",

@@ -96,6 +96,8 @@ pub struct Summary {
     pub inputs_skipped: u64,
     /// Inputs read whole again because they changed since archived.
     pub inputs_changed: u64,
+    /// Inputs that grew since archived, read from where they stopped.
+    pub inputs_resumed: u64,
     pub bytes_read: u64,
     pub records_read: u64,
     pub rows: BTreeMap<Class, u64>,
@@ -121,6 +123,7 @@ impl Summary {
         self.inputs_processed += o.inputs_processed;
         self.inputs_skipped += o.inputs_skipped;
         self.inputs_changed += o.inputs_changed;
+        self.inputs_resumed += o.inputs_resumed;
         self.bytes_read += o.bytes_read;
         self.records_read += o.records_read;
         self.repaired += o.repaired;
@@ -292,8 +295,37 @@ fn work(
     while let Some(next) = schedule.next(me) {
         let input = &inputs[next];
         let name = input.display();
-        let (id, mut reader) = match source::open(input) {
-            Ok(x) => x,
+        let opened = source::identify(input).and_then(|mut id| {
+            if sink.is_done(&id) {
+                return Ok(None);
+            }
+            match sink.archived_prefix(&id) {
+                // The same bytes under another name (a rotated log).
+                Some((end, _)) if end == id.size => return Ok(None),
+                // An archived file grown since, or renamed and grown: read on
+                // from where its last reading stopped, if a record starts there.
+                Some((end, records)) if source::starts_anew(input, end)? => {
+                    tracing::info!(input = %name, from = end, "input grew since it was archived; reading what it gained");
+                    (id.from, id.records) = (end, records);
+                    summary.inputs_resumed += 1;
+                }
+                _ if sink.archived_before(&id) => {
+                    // Read whole again: say so rather than repeat rows in silence.
+                    tracing::warn!(input = %name, "input changed since it was archived; reading it whole again repeats the rows it held then");
+                    summary.inputs_changed += 1;
+                }
+                _ => {}
+            }
+            let reader = source::open(input, &id)?;
+            Ok(Some((id, reader)))
+        });
+        let (mut id, mut reader) = match opened {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                tracing::info!(input = %name, "already archived; skipping");
+                summary.inputs_skipped += 1;
+                continue;
+            }
             Err(e) => {
                 // An unreadable input is one dead letter, not a failed run.
                 tracing::warn!(input = %name, error = %e, "cannot open input");
@@ -301,20 +333,11 @@ fn work(
                 continue;
             }
         };
-        if sink.is_done(&id) {
-            tracing::info!(input = %name, "already archived; skipping");
-            summary.inputs_skipped += 1;
-            continue;
-        }
-        if sink.archived_before(&id.path) {
-            // Offsets into a growing file are not tracked (inputs are
-            // meant to be finished files): say so rather than repeat rows
-            // in silence.
-            tracing::warn!(input = %name, "input changed since it was archived; reading it whole again repeats the rows it held then");
-            summary.inputs_changed += 1;
-        }
         tracing::debug!(input = %name, "reading");
-        stage.input_reader(&Origin::file(&name), &mut reader, sink, summary)?;
+        let records_before = summary.records_read;
+        let origin = Origin { first_index: id.records, ..Origin::file(&name) };
+        stage.input_reader(&origin, &mut reader, sink, summary)?;
+        id.records += summary.records_read - records_before;
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
         since_checkpoint += reader.bytes;
@@ -357,11 +380,14 @@ pub(crate) struct Origin<'a> {
     pub body: Option<&'a [u8]>,
     pub kafka: Option<KafkaRef<'a>>,
     pub object: Option<ObjectRef<'a>>,
+    /// The index of the stream's first record in its input: a file read on
+    /// from where an earlier run stopped numbers on from there.
+    pub first_index: u64,
 }
 
 impl<'a> Origin<'a> {
     pub fn file(name: &'a str) -> Self {
-        Origin { name, headers: &[], body: None, kafka: None, object: None }
+        Origin { name, headers: &[], body: None, kafka: None, object: None, first_index: 0 }
     }
 }
 
@@ -564,7 +590,7 @@ impl<'o> Stages<'o> {
             match frame {
                 Frame::Dead { index, reason, detail, input } => {
                     summary.records_read += 1;
-                    let src = SourceRef { file: name, record_index: index, sub_index: None };
+                    let src = SourceRef { file: name, record_index: origin.first_index + index, sub_index: None };
                     let input = input.to_vec();
                     self.rec.dead_letter(sink, reason, &detail, &src, &input)?;
                     *summary.dead_letters.entry(reason).or_default() += 1;
@@ -637,6 +663,7 @@ impl Records<'_> {
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
         let name = origin.name;
+        let index = origin.first_index + index;
         summary.records_read += 1;
         let keep_raw = self.opts.raw_data;
         if keep_raw {

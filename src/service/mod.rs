@@ -518,6 +518,7 @@ impl<'o> Service<'o> {
             body: Some(payload),
             kafka: Some(KafkaRef { topic: &topic, partition, offset }),
             object: None,
+            first_index: 0,
         };
         let result = match &notified {
             None => message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary),

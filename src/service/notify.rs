@@ -139,7 +139,7 @@ pub(super) fn fetched_records(
                 extra.push((ingest_key(bucket, key), serde_json::to_vec(&record).expect("serialises")));
                 let name = format!("s3://{bucket}/{key}");
                 let object = ObjectRef { bucket, key, version_id: version_id.as_deref(), sha256 };
-                let o = Origin { name: &name, headers: &[], body: None, kafka: origin.kafka, object: Some(object) };
+                let o = Origin { object: Some(object), kafka: origin.kafka, ..Origin::file(&name) };
                 stages.input_text(&o, text, spool, summary)?;
             }
             Fetched::Digest { key, body, covered } => {

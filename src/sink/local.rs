@@ -33,11 +33,41 @@ fn covered(r: &ObjectRecord) -> Covered {
 }
 
 /// Identity of an input for the ledger: a changed file is a new input.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Equal by path, size and time; the rest says how it was read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InputId {
     pub path: String,
     pub size: u64,
     pub mtime_ns: i128,
+    /// SHA-256 (hex) of the file's first `source::HEAD` bytes, for files
+    /// that long: it follows the file through a rename, and tells a file
+    /// that grew from one rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Where this reading started, in bytes (an archived file that grew).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub from: u64,
+    /// Records read up to `size`, over every reading: a later one numbers on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl PartialEq for InputId {
+    fn eq(&self, o: &Self) -> bool {
+        (&self.path, self.size, self.mtime_ns) == (&o.path, o.size, o.mtime_ns)
+    }
+}
+
+impl Eq for InputId {}
+
+impl std::hash::Hash for InputId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (&self.path, self.size, self.mtime_ns).hash(h);
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,8 +111,10 @@ struct Shared {
 
 struct Commit {
     ledger: HashSet<InputId>,
-    /// The paths `ledger` names, at any size or time.
-    ledger_paths: HashSet<String>,
+    /// `ledger` by the hash of its inputs' first bytes: (size, records).
+    heads: HashMap<String, Vec<(u64, u64)>>,
+    /// `ledger` by path: the first bytes' hash of each of its readings.
+    paths: HashMap<String, Vec<Option<String>>>,
     committed: Vec<ObjectRecord>,
     sealer: Option<Sealer>,
     /// Digests sealed by this run, oldest first.
@@ -109,6 +141,19 @@ pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
     SinkError::Io { path: path.to_path_buf(), source: e }
 }
 
+impl Commit {
+    /// Adds inputs to the ledger and its indexes.
+    fn record(&mut self, inputs: impl IntoIterator<Item = InputId>) {
+        for i in inputs {
+            if let Some(h) = &i.head {
+                self.heads.entry(h.clone()).or_default().push((i.size, i.records));
+            }
+            self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
+            self.ledger.insert(i);
+        }
+    }
+}
+
 impl LocalSink {
     /// Opens (creating) the archive at `root`, recovering from an interrupted run.
     pub fn open(
@@ -124,8 +169,15 @@ impl LocalSink {
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
-        let ledger_paths = ledger.iter().map(|i| i.path.clone()).collect();
-        let commit = Commit { ledger, ledger_paths, committed: Vec::new(), sealer: None, sealed: Vec::new() };
+        let mut commit = Commit {
+            ledger: HashSet::new(),
+            heads: HashMap::new(),
+            paths: HashMap::new(),
+            committed: Vec::new(),
+            sealer: None,
+            sealed: Vec::new(),
+        };
+        commit.record(ledger);
         let shared = Shared {
             root: root.to_path_buf(),
             state,
@@ -206,11 +258,21 @@ impl LocalSink {
         self.commit().ledger.contains(input)
     }
 
-    /// Whether an input by this path was archived at another size or time:
-    /// a file that changed since (grew, or was rewritten), which is read
-    /// whole again.
-    pub fn archived_before(&self, path: &str) -> bool {
-        self.commit().ledger_paths.contains(path)
+    /// Where the archived bytes of `input` end, and how many records they
+    /// held, when the ledger holds it shorter or under another name: the
+    /// longest reading of a file with the same first bytes, up to its size.
+    pub fn archived_prefix(&self, input: &InputId) -> Option<(u64, u64)> {
+        let head = input.head.as_ref()?;
+        self.commit().heads.get(head)?.iter().filter(|(size, _)| *size <= input.size).max().copied()
+    }
+
+    /// Whether reading `input` whole would repeat rows: the ledger holds its
+    /// path at another size or time, with the same first bytes (or too
+    /// short a file to tell). A path now holding other content is new.
+    pub fn archived_before(&self, input: &InputId) -> bool {
+        let c = self.commit();
+        let Some(heads) = c.paths.get(&input.path) else { return false };
+        heads.iter().any(|h| h.is_none() || input.head.is_none() || *h == input.head)
     }
 
     /// Digests sealed by this run, by any writer, oldest first.
@@ -318,8 +380,7 @@ impl LocalSink {
         sync_dir(state)?;
         apply(state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-        c.ledger_paths.extend(journal.inputs.iter().map(|i| i.path.clone()));
-        c.ledger.extend(journal.inputs);
+        c.record(journal.inputs);
         if let Some(s) = &mut c.sealer {
             s.add(journal.objects.iter().chain(&journal.dead_objects).map(covered));
         }
@@ -494,7 +555,7 @@ mod tests {
         fs::write(root.join("ds/x/b.parquet"), b"B").unwrap();
         // An object of a checkpoint that never got its journal.
         fs::write(run_tmp.join("orphan.parquet"), b"O").unwrap();
-        let input = InputId { path: "/in/1.json".into(), size: 1, mtime_ns: 2 };
+        let input = InputId { path: "/in/1.json".into(), size: 1, mtime_ns: 2, ..InputId::default() };
         let journal = Journal {
             run: "run1".into(),
             renames: vec![

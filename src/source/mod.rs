@@ -7,7 +7,9 @@ pub mod kafka;
 pub mod s3_notify;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -104,25 +106,79 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Opens an input: its ledger identity and a reader of its decompressed bytes.
-pub fn open(input: &Input) -> io::Result<(InputId, Counting<Box<dyn Read + Send>>)> {
-    let (id, reader): (InputId, Box<dyn BufRead + Send>) = match input {
+/// Bytes at a file's start whose hash identifies it across renames and
+/// growth (`InputId::head`).
+pub const HEAD: usize = 4096;
+
+/// An input's ledger identity as it is now.
+pub fn identify(input: &Input) -> io::Result<InputId> {
+    match input {
         Input::File(p) => {
-            let f = File::open(p)?;
+            let mut f = File::open(p)?;
             let meta = f.metadata()?;
             let mtime_ns = meta
                 .modified()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            let path = absolute(p);
-            (InputId { path, size: meta.len(), mtime_ns }, Box::new(BufReader::with_capacity(256 * 1024, f)))
+            let mut first = [0u8; HEAD];
+            let head = (meta.len() >= HEAD as u64 && read_full(&mut f, &mut first)? == HEAD)
+                .then(|| hex::encode(sha2::Sha256::digest(first)));
+            Ok(InputId { path: absolute(p), size: meta.len(), mtime_ns, head, ..InputId::default() })
         }
         Input::Embedded { name, bytes } => {
-            (InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, mtime_ns: 0 }, Box::new(*bytes))
+            Ok(InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, ..InputId::default() })
         }
+    }
+}
+
+/// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
+/// as identified: what a file gains meanwhile is for a later run, so that
+/// the ledger's size is where this reading stopped.
+pub fn open(input: &Input, id: &InputId) -> io::Result<Counting<Box<dyn Read + Send>>> {
+    let reader: Box<dyn BufRead + Send> = match input {
+        Input::File(p) => {
+            let mut f = File::open(p)?;
+            f.seek(SeekFrom::Start(id.from))?;
+            Box::new(BufReader::with_capacity(256 * 1024, f.take(id.size.saturating_sub(id.from))))
+        }
+        Input::Embedded { bytes, .. } => Box::new(*bytes),
     };
-    Ok((id, Counting { inner: decompress(reader)?, bytes: 0 }))
+    Ok(Counting { inner: decompress(reader)?, bytes: 0 })
+}
+
+/// Whether a record starts at byte `at` of a file: just after a newline in
+/// text, or at a gzip member's header in gzip (where an earlier reading that
+/// got to the end of the file stopped, and what was appended begins).
+pub fn starts_anew(input: &Input, at: u64) -> io::Result<bool> {
+    let Input::File(p) = input else { return Ok(false) };
+    if at == 0 {
+        return Ok(true);
+    }
+    let mut f = File::open(p)?;
+    let mut magic = [0u8; 3];
+    let gz = read_full(&mut f, &mut magic)? == 3 && magic == GZIP_MEMBER;
+    f.seek(SeekFrom::Start(at - 1))?;
+    let mut b = [0u8; 4];
+    let n = read_full(&mut f, &mut b)?;
+    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { n >= 1 && b[0] == b'\n' })
+}
+
+/// A gzip member's first bytes: magic, then deflate.
+const GZIP_MEMBER: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// Reads until `buf` is full or the file ends; how much was read.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<Box<dyn Read + Send>> {

@@ -1,0 +1,154 @@
+//! Inputs that change between runs: a log that grew is read from where the
+//! last run stopped, a rotated one is known by its first bytes, and what
+//! cannot be read on from is read whole again, and counted as such.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use trailship::pipeline::Summary;
+
+/// CloudTrail records `from..to` as NDJSON lines, each with its own event ID
+/// (and enough text that a dozen pass the 4 KiB that identify a file).
+fn lines(from: usize, to: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in from..to {
+        let rec = serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "principalId": format!("AIDA{i:016}"),
+                             "arn": format!("arn:aws:iam::123456789012:user/user-{i}"), "accountId": "123456789012"},
+            "eventTime": format!("2026-11-20T10:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateUser",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "192.0.2.10",
+            "userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.amzn.2023",
+            "requestParameters": {"userName": format!("user-{i}"), "path": "/engineering/"},
+            "requestID": format!("{i:08}-0000-4000-8000-000000000000"),
+            "eventID": format!("event-{i:06}"),
+            "eventType": "AwsApiCall",
+            "recipientAccountId": "123456789012",
+        });
+        serde_json::to_writer(&mut out, &rec).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(bytes).unwrap();
+}
+
+/// Each event ID's rows, and each row's (file, index).
+fn by_event(out: &Path) -> BTreeMap<String, Vec<(String, i64)>> {
+    let mut m: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for r in all_rows(out) {
+        let uid = get(&r, "metadata.uid").and_then(|v| v.as_str()).unwrap().to_owned();
+        let file = get(&r, "trailship.source_file").and_then(|v| v.as_str()).unwrap().to_owned();
+        let index = get(&r, "trailship.source_index").and_then(|v| v.as_i64()).unwrap();
+        m.entry(uid).or_default().push((file, index));
+    }
+    m
+}
+
+fn run_on(out: &Path, inputs: &[PathBuf]) -> Summary {
+    run(out, inputs)
+}
+
+#[test]
+fn a_grown_file_is_read_from_where_the_last_run_stopped() {
+    let dir = TempDir::new("grown");
+    let out = dir.path().join("archive");
+    let log = dir.write("logs/audit.ndjson", &lines(0, 20));
+    assert!(std::fs::metadata(&log).unwrap().len() > 4096);
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.rows_total()), (20, 20));
+    append(&log, &lines(20, 25));
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.inputs_resumed, s.inputs_changed), (5, 1, 0));
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 25);
+    assert!(rows.values().all(|r| r.len() == 1), "each event once");
+    // Numbered on: the grown part's first record is the file's 21st.
+    assert_eq!(rows["event-000020"][0].1, 20);
+    assert_eq!(rows["event-000024"][0].1, 24);
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 1));
+}
+
+/// Log rotation by rename: the old file under a new name (grown a little
+/// before it was rotated), and a new file under the old name.
+#[test]
+fn a_rotated_file_is_known_by_its_first_bytes() {
+    let dir = TempDir::new("rotated");
+    let out = dir.path().join("archive");
+    let logs = dir.path().join("logs");
+    let live = dir.write("logs/audit.log", &lines(0, 20));
+    run_on(&out, std::slice::from_ref(&logs));
+    append(&live, &lines(20, 23));
+    std::fs::rename(&live, logs.join("audit-1.log")).unwrap();
+    dir.write("logs/audit.log", &lines(100, 120));
+    let s = run_on(&out, std::slice::from_ref(&logs));
+    assert_eq!((s.records_read, s.inputs_resumed, s.inputs_changed), (3 + 20, 1, 0), "{s:?}");
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 43);
+    assert!(rows.values().all(|r| r.len() == 1), "each event once");
+    // Unchanged since, the rotated file is archived; so is the new one.
+    let s = run_on(&out, std::slice::from_ref(&logs));
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 2));
+}
+
+/// gzip may have members appended (CloudTrail has delivered such files):
+/// the next run reads the new member.
+#[test]
+fn a_gzip_file_grown_by_a_member_is_read_from_that_member() {
+    let dir = TempDir::new("gz-member");
+    let out = dir.path().join("archive");
+    let log = dir.write("logs/events.json.gz", &gzip(&lines(0, 600)));
+    assert!(std::fs::metadata(&log).unwrap().len() > 4096);
+    assert_eq!(run_on(&out, std::slice::from_ref(&log)).rows_total(), 600);
+    append(&log, &gzip(&lines(600, 604)));
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.inputs_resumed), (4, 1));
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 604);
+    assert!(rows.values().all(|r| r.len() == 1));
+}
+
+/// What cannot be read on from is read whole, and counted: a file the last
+/// run read up to a partial line, and one too short to be identified. A
+/// path that now holds other content is new, not changed.
+#[test]
+fn what_cannot_be_read_on_from_is_read_whole_and_counted() {
+    let dir = TempDir::new("whole");
+    let out = dir.path().join("archive");
+    // Cut mid-record: the last line has no newline yet.
+    let mut text = lines(0, 20);
+    let cut = lines(20, 21);
+    text.extend_from_slice(&cut[..cut.len() / 2]);
+    let partial = dir.write("logs/partial.ndjson", &text);
+    let short = dir.write("logs/short.ndjson", &lines(200, 201));
+    let other = dir.write("logs/other.ndjson", &lines(300, 320));
+    let s = run_on(&out, &[partial.clone(), short.clone(), other.clone()]);
+    assert_eq!((s.rows_total(), s.dead_total()), (20 + 1 + 20, 1));
+    append(&partial, &cut[cut.len() / 2..]);
+    append(&short, &lines(201, 202));
+    std::fs::write(&other, lines(400, 420)).unwrap();
+    let s = run_on(&out, &[partial, short, other]);
+    assert_eq!((s.inputs_resumed, s.inputs_changed), (0, 2), "{s:?}");
+    assert_eq!(s.records_read, 21 + 2 + 20);
+    let rows = by_event(&out);
+    assert_eq!(rows["event-000000"].len(), 2, "read whole again: its rows twice");
+    assert_eq!(rows["event-000200"].len(), 2);
+    assert_eq!(rows["event-000400"].len(), 1);
+    assert_eq!(rows["event-000300"].len(), 1);
+}
