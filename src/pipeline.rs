@@ -299,22 +299,29 @@ fn work(
             if sink.is_done(&id) {
                 return Ok(None);
             }
-            match sink.archived_prefix(&id) {
+            // An archived file grown since, or renamed (and maybe grown):
+            // read on from where its longest reading stopped, if it can be.
+            let mut earlier = None;
+            for r in sink.archived_readings(&id) {
+                if source::continues(input, &r)? {
+                    earlier = Some(r);
+                    break;
+                }
+            }
+            match earlier {
                 // The same bytes under another name (a rotated log).
-                Some((end, _)) if end == id.size => return Ok(None),
-                // An archived file grown since, or renamed and grown: read on
-                // from where its last reading stopped, if a record starts there.
-                Some((end, records)) if source::starts_anew(input, end)? => {
-                    tracing::info!(input = %name, from = end, "input grew since it was archived; reading what it gained");
-                    (id.from, id.records) = (end, records);
+                Some(r) if r.end == id.size => return Ok(None),
+                Some(r) => {
+                    tracing::info!(input = %name, from = r.end, "input grew since it was archived; reading what it gained");
+                    (id.from, id.records) = (r.end, r.records);
                     summary.inputs_resumed += 1;
                 }
-                _ if sink.archived_before(&id) => {
+                None if sink.archived_before(&id) => {
                     // Read whole again: say so rather than repeat rows in silence.
                     tracing::warn!(input = %name, "input changed since it was archived; reading it whole again repeats the rows it held then");
                     summary.inputs_changed += 1;
                 }
-                _ => {}
+                None => {}
             }
             let reader = source::open(input, &id)?;
             Ok(Some((id, reader)))

@@ -122,6 +122,33 @@ fn a_gzip_file_grown_by_a_member_is_read_from_that_member() {
     let rows = by_event(&out);
     assert_eq!(rows.len(), 604);
     assert!(rows.values().all(|r| r.len() == 1));
+    // Renamed as it is, it is archived already.
+    let moved = dir.path().join("logs/events-1.json.gz");
+    std::fs::rename(&log, &moved).unwrap();
+    let s = run_on(&out, &[moved]);
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 1));
+}
+
+/// A file rewritten past its first bytes (an export regenerated, one
+/// record replaced by another of the same length, then more appended) is
+/// not read on from where its last reading ended, though its first bytes
+/// are the same and a line ends there: the bytes before that end changed,
+/// so it is read whole, and the record that replaced the other is not lost.
+#[test]
+fn a_file_changed_before_where_it_was_read_to_is_read_whole() {
+    let dir = TempDir::new("rewritten");
+    let out = dir.path().join("archive");
+    let log = dir.write("logs/export.ndjson", &lines(0, 20));
+    run_on(&out, std::slice::from_ref(&log));
+    let mut text = lines(0, 15);
+    text.extend(lines(95, 96));
+    text.extend(lines(16, 30));
+    assert_eq!(text[..lines(0, 20).len()].len(), lines(0, 20).len());
+    assert_eq!(text[lines(0, 20).len() - 1], b'\n', "a line still ends where the last reading did");
+    std::fs::write(&log, text).unwrap();
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.inputs_resumed, s.inputs_changed), (30, 0, 1), "{s:?}");
+    assert_eq!(by_event(&out)["event-000095"].len(), 1, "the replacing record is archived");
 }
 
 /// What cannot be read on from is read whole, and counted: a file the last

@@ -44,12 +44,25 @@ pub struct InputId {
     /// that grew from one rewritten.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// SHA-256 (hex) of the `source::HEAD` bytes before `size`: a later run
+    /// reads on from `size` only if they are still there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
     /// Where this reading started, in bytes (an archived file that grew).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub from: u64,
     /// Records read up to `size`, over every reading: a later one numbers on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub records: u64,
+}
+
+/// Where an archived reading of a file ended, how many records it held,
+/// and the hash of the bytes before its end (`InputId::tail`).
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub end: u64,
+    pub records: u64,
+    pub tail: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -111,8 +124,8 @@ struct Shared {
 
 struct Commit {
     ledger: HashSet<InputId>,
-    /// `ledger` by the hash of its inputs' first bytes: (size, records).
-    heads: HashMap<String, Vec<(u64, u64)>>,
+    /// `ledger` by the hash of its inputs' first bytes.
+    heads: HashMap<String, Vec<Reading>>,
     /// `ledger` by path: the first bytes' hash of each of its readings.
     paths: HashMap<String, Vec<Option<String>>>,
     committed: Vec<ObjectRecord>,
@@ -145,8 +158,9 @@ impl Commit {
     /// Adds inputs to the ledger and its indexes.
     fn record(&mut self, inputs: impl IntoIterator<Item = InputId>) {
         for i in inputs {
-            if let Some(h) = &i.head {
-                self.heads.entry(h.clone()).or_default().push((i.size, i.records));
+            if let (Some(h), Some(tail)) = (&i.head, &i.tail) {
+                let r = Reading { end: i.size, records: i.records, tail: tail.clone() };
+                self.heads.entry(h.clone()).or_default().push(r);
             }
             self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
             self.ledger.insert(i);
@@ -258,12 +272,15 @@ impl LocalSink {
         self.commit().ledger.contains(input)
     }
 
-    /// Where the archived bytes of `input` end, and how many records they
-    /// held, when the ledger holds it shorter or under another name: the
-    /// longest reading of a file with the same first bytes, up to its size.
-    pub fn archived_prefix(&self, input: &InputId) -> Option<(u64, u64)> {
-        let head = input.head.as_ref()?;
-        self.commit().heads.get(head)?.iter().filter(|(size, _)| *size <= input.size).max().copied()
+    /// The readings the ledger holds of files with `input`'s first bytes,
+    /// up to its size (earlier states of it, under this name or another),
+    /// longest first.
+    pub fn archived_readings(&self, input: &InputId) -> Vec<Reading> {
+        let Some(head) = input.head.as_ref() else { return Vec::new() };
+        let mut r: Vec<Reading> =
+            self.commit().heads.get(head).into_iter().flatten().filter(|r| r.end <= input.size).cloned().collect();
+        r.sort_by_key(|r| std::cmp::Reverse(r.end));
+        r
     }
 
     /// Whether reading `input` whole would repeat rows: the ledger holds its

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::sink::local::InputId;
+use crate::sink::local::{InputId, Reading};
 
 /// One input stream.
 #[derive(Debug, Clone)]
@@ -121,10 +121,13 @@ pub fn identify(input: &Input) -> io::Result<InputId> {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            let mut first = [0u8; HEAD];
-            let head = (meta.len() >= HEAD as u64 && read_full(&mut f, &mut first)? == HEAD)
-                .then(|| hex::encode(sha2::Sha256::digest(first)));
-            Ok(InputId { path: absolute(p), size: meta.len(), mtime_ns, head, ..InputId::default() })
+            let size = meta.len();
+            let (head, tail) = if size >= HEAD as u64 {
+                (hash_at(&mut f, 0)?, hash_at(&mut f, size - HEAD as u64)?)
+            } else {
+                (None, None)
+            };
+            Ok(InputId { path: absolute(p), size, mtime_ns, head, tail, ..InputId::default() })
         }
         Input::Embedded { name, bytes } => {
             Ok(InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, ..InputId::default() })
@@ -147,25 +150,43 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Counting<Box<dyn Read + S
     Ok(Counting { inner: decompress(reader)?, bytes: 0 })
 }
 
-/// Whether a record starts at byte `at` of a file: just after a newline in
-/// text, or at a gzip member's header in gzip (where an earlier reading that
-/// got to the end of the file stopped, and what was appended begins).
-pub fn starts_anew(input: &Input, at: u64) -> io::Result<bool> {
+/// Whether `input` can be read on from where an archived reading of a file
+/// with the same first bytes ended: the bytes before that end are still the
+/// ones read then (so the file grew, and was not rewritten), and a record
+/// starts there: just after a newline in text, or at a gzip member's header
+/// (where what was appended to a whole gzip file begins).
+pub fn continues(input: &Input, r: &Reading) -> io::Result<bool> {
     let Input::File(p) = input else { return Ok(false) };
-    if at == 0 {
-        return Ok(true);
+    let at = r.end;
+    if at < HEAD as u64 {
+        return Ok(false);
     }
     let mut f = File::open(p)?;
+    if hash_at(&mut f, at - HEAD as u64)?.as_deref() != Some(r.tail.as_str()) {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(0))?;
     let mut magic = [0u8; 3];
     let gz = read_full(&mut f, &mut magic)? == 3 && magic == GZIP_MEMBER;
     f.seek(SeekFrom::Start(at - 1))?;
     let mut b = [0u8; 4];
     let n = read_full(&mut f, &mut b)?;
-    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { n >= 1 && b[0] == b'\n' })
+    // Nothing after it: the same bytes (under another name, say).
+    if n <= 1 {
+        return Ok(true);
+    }
+    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { b[0] == b'\n' })
 }
 
 /// A gzip member's first bytes: magic, then deflate.
 const GZIP_MEMBER: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// The SHA-256 (hex) of the `HEAD` bytes at `at`, if the file holds them.
+fn hash_at(f: &mut File, at: u64) -> io::Result<Option<String>> {
+    let mut buf = [0u8; HEAD];
+    f.seek(SeekFrom::Start(at))?;
+    Ok((read_full(f, &mut buf)? == HEAD).then(|| hex::encode(sha2::Sha256::digest(buf))))
+}
 
 /// Reads until `buf` is full or the file ends; how much was read.
 fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
