@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge};
 use serde::{Deserialize, Serialize};
 
-use super::Backoff;
 use super::notify::covered_key;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
 
@@ -117,24 +116,17 @@ impl Checker<'_> {
     }
 
     /// Calls `op` until it succeeds; None once stopping.
-    fn retry<T>(&self, what: &'static str, mut op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
-        let mut backoff = Backoff::new(self.max_backoff);
-        loop {
-            match op() {
-                Ok(v) => return Some(v),
-                Err(e) => {
-                    counter!("trailship_store_errors_total", "op" => what).increment(1);
-                    tracing::error!(error = %e, "{what} failed; retrying");
-                }
-            }
-            let until = Instant::now() + backoff.step();
+    fn retry<T>(&self, what: &'static str, op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
+        super::retry_with(self.max_backoff, what, op, |wait| {
+            let until = Instant::now() + wait;
             while Instant::now() < until {
                 if self.stop.load(Ordering::Relaxed) {
-                    return None;
+                    return false;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-        }
+            true
+        })
     }
 
     /// Checks every bucket past its deadline that no worker has claimed;

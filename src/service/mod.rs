@@ -231,6 +231,30 @@ impl Backoff {
     }
 }
 
+/// Calls `op` until it succeeds, counting and logging each failure and
+/// backing off between tries (up to `max`); None once `pause` declines to
+/// wait the next backoff out (a deadline passed, or the thread is stopping).
+fn retry_with<T>(
+    max: Duration,
+    what: &'static str,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+    mut pause: impl FnMut(Duration) -> bool,
+) -> Option<T> {
+    let mut backoff = Backoff::new(max);
+    loop {
+        match op() {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                counter!("trailship_store_errors_total", "op" => what).increment(1);
+                tracing::error!(error = %e, "{what} failed; retrying");
+                if !pause(backoff.step()) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 pub struct Service<'o> {
     cfg: &'o Config,
     /// In an `Arc` so that a polled message, which borrows the consumer,

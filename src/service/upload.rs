@@ -19,11 +19,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use metrics::{counter, histogram};
+use metrics::histogram;
 
 use super::sign::{self, Signer};
 use super::spool::{Spool, Staged};
-use super::{Backoff, Intent, failpoint, intent_key, object_key};
+use super::{Intent, failpoint, intent_key, object_key};
 use crate::batch::PartitionKey;
 use crate::integrity::chain::Covered;
 use crate::sink::RowSink;
@@ -333,23 +333,15 @@ impl Ctx {
 
     /// Calls `op` until it succeeds, backing off between failures. None when
     /// its next try would start past the shutdown deadline.
-    fn retry<T>(&self, what: &'static str, mut op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
-        let mut backoff = Backoff::new(self.max_backoff);
-        loop {
-            match op() {
-                Ok(v) => return Some(v),
-                Err(e) => {
-                    counter!("trailship_store_errors_total", "op" => what).increment(1);
-                    tracing::error!(error = %e, "{what} failed; retrying");
-                    let wait = backoff.step();
-                    let deadline = *self.deadline.lock().expect("not poisoned");
-                    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                        return None;
-                    }
-                    std::thread::sleep(wait);
-                }
+    fn retry<T>(&self, what: &'static str, op: impl FnMut() -> Result<T, StoreError>) -> Option<T> {
+        super::retry_with(self.max_backoff, what, op, |wait| {
+            let deadline = *self.deadline.lock().expect("not poisoned");
+            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                return false;
             }
-        }
+            std::thread::sleep(wait);
+            true
+        })
     }
 }
 
