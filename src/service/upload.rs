@@ -581,6 +581,23 @@ mod tests {
         }
     }
 
+    /// A store over `root` whose writes of the keys `which` picks wait while
+    /// the returned flag is set.
+    fn held_while_set(
+        root: &Path,
+        which: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> (Arc<Hooked>, Arc<std::sync::atomic::AtomicBool>) {
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold = Arc::clone(&held);
+        let store = Hooked::new(root, move |key| {
+            while which(key) && hold.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        });
+        (Arc::new(store), held)
+    }
+
     #[test]
     fn failing_writes_are_retried_and_given_up_only_past_the_deadline() {
         let root = scratch("flaky");
@@ -705,14 +722,7 @@ mod tests {
         let (archive, spool) = (root.join("archive"), root.join("spool"));
         let store = Arc::new(LocalObjects::open(&archive).unwrap());
         // The old owner's writes wait while `held` is set.
-        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let hold = Arc::clone(&held);
-        let gated = Arc::new(Hooked::new(&archive, move |_| {
-            while hold.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        }));
+        let (gated, held) = held_while_set(&archive, |_| true);
         let tp = ("ct".to_owned(), 0);
         let digests = || store.list("_digests/w.ct.0/", None).unwrap();
         let owner = |store: Arc<dyn ObjectStore>, assignment: &Arc<Assignment>| {
@@ -821,14 +831,7 @@ mod tests {
         let (archive, spool) = (root.join("archive"), root.join("spool"));
         let store = Arc::new(LocalObjects::open(&archive).unwrap());
         // The stalled worker's claims wait while `held` is set.
-        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let hold = Arc::clone(&held);
-        let stalled = Arc::new(Hooked::new(&archive, move |key| {
-            while key.starts_with("_trailship/chains/") && hold.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        }));
+        let (stalled, held) = held_while_set(&archive, |key| key.starts_with("_trailship/chains/"));
         let digests = || store.list("_digests/w.ct.0/", None).unwrap();
         let mut a = signing_owner(stalled);
         // Its second batch is written, and its digest claimed when the
