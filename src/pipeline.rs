@@ -295,37 +295,7 @@ fn work(
     while let Some(next) = schedule.next(me) {
         let input = &inputs[next];
         let name = input.display();
-        let opened = source::identify(input).and_then(|mut id| {
-            if sink.is_done(&id) {
-                return Ok(None);
-            }
-            // An archived file grown since, or renamed (and maybe grown):
-            // read on from where its longest reading stopped, if it can be.
-            let mut earlier = None;
-            for r in sink.archived_readings(&id) {
-                if source::continues(input, &r)? {
-                    earlier = Some(r);
-                    break;
-                }
-            }
-            match earlier {
-                // The same bytes under another name (a rotated log).
-                Some(r) if r.end == id.size => return Ok(None),
-                Some(r) => {
-                    tracing::info!(input = %name, from = r.end, "input grew since it was archived; reading what it gained");
-                    (id.from, id.records) = (r.end, r.records);
-                    summary.inputs_resumed += 1;
-                }
-                None if sink.archived_before(&id) => {
-                    // Read whole again: say so rather than repeat rows in silence.
-                    tracing::warn!(input = %name, "input changed since it was archived; reading it whole again repeats the rows it held then");
-                    summary.inputs_changed += 1;
-                }
-                None => {}
-            }
-            let reader = source::open(input, &id)?;
-            Ok(Some((id, reader)))
-        });
+        let opened = open_unarchived(input, &name, sink, summary);
         let (mut id, mut reader) = match opened {
             Ok(Some(x)) => x,
             Ok(None) => {
@@ -362,6 +332,46 @@ fn work(
     stage.flush(sink, true)?;
     sink.checkpoint(&pending)?;
     Ok(())
+}
+
+/// Opens `input` where what the archive lacks of it starts: None when the
+/// ledger holds all of it (under this name or, rotated, another).
+fn open_unarchived(
+    input: &Input,
+    name: &str,
+    sink: &LocalSink,
+    summary: &mut Summary,
+) -> std::io::Result<Option<(InputId, source::Reader)>> {
+    let mut id = source::identify(input)?;
+    if sink.is_done(&id) {
+        return Ok(None);
+    }
+    // An archived file grown since, or renamed (and maybe grown): read on
+    // from where its longest reading stopped, if it can be.
+    let mut earlier = None;
+    for r in sink.archived_readings(&id) {
+        if source::continues(input, &r)? {
+            earlier = Some(r);
+            break;
+        }
+    }
+    match earlier {
+        // The same bytes under another name (a rotated log).
+        Some(r) if r.end == id.size => return Ok(None),
+        Some(r) => {
+            tracing::info!(input = %name, from = r.end, "input grew since it was archived; reading what it gained");
+            (id.from, id.records) = (r.end, r.records);
+            summary.inputs_resumed += 1;
+        }
+        None if sink.archived_before(&id) => {
+            // Read whole again: say so rather than repeat rows in silence.
+            tracing::warn!(input = %name, "input changed since it was archived; reading it whole again repeats the rows it held then");
+            summary.inputs_changed += 1;
+        }
+        None => {}
+    }
+    let reader = source::open(input, &id)?;
+    Ok(Some((id, reader)))
 }
 
 /// The redactor `cfg` describes, or none when redaction is off; either way

@@ -106,6 +106,9 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// An input's decompressed bytes, counted.
+pub type Reader = Counting<Box<dyn Read + Send>>;
+
 /// Bytes at a file's start whose hash identifies it across renames and
 /// growth (`InputId::head`).
 pub const HEAD: usize = 4096;
@@ -138,7 +141,7 @@ pub fn identify(input: &Input) -> io::Result<InputId> {
 /// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
 /// as identified: what a file gains meanwhile is for a later run, so that
 /// the ledger's size is where this reading stopped.
-pub fn open(input: &Input, id: &InputId) -> io::Result<Counting<Box<dyn Read + Send>>> {
+pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
     let reader: Box<dyn BufRead + Send> = match input {
         Input::File(p) => {
             let mut f = File::open(p)?;
