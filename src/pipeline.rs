@@ -346,6 +346,7 @@ fn open_unarchived(
     if sink.is_done(&id) {
         return Ok(None);
     }
+    source::fingerprint(input, &mut id)?;
     // An archived file grown since, or renamed (and maybe grown): read on
     // from where its longest reading stopped, if it can be.
     let mut earlier = None;

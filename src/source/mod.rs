@@ -113,29 +113,36 @@ pub type Reader = Counting<Box<dyn Read + Send>>;
 /// growth (`InputId::head`).
 pub const HEAD: usize = 4096;
 
-/// An input's ledger identity as it is now.
+/// An input's ledger identity as it is now: path, size and time, which say
+/// whether the ledger holds it as it is. `fingerprint` adds the rest.
 pub fn identify(input: &Input) -> io::Result<InputId> {
     match input {
         Input::File(p) => {
-            let mut f = File::open(p)?;
-            let meta = f.metadata()?;
+            let meta = std::fs::metadata(p)?;
             let mtime_ns = meta
                 .modified()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            let size = meta.len();
-            let (head, tail) = if size >= HEAD as u64 {
-                (hash_at(&mut f, 0)?, hash_at(&mut f, size - HEAD as u64)?)
-            } else {
-                (None, None)
-            };
-            Ok(InputId { path: absolute(p), size, mtime_ns, head, tail, ..InputId::default() })
+            Ok(InputId { path: absolute(p), size: meta.len(), mtime_ns, ..InputId::default() })
         }
         Input::Embedded { name, bytes } => {
             Ok(InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, ..InputId::default() })
         }
     }
+}
+
+/// Hashes the first and the last `HEAD` bytes of a file identified as `id`
+/// (one that long): only for an input the ledger does not hold as it is,
+/// so that a run over archived inputs reads none of them.
+pub fn fingerprint(input: &Input, id: &mut InputId) -> io::Result<()> {
+    let Input::File(p) = input else { return Ok(()) };
+    if id.size >= HEAD as u64 {
+        let mut f = File::open(p)?;
+        id.head = hash_at(&mut f, 0)?;
+        id.tail = hash_at(&mut f, id.size - HEAD as u64)?;
+    }
+    Ok(())
 }
 
 /// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
