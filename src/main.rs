@@ -597,6 +597,12 @@ fn print_summary(s: &Summary, out: &std::path::Path, embedded: bool, took: std::
     if s.inputs_resumed > 0 {
         println!("grown since archived, read from where they stopped: {}", s.inputs_resumed);
     }
+    if s.inputs_unfinished > 0 {
+        println!(
+            "ending inside a record still being written, read up to it: {} (the rest is read by a later run)",
+            s.inputs_unfinished
+        );
+    }
     if s.inputs_changed > 0 {
         println!(
             "changed since archived, read whole again: {} (the rows they held then are now twice in the archive)",

@@ -98,6 +98,9 @@ pub struct Summary {
     pub inputs_changed: u64,
     /// Inputs that grew since archived, read from where they stopped.
     pub inputs_resumed: u64,
+    /// Inputs that end inside a record still being written: read up to it,
+    /// the rest left for a later run.
+    pub inputs_unfinished: u64,
     pub bytes_read: u64,
     pub records_read: u64,
     pub rows: BTreeMap<Class, u64>,
@@ -124,6 +127,7 @@ impl Summary {
         self.inputs_skipped += o.inputs_skipped;
         self.inputs_changed += o.inputs_changed;
         self.inputs_resumed += o.inputs_resumed;
+        self.inputs_unfinished += o.inputs_unfinished;
         self.bytes_read += o.bytes_read;
         self.records_read += o.records_read;
         self.repaired += o.repaired;
@@ -312,9 +316,19 @@ fn work(
         };
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
-        let origin = Origin { first_index: id.records, ..Origin::file(&name) };
+        let may_grow = source::may_grow(input, &id, &reader);
+        let origin = Origin { first_index: id.records, may_grow, ..Origin::file(&name) };
         stage.input_reader(&origin, &mut reader, sink, summary)?;
         id.records += summary.records_read - records_before;
+        if let Some(at) = stage.take_unfinished() {
+            let end = id.from + at;
+            tracing::warn!(input = %name, bytes = id.size - end, "input ends inside a record still being written; it is left for a later run");
+            summary.inputs_unfinished += 1;
+            if let Err(e) = source::end_reading_at(input, &mut id, end) {
+                // Without its tail hash a later run reads the file whole again, and says so.
+                tracing::warn!(input = %name, error = %e, "cannot hash where the reading ended");
+            }
+        }
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
         since_checkpoint += reader.bytes;
@@ -401,11 +415,15 @@ pub(crate) struct Origin<'a> {
     /// The index of the stream's first record in its input: a file read on
     /// from where an earlier run stopped numbers on from there.
     pub first_index: u64,
+    /// The stream is a file that may still be being written: an unfinished
+    /// last record is left for a later reading (`Stages::take_unfinished`),
+    /// not dead-lettered.
+    pub may_grow: bool,
 }
 
 impl<'a> Origin<'a> {
     pub fn file(name: &'a str) -> Self {
-        Origin { name, headers: &[], body: None, kafka: None, object: None, first_index: 0 }
+        Origin { name, headers: &[], body: None, kafka: None, object: None, first_index: 0, may_grow: false }
     }
 }
 
@@ -420,6 +438,8 @@ pub(crate) struct Stages<'o> {
     /// For an input that is one object (see [`Stages::input_one`]).
     one: Parser,
     one_text: Vec<u8>,
+    /// Where the last stream's unfinished last record starts, if it was left.
+    unfinished: Option<u64>,
     rec: Records<'o>,
 }
 
@@ -471,6 +491,7 @@ impl<'o> Stages<'o> {
             original: Vec::new(),
             one: Parser::with_max_depth(opts.limits.max_depth),
             one_text: Vec::new(),
+            unfinished: None,
             rec: Records {
                 opts,
                 normalizer: Normalizer::new(opts.source).with_options(&opts.normalize),
@@ -493,6 +514,7 @@ impl<'o> Stages<'o> {
         sink: &mut impl RowSink,
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
+        self.unfinished = None;
         let limit = self.whole_file_bytes();
         let mut head = std::mem::take(&mut self.whole);
         let mut filled = 0;
@@ -604,6 +626,7 @@ impl<'o> Stages<'o> {
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
         let name = origin.name;
+        framer.leave_unfinished(origin.may_grow);
         while let Some(frame) = framer.next() {
             match frame {
                 Frame::Dead { index, reason, detail, input } => {
@@ -628,7 +651,15 @@ impl<'o> Stages<'o> {
         if let Some(e) = framer.take_read_error() {
             tracing::warn!(input = %name, error = %e, "input ended early");
         }
+        self.unfinished = framer.take_unfinished();
         Ok(())
+    }
+
+    /// Where the last stream's unfinished last record starts, in bytes
+    /// from the stream's start, when it was left for a later reading (see
+    /// [`Origin::may_grow`]).
+    pub fn take_unfinished(&mut self) -> Option<u64> {
+        self.unfinished.take()
     }
 
     /// A dead letter for a whole input or message that yields no record

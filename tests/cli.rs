@@ -165,8 +165,9 @@ fn an_archive_inside_its_input_directory_is_not_read_back() {
     assert!(stderr(&o).contains("is in what trailship wrote to the archive"), "{}", stderr(&o));
 }
 
-/// Inputs are meant to be finished files. One that changed since it was
-/// archived (a live log that grew) is read whole again, and the run says so.
+/// An input that changed since it was archived: one that grew is read on
+/// from where the last run stopped, one rewritten is read whole again, one
+/// caught mid-line is read up to that line; and the run says which.
 #[test]
 fn a_changed_input_is_read_again_and_said_to_be() {
     let dir = TempDir::new("cli-changed");
@@ -179,15 +180,30 @@ fn a_changed_input_is_read_again_and_said_to_be() {
     let line = format!("{}\n", serde_json::to_string(&one).unwrap());
     let log = dir.write("logs/audit.ndjson", line.as_bytes());
     let run = || trailship(&["normalize", "--out", out.to_str().unwrap(), log.to_str().unwrap()]);
+    let append = |b: &[u8]| std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(b).unwrap();
     let o = run();
     assert!(o.status.success() && !stdout(&o).contains("changed since archived"), "{}", stdout(&o));
-    std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(line.as_bytes()).unwrap();
+    append(line.as_bytes());
+    let o = run();
+    assert!(stdout(&o).contains("grown since archived, read from where they stopped: 1"), "{}", stdout(&o));
+    assert_eq!(all_rows(&out).len(), 2);
+    // Rewritten in place: read whole, so the line it kept is archived twice.
+    let other = line.replacen("CreateUser", "DeleteUser", 1);
+    std::fs::write(&log, format!("{other}{line}{line}")).unwrap();
     let o = run();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("input changed since it was archived"), "{}", stderr(&o));
     assert!(stdout(&o).contains("changed since archived, read whole again: 1"), "{}", stdout(&o));
-    // The row the first run wrote is there twice now, and the new one once.
-    assert_eq!(all_rows(&out).len(), 3);
+    assert_eq!(all_rows(&out).len(), 5);
+    append(&line.as_bytes()[..line.len() / 2]);
+    let o = run();
+    assert!(stderr(&o).contains("input ends inside a record still being written"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ending inside a record still being written, read up to it: 1"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("dead letters: 0"), "{}", stdout(&o));
+    append(&line.as_bytes()[line.len() / 2..]);
+    let o = run();
+    assert!(stdout(&o).contains("rows written: 1"), "{}", stdout(&o));
+    assert_eq!(all_rows(&out).len(), 6);
     let o = run();
     assert!(stdout(&o).contains("(1 skipped"), "unchanged since: {}", stdout(&o));
 }

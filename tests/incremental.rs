@@ -151,31 +151,89 @@ fn a_file_changed_before_where_it_was_read_to_is_read_whole() {
     assert_eq!(by_event(&out)["event-000095"].len(), 1, "the replacing record is archived");
 }
 
-/// What cannot be read on from is read whole, and counted: a file the last
-/// run read up to a partial line, and one too short to be identified. A
-/// path that now holds other content is new, not changed.
+/// A log's writer caught mid-line: the run reads up to the line it is
+/// writing and leaves that for a later run (as Vector's and Fluent Bit's file
+/// sources do), rather than dead-lettering half a record and then, once the
+/// line is whole, reading the file again.
+#[test]
+fn a_line_still_being_written_is_left_for_a_run_after_it_is_whole() {
+    let dir = TempDir::new("unfinished");
+    let out = dir.path().join("archive");
+    let mut text = lines(0, 20);
+    let cut = lines(20, 21);
+    text.extend_from_slice(&cut[..cut.len() / 2]);
+    let log = dir.write("logs/audit.ndjson", &text);
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.rows_total(), s.dead_total(), s.inputs_unfinished), (20, 20, 0, 1), "{s:?}");
+    // Still being written: left again, and nothing read twice.
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.dead_total(), s.inputs_unfinished, s.inputs_changed), (0, 0, 1, 0), "{s:?}");
+    append(&log, &cut[cut.len() / 2..]);
+    append(&log, &lines(21, 23));
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.dead_total(), s.inputs_resumed, s.inputs_unfinished), (3, 0, 1, 0), "{s:?}");
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 23);
+    assert!(rows.values().all(|r| r.len() == 1), "each event once");
+    assert_eq!(rows["event-000020"][0].1, 20, "numbered on from the lines before it");
+    assert_eq!(std::fs::read_dir(out.join("_dead_letter")).map_or(0, |d| d.count()), 0);
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 1));
+}
+
+/// Files too short to be known by their first 4 KiB are known by path and
+/// all their bytes; a last record without its newline is whole, and what
+/// is appended after the newline it lacked is read on from.
+#[test]
+fn a_short_file_and_one_without_a_last_newline_are_read_on_from() {
+    let dir = TempDir::new("short");
+    let out = dir.path().join("archive");
+    let short = dir.write("logs/short.ndjson", &lines(200, 201));
+    let mut text = lines(0, 20);
+    text.pop();
+    let bare = dir.write("logs/bare.ndjson", &text);
+    let s = run_on(&out, &[short.clone(), bare.clone()]);
+    assert_eq!((s.rows_total(), s.dead_total(), s.inputs_unfinished), (21, 0, 0), "{s:?}");
+    append(&short, &lines(201, 203));
+    append(&bare, b"\n");
+    append(&bare, &lines(20, 22));
+    let s = run_on(&out, &[short, bare]);
+    assert_eq!((s.records_read, s.inputs_resumed, s.inputs_changed), (4, 2, 0), "{s:?}");
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 25);
+    assert!(rows.values().all(|r| r.len() == 1), "each event once");
+    assert_eq!(rows["event-000202"][0].1, 2);
+}
+
+/// What cannot be read on from is read whole, and counted: a file whose
+/// last line was cut short and left so past [`source::SETTLE`] (its half
+/// record a dead letter then), and a short file rewritten. A path that now
+/// holds other content is new, not changed.
 #[test]
 fn what_cannot_be_read_on_from_is_read_whole_and_counted() {
     let dir = TempDir::new("whole");
     let out = dir.path().join("archive");
-    // Cut mid-record: the last line has no newline yet.
     let mut text = lines(0, 20);
     let cut = lines(20, 21);
     text.extend_from_slice(&cut[..cut.len() / 2]);
     let partial = dir.write("logs/partial.ndjson", &text);
+    let settled = std::time::SystemTime::now() - trailship::source::SETTLE - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&partial).unwrap().set_modified(settled).unwrap();
     let short = dir.write("logs/short.ndjson", &lines(200, 201));
     let other = dir.write("logs/other.ndjson", &lines(300, 320));
     let s = run_on(&out, &[partial.clone(), short.clone(), other.clone()]);
-    assert_eq!((s.rows_total(), s.dead_total()), (20 + 1 + 20, 1));
+    assert_eq!((s.rows_total(), s.dead_total(), s.inputs_unfinished), (20 + 1 + 20, 1, 0), "{s:?}");
     append(&partial, &cut[cut.len() / 2..]);
-    append(&short, &lines(201, 202));
+    let mut rewritten = lines(210, 211);
+    rewritten.extend(lines(201, 202));
+    std::fs::write(&short, rewritten).unwrap();
     std::fs::write(&other, lines(400, 420)).unwrap();
     let s = run_on(&out, &[partial, short, other]);
     assert_eq!((s.inputs_resumed, s.inputs_changed), (0, 2), "{s:?}");
     assert_eq!(s.records_read, 21 + 2 + 20);
     let rows = by_event(&out);
     assert_eq!(rows["event-000000"].len(), 2, "read whole again: its rows twice");
-    assert_eq!(rows["event-000200"].len(), 2);
+    assert_eq!(rows["event-000210"].len(), 1);
     assert_eq!(rows["event-000400"].len(), 1);
     assert_eq!(rows["event-000300"].len(), 1);
 }

@@ -72,6 +72,14 @@ pub struct Framer<R> {
     dead_detail: String,
     /// The previous byte consumed was a newline (for resynchronisation).
     at_line_start: bool,
+    /// Bytes of the stream before `buf`'s.
+    consumed: u64,
+    /// Where the current top-level value starts in the stream, and whether
+    /// a line does too.
+    value_start: (u64, bool),
+    /// See [`Framer::leave_unfinished`].
+    leave_unfinished: bool,
+    unfinished: Option<u64>,
 }
 
 impl<R: Read> Framer<R> {
@@ -98,7 +106,25 @@ impl<R: Read> Framer<R> {
             max_depth_seen: 0,
             dead_detail: String::new(),
             at_line_start: true,
+            consumed: 0,
+            value_start: (0, true),
+            leave_unfinished: false,
+            unfinished: None,
         }
+    }
+
+    /// For a stream that may still be being written (a log file its writer
+    /// appends to): a last value the stream ends inside, begun on a line of
+    /// its own, is not a dead letter but the part of a record written so
+    /// far. Framing stops before it; [`Framer::take_unfinished`] says where.
+    pub fn leave_unfinished(&mut self, leave: bool) {
+        self.leave_unfinished = leave;
+    }
+
+    /// Where the unfinished last record left unframed starts, in bytes from
+    /// the stream's start (see [`Framer::leave_unfinished`]).
+    pub fn take_unfinished(&mut self) -> Option<u64> {
+        self.unfinished.take()
     }
 
     /// The read error that ended the stream early, if any.
@@ -117,6 +143,7 @@ impl<R: Read> Framer<R> {
                     return false;
                 }
                 Ok(n) => {
+                    self.consumed += self.end as u64;
                     self.pos = 0;
                     self.end = n;
                     return true;
@@ -331,10 +358,17 @@ impl<R: Read> Framer<R> {
         Frame::Dead { index, reason, detail, input: &self.rec }
     }
 
-    /// Reason for a value cut short by the end of input.
-    fn eof_frame(&mut self) -> Frame<'_> {
+    /// Reason for a value cut short by the end of input: `None` when it is
+    /// left unfinished (see [`Framer::leave_unfinished`]).
+    fn eof_frame(&mut self) -> Option<Frame<'_>> {
+        let at_top = matches!(self.state, State::TopLevel);
         self.state = State::Done;
-        match self.read_error.take() {
+        let (start, on_its_line) = self.value_start;
+        if at_top && on_its_line && self.leave_unfinished && self.read_error.is_none() {
+            self.unfinished = Some(start);
+            return None;
+        }
+        Some(match self.read_error.take() {
             Some(e) => {
                 let reason = gzip_reason(&e);
                 let detail = format!("input stream failed: {e}");
@@ -342,7 +376,7 @@ impl<R: Read> Framer<R> {
                 self.dead(reason, detail)
             }
             None => self.dead(Reason::MalformedJson, "unexpected end of input inside a value".into()),
-        }
+        })
     }
 
     /// Returns the next frame, or `None` at the end of the stream.
@@ -364,13 +398,14 @@ impl<R: Read> Framer<R> {
                         }
                         return None;
                     };
+                    self.value_start = (self.consumed + self.pos as u64, self.at_line_start);
                     match c {
                         b'{' => match self.scan_top_object() {
                             TopObject::Record => return Some(self.finish_value()),
                             TopObject::Envelope => {
                                 self.state = State::InArray { envelope: true, emitted: 0 };
                             }
-                            TopObject::Eof => return Some(self.eof_frame()),
+                            TopObject::Eof => return self.eof_frame(),
                             TopObject::Broken(why) => {
                                 self.skip_line();
                                 return Some(self.dead(Reason::MalformedJson, why.to_string()));
@@ -383,7 +418,7 @@ impl<R: Read> Framer<R> {
                         _ => match self.scan_value(true, 0) {
                             // The parser decides: not an object, or malformed.
                             Scan::Complete => return Some(self.finish_value()),
-                            Scan::Eof => return Some(self.eof_frame()),
+                            Scan::Eof => return self.eof_frame(),
                             Scan::Broken(why) => {
                                 self.skip_line();
                                 return Some(self.dead(Reason::MalformedJson, why.to_string()));
@@ -393,7 +428,7 @@ impl<R: Read> Framer<R> {
                 }
                 State::InArray { envelope, emitted } => {
                     self.begin_value();
-                    let Some(c) = self.skip_ws(false) else { return Some(self.eof_frame()) };
+                    let Some(c) = self.skip_ws(false) else { return self.eof_frame() };
                     if c == b']' {
                         self.bump(false);
                         self.state = State::TopLevel;
@@ -424,7 +459,7 @@ impl<R: Read> Framer<R> {
                             self.max_depth_seen = self.max_depth_seen.saturating_sub(depth);
                             return Some(self.finish_value());
                         }
-                        Scan::Eof => return Some(self.eof_frame()),
+                        Scan::Eof => return self.eof_frame(),
                         Scan::Broken(why) => {
                             // The envelope's structure is lost: continue line by line.
                             self.state = State::TopLevel;
@@ -638,6 +673,44 @@ mod tests {
     fn truncated_at_eof() {
         assert_eq!(recs(&frames(b"{\"a\":1}\n{\"b\":")), ["{\"a\":1}", "malformed_json"]);
         assert_eq!(recs(&frames(b"{\"Records\":[{\"a\":1},")), ["{\"a\":1}", "malformed_json"]);
+    }
+
+    /// Frames `input` read `chunk` bytes at a time, leaving an unfinished
+    /// last record: the records, and where the unfinished one starts.
+    fn leaving(input: &[u8], chunk: usize) -> (Vec<String>, Option<u64>) {
+        let mut f = Framer::with_chunk(input, Limits { max_record_bytes: 64, max_depth: 4 }, chunk);
+        f.leave_unfinished(true);
+        let mut out = vec![];
+        while let Some(fr) = f.next() {
+            out.push(match fr {
+                Frame::Record { bytes, .. } => String::from_utf8_lossy(bytes).into(),
+                Frame::Dead { reason, .. } => reason.as_str().into(),
+            });
+        }
+        (out, f.take_unfinished())
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_left_where_it_starts() {
+        for chunk in [1, 3, 7, 4096] {
+            let (out, at) = leaving(b"{\"a\":1}\n{\"b\":2}\n{\"c\":", chunk);
+            assert_eq!(out, ["{\"a\":1}", "{\"b\":2}"], "chunk {chunk}");
+            assert_eq!(at, Some(16), "chunk {chunk}");
+            let (out, at) = leaving(b"{\"a\":1}\r\n  {\"c\":[1,", chunk);
+            assert_eq!(out, ["{\"a\":1}", "malformed_json"], "indented: not on a line of its own");
+            assert_eq!(at, None);
+            let (out, at) = leaving(b"{\"a\":1}{\"c\":", chunk);
+            assert_eq!(out, ["{\"a\":1}", "malformed_json"], "after a record on its line");
+            assert_eq!(at, None);
+            // Inside an envelope or array, the structure is the file's: cut short is cut short.
+            let (out, at) = leaving(b"{\"Records\":[{\"a\":1},{\"b\"", chunk);
+            assert_eq!(out, ["{\"a\":1}", "malformed_json"]);
+            assert_eq!(at, None);
+        }
+        let (out, at) = leaving(b"{\"a\":", 4096);
+        assert_eq!((out.len(), at), (0, Some(0)), "the stream's start is a line's");
+        let (out, at) = leaving(b"{\"a\":1}\n", 4096);
+        assert_eq!((out.len(), at), (1, None));
     }
 
     #[test]

@@ -543,6 +543,7 @@ impl<'o> Service<'o> {
             kafka: Some(KafkaRef { topic: &topic, partition, offset }),
             object: None,
             first_index: 0,
+            may_grow: false,
         };
         let result = match &notified {
             None => message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary),

@@ -58,7 +58,7 @@ pub struct InputId {
 
 /// Where an archived reading of a file ended, how many records it held,
 /// and the hash of the bytes before its end (`InputId::tail`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub end: u64,
     pub records: u64,
@@ -126,6 +126,9 @@ struct Commit {
     ledger: HashSet<InputId>,
     /// `ledger` by the hash of its inputs' first bytes.
     heads: HashMap<String, Vec<Reading>>,
+    /// The readings of files too short for a `head`, by path: their `tail`
+    /// covers all they held.
+    short: HashMap<String, Vec<Reading>>,
     /// `ledger` by path: the first bytes' hash of each of its readings.
     paths: HashMap<String, Vec<Option<String>>>,
     committed: Vec<ObjectRecord>,
@@ -158,9 +161,18 @@ impl Commit {
     /// Adds inputs to the ledger and its indexes.
     fn record(&mut self, inputs: impl IntoIterator<Item = InputId>) {
         for i in inputs {
-            if let (Some(h), Some(tail)) = (&i.head, &i.tail) {
+            if self.ledger.contains(&i) {
+                continue;
+            }
+            if let Some(tail) = &i.tail {
                 let r = Reading { end: i.size, records: i.records, tail: tail.clone() };
-                self.heads.entry(h.clone()).or_default().push(r);
+                let readings = match &i.head {
+                    Some(h) => self.heads.entry(h.clone()).or_default(),
+                    None => self.short.entry(i.path.clone()).or_default(),
+                };
+                if !readings.contains(&r) {
+                    readings.push(r);
+                }
             }
             self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
             self.ledger.insert(i);
@@ -186,6 +198,7 @@ impl LocalSink {
         let mut commit = Commit {
             ledger: HashSet::new(),
             heads: HashMap::new(),
+            short: HashMap::new(),
             paths: HashMap::new(),
             committed: Vec::new(),
             sealer: None,
@@ -274,11 +287,14 @@ impl LocalSink {
 
     /// The readings the ledger holds of files with `input`'s first bytes,
     /// up to its size (earlier states of it, under this name or another),
-    /// longest first.
+    /// and of this path when it was too short to have first bytes; longest
+    /// first.
     pub fn archived_readings(&self, input: &InputId) -> Vec<Reading> {
-        let Some(head) = input.head.as_ref() else { return Vec::new() };
+        let c = self.commit();
+        let by_head = input.head.as_ref().and_then(|h| c.heads.get(h));
+        let short = c.short.get(&input.path);
         let mut r: Vec<Reading> =
-            self.commit().heads.get(head).into_iter().flatten().filter(|r| r.end <= input.size).cloned().collect();
+            by_head.into_iter().chain(short).flatten().filter(|r| r.end <= input.size).cloned().collect();
         r.sort_by_key(|r| std::cmp::Reverse(r.end));
         r
     }

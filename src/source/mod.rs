@@ -96,6 +96,8 @@ const ARCHIVE_DIRS: &[&str] = &["_trailship", "_dead_letter", "_digests", "integ
 pub struct Counting<R> {
     inner: R,
     pub bytes: u64,
+    /// The bytes are inflated from gzip: offsets in them are not the file's.
+    pub compressed: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -133,17 +135,42 @@ pub fn identify(input: &Input) -> io::Result<InputId> {
 }
 
 /// Hashes the first and the last `HEAD` bytes of a file identified as `id`
-/// (one that long): only for an input the ledger does not hold as it is,
-/// so that a run over archived inputs reads none of them.
+/// (all of a shorter one: its tail): only for an input the ledger does not
+/// hold as it is, so that a run over archived inputs reads none of them.
 pub fn fingerprint(input: &Input, id: &mut InputId) -> io::Result<()> {
     let Input::File(p) = input else { return Ok(()) };
+    let mut f = File::open(p)?;
     if id.size >= HEAD as u64 {
-        let mut f = File::open(p)?;
-        id.head = hash_at(&mut f, 0)?;
-        id.tail = hash_at(&mut f, id.size - HEAD as u64)?;
+        id.head = hash_before(&mut f, HEAD as u64)?;
     }
+    id.tail = hash_before(&mut f, id.size)?;
     Ok(())
 }
+
+/// Ends the reading `id` at `end`, before what is left for a later one
+/// (an unfinished last record): its size and tail become those of the
+/// bytes read.
+pub fn end_reading_at(input: &Input, id: &mut InputId, end: u64) -> io::Result<()> {
+    id.size = end;
+    id.tail = None;
+    let Input::File(p) = input else { return Ok(()) };
+    id.tail = hash_before(&mut File::open(p)?, end)?;
+    Ok(())
+}
+
+/// Whether `input`, read through `reader`, may still be being written: a
+/// text file changed within [`SETTLE`]. An unfinished last record of one is
+/// left for a later run; of anything else, it is a dead letter.
+pub fn may_grow(input: &Input, id: &InputId, reader: &Reader) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let age_ns = now.as_nanos() as i128 - id.mtime_ns;
+    matches!(input, Input::File(_)) && !reader.compressed && age_ns < SETTLE.as_nanos() as i128
+}
+
+/// How long after its last change a file's unfinished last record is taken
+/// to be all there will be of it (its writer died mid-line): then it is a
+/// dead letter. Five minutes, Filebeat's `close_inactive`.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
 /// as identified: what a file gains meanwhile is for a later run, so that
@@ -157,22 +184,24 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
         }
         Input::Embedded { bytes, .. } => Box::new(*bytes),
     };
-    Ok(Counting { inner: decompress(reader)?, bytes: 0 })
+    let (inner, compressed) = decompress(reader)?;
+    Ok(Counting { inner, bytes: 0, compressed })
 }
 
 /// Whether `input` can be read on from where an archived reading of a file
 /// with the same first bytes ended: the bytes before that end are still the
 /// ones read then (so the file grew, and was not rewritten), and a record
-/// starts there: just after a newline in text, or at a gzip member's header
-/// (where what was appended to a whole gzip file begins).
+/// starts there: at a line's start in text (the reading ended after a
+/// newline, or what was appended starts with one), or at a gzip member's
+/// header (where what was appended to a whole gzip file begins).
 pub fn continues(input: &Input, r: &Reading) -> io::Result<bool> {
     let Input::File(p) = input else { return Ok(false) };
     let at = r.end;
-    if at < HEAD as u64 {
+    if at == 0 {
         return Ok(false);
     }
     let mut f = File::open(p)?;
-    if hash_at(&mut f, at - HEAD as u64)?.as_deref() != Some(r.tail.as_str()) {
+    if hash_before(&mut f, at)?.as_deref() != Some(r.tail.as_str()) {
         return Ok(false);
     }
     f.seek(SeekFrom::Start(0))?;
@@ -185,17 +214,19 @@ pub fn continues(input: &Input, r: &Reading) -> io::Result<bool> {
     if n <= 1 {
         return Ok(true);
     }
-    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { b[0] == b'\n' })
+    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { b[0] == b'\n' || matches!(b[1], b'\n' | b'\r') })
 }
 
 /// A gzip member's first bytes: magic, then deflate.
 const GZIP_MEMBER: [u8; 3] = [0x1f, 0x8b, 0x08];
 
-/// The SHA-256 (hex) of the `HEAD` bytes at `at`, if the file holds them.
-fn hash_at(f: &mut File, at: u64) -> io::Result<Option<String>> {
+/// The SHA-256 (hex) of the `HEAD` bytes before `end` (all of them, if
+/// fewer), if the file holds them.
+fn hash_before(f: &mut File, end: u64) -> io::Result<Option<String>> {
+    let n = end.min(HEAD as u64) as usize;
     let mut buf = [0u8; HEAD];
-    f.seek(SeekFrom::Start(at))?;
-    Ok((read_full(f, &mut buf)? == HEAD).then(|| hex::encode(sha2::Sha256::digest(buf))))
+    f.seek(SeekFrom::Start(end - n as u64))?;
+    Ok((n > 0 && read_full(f, &mut buf[..n])? == n).then(|| hex::encode(sha2::Sha256::digest(&buf[..n]))))
 }
 
 /// Reads until `buf` is full or the file ends; how much was read.
@@ -212,12 +243,12 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<Box<dyn Read + Send>> {
+fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<(Box<dyn Read + Send>, bool)> {
     let head = r.fill_buf()?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(MultiGzDecoder::new(r)))
+        Ok((Box::new(MultiGzDecoder::new(r)), true))
     } else {
-        Ok(Box::new(r))
+        Ok((Box::new(r), false))
     }
 }
 
