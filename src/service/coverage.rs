@@ -6,10 +6,15 @@
 //! What awaits a digest lives in the archive, not in a worker: each batch
 //! that ingests log files writes a marker naming them,
 //! `_trailship/awaiting/<bucket>/<topic>/<partition>/<first>-<n>.json`, with
-//! the batch. Once a time bucket is past the deadline, the first worker to
-//! create `_trailship/coverage-checked/<bucket>.json` checks its markers
-//! against the coverage markers the digest check writes. So a restart or a
-//! rebalance forgets nothing, and each file is reported once, by one worker.
+//! the batch. Once a time bucket is past the deadline, the worker that
+//! claims it (creates `_trailship/coverage-claims/<bucket>/<attempt>.json`)
+//! checks its markers against the coverage markers the digest check writes,
+//! then marks it checked (`_trailship/coverage-checked/<bucket>.json`). A
+//! claim unfinished after [`LEASE_S`] (its worker stopped or died) is taken
+//! over by the next attempt. So a restart or a rebalance forgets nothing.
+//! Each file is reported once (`_trailship/coverage-reported/`), though a
+//! replayed batch lists it again in a later bucket, or a slow check's bucket
+//! is taken over.
 //!
 //! The check runs on a thread of its own: a bucket of a large organisation
 //! trail is thousands of reads, which must not hold the consumer, and a
@@ -28,8 +33,16 @@ use super::notify::covered_key;
 use crate::sink::objects::{ObjectStore, Put, StoreError};
 
 const AWAITING: &str = "_trailship/awaiting/";
-/// A bucket's check, claimed (created once) by the worker that makes it.
+/// Attempts at a bucket's check, each created once, by the worker making it.
+const CLAIMS: &str = "_trailship/coverage-claims/";
+/// A bucket whose check is done (in archives older than claims: claimed).
 const CHECKED: &str = "_trailship/coverage-checked/";
+/// Log files reported as covered by no digest.
+const REPORTED: &str = "_trailship/coverage-reported/";
+/// How long a claimed check may take before another worker takes it over.
+/// A check is a few reads per log file; one still going past this is
+/// repeated, and reports nothing twice.
+pub(super) const LEASE_S: i64 = 600;
 /// How far back a starting worker looks for buckets not yet checked.
 const LOOKBACK_S: i64 = 7 * 24 * 3600;
 
@@ -37,6 +50,20 @@ const LOOKBACK_S: i64 = 7 * 24 * 3600;
 #[derive(Serialize, Deserialize)]
 struct Awaiting {
     logs: Vec<String>,
+}
+
+/// An attempt at a bucket's check: when it was claimed.
+#[derive(Serialize, Deserialize)]
+struct Claimed {
+    at_s: i64,
+}
+
+/// Where a due bucket's check stands, for one worker.
+enum Check {
+    Done,
+    /// Another worker's claim, within its lease.
+    Held,
+    Ours,
 }
 
 /// Buckets a sixth of the deadline wide (ten minutes at most): a file is
@@ -73,7 +100,10 @@ impl Coverage {
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("coverage".into())
-            .spawn(move || Checker { store: &*store, deadline_s, max_backoff, stop: &stopped, from: None }.run())
+            .spawn(move || {
+                Checker { store: &*store, deadline_s, max_backoff, lease_s: LEASE_S, stop: &stopped, from: None }
+                    .run()
+            })
             .expect("spawn the coverage thread");
         Coverage { thread: Some(thread), stop }
     }
@@ -96,6 +126,7 @@ struct Checker<'a> {
     store: &'a dyn ObjectStore,
     deadline_s: u64,
     max_backoff: Duration,
+    lease_s: i64,
     stop: &'a AtomicBool,
     /// The oldest bucket not yet seen checked.
     from: Option<i64>,
@@ -108,7 +139,8 @@ impl Checker<'_> {
         while !self.stop.load(Ordering::Relaxed) {
             if Instant::now() >= next {
                 next = Instant::now() + every;
-                // Stopping mid-check leaves the rest of a claimed bucket unchecked.
+                // Stopping mid-check leaves a claimed bucket to another
+                // worker, once the claim's lease is over.
                 let _ = self.check();
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -129,8 +161,8 @@ impl Checker<'_> {
         })
     }
 
-    /// Checks every bucket past its deadline that no worker has claimed;
-    /// the log files it reported.
+    /// Checks every bucket past its deadline that no worker has checked or
+    /// is checking; the log files it reported.
     fn check(&mut self) -> Option<Vec<String>> {
         let deadline = self.deadline_s as i64;
         let g = bucket_s(self.deadline_s);
@@ -147,22 +179,64 @@ impl Checker<'_> {
         let mut next = buckets.last_key_value().map_or(from, |(b, _)| b + g);
         let (mut awaiting, mut reported) = (0, Vec::new());
         for (bucket, markers) in buckets {
+            let waiting = markers.iter().filter_map(|m| logs_in(m)).sum::<u64>();
             if bucket + g + deadline > now {
                 // Not due, nor any later one.
                 next = next.min(bucket);
-                awaiting += markers.iter().filter_map(|m| logs_in(m)).sum::<u64>();
+                awaiting += waiting;
                 continue;
             }
-            let claim = format!("{CHECKED}{bucket:012}.json");
-            if self.retry("claim coverage check", || self.store.put_bytes(&claim, b"{}"))? == Put::Created {
-                for m in &markers {
-                    reported.extend(self.check_marker(m)?);
+            match self.claim(bucket, now)? {
+                Check::Done => {}
+                // To be looked at again: it is not done until it is marked so.
+                Check::Held => {
+                    next = next.min(bucket);
+                    awaiting += waiting;
+                }
+                Check::Ours => {
+                    for m in &markers {
+                        reported.extend(self.check_marker(m)?);
+                    }
+                    let done = format!("{CHECKED}{bucket:012}.json");
+                    self.retry("mark coverage checked", || self.store.put_bytes(&done, b"{}"))?;
                 }
             }
         }
         self.from = Some(next);
         gauge!("trailship_log_files_awaiting_digest").set(awaiting as f64);
         Some(reported)
+    }
+
+    /// Whether `bucket`'s check is done, another worker's, or, claimed
+    /// now, this one's.
+    fn claim(&self, bucket: i64, now: i64) -> Option<Check> {
+        let done = format!("{CHECKED}{bucket:012}.json");
+        if self.retry("read coverage check", || self.store.get(&done))?.is_some() {
+            return Some(Check::Done);
+        }
+        let prefix = format!("{CLAIMS}{bucket:012}/");
+        let claims = self.retry("list coverage claims", || self.store.list(&prefix, None))?;
+        let attempt = |k: &String| k.strip_prefix(&prefix)?.strip_suffix(".json")?.parse::<u32>().ok();
+        let next = match claims.iter().filter_map(attempt).max() {
+            None => 0,
+            Some(last) => {
+                let key = format!("{prefix}{last:04}.json");
+                let body = self.retry("read coverage claim", || self.store.get(&key))?;
+                // A claim that cannot be read is taken to be as old as can be.
+                let at = body.and_then(|b| serde_json::from_slice::<Claimed>(&b).ok()).map_or(i64::MIN, |c| c.at_s);
+                if now.saturating_sub(at) < self.lease_s {
+                    return Some(Check::Held);
+                }
+                tracing::warn!(bucket, attempt = last, "a coverage check was claimed and not finished; taking it over");
+                last + 1
+            }
+        };
+        let key = format!("{prefix}{next:04}.json");
+        let body = serde_json::to_vec(&Claimed { at_s: now }).expect("serialises");
+        Some(match self.retry("claim coverage check", || self.store.put_bytes(&key, &body))? {
+            Put::Created => Check::Ours,
+            Put::Exists => Check::Held,
+        })
     }
 
     /// Reports each log file `marker` lists that no coverage marker covers.
@@ -173,11 +247,19 @@ impl Checker<'_> {
         for name in logs {
             let Some((bucket, key)) = name.split_once('/') else { continue };
             let covered = covered_key(bucket, key);
-            if self.retry("read coverage marker", || self.store.get(&covered))?.is_none() {
-                counter!("trailship_log_files_uncovered_total").increment(1);
-                tracing::error!(log = %name, after_s = self.deadline_s, "log file not covered by any CloudTrail digest");
-                reported.push(name);
+            if self.retry("read coverage marker", || self.store.get(&covered))?.is_some() {
+                continue;
             }
+            // Reported before it is marked: a worker that dies between the
+            // two makes one report twice rather than none.
+            let mark = format!("{REPORTED}{name}.json");
+            if self.retry("read coverage report", || self.store.get(&mark))?.is_some() {
+                continue;
+            }
+            counter!("trailship_log_files_uncovered_total").increment(1);
+            tracing::error!(log = %name, after_s = self.deadline_s, "log file not covered by any CloudTrail digest");
+            self.retry("mark log file reported", || self.store.put_bytes(&mark, b"{}"))?;
+            reported.push(name);
         }
         Some(reported)
     }
@@ -203,34 +285,109 @@ mod tests {
         assert_eq!(back.logs, ["trail/a.json.gz", "trail/b.json.gz"]);
     }
 
+    /// An archive of awaiting markers, and checkers over it.
+    struct Fixture {
+        dir: std::path::PathBuf,
+        store: LocalObjects,
+        now: i64,
+        stop: AtomicBool,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir = std::env::temp_dir().join(format!("trailship-coverage-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = LocalObjects::open(&dir).unwrap();
+            Fixture { dir, store, now: crate::sink::now_ms() / 1000, stop: AtomicBool::new(false) }
+        }
+
+        /// Deadline 60 s, so buckets of 10 s.
+        fn checker(&self) -> Checker<'_> {
+            let max_backoff = Duration::from_secs(1);
+            Checker { store: &self.store, deadline_s: 60, max_backoff, lease_s: LEASE_S, stop: &self.stop, from: None }
+        }
+
+        /// A bucket `ago` seconds old.
+        fn bucket(&self, ago: i64) -> i64 {
+            (self.now - ago).div_euclid(10) * 10
+        }
+
+        fn put(&self, bucket: i64, first: i64, logs: &[&str]) {
+            let body = serde_json::to_vec(&Awaiting { logs: logs.iter().map(|l| l.to_string()).collect() }).unwrap();
+            let key = format!("{AWAITING}{bucket:012}/ct/0/{first:020}-{}.json", logs.len());
+            self.store.put_bytes(&key, &body).unwrap();
+        }
+
+        fn has(&self, key: &str) -> bool {
+            self.store.get(key).unwrap().is_some()
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Two workers over one archive: a due bucket is checked by one of them,
     /// and a bucket not yet due by neither.
     #[test]
     fn each_due_bucket_is_checked_once() {
-        let dir = std::env::temp_dir().join(format!("trailship-coverage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = LocalObjects::open(&dir).unwrap();
-        let now = crate::sink::now_ms() / 1000;
-        let put = |bucket: i64, first: i64, logs: &[&str]| {
-            let body = serde_json::to_vec(&Awaiting { logs: logs.iter().map(|l| l.to_string()).collect() }).unwrap();
-            let key = format!("{AWAITING}{bucket:012}/ct/0/{first:020}-{}.json", logs.len());
-            store.put_bytes(&key, &body).unwrap();
-        };
-        // Deadline 60 s, buckets of 10 s: one due, one not.
-        let (due, young) = ((now - 100).div_euclid(10) * 10, now.div_euclid(10) * 10);
-        put(due, 0, &["trail/covered.json.gz", "trail/orphan.json.gz"]);
-        put(young, 5, &["trail/late.json.gz"]);
-        store.put_bytes(&covered_key("trail", "covered.json.gz"), b"{}").unwrap();
-        let stop = AtomicBool::new(false);
-        let checker =
-            || Checker { store: &store, deadline_s: 60, max_backoff: Duration::from_secs(1), stop: &stop, from: None };
-        let (mut a, mut b) = (checker(), checker());
+        let f = Fixture::new("once");
+        let (due, young) = (f.bucket(100), f.bucket(0));
+        f.put(due, 0, &["trail/covered.json.gz", "trail/orphan.json.gz"]);
+        f.put(young, 5, &["trail/late.json.gz"]);
+        f.store.put_bytes(&covered_key("trail", "covered.json.gz"), b"{}").unwrap();
+        let (mut a, mut b) = (f.checker(), f.checker());
         assert_eq!(a.check().unwrap(), ["trail/orphan.json.gz"]);
-        assert_eq!(b.check().unwrap(), Vec::<String>::new(), "claimed by the other");
-        assert!(store.get(&format!("{CHECKED}{due:012}.json")).unwrap().is_some(), "the due bucket is claimed");
-        assert!(store.get(&format!("{CHECKED}{young:012}.json")).unwrap().is_none(), "the young one is not");
+        assert_eq!(b.check().unwrap(), Vec::<String>::new(), "checked by the other");
+        assert!(f.has(&format!("{CLAIMS}{due:012}/0000.json")), "claimed once");
+        assert!(!f.has(&format!("{CLAIMS}{due:012}/0001.json")));
+        assert!(f.has(&format!("{CHECKED}{due:012}.json")), "the due bucket is checked");
+        assert!(!f.has(&format!("{CHECKED}{young:012}.json")), "the young one is not");
         // Both look at the young bucket again next time, and nothing older.
         assert_eq!((a.from, b.from), (Some(young), Some(young)));
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A worker that claimed a bucket and stopped before it was done: others
+    /// wait out its lease, then one takes the check over.
+    #[test]
+    fn a_check_left_unfinished_is_taken_over_once_its_lease_is_over() {
+        let f = Fixture::new("lease");
+        let due = f.bucket(100);
+        f.put(due, 0, &["trail/orphan.json.gz"]);
+        let claim = |attempt: u32, at_s: i64| {
+            let body = serde_json::to_vec(&Claimed { at_s }).unwrap();
+            f.store.put_bytes(&format!("{CLAIMS}{due:012}/{attempt:04}.json"), &body).unwrap();
+        };
+        claim(0, f.now - 5);
+        let mut b = f.checker();
+        assert_eq!(b.check().unwrap(), Vec::<String>::new(), "within the lease: another's");
+        assert_eq!(b.from, Some(due), "looked at again");
+        assert!(!f.has(&format!("{CHECKED}{due:012}.json")));
+        // The claimer stopped long ago, and so did the one that took over from it.
+        claim(1, f.now - LEASE_S - 5);
+        assert_eq!(b.check().unwrap(), ["trail/orphan.json.gz"]);
+        assert!(f.has(&format!("{CLAIMS}{due:012}/0002.json")));
+        assert!(f.has(&format!("{CHECKED}{due:012}.json")));
+        assert_eq!(b.from, Some(due + 10));
+    }
+
+    /// A log file two markers list (a batch replayed after a crash writes
+    /// its marker again, in the bucket of the time it is cut) is reported
+    /// once; so is one whose bucket's check is taken over after the report.
+    #[test]
+    fn a_log_file_is_reported_once() {
+        let f = Fixture::new("reported");
+        let (first, replayed) = (f.bucket(200), f.bucket(100));
+        f.put(first, 0, &["trail/orphan.json.gz"]);
+        f.put(replayed, 0, &["trail/orphan.json.gz", "trail/other.json.gz"]);
+        assert_eq!(f.checker().check().unwrap(), ["trail/orphan.json.gz", "trail/other.json.gz"]);
+        assert!(f.has(&format!("{REPORTED}trail/orphan.json.gz.json")));
+        std::fs::remove_file(f.dir.join(format!("{CHECKED}{replayed:012}.json"))).unwrap();
+        let body = serde_json::to_vec(&Claimed { at_s: f.now - LEASE_S - 5 }).unwrap();
+        std::fs::write(f.dir.join(format!("{CLAIMS}{replayed:012}/0000.json")), body).unwrap();
+        assert_eq!(f.checker().check().unwrap(), Vec::<String>::new(), "taken over: nothing twice");
+        assert!(f.has(&format!("{CHECKED}{replayed:012}.json")));
     }
 }
