@@ -190,7 +190,7 @@ impl LocalSink {
     ) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
         fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
-        let lock = lock_archive(root, &state)?;
+        let lock = lock_archive(root)?;
         recover(&state)?;
         let ledger = read_ledger(&state)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -485,8 +485,12 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
 /// chain. The lock is the operating system's, so it ends with the process
 /// however that ends; the file names the holder for the error message. A
 /// file system without locks is warned about, not refused.
-fn lock_archive(root: &Path, state: &Path) -> Result<Option<File>, SinkError> {
-    let path = state.join("lock");
+/// The archive's lock, under its root: a batch run holds it alone, the
+/// service's workers together (`objects::LocalObjects`).
+pub const LOCK: &str = "_trailship/lock";
+
+fn lock_archive(root: &Path) -> Result<Option<File>, SinkError> {
+    let path = root.join(LOCK);
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -501,7 +505,11 @@ fn lock_archive(root: &Path, state: &Path) -> Result<Option<File>, SinkError> {
             Ok(Some(f))
         }
         Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+            // Held shared: by the service's workers, which write no pid.
+            let holder = match f.try_lock_shared() {
+                Ok(()) => "`trailship run` workers".to_owned(),
+                Err(_) => fs::read_to_string(&path).unwrap_or_default().trim().to_owned(),
+            };
             Err(SinkError::Busy { path: root.to_path_buf(), holder })
         }
         Err(fs::TryLockError::Error(e)) => {
@@ -572,6 +580,30 @@ mod tests {
         assert!(matches!(LocalSink::open(&root, props(), 1 << 20, 4), Err(SinkError::Busy { .. })));
         drop(fork);
         LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// The service's workers write a local archive together; a batch run,
+    /// whose recovery clears `_trailship/tmp` (their writes in progress
+    /// too), does not start on it while they do, nor they while it does.
+    #[test]
+    fn a_batch_run_and_the_service_do_not_share_an_archive() {
+        use crate::sink::objects::{LocalObjects, ObjectStore, Put};
+        let root = std::env::temp_dir().join(format!("trailship-sink-shared-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (a, b) = (LocalObjects::open(&root).unwrap(), LocalObjects::open(&root).unwrap());
+        assert_eq!(a.put_bytes("x/one.json", b"1").unwrap(), Put::Created);
+        assert_eq!(b.put_bytes("x/one.json", b"1").unwrap(), Put::Exists);
+        match LocalSink::open(&root, props(), 1 << 20, 4) {
+            Err(SinkError::Busy { holder, .. }) => assert_eq!(holder, "`trailship run` workers"),
+            other => panic!("{:?}", other.err()),
+        }
+        drop((a, b));
+        let batch = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let refused = LocalObjects::open(&root).err().expect("refused while a batch run writes");
+        assert!(refused.to_string().contains(&format!("a batch run (pid {})", std::process::id())), "{refused}");
+        drop(batch);
+        LocalObjects::open(&root).unwrap();
         let _ = fs::remove_dir_all(&root);
     }
 

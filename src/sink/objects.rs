@@ -77,14 +77,19 @@ pub fn open(cfg: &ArchiveConfig) -> Result<Box<dyn ObjectStore>, StoreError> {
 pub struct LocalObjects {
     root: PathBuf,
     tmp: PathBuf,
+    /// A shared hold on the archive's lock: workers write one archive
+    /// together, a batch run (which clears `_trailship/tmp` when it starts)
+    /// only alone.
+    _lock: Option<File>,
 }
 
 impl LocalObjects {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let tmp = root.join("_trailship/tmp");
         fs::create_dir_all(&tmp).map_err(|e| err("create", &tmp.display().to_string(), e))?;
+        let lock = share_lock(root)?;
         remove_stale(&tmp, STALE_AFTER);
-        Ok(LocalObjects { root: root.to_path_buf(), tmp })
+        Ok(LocalObjects { root: root.to_path_buf(), tmp, _lock: lock })
     }
 
     fn publish(&self, key: &str, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<Put, StoreError> {
@@ -111,6 +116,31 @@ impl LocalObjects {
         })();
         let _ = fs::remove_file(&tmp);
         result.map_err(|e| err("put", key, e))
+    }
+}
+
+/// Holds `_trailship/lock` shared (see `sink::local`, where a batch run
+/// holds it alone); None where the file system has no locks.
+fn share_lock(root: &Path) -> Result<Option<File>, StoreError> {
+    let path = root.join(crate::sink::local::LOCK);
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err("lock", &path.display().to_string(), e))?;
+    match f.try_lock_shared() {
+        Ok(()) => Ok(Some(f)),
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let detail = format!("a batch run ({}) is writing this archive; wait for it to finish", holder.trim());
+            Err(err("lock", &root.display().to_string(), detail))
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the archive; make sure no batch run writes to it");
+            Ok(None)
+        }
     }
 }
 
