@@ -57,7 +57,7 @@ enum Command {
         /// Records nested deeper than this are dead-lettered.
         #[arg(long, default_value_t = 64)]
         max_depth: usize,
-        /// Records larger than this (bytes) are dead-lettered.
+        /// Records larger than this (bytes, at least 1024) are dead-lettered.
         #[arg(long, default_value_t = 4 << 20)]
         max_record_bytes: usize,
         /// Rows per Parquet row group.

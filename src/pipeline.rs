@@ -148,9 +148,20 @@ impl Summary {
     }
 }
 
+/// The smallest `max_record_bytes`. Below it a log file's opening
+/// `{"Records":` would be cut short as it is kept, and the whole file taken
+/// for one oversized record.
+pub const MIN_RECORD_BYTES: usize = 1024;
+
 pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
-    if opts.limits.max_depth == 0 || opts.limits.max_record_bytes == 0 || opts.encode.row_group_rows == 0 {
-        return Err(PipelineError::Config("limits and row_group_rows must be positive".into()));
+    if opts.limits.max_depth == 0 || opts.encode.row_group_rows == 0 {
+        return Err(PipelineError::Config("max_depth and row_group_rows must be positive".into()));
+    }
+    if opts.limits.max_record_bytes < MIN_RECORD_BYTES {
+        return Err(PipelineError::Config(format!(
+            "max_record_bytes must be at least {MIN_RECORD_BYTES}: no audit record is smaller, and the framer keeps that \
+             much of a value to tell a CloudTrail log file's `Records` from a record"
+        )));
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
     let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;

@@ -79,6 +79,11 @@ fn bad_arguments_fail_with_a_message() {
     let o = trailship(&["normalize", "--out", out.to_str().unwrap(), "--max-depth", "0"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid setting"), "{}", stderr(&o));
+    // A limit below any record would take a log file for one record.
+    let o = trailship(&["normalize", "--out", out.to_str().unwrap(), "--max-record-bytes", "12"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("max_record_bytes must be at least 1024"), "{}", stderr(&o));
+    assert!(!out.join("_trailship").exists(), "refused before the archive is touched");
 
     // zstd's negative levels too: the help promises 1-22.
     for level in ["99", "0", "-5"] {
