@@ -101,8 +101,7 @@ impl Coverage {
         let thread = std::thread::Builder::new()
             .name("coverage".into())
             .spawn(move || {
-                Checker { store: &*store, deadline_s, max_backoff, lease_s: LEASE_S, stop: &stopped, from: None }
-                    .run()
+                Checker { store: &*store, deadline_s, max_backoff, lease_s: LEASE_S, stop: &stopped, from: None }.run()
             })
             .expect("spawn the coverage thread");
         Coverage { thread: Some(thread), stop }
