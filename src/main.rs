@@ -40,14 +40,21 @@ enum Source {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Normalise audit logs from files or directories into an OCSF Parquet archive.
+    /// Normalise audit logs from files, directories or S3 into an OCSF Parquet archive.
     Normalize {
         /// Archive directory (created if missing).
         #[arg(long, default_value = "trailship-archive")]
         out: PathBuf,
-        /// Input files or directories (recursive, skipping what trailship wrote; `.gz` read transparently).
+        /// Input files or directories (recursive, skipping what trailship wrote; `.gz` read transparently),
+        /// or s3://BUCKET/PREFIX (every object under it but CloudTrail digests).
         /// Without any, the embedded sample logs are used.
         paths: Vec<PathBuf>,
+        /// S3 endpoint for s3:// inputs (S3-compatible stores; path-style addressing).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Region of the s3:// inputs' client (default: the AWS configuration's).
+        #[arg(long)]
+        region: Option<String>,
         /// Source family of the inputs.
         #[arg(long, value_enum, default_value_t = Source::Auto)]
         source: Source,
@@ -243,6 +250,8 @@ fn run(cmd: Command) -> Result<()> {
         Command::Normalize {
             out,
             paths,
+            endpoint_url,
+            region,
             source,
             raw_data,
             max_depth,
@@ -290,7 +299,8 @@ fn run(cmd: Command) -> Result<()> {
             let inputs = if embedded {
                 samples::inputs()
             } else {
-                source::expand(&paths, &out).context("check the input paths")?
+                let s3 = source::object::S3Source::new(endpoint_url, region);
+                source::expand(&paths, &out, &s3).context("check the input paths")?
             };
             let started = std::time::Instant::now();
             let summary =
@@ -367,7 +377,9 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         let inputs = if embedded {
             samples::inputs()
         } else {
-            source::expand(paths, &base.out).context("check the input paths")?
+            // The archive's endpoint is the archive's: s3:// inputs use the AWS configuration.
+            source::expand(paths, &base.out, &source::object::S3Source::new(None, None))
+                .context("check the input paths")?
         };
         let started = std::time::Instant::now();
         let summary =

@@ -252,6 +252,7 @@ impl Schedule {
             match i {
                 Input::File(p) => p.parent(),
                 Input::Embedded { .. } => None,
+                Input::Object(o) => Path::new(o.key.as_str()).parent(),
             }
         }
         let mut start = 0;
@@ -328,7 +329,17 @@ fn work(
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
         let may_grow = source::may_grow(input, &id, &reader);
-        let origin = Origin { first_index: id.records, may_grow, ..Origin::file(&name) };
+        let fetched = reader.fetched.take();
+        let object = match (input, &fetched) {
+            (Input::Object(o), Some(f)) => Some(ObjectRef {
+                bucket: &o.bucket,
+                key: &o.key,
+                version_id: f.version_id.as_deref(),
+                sha256: &f.sha256,
+            }),
+            _ => None,
+        };
+        let origin = Origin { first_index: id.records, may_grow, object, ..Origin::file(&name) };
         stage.input_reader(&origin, &mut reader, sink, summary)?;
         id.records += summary.records_read - records_before;
         if let Some(at) = stage.take_unfinished() {

@@ -2,6 +2,9 @@
 //! own, so the validator stays synchronous and fetches from many threads.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
@@ -92,7 +95,18 @@ impl S3Store {
         bucket: &str,
         key: &str,
     ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, GetError> {
-        self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+        self.get_version(bucket, key, None).await
+    }
+
+    /// The object, or the version of it that `version_id` names.
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, GetError> {
+        let get = self.client.get_object().bucket(bucket).key(key).set_version_id(version_id.map(str::to_owned));
+        get.send().await.map_err(|e| {
             let status = match &e {
                 SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
                 _ => None,
@@ -114,17 +128,18 @@ impl S3Store {
 }
 
 /// An object body read chunk by chunk as the network delivers it, so a
-/// large log file is hashed in constant memory.
-struct BodyReader<'a> {
-    rt: &'a tokio::runtime::Runtime,
+/// large log file is hashed in constant memory. `S`: the store, borrowed or
+/// shared.
+struct BodyReader<S> {
+    store: S,
     body: aws_sdk_s3::primitives::ByteStream,
     chunk: bytes::Bytes,
 }
 
-impl std::io::Read for BodyReader<'_> {
+impl<S: std::ops::Deref<Target = S3Store>> std::io::Read for BodyReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rt.block_on(self.body.next()) {
+            match self.store.rt.block_on(self.body.next()) {
                 Some(Ok(c)) => self.chunk = c,
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
                 None => return Ok(0),
@@ -136,10 +151,94 @@ impl std::io::Read for BodyReader<'_> {
     }
 }
 
+/// An object read as a batch input: its bytes, the SHA-256 of them and the
+/// version read, known before the first byte is (rows carry them).
+pub struct ObjectBody {
+    pub reader: Box<dyn std::io::Read + Send>,
+    pub sha256: String,
+    pub version_id: Option<String>,
+}
+
+/// One object a listing found.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified_ms: Option<i64>,
+}
+
+impl S3Store {
+    /// Every object under `prefix`, sorted by key, with its size.
+    pub fn list_sized(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, ListError> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
+                out.extend(page.contents().iter().filter_map(|o| {
+                    let modified_ms = o.last_modified().and_then(|t| t.to_millis().ok());
+                    Some(Listed { key: o.key()?.to_owned(), size: o.size()?.max(0) as u64, modified_ms })
+                }));
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+    }
+
+    /// Reads `key` to be normalised. An object up to `hold` bytes is read
+    /// whole and hashed; a larger one is read twice, streamed: once to
+    /// hash it, then, pinned to the version hashed (or its ETag in a bucket
+    /// without versions), to be read, so memory stays bounded.
+    pub fn read_object(self: &Arc<Self>, bucket: &str, key: &str, hold: u64) -> Result<ObjectBody, GetError> {
+        let first = self.rt.block_on(self.get_object(bucket, key))?;
+        let version_id = first.version_id().map(str::to_owned);
+        if first.content_length().is_some_and(|n| n >= 0 && n as u64 <= hold) {
+            let bytes = self
+                .rt
+                .block_on(first.body.collect())
+                .map_err(|e| GetError::Unavailable(e.to_string()))?
+                .into_bytes()
+                .to_vec();
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            return Ok(ObjectBody { reader: Box::new(std::io::Cursor::new(bytes)), sha256, version_id });
+        }
+        let etag = first.e_tag().map(str::to_owned);
+        let mut hasher = Sha256::new();
+        let mut body = BodyReader { store: &**self, body: first.body, chunk: bytes::Bytes::new() };
+        std::io::copy(&mut body, &mut HashWriter(&mut hasher)).map_err(|e| GetError::Unavailable(e.to_string()))?;
+        let sha256 = hex::encode(hasher.finalize());
+        let again = self.rt.block_on(async {
+            match &version_id {
+                Some(v) => self.get_version(bucket, key, Some(v)).await,
+                None => {
+                    let get = self.client.get_object().bucket(bucket).key(key).set_if_match(etag.clone());
+                    get.send().await.map_err(|e| GetError::Unreadable(format!("changed while read: {}", describe(&e))))
+                }
+            }
+        })?;
+        let reader = Box::new(BodyReader { store: Arc::clone(self), body: again.body, chunk: bytes::Bytes::new() });
+        Ok(ObjectBody { reader, sha256, version_id })
+    }
+}
+
+/// Feeds what is written to a SHA-256.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Store for S3Store {
     fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send + '_>, GetError> {
         let out = self.rt.block_on(self.get_object(bucket, key))?;
-        Ok(Box::new(BodyReader { rt: &self.rt, body: out.body, chunk: bytes::Bytes::new() }))
+        Ok(Box::new(BodyReader { store: self, body: out.body, chunk: bytes::Bytes::new() }))
     }
 
     fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError> {

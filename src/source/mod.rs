@@ -4,10 +4,12 @@
 //! read whole.
 
 pub mod kafka;
+pub mod object;
 pub mod s3_notify;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ pub enum Input {
         name: &'static str,
         bytes: &'static [u8],
     },
+    /// An object in S3 (backfill from a bucket).
+    Object(Arc<object::Object>),
 }
 
 impl Input {
@@ -32,6 +36,7 @@ impl Input {
         match self {
             Input::File(p) => p.display().to_string(),
             Input::Embedded { name, .. } => format!("embedded:{name}"),
+            Input::Object(o) => format!("s3://{}/{}", o.bucket, o.key),
         }
     }
 }
@@ -44,15 +49,18 @@ pub enum SourceError {
     Walk { path: PathBuf, source: walkdir::Error },
     #[error("input path {path} is in what trailship wrote to the archive: it does not read its own output")]
     InArchive { path: PathBuf },
+    #[error("cannot list {url}: {reason}")]
+    S3 { url: String, reason: String },
 }
 
-/// Expands files and directories (recursively, in name order, skipping
-/// hidden entries) into inputs. What trailship writes into `archive` is
+/// Expands files, directories (recursively, in name order, skipping hidden
+/// entries) and `s3://BUCKET/PREFIX`es (through `s3`, see
+/// [`object::S3Source::list`]) into inputs. What trailship writes into `archive` is
 /// never read: an archive kept inside an input directory would otherwise
 /// take its own objects and dead letters in as input on every later run.
 /// A walk steps around it; naming a path inside it is an error. Anything
 /// else under the archive's root is the operator's, and read.
-pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceError> {
+pub fn expand(paths: &[PathBuf], archive: &Path, s3: &object::S3Source) -> Result<Vec<Input>, SourceError> {
     // Those not there yet hold nothing to step around.
     let owned: Vec<PathBuf> = ARCHIVE_DIRS
         .iter()
@@ -63,6 +71,10 @@ pub fn expand(paths: &[PathBuf], archive: &Path) -> Result<Vec<Input>, SourceErr
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     let mut out = Vec::new();
     for p in paths {
+        if let Some(url) = p.to_str().filter(|u| u.starts_with("s3://")) {
+            out.extend(s3.list(url)?);
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
         if canonical(p).is_some_and(|c| owned.iter().any(|o| c.starts_with(o))) {
             return Err(SourceError::InArchive { path: p.clone() });
@@ -98,6 +110,14 @@ pub struct Counting<R> {
     pub bytes: u64,
     /// The bytes are inflated from gzip: offsets in them are not the file's.
     pub compressed: bool,
+    /// An object's SHA-256 and version, known before it is read.
+    pub fetched: Option<Fetched>,
+}
+
+/// What was read of an object, for its rows' `trailship.source_object`.
+pub struct Fetched {
+    pub sha256: String,
+    pub version_id: Option<String>,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -131,6 +151,13 @@ pub fn identify(input: &Input) -> io::Result<InputId> {
         Input::Embedded { name, bytes } => {
             Ok(InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, ..InputId::default() })
         }
+        // An object never grows: a new one under the key is a new input.
+        Input::Object(o) => Ok(InputId {
+            path: input.display(),
+            size: o.size,
+            mtime_ns: o.modified_ms as i128 * 1_000_000,
+            ..InputId::default()
+        }),
     }
 }
 
@@ -176,6 +203,7 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(300);
 /// as identified: what a file gains meanwhile is for a later run, so that
 /// the ledger's size is where this reading stopped.
 pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
+    let mut fetched = None;
     let reader: Box<dyn BufRead + Send> = match input {
         Input::File(p) => {
             let mut f = File::open(p)?;
@@ -183,9 +211,14 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
             Box::new(BufReader::with_capacity(256 * 1024, f.take(id.size.saturating_sub(id.from))))
         }
         Input::Embedded { bytes, .. } => Box::new(*bytes),
+        Input::Object(o) => {
+            let body = o.store.read_object(&o.bucket, &o.key, o.hold).map_err(io::Error::other)?;
+            fetched = Some(Fetched { sha256: body.sha256, version_id: body.version_id });
+            Box::new(BufReader::with_capacity(256 * 1024, body.reader))
+        }
     };
     let (inner, compressed) = decompress(reader)?;
-    Ok(Counting { inner, bytes: 0, compressed })
+    Ok(Counting { inner, bytes: 0, compressed, fetched })
 }
 
 /// Whether `input` can be read on from where an archived reading of a file

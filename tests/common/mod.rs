@@ -77,7 +77,7 @@ pub fn run(out: &Path, paths: &[PathBuf]) -> Summary {
 }
 
 pub fn run_with(opts: Options, paths: &[PathBuf]) -> Summary {
-    let inputs: Vec<Input> = trailship::source::expand(paths, &opts.out).expect("inputs exist");
+    let inputs: Vec<Input> = trailship::source::expand(paths, &opts.out, &no_s3()).expect("inputs exist");
     let s = pipeline::run(&opts, &inputs).expect("pipeline run");
     assert_eq!(s.records_read, s.rows_total() + s.dead_total() + s.filtered, "every record accounted for");
     s
@@ -197,4 +197,9 @@ pub fn find_by_uid<'a>(rows: &'a [Value], uid: &str) -> &'a Value {
     rows.iter()
         .find(|r| get(r, "metadata.uid").and_then(|v| v.as_str()) == Some(uid))
         .unwrap_or_else(|| panic!("no row with metadata.uid {uid}"))
+}
+
+/// Where `s3://` inputs would be read from, for tests that have none.
+pub fn no_s3() -> trailship::source::object::S3Source {
+    trailship::source::object::S3Source::new(None, None)
 }

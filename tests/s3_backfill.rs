@@ -1,0 +1,181 @@
+//! Backfill from S3 (`trailship normalize s3://BUCKET/PREFIX`) against a
+//! real S3 API server (moto, started by `scripts/test.sh`): every object
+//! under the prefix is one input, read once, its rows carrying the object's
+//! bucket, key, version and SHA-256.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use common::{TempDir, all_rows, get};
+use sha2::Digest;
+use trailship::integrity::s3::S3Store;
+use trailship::pipeline::{self, Options};
+
+fn endpoint() -> Option<String> {
+    common::external("TRAILSHIP_TEST_S3_ENDPOINT", "S3 tests")
+}
+
+/// A CloudTrail log file of `n` IAM calls, numbered from `from`, gzip'd.
+fn log_file(from: usize, n: usize) -> Vec<u8> {
+    let records: Vec<_> = (from..from + n)
+        .map(|i| {
+            serde_json::json!({
+                "eventVersion": "1.09",
+                "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": "123456789012",
+                                 "arn": "arn:aws:iam::123456789012:user/alice", "userName": "alice"},
+                "eventTime": format!("2026-11-20T10:00:{:02}Z", i % 60),
+                "eventSource": "iam.amazonaws.com",
+                "eventName": "CreateUser",
+                "awsRegion": "us-east-1",
+                "sourceIPAddress": "192.0.2.10",
+                "userAgent": "aws-cli/2.15.0",
+                "requestParameters": {"userName": format!("user-{i}")},
+                "eventID": format!("event-{i:06}"),
+                "eventType": "AwsApiCall",
+                "recipientAccountId": "123456789012",
+            })
+        })
+        .collect();
+    let text = serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&text).unwrap();
+    gz.finish().unwrap()
+}
+
+const DAY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/";
+
+/// A fresh bucket holding `objects`, with versioning when asked.
+fn bucket(s3: &S3Store, name: &str, versioned: bool, objects: &[(&str, Vec<u8>)]) {
+    let c = s3.client();
+    s3.block_on(async {
+        c.create_bucket().bucket(name).send().await.unwrap();
+        if versioned {
+            let on = aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build();
+            c.put_bucket_versioning().bucket(name).versioning_configuration(on).send().await.unwrap();
+        }
+    });
+    for (key, body) in objects {
+        put(s3, name, key, body.clone());
+    }
+}
+
+fn put(s3: &S3Store, bucket: &str, key: &str, body: Vec<u8>) {
+    let c = s3.client();
+    s3.block_on(async { c.put_object().bucket(bucket).key(key).body(body.into()).send().await.unwrap() });
+}
+
+fn unique(name: &str) -> String {
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{name}-{}-{ns}", std::process::id())
+}
+
+fn normalize(ep: &str, out: &std::path::Path, url: &str) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["normalize", "--endpoint-url", ep, "--region", "us-east-1", "--out", out.to_str().unwrap(), url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    stdout
+}
+
+#[test]
+fn a_prefix_is_backfilled_once_with_each_objects_provenance() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let name = unique("backfill");
+    let a = log_file(0, 3);
+    bucket(
+        &s3,
+        &name,
+        false,
+        &[
+            (&format!("{DAY}a.json.gz"), a.clone()),
+            (&format!("{DAY}b.json.gz"), log_file(3, 2)),
+            // What a listing also finds: a folder marker, a digest (validate-digests' to read).
+            (DAY, Vec::new()),
+            ("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/11/20/d.json.gz", log_file(100, 1)),
+            // Outside the prefix.
+            ("elsewhere/c.json.gz", log_file(200, 1)),
+        ],
+    );
+    let dir = TempDir::new("s3-backfill");
+    let out = dir.path().join("archive");
+    let url = format!("s3://{name}/AWSLogs/");
+    let stdout = normalize(&ep, &out, &url);
+    assert!(stdout.contains("read 5 records from 2 inputs"), "{stdout}");
+    assert!(stdout.contains("dead letters: 0"), "{stdout}");
+    let rows = all_rows(&out);
+    assert_eq!(rows.len(), 5);
+    let first = rows.iter().find(|r| get(r, "metadata.uid").and_then(|v| v.as_str()) == Some("event-000000")).unwrap();
+    let key = format!("{DAY}a.json.gz");
+    assert_eq!(get(first, "trailship.source_file").unwrap(), &format!("s3://{name}/{key}"));
+    assert_eq!(get(first, "trailship.source_object.bucket").unwrap(), name.as_str());
+    assert_eq!(get(first, "trailship.source_object.key").unwrap(), key.as_str());
+    let sha = hex::encode(sha2::Sha256::digest(&a));
+    assert_eq!(get(first, "trailship.source_object.sha256").unwrap(), sha.as_str());
+    assert!(get(first, "trailship.source_object.version_id").is_none(), "the bucket has no versions");
+
+    // Again: nothing read twice. A new object: only it is read.
+    let stdout = normalize(&ep, &out, &url);
+    assert!(stdout.contains("(2 skipped"), "{stdout}");
+    put(&s3, &name, &format!("{DAY}c.json.gz"), log_file(5, 4));
+    let stdout = normalize(&ep, &out, &url);
+    assert!(stdout.contains("read 4 records from 1 inputs (2 skipped"), "{stdout}");
+    assert_eq!(all_rows(&out).len(), 9);
+}
+
+/// An object larger than what is held in memory is hashed as it streams,
+/// then read again pinned to what was hashed (its version, or in a bucket
+/// without versions its ETag); its rows are those of the object read whole.
+#[test]
+fn a_large_object_is_streamed_twice_and_pinned_to_what_was_hashed() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let body = log_file(0, 40);
+    let sha = hex::encode(sha2::Sha256::digest(&body));
+    for versioned in [true, false] {
+        let name = unique(if versioned { "backfill-versions" } else { "backfill-etag" });
+        bucket(&s3, &name, versioned, &[(&format!("{DAY}big.json.gz"), body.clone())]);
+        let url = format!("s3://{name}/");
+        let dir = TempDir::new("s3-backfill-large");
+        assert!(body.len() > 256);
+        for (hold, out) in [(256, dir.path().join("streamed")), (u64::MAX, dir.path().join("held"))] {
+            let s =
+                trailship::source::object::S3Source::new(Some(ep.clone()), Some("us-east-1".into())).with_hold(hold);
+            let inputs = trailship::source::expand(&[url.clone().into()], &out, &s).unwrap();
+            assert_eq!(inputs.len(), 1);
+            let summary = pipeline::run(&Options { out: out.clone(), ..Options::default() }, &inputs).unwrap();
+            assert_eq!((summary.rows_total(), summary.dead_total()), (40, 0), "hold {hold}");
+        }
+        let (streamed, held) = (all_rows(&dir.path().join("streamed")), all_rows(&dir.path().join("held")));
+        assert_eq!((streamed.len(), held.len()), (40, 40));
+        let version = get(&streamed[0], "trailship.source_object.version_id").and_then(|v| v.as_str());
+        assert_eq!(version.is_some_and(|v| !v.is_empty()), versioned);
+        for r in streamed.iter().chain(&held) {
+            assert_eq!(get(r, "trailship.source_object.sha256").unwrap(), sha.as_str());
+            assert_eq!(get(r, "trailship.source_object.version_id").and_then(|v| v.as_str()), version);
+        }
+    }
+}
+
+/// A prefix that cannot be listed is a clear error before anything is
+/// written.
+#[test]
+fn a_bucket_that_is_not_there_is_a_clear_error() {
+    let Some(ep) = endpoint() else { return };
+    let dir = TempDir::new("s3-backfill-missing");
+    let out = dir.path().join("archive");
+    let o = Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["normalize", "--endpoint-url", &ep, "--out", out.to_str().unwrap(), "s3://no-such-bucket-here/x/"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot list s3://no-such-bucket-here/x/"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+}
