@@ -342,19 +342,18 @@ fn work(
         let origin = Origin { first_index: id.records, may_grow, object, ..Origin::file(&name) };
         stage.input_reader(&origin, &mut reader, sink, summary)?;
         id.records += summary.records_read - records_before;
-        if let Some(at) = stage.take_unfinished() {
-            let end = id.from + at;
-            tracing::warn!(input = %name, bytes = id.size - end, "input ends inside a record still being written; it is left for a later run");
-            summary.inputs_unfinished += 1;
-            if let Err(e) = source::end_reading_at(input, &mut id, end) {
-                // Without its tail hash a later run reads the file whole again, and says so.
-                tracing::warn!(input = %name, error = %e, "cannot hash where the reading ended");
-            }
-        }
+        let read_any = match stage.take_unfinished() {
+            Some(at) => end_before_unfinished(input, &name, &mut id, at, summary),
+            None => true,
+        };
         summary.inputs_processed += 1;
         summary.bytes_read += reader.bytes;
         since_checkpoint += reader.bytes;
-        pending.push(id);
+        // A reading of nothing adds nothing to the ledger: an earlier
+        // reading of the file, if any, still says where it stopped.
+        if read_any {
+            pending.push(id);
+        }
 
         stage.flush(sink, false)?;
         if since_checkpoint >= opts.checkpoint_bytes {
@@ -368,6 +367,23 @@ fn work(
     stage.flush(sink, true)?;
     sink.checkpoint(&pending)?;
     Ok(())
+}
+
+/// Ends the reading `id` before the unfinished last record that starts
+/// `at` bytes into it (see [`Origin::may_grow`]); whether it read anything
+/// before that.
+fn end_before_unfinished(input: &Input, name: &str, id: &mut InputId, at: u64, summary: &mut Summary) -> bool {
+    let end = id.from + at;
+    tracing::warn!(input = %name, bytes = id.size - end, "input ends inside a record still being written; it is left for a later run");
+    summary.inputs_unfinished += 1;
+    if at == 0 {
+        return false;
+    }
+    if let Err(e) = source::end_reading_at(input, id, end) {
+        // Without its tail hash a later run reads the file whole again, and says so.
+        tracing::warn!(input = %name, error = %e, "cannot hash where the reading ended");
+    }
+    true
 }
 
 /// Opens `input` where what the archive lacks of it starts: None when the
