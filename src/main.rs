@@ -127,10 +127,11 @@ struct ValidateArgs {
     /// The trail: arn:aws:cloudtrail:HOME-REGION:ACCOUNT:trail/NAME.
     #[arg(long, required_unless_present = "archive")]
     trail_arn: Option<String>,
-    /// Start of the range (RFC 3339; a bare date or time is UTC).
+    /// Start of the range: RFC 3339 (a bare date or time is UTC), or a while
+    /// before now (`90m`, `26h`, `7d`) for a scheduled job.
     #[arg(long, required_unless_present = "archive")]
     start_time: Option<String>,
-    /// End of the range (default: now).
+    /// End of the range, in the same forms (default: now).
     #[arg(long)]
     end_time: Option<String>,
     /// Bucket the trail delivers to (default: asked of DescribeTrails).
@@ -480,7 +481,9 @@ fn validate_digests(a: ValidateArgs) -> ExitCode {
         }
         let start = a.start_time.clone().unwrap_or_default();
         let Some(start_ms) = validate::parse_time(&start) else {
-            return usage(format!("--start-time {start:?} is not a time (RFC 3339 or YYYY-MM-DD)"));
+            return usage(format!(
+                "--start-time {start:?} is not a time (RFC 3339, YYYY-MM-DD, or 90m / 26h / 7d ago)"
+            ));
         };
         let end_ms = match a.end_time.as_deref().map(validate::parse_time) {
             None => now,

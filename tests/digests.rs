@@ -437,3 +437,63 @@ fn a_resumed_validation_skips_proven_log_files_and_rechecks_the_rest() {
     assert!(second.contains(&format!("{}/{total} log files valid", total - 1)), "{second}");
     assert_eq!(std::fs::read_to_string(&state).unwrap().lines().count(), proven, "nothing recorded twice");
 }
+
+/// The `args` of the first container in a Kubernetes manifest (a list of
+/// `- item` lines under `args:`), with `$(NAME)` taken from `env`.
+fn manifest_args(yaml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "args:").skip(1);
+    let mut out = Vec::new();
+    for l in lines.by_ref() {
+        let Some(item) = l.trim().strip_prefix("- ") else { break };
+        let mut item = item.to_owned();
+        for (k, v) in env {
+            item = item.replace(&format!("$({k})"), v);
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// `deploy/k8s/validate-digests-cronjob.yaml` as the CronJob runs it, over a
+/// trail whose last day of digests ends an hour ago (a local copy of its
+/// bucket, its keys from a file): its moving range covers that day, and a
+/// file deleted from it fails the job.
+#[test]
+fn the_cronjobs_arguments_validate_the_last_day() {
+    let yaml =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/validate-digests-cronjob.yaml"))
+            .unwrap();
+    let args = manifest_args(&yaml, &[("TRAIL_ARN", ARN)]);
+    assert!(args.contains(&"--start-time=26h".to_owned()), "{args:?}");
+    let dir = TempDir::new("dg-cronjob");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let t0 = now.div_euclid(HOUR) * HOUR - 25 * HOUR;
+    let c = digests::build_at(dir.path(), &[Hour::logs(1); 24], 1, t0);
+    // Keys valid over that day.
+    let mut keys: serde_json::Value = serde_json::from_str(&digests::public_keys_json(&[0])).unwrap();
+    keys["PublicKeyList"][0]["ValidityStartTime"] = ((t0 - 24 * HOUR) / 1000).into();
+    keys["PublicKeyList"][0]["ValidityEndTime"] = ((now + 24 * HOUR) / 1000).into();
+    let keys = dir.write("keys.json", keys.to_string().as_bytes());
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailship"))
+            .args(&args)
+            .args(["--s3-bucket", BUCKET, "--public-keys"])
+            .arg(&keys)
+            .arg("--local")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = run();
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!((report["digests"]["valid"].as_u64(), report["log_files"]["valid"].as_u64()), (Some(24), Some(24)));
+    let start = trailship::integrity::validate::parse_time(report["requested_start"].as_str().unwrap()).unwrap();
+    assert!((now - 26 * HOUR - start).abs() < 60_000, "26 hours before now: {}", report["requested_start"]);
+    std::fs::remove_file(c.path(&c.logs[12][0])).unwrap();
+    let (code, report) = run();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["log_files"]["invalid"].as_u64(), Some(1));
+}

@@ -379,8 +379,22 @@ pub(super) struct LogJob {
 /// Parses `--start-time` / `--end-time`: RFC 3339 (an offset is converted,
 /// not dropped), or a bare date or `YYYY-MM-DDTHH:MM[:SS]` read as UTC.
 pub fn parse_time(s: &str) -> Option<i64> {
+    parse_time_at(s, crate::sink::now_ms())
+}
+
+/// [`parse_time`] with `now_ms` for now: RFC 3339, a bare date or time
+/// (UTC), or a whole number of minutes, hours or days before now (`90m`,
+/// `26h`, `7d`), for a scheduled job whose range moves with it.
+pub fn parse_time_at(s: &str, now_ms: i64) -> Option<i64> {
     let s = s.trim();
-    parse_rfc3339_ms(s).or_else(|| match s.len() {
+    let ago = |unit_ms: i64| s[..s.len() - 1].parse::<u32>().ok().map(|n| now_ms - i64::from(n) * unit_ms);
+    let relative = match s.as_bytes().last() {
+        Some(b'm') => ago(60_000),
+        Some(b'h') => ago(3_600_000),
+        Some(b'd') => ago(86_400_000),
+        _ => None,
+    };
+    relative.or_else(|| parse_rfc3339_ms(s)).or_else(|| match s.len() {
         10 => parse_rfc3339_ms(&format!("{s}T00:00:00Z")),
         16 => parse_rfc3339_ms(&format!("{s}:00Z")),
         19 => parse_rfc3339_ms(&format!("{s}Z")),
@@ -915,5 +929,24 @@ pub(super) fn check_logs(store: &dyn Store, run: &LogRun<'_>, jobs: Vec<LogJob>,
         let job = &jobs[i];
         let loc = store.display(&job.entry.s3_bucket, &job.entry.s3_object);
         report.record(run.kind, &job.region, loc, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_absolute_or_a_while_before_now() {
+        let now = parse_rfc3339_ms("2026-12-06T10:00:00Z").unwrap();
+        let at = |s| parse_time_at(s, now).map(format_rfc3339_s);
+        assert_eq!(at("26h").as_deref(), Some("2026-12-05T08:00:00Z"));
+        assert_eq!(at("7d").as_deref(), Some("2026-11-29T10:00:00Z"));
+        assert_eq!(at(" 90m ").as_deref(), Some("2026-12-06T08:30:00Z"));
+        assert_eq!(at("2026-01-01").as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(at("2026-01-01T02:00:00+02:00").as_deref(), Some("2026-01-01T00:00:00Z"));
+        for bad in ["h", "-3h", "1.5h", "3w", "yesterday", "26 h"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
     }
 }

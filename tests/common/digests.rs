@@ -201,10 +201,15 @@ pub fn build(root: &Path, hours: &[Hour]) -> Chain {
 
 /// As [`build`], with `records` events in each log file (for benchmarks).
 pub fn build_with(root: &Path, hours: &[Hour], records: usize) -> Chain {
+    build_at(root, hours, records, T0)
+}
+
+/// As [`build_with`], from the hour that starts at `t0` (ms).
+pub fn build_at(root: &Path, hours: &[Hour], records: usize, t0: i64) -> Chain {
     let mut chain = Chain { root: root.to_path_buf(), digests: Vec::new(), logs: Vec::new() };
     let mut prev: Option<(String, String, String)> = None; // key, sha256 hex, signature
     for (h, spec) in hours.iter().enumerate() {
-        let start = T0 + h as i64 * HOUR;
+        let start = t0 + h as i64 * HOUR;
         let end = start + HOUR;
         let mut files = Vec::new();
         let mut entries = Vec::new();
