@@ -39,6 +39,47 @@ pub struct Config {
     pub batch: BatchConfig,
     pub service: ServiceConfig,
     pub source_s3: SourceS3Config,
+    pub security_lake: Option<SecurityLakeConfig>,
+}
+
+/// `[security_lake]`: the service as a SIEM feed. Its Parquet goes to an
+/// Amazon Security Lake's custom sources (`ext/<source>/...` under
+/// `location`, rows without the `trailship` extension), and `[archive]`
+/// keeps the rest: intents, dead letters, digest checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityLakeConfig {
+    /// The lake's bucket (`s3://aws-security-data-lake-…`), or a directory.
+    pub location: String,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The custom source registered for a dataset (`api_activity = "…"`),
+    /// where it is not named after it. Security Lake takes one OCSF class a
+    /// source.
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, String>,
+    /// Keep the trailship extension's columns (`trailship`, `change`) in
+    /// the lake's rows; by default they hold OCSF's own attributes only.
+    #[serde(default)]
+    pub extension: bool,
+}
+
+impl SecurityLakeConfig {
+    /// The lake as a store: no Object Lock of trailship's (Security Lake
+    /// manages its bucket), the archive's spool and part size.
+    pub fn store_config(&self, archive: &ArchiveConfig) -> ArchiveConfig {
+        ArchiveConfig {
+            location: self.location.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            object_lock_mode: None,
+            retain_days: 0,
+            require_object_lock: false,
+            ..archive.clone()
+        }
+    }
 }
 
 /// `[source_s3]`: where log files named by S3 event notifications are read.
@@ -365,6 +406,32 @@ impl Config {
         if a.multipart_bytes < 5 << 20 {
             return Err("[archive] multipart_bytes must be at least 5 MiB (S3's smallest part)".into());
         }
+        if let Some(l) = &self.security_lake {
+            if l.location.trim().is_empty() || l.location == "s3://" {
+                return Err("[security_lake] location is empty".into());
+            }
+            if self.integrity.signing_key_file.is_some() {
+                return Err("[security_lake] and [integrity] signing_key_file do not go together: the lake's \
+                            objects are not the archive's to sign; sign the archive's own deployment"
+                    .into());
+            }
+            let datasets: Vec<&str> = crate::ocsf::Class::ALL.iter().map(|c| c.dataset()).collect();
+            for (dataset, source) in &l.sources {
+                if !datasets.contains(&dataset.as_str()) {
+                    return Err(format!(
+                        "[security_lake] sources: {dataset:?} is not a dataset ({})",
+                        datasets.join(", ")
+                    ));
+                }
+                let ok = (1..=64).contains(&source.len())
+                    && source.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(format!(
+                        "[security_lake] sources: {source:?} is not a custom source name ([A-Za-z0-9_-], 1-64)"
+                    ));
+                }
+            }
+        }
         let b = &self.batch;
         if b.max_events == 0 || b.max_bytes == 0 || b.max_age_s == 0 || b.max_buffer_bytes == 0 {
             return Err("[batch] limits must be positive".into());
@@ -427,6 +494,16 @@ mod tests {
             (ok.replace("s3://bkt/p", "/tmp/a"), "needs an s3://"),
             (ok.replace("cloudtrail", "cloudtrial"), "cloudtrial"),
             (ok.replace("s3://bkt/p", "s3:///p"), "names no bucket"),
+            (format!("{ok}[security_lake]\nlocation = \"\"\n"), "location is empty"),
+            (format!("{ok}[security_lake]\nlocation = \"s3://l\"\nsources = {{ api = \"x\" }}\n"), "not a dataset"),
+            (
+                format!("{ok}[security_lake]\nlocation = \"s3://l\"\nsources = {{ api_activity = \"a/b\" }}\n"),
+                "custom source name",
+            ),
+            (
+                format!("{ok}[security_lake]\nlocation = \"s3://l\"\n[integrity]\nsigning_key_file = \"k\"\n"),
+                "do not go together",
+            ),
         ] {
             let e = Config::parse(&bad).unwrap_err();
             assert!(e.contains(why), "{why}: {e}");

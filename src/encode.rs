@@ -34,6 +34,17 @@ impl Default for EncodeOptions {
     }
 }
 
+/// `batch` without the trailship extension's columns
+/// ([`crate::ocsf::EXTENSION_COLUMNS`]), for readers that take
+/// OCSF's own attributes only (Security Lake).
+pub fn without_extension(batch: &RecordBatch) -> RecordBatch {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| !crate::ocsf::EXTENSION_COLUMNS.contains(&schema.field(i).name().as_str()))
+        .collect();
+    batch.project(&keep).expect("indices of its own columns")
+}
+
 /// Random identifiers.
 const IDENTIFIERS: &[&str] =
     &["metadata.uid", "metadata.original_event_uid", "metadata.correlation_uid", "api.request.uid"];

@@ -318,12 +318,16 @@ fn run(cmd: Command) -> Result<()> {
             }
             match &cfg.kafka {
                 Some(k) => println!(
-                    "{}: valid; group {} on {}, {} topic(s), archive {}",
+                    "{}: valid; group {} on {}, {} topic(s), archive {}{}",
                     config.display(),
                     k.group_id,
                     k.brokers,
                     k.topics.len(),
-                    cfg.archive.location
+                    cfg.archive.location,
+                    match &cfg.security_lake {
+                        Some(l) => format!(", Parquet to the Security Lake at {}", l.location),
+                        None => String::new(),
+                    }
                 ),
                 None => println!("{}: valid; no [kafka]: backfill into {}", config.display(), cfg.archive.location),
             }

@@ -298,6 +298,26 @@ fn validate_config_checks_the_deploy_example_with_its_environment() {
         "{}",
         stdout(&ok)
     );
+    // The SIEM feed's section, as commented there, is valid too.
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let lake = text
+        .replace("# [security_lake]", "[security_lake]")
+        .replace("# location = \"s3://aws", "location = \"s3://aws");
+    let lake = lake.replace("# sources = ", "sources = ").replace("# extension = false", "extension = false");
+    let lake_cfg = std::env::temp_dir().join(format!("trailship-lakecfg-{}.toml", std::process::id()));
+    std::fs::write(&lake_cfg, lake).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_trailship"))
+        .args(["validate-config", lake_cfg.to_str().unwrap()])
+        .envs([("KAFKA_BROKERS", "k1:9092"), ("ARCHIVE_BUCKET", "feed-state")])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&lake_cfg).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Parquet to the Security Lake at s3://aws-security-data-lake-us-east-1-EXAMPLE"),
+        "{}",
+        stdout(&o)
+    );
     let missing = run(&[("ARCHIVE_BUCKET", "log-archive")]);
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("KAFKA_BROKERS is not set"), "{}", stderr(&missing));

@@ -1013,3 +1013,60 @@ fn consumer_lag_and_committed_offsets_are_exported() {
     assert_eq!(metric(&text, "trailship_events_out_total"), 60.0, "{text}");
     assert!(metric(&text, "trailship_store_put_seconds_count") >= 2.0, "{text}");
 }
+
+/// The SIEM feed: a worker whose Parquet goes to an Amazon Security Lake's
+/// custom sources (`ext/<source>/region=…/accountId=…/eventDay=…/`), with
+/// OCSF's own columns only, while its state and dead letters stay in its
+/// archive location, which the lake's provider role could not write.
+#[test]
+fn a_security_lake_feed_gets_ocsf_parquet_under_its_custom_sources() {
+    let Some(bin) = tansu() else { return };
+    let dir = TempDir::new("kafka-lake");
+    let broker = Broker::start(&bin, dir.path());
+    broker.create_topic("ct", 2);
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    let extra = format!(
+        "[security_lake]\nlocation = \"{}\"\nsources = {{ account_change = \"iam-changes\" }}\n",
+        lake.display()
+    );
+    let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
+    let mut msgs = records("lake", 60, 2);
+    msgs.push((1, b"{\"eventVersion\": \"1.09\", \"eventID\": ".to_vec(), vec![]));
+    broker.produce("ct", &msgs);
+    let per_partition = [30, 31];
+    let mut w = Worker::start(&cfg, dir.path().join("worker.log"), &[]);
+    wait_for("every offset committed", Duration::from_secs(60), &[&w], || {
+        broker.committed(GROUP, "ct", 2) == per_partition
+    });
+    assert!(w.terminate().success(), "{}", w.log_text());
+
+    // In the lake: the custom source's partitions, Parquet only, each event once.
+    let ext = lake.join("ext");
+    let sources: Vec<_> = std::fs::read_dir(&ext).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(sources, ["iam-changes"], "account changes, under the source registered for them");
+    let objects = common::parquet_files(&ext);
+    assert!(!objects.is_empty());
+    for o in &objects {
+        let rel = o.strip_prefix(&ext).unwrap().to_str().unwrap().to_owned();
+        assert!(rel.starts_with("iam-changes/region=us-east-1/accountId=123456789012/eventDay=20261120/"), "{rel}");
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(o).unwrap())
+                .unwrap();
+        let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert!(names.contains(&"metadata".to_owned()) && names.contains(&"actor".to_owned()), "{names:?}");
+        assert!(!names.iter().any(|n| n == "trailship" || n == "change"), "OCSF's own columns only: {names:?}");
+    }
+    let rows = common::rows(&ext, "iam-changes");
+    assert_eq!(rows.len(), 60);
+    let mut uids: Vec<_> = rows.iter().map(|r| common::get(r, "metadata.uid").unwrap().as_str().unwrap()).collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 60, "each event once");
+
+    // In the archive: the batches' intents and the dead letter, no Parquet.
+    assert!(common::parquet_files(&archive).is_empty());
+    assert!(archive.join("_trailship/kafka/ct/0/00000000000000000000.json").exists());
+    let dead = common::dead_letters(&archive);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["reason"], "malformed_json");
+}

@@ -6,7 +6,7 @@
 
 mod schema;
 
-pub use schema::dataset_columns;
+pub use schema::{EXTENSION_COLUMNS, dataset_columns};
 
 use crate::batch::columns::{Node, Ty};
 

@@ -250,6 +250,10 @@ fn change() -> Node {
 }
 
 /// The column tree of `class`'s dataset.
+/// The top-level columns of the trailship extension
+/// (`schemas/extensions/trailship/`): the rest are OCSF's own.
+pub const EXTENSION_COLUMNS: [&str; 2] = ["trailship", "change"];
+
 pub fn dataset_columns(class: Class) -> Vec<Node> {
     base(class)
 }

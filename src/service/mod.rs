@@ -269,6 +269,8 @@ pub struct Service<'o> {
     redactor: Option<Arc<Redactor>>,
     /// Parquet settings, the same for every topic's objects.
     props: WriterProperties,
+    /// Rows keep the trailship extension's columns (not for a Security Lake).
+    extension: bool,
     parts: HashMap<(String, i32), Part<'o>>,
     spool_root: PathBuf,
     batch_seq: u64,
@@ -313,7 +315,13 @@ impl<'o> Service<'o> {
         let base = topic_opts.values().next().ok_or_else(|| ServiceError::Config("no topics".into()))?;
         let props = writer_properties(&base.encode).map_err(|e| ServiceError::Config(e.to_string()))?;
         let redactor = crate::pipeline::redactor(&base.redaction).map_err(ServiceError::Config)?;
-        let store: Arc<dyn ObjectStore> = Arc::from(objects::open(&cfg.archive)?);
+        let store: Arc<dyn ObjectStore> = match &cfg.security_lake {
+            None => Arc::from(objects::open(&cfg.archive)?),
+            Some(l) => {
+                let lake = objects::open(&l.store_config(&cfg.archive))?;
+                Arc::new(crate::sink::lake::LakeStore::new(objects::open(&cfg.archive)?, lake, &l.sources))
+            }
+        };
         let keys = match &cfg.source_s3.public_keys_file {
             Some(p) => crate::integrity::keys::KeySet::from_file(p)
                 .map_err(|e| ServiceError::Config(format!("[source_s3] public_keys_file: {e}")))?,
@@ -352,6 +360,7 @@ impl<'o> Service<'o> {
             topic_opts,
             redactor,
             props,
+            extension: cfg.security_lake.as_ref().is_none_or(|l| l.extension),
             parts: HashMap::new(),
             spool_root,
             batch_seq: 0,
@@ -643,7 +652,7 @@ impl<'o> Service<'o> {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create spool directory");
             return false;
         }
-        let props = self.props.clone();
+        let (props, extension) = (self.props.clone(), self.extension);
         let part = self.part(topic, partition).expect("configured topic");
         part.batch = Some(Batch {
             first: offset,
@@ -655,7 +664,7 @@ impl<'o> Service<'o> {
             spool_checked: 0,
             extra: Vec::new(),
             opened: Instant::now(),
-            spool: Spool::new(dir.clone(), props),
+            spool: Spool::new(dir.clone(), props).with_extension(extension),
             dir,
             summary: Summary::default(),
         });

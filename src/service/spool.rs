@@ -38,12 +38,19 @@ pub struct Spool {
     open: Vec<(PartitionKey, ObjectWriter<BufWriter<File>>, PathBuf)>,
     dead: Option<(crate::encode::HashingWriter<BufWriter<File>>, PathBuf)>,
     seq: u32,
+    /// Rows keep the trailship extension's columns.
+    extension: bool,
 }
 
 impl Spool {
     /// A spool in `dir`, which must exist and belong to this batch alone.
     pub fn new(dir: PathBuf, props: WriterProperties) -> Self {
-        Spool { dir, props, open: Vec::new(), dead: None, seq: 0 }
+        Spool { dir, props, open: Vec::new(), dead: None, seq: 0, extension: true }
+    }
+
+    /// Rows without the trailship extension's columns (`encode::without_extension`).
+    pub fn with_extension(self, extension: bool) -> Self {
+        Spool { extension, ..self }
     }
 
     /// The directory its files are in.
@@ -84,6 +91,13 @@ impl Spool {
 
 impl RowSink for Spool {
     fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
+        let trimmed;
+        let batch = if self.extension {
+            batch
+        } else {
+            trimmed = crate::encode::without_extension(batch);
+            &trimmed
+        };
         let i = match self.open.iter().position(|(k, ..)| k == key) {
             Some(i) => i,
             None => {

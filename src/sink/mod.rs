@@ -1,6 +1,7 @@
 //! Sinks: where finished Parquet objects and dead letters are made durable.
 //! Only the sink knows about the storage; nothing upstream does I/O on it.
 
+pub mod lake;
 pub mod local;
 pub mod objects;
 mod seal;
