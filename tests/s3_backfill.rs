@@ -179,3 +179,28 @@ fn a_bucket_that_is_not_there_is_a_clear_error() {
     assert!(stderr.contains("cannot list s3://no-such-bucket-here/x/"), "{stderr}");
     assert!(!out.exists(), "nothing written");
 }
+
+/// An object gone between the listing and its reading is one dead letter
+/// (`read_error`) and stays out of the ledger; the others are archived.
+#[test]
+fn an_object_deleted_after_the_listing_is_a_dead_letter_not_a_stop() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let name = unique("backfill-gone");
+    let gone = format!("{DAY}gone.json.gz");
+    bucket(&s3, &name, false, &[(&format!("{DAY}a.json.gz"), log_file(0, 2)), (&gone, log_file(2, 3))]);
+    let source = trailship::source::object::S3Source::new(Some(ep.clone()), Some("us-east-1".into()));
+    let dir = TempDir::new("s3-backfill-gone");
+    let out = dir.path().join("archive");
+    let inputs = trailship::source::expand(&[format!("s3://{name}/").into()], &out, &source).unwrap();
+    assert_eq!(inputs.len(), 2);
+    let c = s3.client();
+    s3.block_on(async { c.delete_object().bucket(&name).key(&gone).send().await.unwrap() });
+    let s = pipeline::run(&Options { out: out.clone(), ..Options::default() }, &inputs).unwrap();
+    assert_eq!((s.rows_total(), s.dead_total()), (2, 1));
+    assert_eq!(s.dead_letters.keys().map(|r| r.as_str()).collect::<Vec<_>>(), ["read_error"]);
+    let dead = common::dead_letters(&out);
+    assert_eq!(dead[0]["source"]["file"], format!("s3://{name}/{gone}"));
+    let ledger = std::fs::read_to_string(out.join("_trailship/ledger.ndjson")).unwrap();
+    assert!(!ledger.contains("gone.json.gz"), "{ledger}");
+}
