@@ -65,9 +65,56 @@ pub fn gunzip_one_member(mut input: impl BufRead, mut sink: impl FnMut(&[u8])) -
     }
 }
 
+/// SHA-256 of a log file as CloudTrail's digests hash it, and as rows'
+/// `trailship.source_object.sha256` holds it: of a gzip file, its first
+/// member's content (whatever follows it is not hashed); of anything else,
+/// its bytes.
+pub fn log_file_sha256(mut input: impl BufRead) -> std::io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    match gunzip_one_member(&mut input, |b| h.update(b)) {
+        // Nothing consumed: the bytes as they are.
+        Err(GzipError::NotGzip) => loop {
+            let chunk = input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            h.update(chunk);
+            let n = chunk.len();
+            input.consume(n);
+        },
+        // Appended members, or a member cut short: what inflated is what
+        // a digest could have hashed; the reading reports the rest.
+        Ok(_) | Err(_) => {}
+    }
+    Ok(h.finalize().into())
+}
+
 /// SHA-256 of the first gzip member's content.
 pub fn sha256_of_gzip(input: impl BufRead) -> Result<[u8; 32], GzipError> {
     let mut h = Sha256::new();
     gunzip_one_member(input, |b| h.update(b))?;
     Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_log_files_hash_is_its_first_members_content() {
+        let text = br#"{"Records":[]}"#;
+        let want: [u8; 32] = Sha256::digest(text).into();
+        assert_eq!(log_file_sha256(&gz(text)[..]).unwrap(), want);
+        assert_eq!(log_file_sha256(&text[..]).unwrap(), want, "not gzip: its bytes");
+        let mut appended = gz(text);
+        appended.extend(gz(br#"{"Records":[{"forged":1}]}"#));
+        assert_eq!(log_file_sha256(&appended[..]).unwrap(), want, "what follows the first member is not hashed");
+        assert_eq!(log_file_sha256(&b""[..]).unwrap(), <[u8; 32]>::from(Sha256::digest(b"")));
+    }
 }

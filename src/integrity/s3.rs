@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 
@@ -186,10 +184,12 @@ impl S3Store {
         })
     }
 
-    /// Reads `key` to be normalised. An object up to `hold` bytes is read
-    /// whole and hashed; a larger one is read twice, streamed: once to
-    /// hash it, then, pinned to the version hashed (or its ETag in a bucket
-    /// without versions), to be read, so memory stays bounded.
+    /// Reads `key` to be normalised, with its content's SHA-256 as
+    /// CloudTrail's digests hash it ([`super::log_file_sha256`]). An object
+    /// up to `hold` bytes is read whole and hashed; a larger one is read
+    /// twice, streamed: once to hash it, then, pinned to the version hashed
+    /// (or its ETag in a bucket without versions), to be read, so memory
+    /// stays bounded.
     pub fn read_object(self: &Arc<Self>, bucket: &str, key: &str, hold: u64) -> Result<ObjectBody, GetError> {
         let first = self.rt.block_on(self.get_object(bucket, key))?;
         let version_id = first.version_id().map(str::to_owned);
@@ -200,14 +200,15 @@ impl S3Store {
                 .map_err(|e| GetError::Unavailable(e.to_string()))?
                 .into_bytes()
                 .to_vec();
-            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let sha256 =
+                hex::encode(super::log_file_sha256(&bytes[..]).map_err(|e| GetError::Unavailable(e.to_string()))?);
             return Ok(ObjectBody { reader: Box::new(std::io::Cursor::new(bytes)), sha256, version_id });
         }
         let etag = first.e_tag().map(str::to_owned);
-        let mut hasher = Sha256::new();
-        let mut body = BodyReader { store: &**self, body: first.body, chunk: bytes::Bytes::new() };
-        std::io::copy(&mut body, &mut HashWriter(&mut hasher)).map_err(|e| GetError::Unavailable(e.to_string()))?;
-        let sha256 = hex::encode(hasher.finalize());
+        let body = BodyReader { store: &**self, body: first.body, chunk: bytes::Bytes::new() };
+        let sha256 = super::log_file_sha256(std::io::BufReader::with_capacity(256 << 10, body))
+            .map_err(|e| GetError::Unavailable(e.to_string()))?;
+        let sha256 = hex::encode(sha256);
         let again = self.rt.block_on(async {
             match &version_id {
                 Some(v) => self.get_version(bucket, key, Some(v)).await,
@@ -219,19 +220,6 @@ impl S3Store {
         })?;
         let reader = Box::new(BodyReader { store: Arc::clone(self), body: again.body, chunk: bytes::Bytes::new() });
         Ok(ObjectBody { reader, sha256, version_id })
-    }
-}
-
-/// Feeds what is written to a SHA-256.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
