@@ -71,9 +71,11 @@ pub fn gunzip_one_member(mut input: impl BufRead, mut sink: impl FnMut(&[u8])) -
 /// its bytes.
 pub fn log_file_sha256(mut input: impl BufRead) -> std::io::Result<[u8; 32]> {
     let mut h = Sha256::new();
-    match gunzip_one_member(&mut input, |b| h.update(b)) {
-        // Nothing consumed: the bytes as they are.
-        Err(GzipError::NotGzip) => loop {
+    // Appended members, or a member cut short: what inflated is what a
+    // digest could have hashed, and the reading reports the rest. Not gzip
+    // (nothing consumed): the bytes as they are.
+    if let Err(GzipError::NotGzip) = gunzip_one_member(&mut input, |b| h.update(b)) {
+        loop {
             let chunk = input.fill_buf()?;
             if chunk.is_empty() {
                 break;
@@ -81,10 +83,7 @@ pub fn log_file_sha256(mut input: impl BufRead) -> std::io::Result<[u8; 32]> {
             h.update(chunk);
             let n = chunk.len();
             input.consume(n);
-        },
-        // Appended members, or a member cut short: what inflated is what
-        // a digest could have hashed; the reading reports the rest.
-        Ok(_) | Err(_) => {}
+        }
     }
     Ok(h.finalize().into())
 }
