@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
+use common::kafka::cloudtrail_record;
 use common::{TempDir, all_rows, get};
 use sha2::Digest;
 use trailship::integrity::s3::S3Store;
@@ -19,25 +20,7 @@ fn endpoint() -> Option<String> {
 
 /// A CloudTrail log file of `n` IAM calls, numbered from `from`, gzip'd.
 fn log_file(from: usize, n: usize) -> Vec<u8> {
-    let records: Vec<_> = (from..from + n)
-        .map(|i| {
-            serde_json::json!({
-                "eventVersion": "1.09",
-                "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": "123456789012",
-                                 "arn": "arn:aws:iam::123456789012:user/alice", "userName": "alice"},
-                "eventTime": format!("2026-11-20T10:00:{:02}Z", i % 60),
-                "eventSource": "iam.amazonaws.com",
-                "eventName": "CreateUser",
-                "awsRegion": "us-east-1",
-                "sourceIPAddress": "192.0.2.10",
-                "userAgent": "aws-cli/2.15.0",
-                "requestParameters": {"userName": format!("user-{i}")},
-                "eventID": format!("event-{i:06}"),
-                "eventType": "AwsApiCall",
-                "recipientAccountId": "123456789012",
-            })
-        })
-        .collect();
+    let records: Vec<_> = (from..from + n).map(|i| cloudtrail_record(&format!("event-{i:06}"), i)).collect();
     let text = serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&text).unwrap();

@@ -75,17 +75,28 @@ pub fn log_file_sha256(mut input: impl BufRead) -> std::io::Result<[u8; 32]> {
     // digest could have hashed, and the reading reports the rest. Not gzip
     // (nothing consumed): the bytes as they are.
     if let Err(GzipError::NotGzip) = gunzip_one_member(&mut input, |b| h.update(b)) {
-        loop {
-            let chunk = input.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            h.update(chunk);
-            let n = chunk.len();
-            input.consume(n);
-        }
+        hash_all(input, &mut h)?;
     }
     Ok(h.finalize().into())
+}
+
+/// SHA-256 of everything `r` holds.
+pub(crate) fn sha256_of_reader(r: impl BufRead) -> std::io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    hash_all(r, &mut h)?;
+    Ok(h.finalize().into())
+}
+
+fn hash_all(mut r: impl BufRead, h: &mut Sha256) -> std::io::Result<()> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        h.update(buf);
+        let n = buf.len();
+        r.consume(n);
+    }
 }
 
 /// SHA-256 of the first gzip member's content.

@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::digest::{Digest, DigestKey, FormatError, LogFileEntry, ms_to_stamp};
 use super::keys::{KeySet, RSA_SHA256, SigError, decode_signature};
 use super::resume::Resume;
-use super::sha256_of_gzip;
 use super::store::{GetError, ListError, Store};
+use super::{sha256_of_gzip, sha256_of_reader};
 use crate::normalize::time::{format_rfc3339_s, parse_rfc3339_ms};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -856,21 +856,6 @@ fn check_log(store: &dyn Store, e: &LogFileEntry, hashing: Hashing) -> Verdict {
         Ok(_) => Verdict::HashMismatch,
         Err(reason) => Verdict::InvalidFormat { reason },
     }
-}
-
-fn sha256_of_reader(mut r: impl std::io::BufRead) -> std::io::Result<[u8; 32]> {
-    use sha2::Digest as _;
-    let mut h = sha2::Sha256::new();
-    loop {
-        let buf = r.fill_buf()?;
-        if buf.is_empty() {
-            break;
-        }
-        h.update(buf);
-        let n = buf.len();
-        r.consume(n);
-    }
-    Ok(h.finalize().into())
 }
 
 /// How `check_logs` runs.
