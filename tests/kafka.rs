@@ -816,6 +816,45 @@ mod s3 {
         assert_exactly_once(&archive, "a", 200);
         assert_exactly_once(&archive, "b", 200);
     }
+
+    /// The Security Lake feed over the S3 API: Parquet in the lake's bucket
+    /// under `ext/<source>/`, without Object Lock headers of trailship's,
+    /// and the feed's state in its own Object-Locked bucket.
+    #[test]
+    fn a_security_lake_feed_writes_the_lakes_bucket_and_keeps_its_state() {
+        let (Some(bin), Some(ep)) = (tansu(), endpoint()) else { return };
+        let Locked { dir, s3, bucket, broker, proxy, cfg } = locked("kafka-s3-lake", &bin, &ep, 2);
+        let lake = format!("aws-security-data-lake-{}", std::process::id());
+        s3.block_on(s3.client().create_bucket().bucket(&lake).send()).unwrap();
+        let section = format!("[security_lake]\nlocation = \"s3://{lake}\"\nendpoint_url = \"${{S3_URL}}\"\n");
+        let text = std::fs::read_to_string(&cfg).unwrap() + &section;
+        std::fs::write(&cfg, text).unwrap();
+        let url = proxy.url();
+        let msgs = records("sl", 40, 2);
+        broker.produce("ct", &msgs);
+        let mut w = Worker::start(&cfg, dir.path().join("w.log"), &[("S3_URL", url.as_str())]);
+        let want = ends(&msgs, 2);
+        wait_for("every offset committed", Duration::from_secs(60), &[&w], || broker.committed(GROUP, "ct", 2) == want);
+        assert!(w.terminate().success(), "{}", w.log_text());
+
+        let lake_dir = dir.path().join("lake");
+        let keys = download(&s3, &lake, &lake_dir);
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter().all(|k| k.starts_with("ext/account_change/region=us-east-1/accountId=123456789012/eventDay=")
+                && k.ends_with(".parquet")),
+            "{keys:?}"
+        );
+        let rows = common::rows(&lake_dir.join("ext"), "account_change");
+        assert_eq!(rows.len(), 40);
+        assert!(rows.iter().all(|r| r.get("trailship").is_none() && r.get("metadata").is_some()));
+        let retention = s3.block_on(s3.client().get_object_retention().bucket(&lake).key(&keys[0]).send());
+        assert!(retention.is_err() || retention.unwrap().retention().is_none(), "the lake's objects are not locked");
+
+        let state = download(&s3, &bucket, &dir.path().join("state"));
+        assert!(state.iter().any(|k| k.starts_with("archive/_trailship/kafka/ct/")), "{state:?}");
+        assert!(!state.iter().any(|k| k.ends_with(".parquet")), "{state:?}");
+    }
 }
 
 mod s3_objects {
