@@ -328,7 +328,13 @@ fn work(
         };
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
-        let may_grow = source::may_grow(input, &id, &reader);
+        let growing = source::may_grow(input, &id);
+        if growing && reader.compressed && !source::gzip_complete(input, &id) {
+            tracing::warn!(input = %name, "gzip input ends inside a member still being written; it is left for a later run");
+            summary.inputs_unfinished += 1;
+            continue;
+        }
+        let may_grow = growing && !reader.compressed;
         let fetched = reader.fetched.take();
         let object = match (input, &fetched) {
             (Input::Object(o), Some(f)) => Some(ObjectRef {

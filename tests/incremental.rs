@@ -189,6 +189,32 @@ fn a_line_still_being_written_is_left_for_a_run_after_it_is_whole() {
     assert_eq!((s.records_read, s.inputs_skipped), (0, 1));
 }
 
+/// A gzip file a compressor is still writing: left whole for a later run
+/// rather than archived up to where it is cut and dead-lettered after;
+/// once complete, it is read once. Left alone past the settling time, a
+/// file cut short is what it is: its records, then a dead letter.
+#[test]
+fn a_gzip_file_still_being_written_is_left_whole() {
+    let dir = TempDir::new("gz-unfinished");
+    let out = dir.path().join("archive");
+    let whole = gzip(&lines(0, 30));
+    let log = dir.write("logs/events.json.gz", &whole[..whole.len() * 2 / 3]);
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.dead_total(), s.inputs_unfinished, s.inputs_processed), (0, 0, 1, 0), "{s:?}");
+    std::fs::write(&log, &whole).unwrap();
+    let s = run_on(&out, std::slice::from_ref(&log));
+    assert_eq!((s.records_read, s.rows_total(), s.inputs_changed, s.inputs_unfinished), (30, 30, 0, 0), "{s:?}");
+    assert!(by_event(&out).values().all(|r| r.len() == 1));
+
+    let cut = dir.write("logs/cut.json.gz", &gzip(&lines(100, 130))[..whole.len() * 2 / 3]);
+    let settled = std::time::SystemTime::now() - trailship::source::SETTLE - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&cut).unwrap().set_modified(settled).unwrap();
+    let s = run_on(&out, std::slice::from_ref(&cut));
+    assert_eq!((s.inputs_unfinished, s.dead_total()), (0, 1), "{s:?}");
+    assert!(s.rows_total() > 0, "{s:?}");
+    assert_eq!(s.dead_letters.keys().map(|r| r.as_str()).collect::<Vec<_>>(), ["truncated_gzip"]);
+}
+
 /// Files too short to be known by their first 4 KiB are known by path and
 /// all their bytes; a last record without its newline is whole, and what
 /// is appended after the newline it lacked is read on from.
