@@ -328,13 +328,11 @@ fn work(
         };
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
-        let growing = source::may_grow(input, &id);
-        if growing && reader.compressed && !source::gzip_complete(input, &id) {
-            tracing::warn!(input = %name, "gzip input ends inside a member still being written; it is left for a later run");
-            summary.inputs_unfinished += 1;
-            continue;
-        }
-        let may_grow = growing && !reader.compressed;
+        let growing = match (source::may_grow(input, &id), reader.compressed) {
+            (false, _) => Growing::No,
+            (true, false) => Growing::Text,
+            (true, true) => Growing::Gzip,
+        };
         let fetched = reader.fetched.take();
         let object = match (input, &fetched) {
             (Input::Object(o), Some(f)) => Some(ObjectRef {
@@ -345,16 +343,42 @@ fn work(
             }),
             _ => None,
         };
-        let origin = Origin { first_index: id.records, may_grow, object, ..Origin::file(&name) };
+        let origin = Origin { first_index: id.records, growing, object, ..Origin::file(&name) };
         stage.input_reader(&origin, &mut reader, sink, summary)?;
+        let mut bytes = reader.bytes;
+        let mut left = stage.take_left();
+        if matches!(left, Some(Left::Unchecked)) {
+            // Too long to hold: its stream is checked whole, then read as
+            // a settled file's would be.
+            if !source::gzip_complete(input, &id) {
+                left = Some(Left::Whole);
+            } else {
+                let mut again = match source::open(input, &id) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(input = %name, error = %e, "cannot open input");
+                        stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), &name, b"")?;
+                        continue;
+                    }
+                };
+                let origin = Origin { growing: Growing::No, ..origin };
+                stage.input_reader(&origin, &mut again, sink, summary)?;
+                (bytes, left) = (again.bytes, None);
+            }
+        }
         id.records += summary.records_read - records_before;
-        let read_any = match stage.take_unfinished() {
-            Some(at) => end_before_unfinished(input, &name, &mut id, at, summary),
+        let read_any = match left {
+            Some(Left::From(at)) => end_before_unfinished(input, &name, &mut id, at, summary),
+            Some(Left::Whole | Left::Unchecked) => {
+                tracing::warn!(input = %name, "gzip input ends inside a member still being written; it is left for a later run");
+                summary.inputs_unfinished += 1;
+                false
+            }
             None => true,
         };
         summary.inputs_processed += 1;
-        summary.bytes_read += reader.bytes;
-        since_checkpoint += reader.bytes;
+        summary.bytes_read += bytes;
+        since_checkpoint += bytes;
         // A reading of nothing adds nothing to the ledger: an earlier
         // reading of the file, if any, still says where it stopped.
         if read_any {
@@ -376,7 +400,7 @@ fn work(
 }
 
 /// Ends the reading `id` before the unfinished last record that starts
-/// `at` bytes into it (see [`Origin::may_grow`]); whether it read anything
+/// `at` bytes into it (see [`Growing::Text`]); whether it read anything
 /// before that.
 fn end_before_unfinished(input: &Input, name: &str, id: &mut InputId, at: u64, summary: &mut Summary) -> bool {
     let end = id.from + at;
@@ -459,15 +483,41 @@ pub(crate) struct Origin<'a> {
     /// The index of the stream's first record in its input: a file read on
     /// from where an earlier run stopped numbers on from there.
     pub first_index: u64,
-    /// The stream is a file that may still be being written: an unfinished
-    /// last record is left for a later reading (`Stages::take_unfinished`),
-    /// not dead-lettered.
-    pub may_grow: bool,
+    /// Whether the stream is a file that may still be being written, and
+    /// so what is left of one that ends cut short (`Stages::take_left`).
+    pub growing: Growing,
+}
+
+/// Whether a stream's input may still be being written (a file changed
+/// within `source::SETTLE`), and so how an end cut short is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Growing {
+    /// Complete when read: a record cut short is a dead letter.
+    #[default]
+    No,
+    /// Text: an unfinished last record, begun on a line of its own, is left
+    /// for a later reading.
+    Text,
+    /// gzip: a stream cut short leaves the whole input for later. It is
+    /// read whole into memory first to know (a stream too long for that is
+    /// left unread, `Left::Unchecked`, for the caller to check first).
+    Gzip,
+}
+
+/// What a reading left for later (see [`Growing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// An unfinished last record, from this many bytes into the stream.
+    From(u64),
+    /// All of it: a gzip stream cut short.
+    Whole,
+    /// All of it, unread: a gzip stream longer than can be held to check.
+    Unchecked,
 }
 
 impl<'a> Origin<'a> {
     pub fn file(name: &'a str) -> Self {
-        Origin { name, headers: &[], body: None, kafka: None, object: None, first_index: 0, may_grow: false }
+        Origin { name, headers: &[], body: None, kafka: None, object: None, first_index: 0, growing: Growing::No }
     }
 }
 
@@ -482,8 +532,8 @@ pub(crate) struct Stages<'o> {
     /// For an input that is one object (see [`Stages::input_one`]).
     one: Parser,
     one_text: Vec<u8>,
-    /// Where the last stream's unfinished last record starts, if it was left.
-    unfinished: Option<u64>,
+    /// What the last stream left for later, if anything.
+    left: Option<Left>,
     rec: Records<'o>,
 }
 
@@ -535,7 +585,7 @@ impl<'o> Stages<'o> {
             original: Vec::new(),
             one: Parser::with_max_depth(opts.limits.max_depth),
             one_text: Vec::new(),
-            unfinished: None,
+            left: None,
             rec: Records {
                 opts,
                 normalizer: Normalizer::new(opts.source).with_options(&opts.normalize),
@@ -558,15 +608,27 @@ impl<'o> Stages<'o> {
         sink: &mut impl RowSink,
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
-        self.unfinished = None;
+        self.left = None;
         let limit = self.whole_file_bytes();
         let mut head = std::mem::take(&mut self.whole);
         let mut filled = 0;
+        let whole_or_nothing = origin.growing == Growing::Gzip;
         let mut read = read_up_to(&mut reader, &mut head, &mut filled, ENVELOPE_PEEK);
         let mut ended = read.is_ok() && filled < ENVELOPE_PEEK;
-        if read.is_ok() && !ended && is_envelope(&head[..filled]) {
+        if read.is_ok() && !ended && (whole_or_nothing || is_envelope(&head[..filled])) {
             read = read_up_to(&mut reader, &mut head, &mut filled, limit + 1);
             ended = read.is_ok() && filled <= limit;
+        }
+        if whole_or_nothing {
+            self.left = match &read {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some(Left::Whole),
+                Ok(()) if !ended => Some(Left::Unchecked),
+                _ => None,
+            };
+            if self.left.is_some() {
+                self.whole = head;
+                return Ok(());
+            }
         }
         let text = &head[..filled];
         let done = match read {
@@ -670,7 +732,7 @@ impl<'o> Stages<'o> {
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
         let name = origin.name;
-        framer.leave_unfinished(origin.may_grow);
+        framer.leave_unfinished(origin.growing == Growing::Text);
         while let Some(frame) = framer.next() {
             match frame {
                 Frame::Dead { index, reason, detail, input } => {
@@ -695,15 +757,15 @@ impl<'o> Stages<'o> {
         if let Some(e) = framer.take_read_error() {
             tracing::warn!(input = %name, error = %e, "input ended early");
         }
-        self.unfinished = framer.take_unfinished();
+        if let Some(at) = framer.take_unfinished() {
+            self.left = Some(Left::From(at));
+        }
         Ok(())
     }
 
-    /// Where the last stream's unfinished last record starts, in bytes
-    /// from the stream's start, when it was left for a later reading (see
-    /// [`Origin::may_grow`]).
-    pub fn take_unfinished(&mut self) -> Option<u64> {
-        self.unfinished.take()
+    /// What the last stream left for a later reading (see [`Growing`]).
+    pub fn take_left(&mut self) -> Option<Left> {
+        self.left.take()
     }
 
     /// A dead letter for a whole input or message that yields no record

@@ -552,7 +552,7 @@ impl<'o> Service<'o> {
             kafka: Some(KafkaRef { topic: &topic, partition, offset }),
             object: None,
             first_index: 0,
-            may_grow: false,
+            growing: Default::default(),
         };
         let result = match &notified {
             None => message_records(&mut part.stages, &origin, payload, &mut batch.spool, &mut batch.summary),

@@ -198,9 +198,10 @@ pub fn may_grow(input: &Input, id: &InputId) -> bool {
 /// Whether the gzip stream of `input` from `id.from` up to `id.size` ends
 /// where a member does. A file a compressor is still writing does not;
 /// reading it would archive its first records and dead-letter the rest,
-/// then read it whole again once it is done. It costs an inflate of the
-/// file, paid only for gzip files changed within [`SETTLE`]. An error
-/// says nothing of that: the reading reports it.
+/// then read it whole again once it is done. For a stream too long to
+/// hold in memory and check as it is read (`pipeline::Growing::Gzip`):
+/// it costs an inflate. An error says nothing of that: the reading
+/// reports it.
 pub fn gzip_complete(input: &Input, id: &InputId) -> bool {
     let Input::File(p) = input else { return true };
     let check = || -> io::Result<u64> {
