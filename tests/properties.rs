@@ -153,6 +153,38 @@ proptest! {
         prop_assert_eq!(rows, valid);
     }
 
+    /// A log read while it is being written, cut anywhere, any number of
+    /// times: every record is read once, in all the runs together, and the
+    /// archive holds what one run over the finished file makes of it.
+    #[test]
+    fn a_log_read_while_written_archives_each_record_once(
+        recs in prop::collection::vec(arb_cloudtrail(), 1..8),
+        cuts in prop::collection::vec(0.0f64..1.0, 0..4),
+    ) {
+        let body: Vec<u8> = recs.iter().flat_map(|r| (r.to_string() + "\n").into_bytes()).collect();
+        let dir = TempDir::new("prop-growing");
+        let log = dir.path().join("logs/audit.ndjson");
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        let run = |out: &str| {
+            let opts = Options { out: dir.path().join(out), ..Options::default() };
+            pipeline::run(&opts, &[Input::File(log.clone())]).expect("a run never fails on input content")
+        };
+        let mut ends: Vec<usize> = cuts.iter().map(|c| (c * body.len() as f64) as usize).collect();
+        ends.sort();
+        ends.push(body.len());
+        let (mut records, mut rows, mut dead) = (0, 0, 0);
+        for end in ends {
+            std::fs::write(&log, &body[..end]).unwrap();
+            let s = run("growing");
+            prop_assert_eq!(s.inputs_changed, 0, "read on, never whole again: {:?}", s);
+            (records, rows, dead) = (records + s.records_read, rows + s.rows_total(), dead + s.dead_total());
+        }
+        let once = run("once");
+        prop_assert_eq!((records, rows, dead), (once.records_read, once.rows_total(), once.dead_total()));
+        prop_assert_eq!(records, recs.len() as u64);
+        prop_assert_eq!(all_rows(&dir.path().join("growing")).len() as u64, rows);
+    }
+
     /// Any supported secret, planted anywhere in a record, is absent from
     /// every column of the archive (raw_data included) and from dead letters.
     #[test]
