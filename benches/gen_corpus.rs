@@ -11,6 +11,15 @@ mod corpus;
 
 use std::io::Write;
 
+/// Dates a file `secs` after 2024-03-01T00:00:00Z, when it would have been
+/// delivered: the corpus is settled data, as a backfill reads, not files
+/// being written (which trailship reads with care for a while after they
+/// change; see its README, "The archive").
+fn delivered(path: &str, secs: u64) -> std::io::Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_200 + secs);
+    std::fs::File::options().write(true).open(path)?.set_modified(t)
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let Some(out) = args.get(1) else {
@@ -35,6 +44,7 @@ fn main() -> std::io::Result<()> {
         gz.write_all(body.as_bytes())?;
         let gz = gz.finish()?;
         std::fs::write(&path, &gz)?;
+        delivered(&path, ((day - 1) * 86_400 + hhmm / 100 * 3600 + hhmm % 100 * 60 + 300) as u64)?;
         json_bytes += body.len() as u64;
         gz_bytes += gz.len() as u64;
         written += n;
@@ -50,7 +60,9 @@ fn main() -> std::io::Result<()> {
             while done < records {
                 let count = per_file.min(records - done);
                 let body = corpus::ndjson(&mut rng, count, make);
-                std::fs::write(format!("{out}/{dir}/part-{n:05}.{ext}"), body)?;
+                let path = format!("{out}/{dir}/part-{n:05}.{ext}");
+                std::fs::write(&path, body)?;
+                delivered(&path, 28 * 86_400)?;
                 done += count;
                 n += 1;
             }

@@ -328,10 +328,10 @@ fn work(
         };
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
-        let growing = match (source::may_grow(input, &id), reader.compressed) {
-            (false, _) => Growing::No,
-            (true, false) => Growing::Text,
-            (true, true) => Growing::Gzip,
+        let growing = match reader.compressed {
+            false if source::may_grow(input, &id, source::SETTLE) => Growing::Text,
+            true if source::may_grow(input, &id, source::GZIP_SETTLE) => Growing::Gzip,
+            _ => Growing::No,
         };
         let fetched = reader.fetched.take();
         let object = match (input, &fetched) {
@@ -489,7 +489,8 @@ pub(crate) struct Origin<'a> {
 }
 
 /// Whether a stream's input may still be being written (a file changed
-/// within `source::SETTLE`), and so how an end cut short is read.
+/// within `source::SETTLE`, or `GZIP_SETTLE`), and so how an end cut short
+/// is read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Growing {
     /// Complete when read: a record cut short is a dead letter.

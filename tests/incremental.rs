@@ -215,7 +215,7 @@ fn a_gzip_file_still_being_written_is_left_whole() {
     assert_eq!((s.records_read, s.inputs_skipped), (0, 1));
 
     let cut = dir.write("logs/cut.json.gz", &gzip(&lines(100, 130))[..whole.len() * 2 / 3]);
-    let settled = std::time::SystemTime::now() - trailship::source::SETTLE - std::time::Duration::from_secs(60);
+    let settled = std::time::SystemTime::now() - trailship::source::GZIP_SETTLE - std::time::Duration::from_secs(5);
     std::fs::File::options().write(true).open(&cut).unwrap().set_modified(settled).unwrap();
     let s = run_on(&out, std::slice::from_ref(&cut));
     assert_eq!((s.inputs_unfinished, s.dead_total()), (0, 1), "{s:?}");

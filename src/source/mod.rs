@@ -186,13 +186,14 @@ pub fn end_reading_at(input: &Input, id: &mut InputId, end: u64) -> io::Result<(
 }
 
 /// Whether `input` may still be being written: a file changed within
-/// [`SETTLE`]. Of such a file, an unfinished last record is left for a
-/// later run (text), or the whole file is (gzip cut short, see
-/// [`gzip_complete`]); of anything else, it is a dead letter.
-pub fn may_grow(input: &Input, id: &InputId) -> bool {
+/// `settle` ([`SETTLE`] for text, [`GZIP_SETTLE`] for gzip). Of such a
+/// file, an unfinished last record is left for a later run (text), or the
+/// whole file is (gzip cut short, see [`gzip_complete`]); of anything else,
+/// it is a dead letter.
+pub fn may_grow(input: &Input, id: &InputId, settle: std::time::Duration) -> bool {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let age_ns = now.as_nanos() as i128 - id.mtime_ns;
-    matches!(input, Input::File(_)) && age_ns < SETTLE.as_nanos() as i128
+    matches!(input, Input::File(_)) && age_ns < settle.as_nanos() as i128
 }
 
 /// Whether the gzip stream of `input` from `id.from` up to `id.size` ends
@@ -217,6 +218,11 @@ pub fn gzip_complete(input: &Input, id: &InputId) -> bool {
 /// to be all there will be of it (its writer died mid-line): then it is a
 /// dead letter. Five minutes, Filebeat's `close_inactive`.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The same for a gzip file, whose check is not free when it is long
+/// (an inflate before the reading): a compressor writes its output as it
+/// goes, so one untouched for half a minute has finished, or stopped.
+pub const GZIP_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
 /// as identified: what a file gains meanwhile is for a later run, so that
