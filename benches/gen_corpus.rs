@@ -44,7 +44,7 @@ fn main() -> std::io::Result<()> {
         gz.write_all(body.as_bytes())?;
         let gz = gz.finish()?;
         std::fs::write(&path, &gz)?;
-        delivered(&path, ((day - 1) * 86_400 + hhmm / 100 * 3600 + hhmm % 100 * 60 + 300) as u64)?;
+        delivered(&path, (day - 1) * 86_400 + hhmm / 100 * 3600 + hhmm % 100 * 60 + 300)?;
         json_bytes += body.len() as u64;
         gz_bytes += gz.len() as u64;
         written += n;
