@@ -194,3 +194,35 @@ fn an_object_deleted_after_the_listing_is_a_dead_letter_not_a_stop() {
     let ledger = std::fs::read_to_string(out.join("_trailship/ledger.ndjson")).unwrap();
     assert!(!ledger.contains("gone.json.gz"), "{ledger}");
 }
+
+/// S3 gone for a few seconds after the listing: the reads wait it out and
+/// the objects are archived, not dead-lettered.
+#[test]
+fn a_short_s3_outage_is_waited_out() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let name = unique("backfill-outage");
+    bucket(
+        &s3,
+        &name,
+        false,
+        &[(&format!("{DAY}a.json.gz"), log_file(0, 3)), (&format!("{DAY}b.json.gz"), log_file(3, 2))],
+    );
+    let proxy = std::sync::Arc::new(common::kafka::Proxy::start(ep.trim_start_matches("http://").parse().unwrap()));
+    let source = trailship::source::object::S3Source::new(Some(proxy.url()), Some("us-east-1".into()));
+    let dir = TempDir::new("s3-backfill-outage");
+    let out = dir.path().join("archive");
+    let inputs = trailship::source::expand(&[format!("s3://{name}/").into()], &out, &source).unwrap();
+    assert_eq!(inputs.len(), 2);
+    proxy.set_down(true);
+    let back = std::thread::spawn({
+        let proxy = std::sync::Arc::clone(&proxy);
+        move || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            proxy.set_down(false);
+        }
+    });
+    let s = pipeline::run(&Options { out: out.clone(), ..Options::default() }, &inputs).unwrap();
+    back.join().unwrap();
+    assert_eq!((s.rows_total(), s.dead_total()), (5, 0), "{s:?}");
+}

@@ -237,7 +237,7 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
         }
         Input::Embedded { bytes, .. } => Box::new(*bytes),
         Input::Object(o) => {
-            let body = o.store.read_object(&o.bucket, &o.key, o.hold).map_err(io::Error::other)?;
+            let body = o.read().map_err(io::Error::other)?;
             fetched = Some(Fetched { sha256: body.sha256, version_id: body.version_id });
             Box::new(BufReader::with_capacity(256 * 1024, body.reader))
         }

@@ -27,6 +27,35 @@ pub struct Object {
     pub(super) hold: u64,
 }
 
+/// Tries of a read that S3 cannot serve now, and the first wait between
+/// them, doubled each time: about half a minute in all.
+const TRIES: u32 = 7;
+const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Object {
+    /// Reads the object ([`S3Store::read_object`]), again while S3 answers
+    /// that it cannot now (no answer, 5xx, throttling, a body cut short),
+    /// beyond the client's own retries: a backfill outlasts a blip rather
+    /// than dead-lettering what it could not fetch. Still unavailable after
+    /// that, it is the caller's: a dead letter kept out of the ledger, so
+    /// the next run reads it.
+    pub(super) fn read(&self) -> Result<crate::integrity::s3::ObjectBody, crate::integrity::store::GetError> {
+        use crate::integrity::store::GetError;
+        let mut wait = FIRST_WAIT;
+        for _ in 1..TRIES {
+            match self.store.read_object(&self.bucket, &self.key, self.hold) {
+                Err(GetError::Unavailable(why)) => {
+                    tracing::warn!(object = ?self, error = %why, retry_in_ms = wait.as_millis() as u64, "S3 cannot serve the object now");
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                done => return done,
+            }
+        }
+        self.store.read_object(&self.bucket, &self.key, self.hold)
+    }
+}
+
 impl std::fmt::Debug for Object {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s3://{}/{} ({} bytes)", self.bucket, self.key, self.size)
