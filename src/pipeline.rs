@@ -328,42 +328,17 @@ fn work(
         };
         tracing::debug!(input = %name, "reading");
         let records_before = summary.records_read;
-        let growing = match reader.compressed {
-            false if source::may_grow(input, &id, source::SETTLE) => Growing::Text,
-            true if source::may_grow(input, &id, source::GZIP_SETTLE) => Growing::Gzip,
-            _ => Growing::No,
-        };
+        let growing = growing(input, &id, &reader);
         let fetched = reader.fetched.take();
-        let object = match (input, &fetched) {
-            (Input::Object(o), Some(f)) => Some(ObjectRef {
-                bucket: &o.bucket,
-                key: &o.key,
-                version_id: f.version_id.as_deref(),
-                sha256: &f.sha256,
-            }),
-            _ => None,
-        };
+        let object = object_ref(input, fetched.as_ref());
         let origin = Origin { first_index: id.records, growing, object, ..Origin::file(&name) };
         stage.input_reader(&origin, &mut reader, sink, summary)?;
-        let mut bytes = reader.bytes;
-        let mut left = stage.take_left();
-        if matches!(left, Some(Left::Unchecked)) {
-            // Too long to hold: its stream is checked whole, then read as
-            // a settled file's would be.
-            if !source::gzip_complete(input, &id) {
-                left = Some(Left::Whole);
-            } else {
-                let mut again = match source::open(input, &id) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(input = %name, error = %e, "cannot open input");
-                        stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), &name, b"")?;
-                        continue;
-                    }
-                };
-                let origin = Origin { growing: Growing::No, ..origin };
-                stage.input_reader(&origin, &mut again, sink, summary)?;
-                (bytes, left) = (again.bytes, None);
+        let (mut bytes, mut left) = (reader.bytes, stage.take_left());
+        if left == Some(Left::Unchecked) {
+            match read_checked(&mut stage, input, &id, origin, sink, summary)? {
+                None => continue,
+                Some(None) => left = Some(Left::Whole),
+                Some(Some(read)) => (left, bytes) = (None, read),
             }
         }
         id.records += summary.records_read - records_before;
@@ -397,6 +372,53 @@ fn work(
     stage.flush(sink, true)?;
     sink.checkpoint(&pending)?;
     Ok(())
+}
+
+/// An S3 object's provenance for its rows, as read.
+fn object_ref<'a>(input: &'a Input, fetched: Option<&'a source::Fetched>) -> Option<ObjectRef<'a>> {
+    match (input, fetched) {
+        (Input::Object(o), Some(f)) => {
+            Some(ObjectRef { bucket: &o.bucket, key: &o.key, version_id: f.version_id.as_deref(), sha256: &f.sha256 })
+        }
+        _ => None,
+    }
+}
+
+/// How an opened input may still be growing (see [`Growing`]).
+fn growing(input: &Input, id: &InputId, reader: &source::Reader) -> Growing {
+    match reader.compressed {
+        false if source::may_grow(input, id, source::SETTLE) => Growing::Text,
+        true if source::may_grow(input, id, source::GZIP_SETTLE) => Growing::Gzip,
+        _ => Growing::No,
+    }
+}
+
+/// A gzip input too long to hold and check as it is read
+/// ([`Left::Unchecked`]): its stream is checked whole, then, complete, read
+/// as a settled file's would be: the bytes read, or none when it is cut
+/// short (left whole); None when it could not be opened again (a dead
+/// letter says why).
+fn read_checked(
+    stage: &mut Stages<'_>,
+    input: &Input,
+    id: &InputId,
+    origin: Origin<'_>,
+    sink: &mut LocalSink,
+    summary: &mut Summary,
+) -> Result<Option<Option<u64>>, SinkError> {
+    if !source::gzip_complete(input, id) {
+        return Ok(Some(None));
+    }
+    let mut again = match source::open(input, id) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(input = %origin.name, error = %e, "cannot open input");
+            stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), origin.name, b"")?;
+            return Ok(None);
+        }
+    };
+    stage.input_reader(&Origin { growing: Growing::No, ..origin }, &mut again, sink, summary)?;
+    Ok(Some(Some(again.bytes)))
 }
 
 /// Ends the reading `id` before the unfinished last record that starts

@@ -174,7 +174,10 @@ impl Commit {
                     readings.push(r);
                 }
             }
-            self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
+            // An empty file held no record: reading it whole later repeats none.
+            if i.size > 0 {
+                self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
+            }
             self.ledger.insert(i);
         }
     }
