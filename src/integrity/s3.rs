@@ -200,9 +200,15 @@ impl S3Store {
                 .map_err(|e| GetError::Unavailable(e.to_string()))?
                 .into_bytes()
                 .to_vec();
-            let sha256 =
-                hex::encode(super::log_file_sha256(&bytes[..]).map_err(|e| GetError::Unavailable(e.to_string()))?);
-            return Ok(ObjectBody { reader: Box::new(std::io::Cursor::new(bytes)), sha256, version_id });
+            let (text, sha256) = match inflate_held(bytes) {
+                Ok(inflated) => inflated,
+                Err(bytes) => {
+                    let sha = super::log_file_sha256(&bytes[..]).map_err(|e| GetError::Unavailable(e.to_string()))?;
+                    (bytes, sha)
+                }
+            };
+            let reader = Box::new(std::io::Cursor::new(text));
+            return Ok(ObjectBody { reader, sha256: hex::encode(sha256), version_id });
         }
         let etag = first.e_tag().map(str::to_owned);
         let body = BodyReader { store: &**self, body: first.body, chunk: bytes::Bytes::new() };
@@ -222,6 +228,37 @@ impl S3Store {
         Ok(ObjectBody { reader, sha256, version_id })
     }
 }
+
+/// A held object inflated once, for its hash and its reading both: what
+/// it holds and its [`super::log_file_sha256`], when it is plain, or one
+/// gzip member that inflates to at most [`INFLATED_HOLD`]. Anything else
+/// (several members, a stream cut short, too large) is handed back, to be
+/// hashed and then read as it is.
+fn inflate_held(bytes: Vec<u8>) -> Result<(Vec<u8>, [u8; 32]), Vec<u8>> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut text = Vec::new();
+    let mut over = false;
+    let inflated = super::gunzip_one_member(&bytes[..], |chunk| {
+        h.update(chunk);
+        over |= text.len() + chunk.len() > INFLATED_HOLD;
+        if !over {
+            text.extend_from_slice(chunk);
+        }
+    });
+    match inflated {
+        Ok(_) if !over => Ok((text, h.finalize().into())),
+        Err(super::GzipError::NotGzip) => {
+            let sha = sha2::Sha256::digest(&bytes).into();
+            Ok((bytes, sha))
+        }
+        _ => Err(bytes),
+    }
+}
+
+/// The most a held object may inflate to in memory (see [`inflate_held`]):
+/// the size a CloudTrail log file is parsed whole up to.
+const INFLATED_HOLD: usize = 4 << 20;
 
 impl Store for S3Store {
     fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn std::io::Read + Send + '_>, GetError> {
@@ -257,5 +294,34 @@ impl Store for S3Store {
                 out.body.collect().await.map_err(|e| GetError::Unavailable(e.to_string()))?.into_bytes().to_vec();
             Ok(Object { bytes, metadata, metadata_supported: true })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest as _;
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_held_object_is_inflated_once_when_it_can_be() {
+        let text = br#"{"Records":[{"eventID":"a"}]}"#.to_vec();
+        let sha: [u8; 32] = sha2::Sha256::digest(&text).into();
+        assert_eq!(inflate_held(gz(&text)), Ok((text.clone(), sha)), "one member: its text");
+        assert_eq!(inflate_held(text.clone()), Ok((text.clone(), sha)), "plain: as it is");
+        // Handed back, to be read as it is: what the hash covers is not all
+        // that is read, or it is too much to hold.
+        let mut two = gz(&text);
+        two.extend(gz(&text));
+        assert_eq!(inflate_held(two.clone()), Err(two));
+        let cut = gz(&text)[..20].to_vec();
+        assert_eq!(inflate_held(cut.clone()), Err(cut));
+        let big = gz(&vec![b' '; INFLATED_HOLD + 1]);
+        assert_eq!(inflate_held(big.clone()), Err(big));
     }
 }
