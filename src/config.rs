@@ -394,7 +394,7 @@ impl Config {
             return Err("[archive] location is empty".into());
         }
         let s3 = a.location.starts_with("s3://");
-        if s3 && a.location["s3://".len()..].split('/').next().unwrap_or("").is_empty() {
+        if names_no_bucket(&a.location) {
             return Err(format!("[archive] location {} names no bucket", a.location));
         }
         if a.object_lock_mode.is_some() != (a.retain_days > 0) {
@@ -407,8 +407,11 @@ impl Config {
             return Err("[archive] multipart_bytes must be at least 5 MiB (S3's smallest part)".into());
         }
         if let Some(l) = &self.security_lake {
-            if l.location.trim().is_empty() || l.location == "s3://" {
+            if l.location.trim().is_empty() {
                 return Err("[security_lake] location is empty".into());
+            }
+            if names_no_bucket(&l.location) {
+                return Err(format!("[security_lake] location {} names no bucket", l.location));
             }
             if self.integrity.signing_key_file.is_some() {
                 return Err("[security_lake] and [integrity] signing_key_file do not go together: the lake's \
@@ -438,6 +441,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `s3://` with nothing before the next `/`.
+fn names_no_bucket(location: &str) -> bool {
+    location.strip_prefix("s3://").is_some_and(|r| r.split('/').next().unwrap_or("").is_empty())
 }
 
 /// Kafka's own rule: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -495,6 +503,7 @@ mod tests {
             (ok.replace("cloudtrail", "cloudtrial"), "cloudtrial"),
             (ok.replace("s3://bkt/p", "s3:///p"), "names no bucket"),
             (format!("{ok}[security_lake]\nlocation = \"\"\n"), "location is empty"),
+            (format!("{ok}[security_lake]\nlocation = \"s3://\"\n"), "names no bucket"),
             (format!("{ok}[security_lake]\nlocation = \"s3://l\"\nsources = {{ api = \"x\" }}\n"), "not a dataset"),
             (
                 format!("{ok}[security_lake]\nlocation = \"s3://l\"\nsources = {{ api_activity = \"a/b\" }}\n"),
