@@ -15,7 +15,6 @@
 //! (S3 to disk, bucket to bucket) still validates.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -295,9 +294,7 @@ impl ChainWriter {
         let raw = serde_json::to_vec(&doc).expect("digest serialises");
         let digest = Digest::from_json(&raw).expect("a digest trailship wrote parses");
         let signature = hex::encode(self.key.sign(digest.data_to_sign().as_bytes()));
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&raw).expect("writing to memory");
-        let gz = enc.finish().expect("writing to memory");
+        let gz = super::gzip(&raw);
         let metadata = BTreeMap::from([
             ("signature".to_owned(), signature.clone()),
             ("signature-algorithm".to_owned(), self.key.algorithm().to_owned()),

@@ -99,6 +99,14 @@ fn hash_all(mut r: impl BufRead, h: &mut Sha256) -> std::io::Result<()> {
     }
 }
 
+/// `bytes` as one gzip member, in memory (a digest as CloudTrail stores it).
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
 /// SHA-256 of the first gzip member's content.
 pub fn sha256_of_gzip(input: impl BufRead) -> Result<[u8; 32], GzipError> {
     let mut h = Sha256::new();
@@ -110,11 +118,7 @@ pub fn sha256_of_gzip(input: impl BufRead) -> Result<[u8; 32], GzipError> {
 mod tests {
     use super::*;
 
-    fn gz(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut e, b).unwrap();
-        e.finish().unwrap()
-    }
+    use super::gzip as gz;
 
     #[test]
     fn a_log_files_hash_is_its_first_members_content() {

@@ -302,11 +302,7 @@ mod tests {
     use super::*;
     use sha2::Digest as _;
 
-    fn gz(b: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut e, b).unwrap();
-        e.finish().unwrap()
-    }
+    use crate::integrity::gzip as gz;
 
     #[test]
     fn a_held_object_is_inflated_once_when_it_can_be() {
