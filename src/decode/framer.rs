@@ -209,7 +209,10 @@ impl<R: Read> Framer<R> {
         loop {
             if self.pos == self.end && !self.refill() {
                 // A scalar ends at end of input; anything else is cut short.
-                return if scalar { Scan::Complete } else { Scan::Eof };
+                // In a stream still being written, a scalar with nothing
+                // after it may be cut short too (`12` of `123`, or a
+                // gzip file's first byte read as text).
+                return if scalar && !self.leave_unfinished { Scan::Complete } else { Scan::Eof };
             }
             let start = self.pos;
             let chunk_end = self.end;
@@ -711,6 +714,11 @@ mod tests {
         assert_eq!((out.len(), at), (0, Some(0)), "the stream's start is a line's");
         let (out, at) = leaving(b"{\"a\":1}\n", 4096);
         assert_eq!((out.len(), at), (1, None));
+        // A scalar with nothing after it may be cut short as well; ended, it is a value.
+        let (out, at) = leaving(b"{\"a\":1}\n12", 4096);
+        assert_eq!((out.len(), at), (1, Some(8)));
+        let (out, at) = leaving(b"{\"a\":1}\n12\n", 4096);
+        assert_eq!((out, at), (vec!["{\"a\":1}".to_owned(), "12".to_owned()], None));
     }
 
     #[test]

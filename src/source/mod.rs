@@ -272,7 +272,9 @@ pub fn continues(input: &Input, r: &Reading) -> io::Result<bool> {
     if n <= 1 {
         return Ok(true);
     }
-    Ok(if gz { n == 4 && b[1..] == GZIP_MEMBER } else { b[0] == b'\n' || matches!(b[1], b'\n' | b'\r') })
+    // A member's header may be only begun: what there is of it is read on
+    // from (and, cut short, left whole or dead-lettered by the reading).
+    Ok(if gz { b[1..n] == GZIP_MEMBER[..n - 1] } else { b[0] == b'\n' || matches!(b[1], b'\n' | b'\r') })
 }
 
 /// A gzip member's first bytes: magic, then deflate.
