@@ -176,7 +176,7 @@ impl S3Store {
                     page.map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
                 out.extend(page.contents().iter().filter_map(|o| {
                     let modified_ms = o.last_modified().and_then(|t| t.to_millis().ok());
-                    Some(Listed { key: o.key()?.to_owned(), size: o.size()?.max(0) as u64, modified_ms })
+                    Some(Listed { key: o.key()?.to_owned(), size: o.size().unwrap_or(0).max(0) as u64, modified_ms })
                 }));
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -267,20 +267,7 @@ impl Store for S3Store {
     }
 
     fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, Option<i64>)>, ListError> {
-        self.rt.block_on(async {
-            let mut keys = Vec::new();
-            let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
-                keys.extend(page.contents().iter().filter_map(|o| {
-                    let modified = o.last_modified().and_then(|t| t.to_millis().ok());
-                    o.key().map(|k| (k.to_owned(), modified))
-                }));
-            }
-            keys.sort();
-            Ok(keys)
-        })
+        Ok(self.list_sized(bucket, prefix)?.into_iter().map(|o| (o.key, o.modified_ms)).collect())
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Object, GetError> {

@@ -204,13 +204,7 @@ pub fn may_grow(input: &Input, id: &InputId, settle: std::time::Duration) -> boo
 /// it costs an inflate. An error says nothing of that: the reading
 /// reports it.
 pub fn gzip_complete(input: &Input, id: &InputId) -> bool {
-    let Input::File(p) = input else { return true };
-    let check = || -> io::Result<u64> {
-        let mut f = File::open(p)?;
-        f.seek(SeekFrom::Start(id.from))?;
-        let body = BufReader::with_capacity(256 << 10, f.take(id.size.saturating_sub(id.from)));
-        io::copy(&mut MultiGzDecoder::new(body), &mut io::sink())
-    };
+    let check = || io::copy(&mut open(input, id)?, &mut io::sink());
     !matches!(check(), Err(e) if e.kind() == io::ErrorKind::UnexpectedEof)
 }
 
