@@ -320,9 +320,7 @@ fn work(
                 continue;
             }
             Err(e) => {
-                // An unreadable input is one dead letter, not a failed run.
-                tracing::warn!(input = %name, error = %e, "cannot open input");
-                stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), &name, b"")?;
+                stage.unopenable(sink, summary, &name, &e)?;
                 continue;
             }
         };
@@ -412,8 +410,7 @@ fn read_checked(
     let mut again = match source::open(input, id) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(input = %origin.name, error = %e, "cannot open input");
-            stage.dead_input(sink, summary, Reason::ReadError, &e.to_string(), origin.name, b"")?;
+            stage.unopenable(sink, summary, origin.name, &e)?;
             return Ok(None);
         }
     };
@@ -789,6 +786,18 @@ impl<'o> Stages<'o> {
     /// What the last stream left for a later reading (see [`Growing`]).
     pub fn take_left(&mut self) -> Option<Left> {
         self.left.take()
+    }
+
+    /// An input that cannot be opened: one dead letter, not a failed run.
+    fn unopenable(
+        &self,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+        name: &str,
+        e: &std::io::Error,
+    ) -> Result<(), SinkError> {
+        tracing::warn!(input = %name, error = %e, "cannot open input");
+        self.dead_input(sink, summary, Reason::ReadError, &e.to_string(), name, b"")
     }
 
     /// A dead letter for a whole input or message that yields no record

@@ -492,15 +492,16 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
 /// service's workers together (`objects::LocalObjects`).
 pub const LOCK: &str = "_trailship/lock";
 
-fn lock_archive(root: &Path) -> Result<Option<File>, SinkError> {
+/// The archive's lock file (created when missing, never emptied by
+/// opening: it names the batch run holding it) and its path.
+pub(crate) fn open_lock(root: &Path) -> std::io::Result<(File, PathBuf)> {
     let path = root.join(LOCK);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, e))?;
+    let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+    Ok((f, path))
+}
+
+fn lock_archive(root: &Path) -> Result<Option<File>, SinkError> {
+    let (mut f, path) = open_lock(root).map_err(|e| io_err(&root.join(LOCK), e))?;
     match f.try_lock() {
         Ok(()) => {
             // Best effort: the holder's name helps a person, nothing reads it.

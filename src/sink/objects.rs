@@ -122,14 +122,8 @@ impl LocalObjects {
 /// Holds `_trailship/lock` shared (see `sink::local`, where a batch run
 /// holds it alone); None where the file system has no locks.
 fn share_lock(root: &Path) -> Result<Option<File>, StoreError> {
-    let path = root.join(crate::sink::local::LOCK);
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| err("lock", &path.display().to_string(), e))?;
+    let (f, path) = crate::sink::local::open_lock(root)
+        .map_err(|e| err("lock", &root.join(crate::sink::local::LOCK).display().to_string(), e))?;
     match f.try_lock_shared() {
         Ok(()) => Ok(Some(f)),
         Err(fs::TryLockError::WouldBlock) => {
