@@ -6,6 +6,7 @@
 //! class, and everything else the service writes (intents, dead letters,
 //! digest checks, claims) stays in the archive location, the service's own.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,11 +34,17 @@ impl LakeStore {
         LakeStore { state, lake, sources }
     }
 
-    /// Where `key` is in the lake, when it is a dataset's object.
-    fn in_lake(&self, key: &str) -> Option<String> {
-        let (dataset, rest) = key.split_once('/')?;
-        let source = self.sources.get(dataset)?;
-        rest.ends_with(".parquet").then(|| format!("ext/{source}/{rest}"))
+    /// The store `key` is in, and its key there: a dataset's object is in
+    /// the lake, under its source; anything else in the state store.
+    fn route<'k>(&self, key: &'k str) -> (&dyn ObjectStore, Cow<'k, str>) {
+        let in_lake = key.split_once('/').and_then(|(dataset, rest)| {
+            let source = self.sources.get(dataset)?;
+            rest.ends_with(".parquet").then(|| format!("ext/{source}/{rest}"))
+        });
+        match in_lake {
+            Some(k) => (&*self.lake, Cow::Owned(k)),
+            None => (&*self.state, Cow::Borrowed(key)),
+        }
     }
 
     /// The lake's prefix for a listing of a dataset's directory.
@@ -50,24 +57,18 @@ impl LakeStore {
 
 impl ObjectStore for LakeStore {
     fn put_file(&self, key: &str, path: &Path, sha256: &[u8; 32], bytes: u64) -> Result<Put, StoreError> {
-        match self.in_lake(key) {
-            Some(k) => self.lake.put_file(&k, path, sha256, bytes),
-            None => self.state.put_file(key, path, sha256, bytes),
-        }
+        let (store, key) = self.route(key);
+        store.put_file(&key, path, sha256, bytes)
     }
 
     fn put_bytes(&self, key: &str, body: &[u8]) -> Result<Put, StoreError> {
-        match self.in_lake(key) {
-            Some(k) => self.lake.put_bytes(&k, body),
-            None => self.state.put_bytes(key, body),
-        }
+        let (store, key) = self.route(key);
+        store.put_bytes(&key, body)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.in_lake(key) {
-            Some(k) => self.lake.get(&k),
-            None => self.state.get(key),
-        }
+        let (store, key) = self.route(key);
+        store.get(&key)
     }
 
     fn location(&self) -> String {
@@ -80,17 +81,13 @@ impl ObjectStore for LakeStore {
         body: &[u8],
         metadata: &BTreeMap<String, String>,
     ) -> Result<Put, StoreError> {
-        match self.in_lake(key) {
-            Some(k) => self.lake.put_bytes_with_metadata(&k, body, metadata),
-            None => self.state.put_bytes_with_metadata(key, body, metadata),
-        }
+        let (store, key) = self.route(key);
+        store.put_bytes_with_metadata(&key, body, metadata)
     }
 
     fn get_with_metadata(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        match self.in_lake(key) {
-            Some(k) => self.lake.get_with_metadata(&k),
-            None => self.state.get_with_metadata(key),
-        }
+        let (store, key) = self.route(key);
+        store.get_with_metadata(&key)
     }
 
     fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StoreError> {
