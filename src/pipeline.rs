@@ -165,7 +165,8 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
     let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;
-    let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files)?;
+    let scope = crate::sink::ledger::Scope::of(inputs.iter().map(source::ledger_path));
+    let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files, Some(scope))?;
     let mut summary = Summary::default();
     match &opts.integrity.signing_key_file {
         Some(path) => {

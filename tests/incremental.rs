@@ -107,6 +107,29 @@ fn a_rotated_file_is_known_by_its_first_bytes() {
     assert_eq!((s.records_read, s.inputs_skipped), (0, 2));
 }
 
+/// A run holds whole only its own inputs' ledger lines; a file archived
+/// under a path the run does not read is still known by its first bytes.
+#[test]
+fn a_file_moved_or_copied_out_of_the_archived_directory_is_known_by_its_first_bytes() {
+    let dir = TempDir::new("moved");
+    let out = dir.path().join("archive");
+    let log = dir.write("logs/audit.log", &lines(0, 20));
+    let gz = dir.write("logs/trail.json.gz", &gzip(&lines(200, 400)));
+    assert!(std::fs::metadata(&gz).unwrap().len() > 4096, "long enough to be known by its first bytes");
+    let s = run_on(&out, &[dir.path().join("logs")]);
+    assert_eq!(s.rows_total(), 220);
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::rename(&log, elsewhere.join("audit-1.log")).unwrap();
+    append(&elsewhere.join("audit-1.log"), &lines(20, 24));
+    std::fs::copy(&gz, elsewhere.join("copy.json.gz")).unwrap();
+    let s = run_on(&out, std::slice::from_ref(&elsewhere));
+    assert_eq!((s.records_read, s.inputs_resumed, s.inputs_changed), (4, 1, 0), "{s:?}");
+    let rows = by_event(&out);
+    assert_eq!(rows.len(), 224);
+    assert!(rows.values().all(|r| r.len() == 1), "each event once");
+}
+
 /// gzip may have members appended (CloudTrail has delivered such files):
 /// the next run reads the new member.
 #[test]

@@ -26,7 +26,11 @@ use crate::batch::PartitionKey;
 use crate::encode::{ObjectWriter, WRITE_BUFFER};
 use crate::integrity::chain::{ChainWriter, Covered};
 use crate::sink::SinkError;
+use crate::sink::ledger::{Ledger, Reading, Scope};
 use crate::sink::seal::{self, Sealer, now_ms};
+
+/// The ledger's file, under the archive's state directory.
+const LEDGER: &str = "ledger.ndjson";
 
 fn covered(r: &ObjectRecord) -> Covered {
     Covered { key: r.key.clone(), sha256: r.sha256.clone(), bytes: r.bytes }
@@ -54,15 +58,6 @@ pub struct InputId {
     /// Records read up to `size`, over every reading: a later one numbers on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub records: u64,
-}
-
-/// Where an archived reading of a file ended, how many records it held,
-/// and the hash of the bytes before its end (`InputId::tail`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reading {
-    pub end: u64,
-    pub records: u64,
-    pub tail: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -123,14 +118,7 @@ struct Shared {
 }
 
 struct Commit {
-    ledger: HashSet<InputId>,
-    /// `ledger` by the hash of its inputs' first bytes.
-    heads: HashMap<String, Vec<Reading>>,
-    /// The readings of files too short for a `head`, by path: their `tail`
-    /// covers all they held.
-    short: HashMap<String, Vec<Reading>>,
-    /// `ledger` by path: the first bytes' hash of each of its readings.
-    paths: HashMap<String, Vec<Option<String>>>,
+    ledger: Ledger,
     committed: Vec<ObjectRecord>,
     sealer: Option<Sealer>,
     /// Digests sealed by this run, oldest first.
@@ -157,57 +145,25 @@ pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
     SinkError::Io { path: path.to_path_buf(), source: e }
 }
 
-impl Commit {
-    /// Adds inputs to the ledger and its indexes.
-    fn record(&mut self, inputs: impl IntoIterator<Item = InputId>) {
-        for i in inputs {
-            if self.ledger.contains(&i) {
-                continue;
-            }
-            if let Some(tail) = &i.tail {
-                let r = Reading { end: i.size, records: i.records, tail: tail.clone() };
-                let readings = match &i.head {
-                    Some(h) => self.heads.entry(h.clone()).or_default(),
-                    None => self.short.entry(i.path.clone()).or_default(),
-                };
-                if !readings.contains(&r) {
-                    readings.push(r);
-                }
-            }
-            // An empty file held no record: reading it whole later repeats none.
-            if i.size > 0 {
-                self.paths.entry(i.path.clone()).or_default().push(i.head.clone());
-            }
-            self.ledger.insert(i);
-        }
-    }
-}
-
 impl LocalSink {
-    /// Opens (creating) the archive at `root`, recovering from an interrupted run.
+    /// Opens (creating) the archive at `root`, recovering from an interrupted
+    /// run. `scope`: the ledger paths (`source::ledger_path`) of the inputs
+    /// the run will ask about, or `None` for all ([`Ledger::load`]).
     pub fn open(
         root: &Path,
         props: WriterProperties,
         max_file_bytes: usize,
         max_open: usize,
+        scope: Option<Scope>,
     ) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
         fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
         let lock = lock_archive(root)?;
         recover(&state)?;
-        let ledger = read_ledger(&state)?;
+        let ledger = Ledger::load(&state.join(LEDGER), scope)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run = format!("{}-{:08x}", now.as_secs(), std::process::id() ^ now.subsec_nanos());
-        let mut commit = Commit {
-            ledger: HashSet::new(),
-            heads: HashMap::new(),
-            short: HashMap::new(),
-            paths: HashMap::new(),
-            committed: Vec::new(),
-            sealer: None,
-            sealed: Vec::new(),
-        };
-        commit.record(ledger);
+        let commit = Commit { ledger, committed: Vec::new(), sealer: None, sealed: Vec::new() };
         let shared = Shared {
             root: root.to_path_buf(),
             state,
@@ -288,27 +244,14 @@ impl LocalSink {
         self.commit().ledger.contains(input)
     }
 
-    /// The readings the ledger holds of files with `input`'s first bytes,
-    /// up to its size (earlier states of it, under this name or another),
-    /// and of this path when it was too short to have first bytes; longest
-    /// first.
+    /// See [`Ledger::readings`].
     pub fn archived_readings(&self, input: &InputId) -> Vec<Reading> {
-        let c = self.commit();
-        let by_head = input.head.as_ref().and_then(|h| c.heads.get(h));
-        let short = c.short.get(&input.path);
-        let mut r: Vec<Reading> =
-            by_head.into_iter().chain(short).flatten().filter(|r| r.end <= input.size).cloned().collect();
-        r.sort_by_key(|r| std::cmp::Reverse(r.end));
-        r
+        self.commit().ledger.readings(input)
     }
 
-    /// Whether reading `input` whole would repeat rows: the ledger holds its
-    /// path at another size or time, with the same first bytes (or too
-    /// short a file to tell). A path now holding other content is new.
+    /// See [`Ledger::read_before`].
     pub fn archived_before(&self, input: &InputId) -> bool {
-        let c = self.commit();
-        let Some(heads) = c.paths.get(&input.path) else { return false };
-        heads.iter().any(|h| h.is_none() || input.head.is_none() || *h == input.head)
+        self.commit().ledger.read_before(input)
     }
 
     /// Digests sealed by this run, by any writer, oldest first.
@@ -416,7 +359,9 @@ impl LocalSink {
         sync_dir(state)?;
         apply(state, &journal)?;
         fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-        c.record(journal.inputs);
+        for i in &journal.inputs {
+            c.ledger.record(i);
+        }
         if let Some(s) = &mut c.sealer {
             s.add(journal.objects.iter().chain(&journal.dead_objects).map(covered));
         }
@@ -469,7 +414,7 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
     let covered: Vec<Covered> = j.objects.iter().chain(&j.dead_objects).map(covered).collect();
     seal::append_undigested(state, &covered)?;
     if !j.inputs.is_empty() {
-        let path = state.join("ledger.ndjson");
+        let path = state.join(LEDGER);
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
         let mut body = Vec::new();
         for i in &j.inputs {
@@ -544,15 +489,6 @@ fn recover(state: &Path) -> Result<(), SinkError> {
     Ok(())
 }
 
-fn read_ledger(state: &Path) -> Result<HashSet<InputId>, SinkError> {
-    let path = state.join("ledger.ndjson");
-    let Ok(body) = fs::read_to_string(&path) else { return Ok(HashSet::new()) };
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| SinkError::Corrupt { path: path.clone(), detail: e.to_string() }))
-        .collect()
-}
-
 impl super::RowSink for LocalSink {
     fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
         LocalSink::write(self, key, batch)
@@ -575,15 +511,15 @@ mod tests {
     fn one_run_at_a_time_holds_an_archive() {
         let root = std::env::temp_dir().join(format!("trailship-sink-lock-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let first = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let first = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
         let fork = first.fork(2).unwrap();
-        let again = LocalSink::open(&root, props(), 1 << 20, 4);
+        let again = LocalSink::open(&root, props(), 1 << 20, 4, None);
         assert!(matches!(again, Err(SinkError::Busy { .. })), "{:?}", again.err());
         // Held until the last of the run's writers is gone.
         drop(first);
-        assert!(matches!(LocalSink::open(&root, props(), 1 << 20, 4), Err(SinkError::Busy { .. })));
+        assert!(matches!(LocalSink::open(&root, props(), 1 << 20, 4, None), Err(SinkError::Busy { .. })));
         drop(fork);
-        LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -598,12 +534,12 @@ mod tests {
         let (a, b) = (LocalObjects::open(&root).unwrap(), LocalObjects::open(&root).unwrap());
         assert_eq!(a.put_bytes("x/one.json", b"1").unwrap(), Put::Created);
         assert_eq!(b.put_bytes("x/one.json", b"1").unwrap(), Put::Exists);
-        match LocalSink::open(&root, props(), 1 << 20, 4) {
+        match LocalSink::open(&root, props(), 1 << 20, 4, None) {
             Err(SinkError::Busy { holder, .. }) => assert_eq!(holder, "`trailship run` workers"),
             other => panic!("{:?}", other.err()),
         }
         drop((a, b));
-        let batch = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let batch = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
         let refused = LocalObjects::open(&root).err().expect("refused while a batch run writes");
         assert!(refused.to_string().contains(&format!("a batch run (pid {})", std::process::id())), "{refused}");
         drop(batch);
@@ -637,7 +573,7 @@ mod tests {
         };
         fs::write(state.join("journal.json"), serde_json::to_vec(&journal).unwrap()).unwrap();
 
-        let sink = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let sink = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
         assert_eq!(fs::read(root.join("ds/x/a.parquet")).unwrap(), b"A");
         assert_eq!(fs::read(root.join("ds/x/b.parquet")).unwrap(), b"B");
         assert!(!state.join("journal.json").exists());
@@ -646,7 +582,7 @@ mod tests {
         drop(sink);
 
         // Reopening again changes nothing (the roll-forward is idempotent).
-        let sink = LocalSink::open(&root, props(), 1 << 20, 4).unwrap();
+        let sink = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
         assert!(sink.is_done(&input));
         assert_eq!(fs::read_to_string(state.join("ledger.ndjson")).unwrap().lines().count(), 1);
         fs::remove_dir_all(&root).unwrap();
@@ -658,7 +594,7 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("_trailship")).unwrap();
         fs::write(root.join("_trailship/ledger.ndjson"), b"{not json\n").unwrap();
-        let err = LocalSink::open(&root, props(), 1 << 20, 4).err().expect("refuses a corrupt ledger");
+        let err = LocalSink::open(&root, props(), 1 << 20, 4, None).err().expect("refuses a corrupt ledger");
         assert!(err.to_string().contains("ledger.ndjson"), "{err}");
         fs::remove_dir_all(&root).unwrap();
     }

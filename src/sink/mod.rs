@@ -2,6 +2,7 @@
 //! Only the sink knows about the storage; nothing upstream does I/O on it.
 
 pub mod lake;
+pub mod ledger;
 pub mod local;
 pub mod objects;
 mod seal;

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::sink::local::{InputId, Reading};
+use crate::sink::ledger::Reading;
+use crate::sink::local::InputId;
 
 /// One input stream.
 #[derive(Debug, Clone)]
@@ -138,6 +139,7 @@ pub const HEAD: usize = 4096;
 /// An input's ledger identity as it is now: path, size and time, which say
 /// whether the ledger holds it as it is. `fingerprint` adds the rest.
 pub fn identify(input: &Input) -> io::Result<InputId> {
+    let path = ledger_path(input);
     match input {
         Input::File(p) => {
             let meta = std::fs::metadata(p)?;
@@ -146,18 +148,21 @@ pub fn identify(input: &Input) -> io::Result<InputId> {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
-            Ok(InputId { path: absolute(p), size: meta.len(), mtime_ns, ..InputId::default() })
+            Ok(InputId { path, size: meta.len(), mtime_ns, ..InputId::default() })
         }
-        Input::Embedded { name, bytes } => {
-            Ok(InputId { path: format!("embedded:{name}"), size: bytes.len() as u64, ..InputId::default() })
-        }
+        Input::Embedded { bytes, .. } => Ok(InputId { path, size: bytes.len() as u64, ..InputId::default() }),
         // An object never grows: a new one under the key is a new input.
-        Input::Object(o) => Ok(InputId {
-            path: input.display(),
-            size: o.size,
-            mtime_ns: o.modified_ms as i128 * 1_000_000,
-            ..InputId::default()
-        }),
+        Input::Object(o) => {
+            Ok(InputId { path, size: o.size, mtime_ns: o.modified_ms as i128 * 1_000_000, ..InputId::default() })
+        }
+    }
+}
+
+/// The path the ledger knows `input` by (`InputId::path`).
+pub fn ledger_path(input: &Input) -> String {
+    match input {
+        Input::File(p) => absolute(p),
+        Input::Embedded { .. } | Input::Object(_) => input.display(),
     }
 }
 
@@ -253,7 +258,7 @@ pub fn continues(input: &Input, r: &Reading) -> io::Result<bool> {
         return Ok(false);
     }
     let mut f = File::open(p)?;
-    if hash_before(&mut f, at)?.as_deref() != Some(r.tail.as_str()) {
+    if hash_before(&mut f, at)?.as_deref().and_then(crate::sink::ledger::digest) != Some(r.tail) {
         return Ok(false);
     }
     f.seek(SeekFrom::Start(0))?;
