@@ -49,6 +49,10 @@ pub struct Options {
     pub whole_file_bytes: usize,
     /// Input bytes between checkpoints (objects become visible at checkpoints).
     pub checkpoint_bytes: u64,
+    /// Inputs between checkpoints, whatever their bytes: a checkpoint's
+    /// journal names each, and until then they are held in memory, so a
+    /// run over a million small files is checkpointed every few thousand.
+    pub checkpoint_inputs: usize,
     pub redaction: RedactionConfig,
     pub normalize: NormalizeOptions,
     pub integrity: IntegrityConfig,
@@ -71,6 +75,7 @@ impl Default for Options {
             max_open_files: 64,
             whole_file_bytes: 4 << 20,
             checkpoint_bytes: 1 << 30,
+            checkpoint_inputs: 16_384,
             redaction: RedactionConfig::default(),
             normalize: NormalizeOptions::default(),
             integrity: IntegrityConfig::default(),
@@ -193,6 +198,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
             row_group_bytes: opts.row_group_bytes.min(opts.max_buffer_bytes / threads / 2),
             whole_file_bytes: opts.whole_file_bytes / threads,
             checkpoint_bytes: (opts.checkpoint_bytes / threads as u64).max(1),
+            checkpoint_inputs: (opts.checkpoint_inputs / threads).max(1),
             ..opts.clone()
         };
         let mut forks = Vec::with_capacity(threads);
@@ -360,7 +366,7 @@ fn work(
         }
 
         stage.flush(sink, false)?;
-        if since_checkpoint >= opts.checkpoint_bytes {
+        if since_checkpoint >= opts.checkpoint_bytes || pending.len() >= opts.checkpoint_inputs {
             stage.flush(sink, true)?;
             sink.checkpoint(&pending)?;
             sink.seal_if_due(false)?;

@@ -302,3 +302,24 @@ fn what_cannot_be_read_on_from_is_read_whole_and_counted() {
     assert_eq!(rows["event-000400"].len(), 1);
     assert_eq!(rows["event-000300"].len(), 1);
 }
+
+/// A run over many small files checkpoints every `checkpoint_inputs` of
+/// them, whatever their bytes: until a checkpoint it holds each one's
+/// ledger line, and its journal names them all.
+#[test]
+fn small_inputs_are_checkpointed_by_count() {
+    let dir = TempDir::new("by-count");
+    let out = dir.path().join("archive");
+    for i in 0..5 {
+        dir.write(&format!("logs/{i}.ndjson"), &lines(i * 2, i * 2 + 2));
+    }
+    let opts = Options { out: out.clone(), checkpoint_inputs: 2, ..Options::default() };
+    let s = run_with(opts, &[dir.path().join("logs")]);
+    assert_eq!((s.inputs_processed, s.rows_total()), (5, 10));
+    // One object a checkpoint: after the second input, the fourth, and the last.
+    assert_eq!(parquet_files(&out).len(), 3, "{:?}", s.objects);
+    let ledger = std::fs::read_to_string(out.join("_trailship/ledger.ndjson")).unwrap();
+    assert_eq!(ledger.lines().count(), 5);
+    let s = run_on(&out, &[dir.path().join("logs")]);
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 5));
+}

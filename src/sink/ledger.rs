@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::num::NonZeroU64;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -40,42 +41,78 @@ pub struct Reading {
     pub tail: Digest,
 }
 
+/// A path's SHA-256, cut to a [`Digest`]: paths are held by it, in 16
+/// bytes rather than a path's hundred-odd.
+fn path_digest(path: &str) -> Digest {
+    use sha2::Digest as _;
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&sha2::Sha256::digest(path.as_bytes())[..16]);
+    d
+}
+
 /// One archived reading of a path in scope.
+#[derive(Clone, Copy)]
 struct Held {
     size: u64,
-    mtime_ns: i128,
-    head: Option<Digest>,
+    mtime_ns: i64,
+    /// 64 bits of its head: enough to tell this path's own readings apart.
+    head: Option<NonZeroU64>,
 }
 
-#[derive(Default)]
-struct ByPath {
-    held: Vec<Held>,
-    /// Readings of the path when it was too short for a `head`: their
-    /// `tail` covers all it held.
-    short: Vec<Reading>,
+fn head64(d: &Digest) -> NonZeroU64 {
+    NonZeroU64::new(u64::from_le_bytes(d[..8].try_into().expect("eight bytes"))).unwrap_or(NonZeroU64::MIN)
 }
 
-/// The paths a run asks the ledger about, by a 64-bit hash of each: a path
-/// that collides with one of them only has its lines held when they need
-/// not be, and a million inputs take 16 MB.
+impl Held {
+    fn is(&self, size: u64, mtime_ns: i64) -> bool {
+        (self.size, self.mtime_ns) == (size, mtime_ns)
+    }
+}
+
+/// A path's readings: nearly always one, held in place.
+enum Helds {
+    One(Held),
+    Many(Vec<Held>),
+}
+
+impl Helds {
+    fn as_slice(&self) -> &[Held] {
+        match self {
+            Helds::One(h) => std::slice::from_ref(h),
+            Helds::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, h: Held) {
+        match self {
+            Helds::One(first) => *self = Helds::Many(vec![*first, h]),
+            Helds::Many(v) => v.push(h),
+        }
+    }
+}
+
+/// Nanoseconds since the epoch as the ledger holds them: an `i64` spans
+/// 1678 to 2262.
+fn ns(t: i128) -> i64 {
+    t.clamp(i64::MIN.into(), i64::MAX.into()) as i64
+}
+
+/// The paths a run asks the ledger about, by 64 bits of each one's digest:
+/// a path that collides with one of them only has its lines held when they
+/// need not be, and a million inputs take 16 MB.
 pub struct Scope(HashSet<u64>);
 
 impl Scope {
     pub fn of(paths: impl IntoIterator<Item = String>) -> Scope {
-        Scope(paths.into_iter().map(|p| Self::hash(&p)).collect())
+        Scope(paths.into_iter().map(|p| Self::key(&path_digest(&p))).collect())
     }
 
-    fn hash(path: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        // Unkeyed: the same for every hasher of the process, so a scope and
-        // the ledger lines checked against it meet.
-        let mut h = std::hash::DefaultHasher::new();
-        path.hash(&mut h);
-        h.finish()
+    fn key(d: &Digest) -> u64 {
+        u64::from_le_bytes(d[..8].try_into().expect("eight bytes"))
     }
 
-    fn contains(&self, path: &str) -> bool {
-        self.0.contains(&Self::hash(path))
+    fn contains(&self, d: &Digest) -> bool {
+        self.0.contains(&Self::key(d))
     }
 }
 
@@ -83,7 +120,11 @@ pub struct Ledger {
     /// The paths held whole; `None`: every path (a ledger being written
     /// with no run's inputs to ask about).
     scope: Option<Scope>,
-    paths: HashMap<String, ByPath>,
+    /// By [`path_digest`].
+    paths: HashMap<Digest, Helds>,
+    /// Readings of paths too short for a `head`, by [`path_digest`]: their
+    /// `tail` covers all they held.
+    short: HashMap<Digest, Vec<Reading>>,
     /// Readings of files with a head, loaded: sorted by head.
     heads: Vec<(Digest, Reading)>,
     /// Those recorded since loading.
@@ -110,7 +151,9 @@ impl Ledger {
     /// Reads the ledger at `path` (none yet: empty), holding by path the
     /// lines of `scope`'s paths (every line's, when `None`).
     pub fn load(path: &Path, scope: Option<Scope>) -> Result<Ledger, SinkError> {
-        let mut l = Ledger { scope, paths: HashMap::new(), heads: Vec::new(), added: HashMap::new() };
+        // Every path in scope will be held by the end of the run, if not now.
+        let paths = HashMap::with_capacity(scope.as_ref().map_or(0, |s| s.0.len()));
+        let mut l = Ledger { scope, paths, short: HashMap::new(), heads: Vec::new(), added: HashMap::new() };
         let f = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(l),
@@ -140,8 +183,13 @@ impl Ledger {
             if let (Some(h), Some(r)) = (head, reading) {
                 l.heads.push((h, r));
             }
-            if l.in_scope(&line.path) {
-                l.hold(line.path.into_owned(), line.size, line.mtime_ns, head, reading);
+            let at = path_digest(&line.path);
+            if l.scope.as_ref().is_none_or(|s| s.contains(&at)) {
+                l.hold(
+                    at,
+                    Held { size: line.size, mtime_ns: ns(line.mtime_ns), head: head.as_ref().map(head64) },
+                    reading,
+                );
             }
         }
         // A roll-forward may have appended a journal's inputs twice.
@@ -151,15 +199,12 @@ impl Ledger {
         Ok(l)
     }
 
-    fn in_scope(&self, path: &str) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.contains(path))
-    }
-
     /// Adds an input a checkpoint completed.
     pub fn record(&mut self, i: &InputId) {
         let d = |h: &Option<String>| h.as_deref().and_then(digest);
         let (head, reading) = (d(&i.head), d(&i.tail).map(|tail| Reading { end: i.size, records: i.records, tail }));
-        if !self.hold(i.path.clone(), i.size, i.mtime_ns, head, reading) {
+        let held = Held { size: i.size, mtime_ns: ns(i.mtime_ns), head: head.as_ref().map(head64) };
+        if !self.hold(path_digest(&i.path), held, reading) {
             return;
         }
         if let (Some(h), Some(r)) = (head, reading)
@@ -171,17 +216,25 @@ impl Ledger {
 
     /// Holds a reading by its path; false if it was held already. One
     /// with a head is found by it, not by path.
-    fn hold(&mut self, path: String, size: u64, mtime_ns: i128, head: Option<Digest>, r: Option<Reading>) -> bool {
-        let p = self.paths.entry(path).or_default();
-        if p.held.iter().any(|h| (h.size, h.mtime_ns) == (size, mtime_ns)) {
-            return false;
+    fn hold(&mut self, path: Digest, held: Held, r: Option<Reading>) -> bool {
+        use std::collections::hash_map::Entry;
+        match self.paths.entry(path) {
+            Entry::Occupied(mut e) => {
+                if e.get().as_slice().iter().any(|h| h.is(held.size, held.mtime_ns)) {
+                    return false;
+                }
+                e.get_mut().push(held);
+            }
+            Entry::Vacant(e) => {
+                e.insert(Helds::One(held));
+            }
         }
-        if let (None, Some(r)) = (head, r)
-            && !p.short.contains(&r)
-        {
-            p.short.push(r);
+        if let (None, Some(r)) = (held.head, r) {
+            let short = self.short.entry(path).or_default();
+            if !short.contains(&r) {
+                short.push(r);
+            }
         }
-        p.held.push(Held { size, mtime_ns, head });
         true
     }
 
@@ -193,9 +246,8 @@ impl Ledger {
 
     /// Whether the ledger holds `input` as it is (path, size and time).
     pub fn contains(&self, input: &InputId) -> bool {
-        self.paths
-            .get(&input.path)
-            .is_some_and(|p| p.held.iter().any(|h| (h.size, h.mtime_ns) == (input.size, input.mtime_ns)))
+        let held = self.paths.get(&path_digest(&input.path));
+        held.is_some_and(|p| p.as_slice().iter().any(|h| h.is(input.size, ns(input.mtime_ns))))
     }
 
     /// The readings of files with `input`'s first bytes, up to its size
@@ -203,7 +255,7 @@ impl Ledger {
     /// when it was too short to have first bytes; longest first.
     pub fn readings(&self, input: &InputId) -> Vec<Reading> {
         let by_head = input.head.as_deref().and_then(digest);
-        let short = self.paths.get(&input.path).map(|p| p.short.as_slice()).unwrap_or_default();
+        let short = self.short.get(&path_digest(&input.path)).map(Vec::as_slice).unwrap_or_default();
         let mut r: Vec<Reading> = by_head
             .iter()
             .flat_map(|&h| self.heads_of(h))
@@ -219,9 +271,9 @@ impl Ledger {
     /// time with the same first bytes (or too short a file to tell): then
     /// reading it whole repeats rows. An empty reading held no row.
     pub fn read_before(&self, input: &InputId) -> bool {
-        let Some(p) = self.paths.get(&input.path) else { return false };
-        let head = input.head.as_deref().and_then(digest);
-        p.held.iter().filter(|h| h.size > 0).any(|h| h.head.is_none() || head.is_none() || h.head == head)
+        let Some(p) = self.paths.get(&path_digest(&input.path)) else { return false };
+        let head = input.head.as_deref().and_then(digest).as_ref().map(head64);
+        p.as_slice().iter().filter(|h| h.size > 0).any(|h| h.head.is_none() || head.is_none() || h.head == head)
     }
 
     /// Paths held whole, and readings held by head alone (for tests).

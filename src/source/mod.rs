@@ -91,13 +91,18 @@ pub fn expand(paths: &[PathBuf], archive: &Path, s3: &object::S3Source) -> Resul
             for entry in walker {
                 let entry = entry.map_err(|e| SourceError::Walk { path: p.clone(), source: e })?;
                 if entry.file_type().is_file() {
-                    out.push(Input::File(entry.into_path()));
+                    // Joined onto its directory's path, a path has twice the
+                    // capacity it needs, and a run holds every input's.
+                    let mut path = entry.into_path();
+                    path.shrink_to_fit();
+                    out.push(Input::File(path));
                 }
             }
         } else {
             out.push(Input::File(p.clone()));
         }
     }
+    out.shrink_to_fit();
     Ok(out)
 }
 
