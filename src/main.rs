@@ -297,15 +297,14 @@ fn run(cmd: Command) -> Result<()> {
                 Source::Gitlab => SourceKind::GitLab,
             };
             let embedded = paths.is_empty();
-            let inputs = if embedded {
-                samples::inputs()
-            } else {
-                let s3 = source::object::S3Source::new(endpoint_url, region);
-                source::expand(&paths, &out, &s3).context("check the input paths")?
-            };
+            let s3 = source::object::S3Source::new(endpoint_url, region);
             let started = std::time::Instant::now();
-            let summary =
-                pipeline::run(&opts, &inputs).with_context(|| format!("normalising into {}", out.display()))?;
+            let summary = if embedded {
+                pipeline::run(&opts, &samples::inputs())
+            } else {
+                pipeline::run(&opts, &source::Listing::new(&paths, &out, &s3).context("check the input paths")?)
+            }
+            .with_context(|| format!("normalising into {}", out.display()))?;
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
@@ -379,16 +378,15 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         );
         base.out = PathBuf::from(&cfg.archive.location);
         let embedded = paths.is_empty();
-        let inputs = if embedded {
-            samples::inputs()
-        } else {
-            // The archive's endpoint is the archive's: s3:// inputs use the AWS configuration.
-            source::expand(paths, &base.out, &source::object::S3Source::new(None, None))
-                .context("check the input paths")?
-        };
+        // The archive's endpoint is the archive's: s3:// inputs use the AWS configuration.
+        let s3 = source::object::S3Source::new(None, None);
         let started = std::time::Instant::now();
-        let summary =
-            pipeline::run(&base, &inputs).with_context(|| format!("archiving into {}", base.out.display()))?;
+        let summary = if embedded {
+            pipeline::run(&base, &samples::inputs())
+        } else {
+            pipeline::run(&base, &source::Listing::new(paths, &base.out, &s3).context("check the input paths")?)
+        }
+        .with_context(|| format!("archiving into {}", base.out.display()))?;
         print_summary(&summary, &base.out, embedded, started.elapsed());
         return Ok(());
     }

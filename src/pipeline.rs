@@ -1,10 +1,9 @@
 //! The batch job: inputs → decode → normalise → batch → encode → sink, with
 //! every record accounted for as one row or one dead letter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{Cursor, Read};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::batch::{Batcher, PartitionKey};
@@ -158,7 +157,10 @@ impl Summary {
 /// for one oversized record.
 pub const MIN_RECORD_BYTES: usize = 1024;
 
-pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
+/// Normalises `inputs` into the archive at `opts.out`. They are listed
+/// twice ([`source::Inputs`]): first for the paths the run will ask the
+/// archive's ledger about, then a directory at a time as threads take them.
+pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Summary, PipelineError> {
     if opts.limits.max_depth == 0 || opts.encode.row_group_rows == 0 {
         return Err(PipelineError::Config("max_depth and row_group_rows must be positive".into()));
     }
@@ -170,7 +172,13 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
     let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;
-    let scope = crate::sink::ledger::Scope::of(inputs.iter().map(source::ledger_path));
+    let mut scope = crate::sink::ledger::Scope::of([]);
+    let mut listed = 0;
+    for dir in inputs.dirs() {
+        let dir = dir?;
+        listed += dir.len();
+        scope.extend(dir.iter().map(source::ledger_path));
+    }
     let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files, Some(scope))?;
     let mut summary = Summary::default();
     match &opts.integrity.signing_key_file {
@@ -184,11 +192,11 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         }
         None => tracing::warn!("no signing key configured ([integrity] signing_key_file): the archive is not signed"),
     }
-    let threads = opts.threads.clamp(1, inputs.len().max(1));
-    let schedule = Schedule::new(inputs, threads);
+    let threads = opts.threads.clamp(1, listed.max(1));
+    let schedule = Schedule::new(inputs.dirs(), threads);
     summary.threads = threads;
     if threads == 1 {
-        work(opts, &redactor, inputs, (&schedule, 0), &mut sink, &mut summary)?;
+        work(opts, &redactor, (&schedule, 0), &mut sink, &mut summary)?;
     } else {
         // Each thread is a whole pipeline over the inputs it takes, with its
         // share of the memory and open-object bounds and of the input between
@@ -213,7 +221,7 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
                     let (share, redactor, schedule) = (&share, &redactor, &schedule);
                     s.spawn(move || {
                         let mut part = Summary::default();
-                        work(share, redactor, inputs, (schedule, me), &mut fork, &mut part)?;
+                        work(share, redactor, (schedule, me), &mut fork, &mut part)?;
                         fork.close_writer();
                         Ok::<_, PipelineError>(part)
                     })
@@ -233,72 +241,91 @@ pub fn run(opts: &Options, inputs: &[Input]) -> Result<Summary, PipelineError> {
         summary.redaction_key = Some((r.key_id().to_string(), r.ephemeral_key()));
     }
     debug_assert_eq!(summary.records_read, summary.rows_total() + summary.dead_total() + summary.filtered);
+    // What was read before the listing failed is archived: a rerun goes on.
+    if let Some(e) = schedule.failed() {
+        return Err(e.into());
+    }
     Ok(summary)
 }
 
-/// Hands inputs to threads a directory at a time, and at the end lets a
-/// thread with nothing left take the back half of what another has claimed
-/// and not started. A partition written by two threads becomes two objects
-/// of half the rows, each a full set of column chunks, and CloudTrail writes
-/// one directory per account, region and day, which are its partitions: so
-/// a directory is split only when no whole one is left, where splitting is
-/// what keeps the threads even. Guided runs (large first, single inputs at
-/// the end) split the last third of the directories instead.
-struct Schedule {
-    /// Each directory's inputs (consecutive indices), in walk order.
-    dirs: Vec<std::ops::Range<usize>>,
-    /// The first directory no thread has claimed.
-    next_dir: AtomicUsize,
+/// Hands inputs to threads a directory at a time, as they are listed, and
+/// at the end lets a thread with nothing left take the back half of what
+/// another has claimed and not started. A partition written by two threads
+/// becomes two objects of half the rows, each a full set of column chunks,
+/// and CloudTrail writes one directory per account, region and day, which
+/// are its partitions: so a directory is split only when no whole one is
+/// left, where splitting is what keeps the threads even. Inputs are
+/// numbered in listing order.
+struct Schedule<'l> {
+    listing: Mutex<Listed<'l>>,
     /// Per thread: the inputs it has claimed and not yet started.
-    claimed: Vec<Mutex<std::ops::Range<usize>>>,
+    claimed: Vec<Mutex<VecDeque<(usize, Input)>>>,
 }
 
-impl Schedule {
-    fn new(inputs: &[Input], threads: usize) -> Self {
-        fn parent(i: &Input) -> Option<&Path> {
-            match i {
-                Input::File(p) => p.parent(),
-                Input::Embedded { .. } => None,
-                Input::Object(o) => Path::new(o.key.as_str()).parent(),
-            }
-        }
-        let mut start = 0;
-        let dirs = inputs
-            .chunk_by(|a, b| parent(a) == parent(b))
-            .map(|dir| {
-                start += dir.len();
-                start - dir.len()..start
-            })
-            .collect();
-        let claimed = (0..threads.max(1)).map(|_| Mutex::new(0..0)).collect();
-        Schedule { dirs, next_dir: AtomicUsize::new(0), claimed }
+struct Listed<'l> {
+    dirs: Box<dyn Iterator<Item = Result<Vec<Input>, source::SourceError>> + Send + 'l>,
+    /// The number of the next directory's first input.
+    next: usize,
+    /// Where the listing failed: no directory is handed out after it.
+    failed: Option<source::SourceError>,
+}
+
+impl<'l> Schedule<'l> {
+    fn new(
+        dirs: Box<dyn Iterator<Item = Result<Vec<Input>, source::SourceError>> + Send + 'l>,
+        threads: usize,
+    ) -> Self {
+        let claimed = (0..threads.max(1)).map(|_| Mutex::new(VecDeque::new())).collect();
+        Schedule { listing: Mutex::new(Listed { dirs, next: 0, failed: None }), claimed }
     }
 
-    /// The next input for thread `me`; `None` once every input is taken.
-    fn next(&self, me: usize) -> Option<usize> {
+    /// The next input for thread `me`, and its number; `None` once every
+    /// input is taken.
+    fn next(&self, me: usize) -> Option<(usize, Input)> {
         let lock = |t: usize| self.claimed[t].lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = lock(me).next() {
+            if let Some(i) = lock(me).pop_front() {
                 return Some(i);
             }
-            let d = self.next_dir.fetch_add(1, Ordering::Relaxed);
-            if let Some(dir) = self.dirs.get(d) {
-                *lock(me) = dir.clone();
+            if let Some(dir) = self.next_dir() {
+                *lock(me) = dir;
                 continue;
             }
             // Inputs only move between claims: once all are empty, none refills.
             let victim = (0..self.claimed.len()).filter(|&t| t != me).max_by_key(|&t| lock(t).len())?;
             let stolen = {
                 let mut v = lock(victim);
-                let back = v.start + v.len() / 2..v.end;
-                v.end = back.start;
-                back
+                let keep = v.len() / 2;
+                v.split_off(keep)
             };
             if stolen.is_empty() && (0..self.claimed.len()).all(|t| lock(t).is_empty()) {
                 return None;
             }
             *lock(me) = stolen;
         }
+    }
+
+    fn next_dir(&self) -> Option<VecDeque<(usize, Input)>> {
+        let mut l = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        if l.failed.is_some() {
+            return None;
+        }
+        match l.dirs.next()? {
+            Ok(dir) => {
+                let first = l.next;
+                l.next += dir.len();
+                Some(dir.into_iter().enumerate().map(|(i, input)| (first + i, input)).collect())
+            }
+            Err(e) => {
+                l.failed = Some(e);
+                None
+            }
+        }
+    }
+
+    /// Why the listing stopped short, if it did.
+    fn failed(&self) -> Option<source::SourceError> {
+        self.listing.lock().unwrap_or_else(|e| e.into_inner()).failed.take()
     }
 }
 
@@ -307,7 +334,6 @@ impl Schedule {
 fn work(
     opts: &Options,
     redactor: &Option<Arc<Redactor>>,
-    inputs: &[Input],
     (schedule, me): (&Schedule, usize),
     sink: &mut LocalSink,
     summary: &mut Summary,
@@ -315,8 +341,8 @@ fn work(
     let mut stage = Stages::new(opts, redactor.clone());
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
-    while let Some(next) = schedule.next(me) {
-        let input = &inputs[next];
+    while let Some((_, input)) = schedule.next(me) {
+        let input = &input;
         let name = input.display();
         let opened = open_unarchived(input, &name, sink, summary);
         let (mut id, mut reader) = match opened {
@@ -1046,15 +1072,15 @@ mod tests {
         v
     }
 
-    /// Which thread took each input, when every input takes as long and
-    /// the thread that has worked least asks next.
-    fn simulate(s: &Schedule, threads: usize) -> Vec<usize> {
-        let mut owner = vec![usize::MAX; s.dirs.last().map_or(0, |d| d.end)];
+    /// Which thread took each of `n` inputs, when every input takes as
+    /// long and the thread that has worked least asks next.
+    fn simulate(s: &Schedule, n: usize, threads: usize) -> Vec<usize> {
+        let mut owner = vec![usize::MAX; n];
         let mut clock = vec![0usize; threads];
         let mut live: Vec<usize> = (0..threads).collect();
         while let Some(&me) = live.iter().min_by_key(|&&t| (clock[t], t)) {
             match s.next(me) {
-                Some(i) => {
+                Some((i, _)) => {
                     assert_eq!(owner[i], usize::MAX, "input {i} handed out twice");
                     owner[i] = me;
                     clock[me] += 1;
@@ -1063,6 +1089,11 @@ mod tests {
             }
         }
         owner
+    }
+
+    /// The schedule of `all`, as a run lists them.
+    fn schedule(all: &[Input], threads: usize) -> Schedule<'_> {
+        Schedule::new(source::Inputs::dirs(all), threads)
     }
 
     #[test]
@@ -1081,11 +1112,18 @@ mod tests {
         // The peer corpus's directories (benches/peers.sh).
         let sizes = [13, 20, 24, 17, 9, 14, 19, 13, 22, 20, 15, 14];
         let all = inputs(&sizes);
-        let s = Schedule::new(&all, 2);
-        assert_eq!(s.dirs.len(), sizes.len());
-        let owner = simulate(&s, 2);
+        let s = schedule(&all, 2);
+        let owner = simulate(&s, all.len(), 2);
         assert!(owner.iter().all(|&t| t < 2), "every input handed out");
-        let split = s.dirs.iter().filter(|d| owner[d.start..d.end].iter().any(|&t| t != owner[d.start])).count();
+        let mut start = 0;
+        let dirs: Vec<_> = sizes
+            .iter()
+            .map(|n| {
+                start += n;
+                start - n..start
+            })
+            .collect();
+        let split = dirs.iter().filter(|d| owner[d.start..d.end].iter().any(|&t| t != owner[d.start])).count();
         assert!(split <= 1, "only the last directory in progress may be shared: {owner:?}");
         // Even at the end: the threads' loads differ by at most one input.
         let load = |t| owner.iter().filter(|&&o| o == t).count();
@@ -1097,11 +1135,11 @@ mod tests {
     #[test]
     fn one_directory_is_shared_by_halves() {
         let all = inputs(&[40]);
-        let s = Schedule::new(&all, 2);
-        assert_eq!(s.next(0), Some(0));
+        let s = schedule(&all, 2);
+        assert_eq!(s.next(0).map(|(i, _)| i), Some(0));
         // Nothing whole is left: the second thread takes the back half.
-        assert_eq!(s.next(1), Some(20));
-        let owner = simulate(&s, 2);
+        assert_eq!(s.next(1).map(|(i, _)| i), Some(20));
+        let owner = simulate(&s, all.len(), 2);
         assert_eq!(owner.iter().filter(|&&t| t == usize::MAX).count(), 2, "the two taken above");
         assert!(owner[1..20].iter().all(|&t| t == 0) && owner[21..30].iter().all(|&t| t == 1), "{owner:?}");
     }
@@ -1109,14 +1147,16 @@ mod tests {
     #[test]
     fn one_thread_takes_the_inputs_in_order_and_threads_take_each_once() {
         let all = inputs(&[3, 1, 4]);
-        let s = Schedule::new(&all, 1);
-        assert_eq!(std::iter::from_fn(|| s.next(0)).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        let s = schedule(&all, 1);
+        let order: Vec<usize> = std::iter::from_fn(|| s.next(0)).map(|(i, _)| i).collect();
+        assert_eq!(order, (0..8).collect::<Vec<_>>());
         let all = inputs(&[50, 1, 7, 300, 2, 90]);
-        let s = Schedule::new(&all, 8);
+        let s = schedule(&all, 8);
         let mut taken: Vec<usize> = std::thread::scope(|scope| {
             let s = &s;
-            let hands: Vec<_> =
-                (0..8).map(|me| scope.spawn(move || std::iter::from_fn(|| s.next(me)).collect::<Vec<_>>())).collect();
+            let hands: Vec<_> = (0..8)
+                .map(|me| scope.spawn(move || std::iter::from_fn(|| s.next(me)).map(|(i, _)| i).collect::<Vec<_>>()))
+                .collect();
             hands.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         taken.sort_unstable();

@@ -323,3 +323,45 @@ fn small_inputs_are_checkpointed_by_count() {
     let s = run_on(&out, &[dir.path().join("logs")]);
     assert_eq!((s.records_read, s.inputs_skipped), (0, 5));
 }
+
+/// Inputs listed as a run goes: a listing that fails part way (a
+/// directory gone, S3 refusing a page) ends the run with its error, and
+/// what was read before it is archived, so a rerun goes on from there.
+#[test]
+fn a_listing_that_fails_part_way_archives_what_came_before() {
+    use trailship::source::{Input, Inputs, SourceError};
+    struct Failing(Vec<Input>);
+    impl Inputs for Failing {
+        fn dirs(&self) -> Box<dyn Iterator<Item = Result<Vec<Input>, SourceError>> + Send + '_> {
+            let gone = || SourceError::Missing { path: "logs/b".into(), source: std::io::ErrorKind::NotFound.into() };
+            Box::new([Ok(self.0.clone()), Err(gone())].into_iter())
+        }
+    }
+    let dir = TempDir::new("listing");
+    let out = dir.path().join("archive");
+    let a = dir.write("logs/a/1.ndjson", &lines(0, 3));
+    let b = dir.write("logs/a/2.ndjson", &lines(3, 5));
+    let failing = Failing(vec![Input::File(a), Input::File(b)]);
+    let opts = Options { out: out.clone(), threads: 2, ..Options::default() };
+    // The first listing, for the ledger, fails: nothing is read.
+    let err = trailship::pipeline::run(&opts, &failing).expect_err("the listing failed");
+    assert!(err.to_string().contains("logs/b"), "{err}");
+    assert!(parquet_files(&out).is_empty());
+    // Failing only the second time, as a walk meeting a directory removed meanwhile does.
+    struct Second(Failing, std::sync::atomic::AtomicBool);
+    impl Inputs for Second {
+        fn dirs(&self) -> Box<dyn Iterator<Item = Result<Vec<Input>, SourceError>> + Send + '_> {
+            if self.1.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                self.0.dirs()
+            } else {
+                Box::new(std::iter::once(Ok(self.0.0.clone())))
+            }
+        }
+    }
+    let second = Second(failing, false.into());
+    let err = trailship::pipeline::run(&opts, &second).expect_err("the listing failed");
+    assert!(err.to_string().contains("logs/b"), "{err}");
+    assert_eq!(by_event(&out).len(), 5, "the directory listed before the failure is archived");
+    let s = run_on(&out, &[dir.path().join("logs")]);
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 2));
+}

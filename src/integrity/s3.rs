@@ -168,20 +168,44 @@ pub struct Listed {
 impl S3Store {
     /// Every object under `prefix`, sorted by key, with its size.
     pub fn list_sized(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, ListError> {
-        self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
-                out.extend(page.contents().iter().filter_map(|o| {
-                    let modified_ms = o.last_modified().and_then(|t| t.to_millis().ok());
-                    Some(Listed { key: o.key()?.to_owned(), size: o.size().unwrap_or(0).max(0) as u64, modified_ms })
-                }));
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let (page, next) = self.list_page(bucket, prefix, token)?;
+            out.extend(page);
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
             }
-            out.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(out)
-        })
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// One page (up to 1,000 objects) of those under `prefix`, from where
+    /// `token` (the previous page's) says, and the next page's token. S3
+    /// lists keys in UTF-8 binary order, page after page.
+    pub fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<(Vec<Listed>, Option<String>), ListError> {
+        let page = self
+            .rt
+            .block_on(self.client.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send())
+            .map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
+        let listed = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let modified_ms = o.last_modified().and_then(|t| t.to_millis().ok());
+                Some(Listed { key: o.key()?.to_owned(), size: o.size().unwrap_or(0).max(0) as u64, modified_ms })
+            })
+            .collect();
+        let next =
+            page.is_truncated().unwrap_or(false).then(|| page.next_continuation_token().map(str::to_owned)).flatten();
+        Ok((listed, next))
     }
 
     /// Reads `key` to be normalised, with its content's SHA-256 as

@@ -104,7 +104,13 @@ pub struct Scope(HashSet<u64>);
 
 impl Scope {
     pub fn of(paths: impl IntoIterator<Item = String>) -> Scope {
-        Scope(paths.into_iter().map(|p| Self::key(&path_digest(&p))).collect())
+        let mut s = Scope(HashSet::new());
+        s.extend(paths);
+        s
+    }
+
+    pub fn extend(&mut self, paths: impl IntoIterator<Item = String>) {
+        self.0.extend(paths.into_iter().map(|p| Self::key(&path_digest(&p))));
     }
 
     fn key(d: &Digest) -> u64 {

@@ -106,29 +106,65 @@ impl S3Source {
         Ok(self.store.get_or_init(|| Arc::new(s)))
     }
 
-    /// The inputs under `url` (`s3://BUCKET/PREFIX`), in key order.
-    pub fn list(&self, url: &str) -> Result<Vec<Input>, SourceError> {
+    /// The inputs under `url` (`s3://BUCKET/PREFIX`), in key order, listed
+    /// a page at a time as they are taken.
+    pub fn list(&self, url: &str) -> Result<Pages, SourceError> {
         let (bucket, prefix) = parse_url(url).ok_or_else(|| SourceError::S3 {
             url: url.to_owned(),
             reason: "expected s3://BUCKET or s3://BUCKET/PREFIX".into(),
         })?;
-        let store = self.store(url)?;
-        let listed =
-            store.list_sized(bucket, prefix).map_err(|e| SourceError::S3 { url: url.to_owned(), reason: e.reason })?;
-        Ok(listed
-            .into_iter()
-            .filter(|o| is_input(&o.key))
-            .map(|o| {
-                Input::Object(Arc::new(Object {
-                    bucket: bucket.to_owned(),
+        Ok(Pages {
+            url: url.to_owned(),
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            store: Arc::clone(self.store(url)?),
+            hold: self.hold,
+            page: Vec::new().into_iter(),
+            next: Some(None),
+        })
+    }
+}
+
+/// A listing's inputs, a page of the listing held at a time.
+pub struct Pages {
+    url: String,
+    bucket: String,
+    prefix: String,
+    store: Arc<S3Store>,
+    hold: u64,
+    page: std::vec::IntoIter<crate::integrity::s3::Listed>,
+    /// The next page's token (`Some(None)`: the first page); `None` once
+    /// the last page is taken, or the listing failed.
+    next: Option<Option<String>>,
+}
+
+impl Iterator for Pages {
+    type Item = Result<Input, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(o) = self.page.next() {
+                if !is_input(&o.key) {
+                    continue;
+                }
+                return Some(Ok(Input::Object(Arc::new(Object {
+                    bucket: self.bucket.clone(),
                     key: o.key,
                     size: o.size,
                     modified_ms: o.modified_ms.unwrap_or(0),
-                    store: Arc::clone(store),
+                    store: Arc::clone(&self.store),
                     hold: self.hold,
-                }))
-            })
-            .collect())
+                }))));
+            }
+            let token = self.next.take()?;
+            match self.store.list_page(&self.bucket, &self.prefix, token) {
+                Ok((page, next)) => {
+                    self.page = page.into_iter();
+                    self.next = next.map(Some);
+                }
+                Err(e) => return Some(Err(SourceError::S3 { url: self.url.clone(), reason: e.reason })),
+            }
+        }
     }
 }
 
