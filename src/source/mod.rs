@@ -94,7 +94,12 @@ impl Input {
     }
 }
 
-/// Consecutive inputs of one directory, together; an error on its own.
+/// The most inputs of one directory taken together: a flat prefix of a
+/// million objects is handed out (and held) this many at a time.
+const DIR_INPUTS: usize = 16_384;
+
+/// Consecutive inputs of one directory, together (up to [`DIR_INPUTS`]);
+/// an error on its own.
 fn by_directory(
     inputs: impl Iterator<Item = Result<Input, SourceError>> + Send,
 ) -> impl Iterator<Item = Result<Vec<Input>, SourceError>> + Send {
@@ -105,7 +110,7 @@ fn by_directory(
             Err(e) => return Some(Err(e)),
         };
         while let Some(Ok(next)) = inputs.peek() {
-            if next.dir() != dir[0].dir() {
+            if next.dir() != dir[0].dir() || dir.len() == DIR_INPUTS {
                 break;
             }
             dir.extend(inputs.next().and_then(Result::ok));
@@ -124,30 +129,27 @@ fn by_directory(
 pub struct Listing<'a> {
     paths: &'a [PathBuf],
     s3: &'a object::S3Source,
-    /// The archive's own directories, as they are now.
-    owned: Vec<PathBuf>,
+    archive: &'a Path,
 }
 
 impl<'a> Listing<'a> {
     /// Checks that every local path exists and is not the archive's.
-    pub fn new(paths: &'a [PathBuf], archive: &Path, s3: &'a object::S3Source) -> Result<Self, SourceError> {
-        // Those not there yet hold nothing to step around.
-        let owned: Vec<PathBuf> = ARCHIVE_DIRS
-            .iter()
-            .copied()
-            .chain(crate::ocsf::Class::ALL.iter().map(|c| c.dataset()))
-            .filter_map(|d| std::fs::canonicalize(archive.join(d)).ok())
-            .collect();
+    pub fn new(paths: &'a [PathBuf], archive: &'a Path, s3: &'a object::S3Source) -> Result<Self, SourceError> {
+        let owned = owned(archive);
         for p in paths.iter().filter(|p| !is_s3(p)) {
             std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
             if std::fs::canonicalize(p).is_ok_and(|c| owned.iter().any(|o| c.starts_with(o))) {
                 return Err(SourceError::InArchive { path: p.clone() });
             }
         }
-        Ok(Listing { paths, s3, owned })
+        Ok(Listing { paths, s3, archive })
     }
 
-    fn inputs(&self, p: &'a PathBuf) -> Box<dyn Iterator<Item = Result<Input, SourceError>> + Send + '_> {
+    fn inputs(
+        &self,
+        p: &'a PathBuf,
+        owned: &Arc<Vec<PathBuf>>,
+    ) -> Box<dyn Iterator<Item = Result<Input, SourceError>> + Send + '_> {
         if let Some(url) = p.to_str().filter(|_| is_s3(p)) {
             return match self.s3.list(url) {
                 Ok(pages) => Box::new(pages),
@@ -158,7 +160,7 @@ impl<'a> Listing<'a> {
             Err(e) => Box::new(std::iter::once(Err(SourceError::Missing { path: p.clone(), source: e }))),
             Ok(meta) if !meta.is_dir() => Box::new(std::iter::once(Ok(Input::File(p.clone())))),
             Ok(_) => {
-                let owned = &self.owned;
+                let owned = Arc::clone(owned);
                 let walker = walkdir::WalkDir::new(p).sort_by_file_name().into_iter().filter_entry(move |e| {
                     let hidden = e.file_name().as_encoded_bytes().starts_with(b".");
                     // Only directories are looked up: what is below one is
@@ -179,8 +181,24 @@ impl<'a> Listing<'a> {
 
 impl Inputs for Listing<'_> {
     fn dirs(&self) -> Box<dyn Iterator<Item = Result<Vec<Input>, SourceError>> + Send + '_> {
-        Box::new(by_directory(self.paths.iter().flat_map(|p| self.inputs(p))))
+        // Found again each listing: the run's own listing comes after the
+        // archive is opened, and its datasets appear as the run goes.
+        let owned = Arc::new(owned(self.archive));
+        Box::new(by_directory(self.paths.iter().flat_map(move |p| self.inputs(p, &owned))))
     }
+}
+
+/// What trailship writes into `archive`, as canonical paths: those there
+/// now as they resolve, and the rest as they will be (none while the
+/// archive itself is not there: it holds nothing to step around).
+fn owned(archive: &Path) -> Vec<PathBuf> {
+    let Ok(root) = std::fs::canonicalize(archive) else { return Vec::new() };
+    ARCHIVE_DIRS
+        .iter()
+        .copied()
+        .chain(crate::ocsf::Class::ALL.iter().map(|c| c.dataset()))
+        .map(|d| std::fs::canonicalize(archive.join(d)).unwrap_or_else(|_| root.join(d)))
+        .collect()
 }
 
 fn is_s3(p: &Path) -> bool {
@@ -408,4 +426,29 @@ fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<(Box<dyn Read + Send
 
 fn absolute(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_come_a_directory_at_a_time_and_an_error_on_its_own() {
+        let file = |p: &str| Ok(Input::File(PathBuf::from(p)));
+        let gone = || Err(SourceError::InArchive { path: "x".into() });
+        let listed = vec![file("a/1"), file("a/2"), file("a/b/1"), gone(), file("a/b/2"), file("c")];
+        let dirs: Vec<_> = by_directory(listed.into_iter())
+            .map(|d| d.map(|d| d.iter().map(Input::display).collect::<Vec<_>>()).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(dirs.len(), 5, "{dirs:?}");
+        assert_eq!(dirs[0].as_ref().unwrap(), &["a/1", "a/2"]);
+        assert_eq!(dirs[1].as_ref().unwrap(), &["a/b/1"]);
+        assert!(dirs[2].is_err());
+        assert_eq!(dirs[3].as_ref().unwrap(), &["a/b/2"]);
+        assert_eq!(dirs[4].as_ref().unwrap(), &["c"]);
+        // A flat directory is handed out in parts.
+        let flat = (0..DIR_INPUTS + 10).map(|i| file(&format!("flat/{i}")));
+        let sizes: Vec<usize> = by_directory(flat).map(|d| d.unwrap().len()).collect();
+        assert_eq!(sizes, [DIR_INPUTS, 10]);
+    }
 }
