@@ -119,6 +119,37 @@ fn a_prefix_is_backfilled_once_with_each_objects_provenance() {
     assert_eq!(all_rows(&out).len(), 9);
 }
 
+/// A run lists a prefix twice, a page at a time each (the first listing for
+/// what it asks the ledger, the second as its threads take directories):
+/// every object is read once, whichever page and thread it falls to.
+#[test]
+fn a_prefix_is_listed_a_page_at_a_time() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let name = unique("backfill-pages");
+    let next_day = DAY.replace("/20/", "/21/");
+    let objects: Vec<(String, Vec<u8>)> = (0..7)
+        .map(|i| (format!("{}{i}.json.gz", if i < 3 { DAY } else { next_day.as_str() }), log_file(i * 10, 2)))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = objects.iter().map(|(k, b)| (k.as_str(), b.clone())).collect();
+    bucket(&s3, &name, false, &refs);
+    let dir = TempDir::new("s3-backfill-pages");
+    let out = dir.path().join("archive");
+    let source = trailship::source::object::S3Source::new(Some(ep.clone()), Some("us-east-1".into())).with_page(2);
+    let paths = [std::path::PathBuf::from(format!("s3://{name}/AWSLogs/"))];
+    let listing = trailship::source::Listing::new(&paths, &out, &source).unwrap();
+    let opts = Options { out: out.clone(), threads: 2, ..Options::default() };
+    let s = pipeline::run(&opts, &listing).unwrap();
+    assert_eq!((s.inputs_processed, s.rows_total(), s.dead_total()), (7, 14, 0), "{s:?}");
+    let mut rows_of = std::collections::BTreeMap::<String, usize>::new();
+    for r in all_rows(&out) {
+        *rows_of.entry(get(&r, "trailship.source_file").unwrap().as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert!(rows_of.len() == 7 && rows_of.values().all(|&n| n == 2), "every object, each once: {rows_of:?}");
+    let s = pipeline::run(&opts, &listing).unwrap();
+    assert_eq!((s.records_read, s.inputs_skipped), (0, 7));
+}
+
 /// An object larger than what is held in memory is hashed as it streams,
 /// then read again pinned to what was hashed (its version, or in a bucket
 /// without versions its ETag); its rows are those of the object read whole.

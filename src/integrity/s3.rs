@@ -171,7 +171,7 @@ impl S3Store {
         let mut out = Vec::new();
         let mut token = None;
         loop {
-            let (page, next) = self.list_page(bucket, prefix, token)?;
+            let (page, next) = self.list_page(bucket, prefix, token, None)?;
             out.extend(page);
             match next {
                 Some(t) => token = Some(t),
@@ -182,18 +182,21 @@ impl S3Store {
         Ok(out)
     }
 
-    /// One page (up to 1,000 objects) of those under `prefix`, from where
-    /// `token` (the previous page's) says, and the next page's token. S3
-    /// lists keys in UTF-8 binary order, page after page.
+    /// One page (up to `keys` objects, S3's 1,000 by default) of those
+    /// under `prefix`, from where `token` (the previous page's) says, and
+    /// the next page's token. S3 lists keys in UTF-8 binary order, page
+    /// after page.
     pub fn list_page(
         &self,
         bucket: &str,
         prefix: &str,
         token: Option<String>,
+        keys: Option<i32>,
     ) -> Result<(Vec<Listed>, Option<String>), ListError> {
+        let list = self.client.list_objects_v2().bucket(bucket).prefix(prefix).set_max_keys(keys);
         let page = self
             .rt
-            .block_on(self.client.list_objects_v2().bucket(bucket).prefix(prefix).set_continuation_token(token).send())
+            .block_on(list.set_continuation_token(token).send())
             .map_err(|e| ListError { location: format!("s3://{bucket}/{prefix}"), reason: describe(&e) })?;
         let listed = page
             .contents()

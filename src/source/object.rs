@@ -84,12 +84,19 @@ pub struct S3Source {
     region: Option<String>,
     store: OnceLock<Arc<S3Store>>,
     hold: u64,
+    /// Objects a listing page (S3's 1,000 unless set).
+    page: Option<i32>,
 }
 
 impl S3Source {
     /// `endpoint`: an S3-compatible store (path-style addressing).
     pub fn new(endpoint: Option<String>, region: Option<String>) -> Self {
-        S3Source { endpoint, region, store: OnceLock::new(), hold: HOLD }
+        S3Source { endpoint, region, store: OnceLock::new(), hold: HOLD, page: None }
+    }
+
+    /// Lists `keys` objects a page.
+    pub fn with_page(self, keys: i32) -> Self {
+        S3Source { page: Some(keys), ..self }
     }
 
     /// Objects over `hold` bytes are streamed rather than held ([`HOLD`]).
@@ -119,6 +126,7 @@ impl S3Source {
             prefix: prefix.to_owned(),
             store: Arc::clone(self.store(url)?),
             hold: self.hold,
+            keys: self.page,
             page: Vec::new().into_iter(),
             next: Some(None),
         })
@@ -132,6 +140,7 @@ pub struct Pages {
     prefix: String,
     store: Arc<S3Store>,
     hold: u64,
+    keys: Option<i32>,
     page: std::vec::IntoIter<crate::integrity::s3::Listed>,
     /// The next page's token (`Some(None)`: the first page); `None` once
     /// the last page is taken, or the listing failed.
@@ -157,7 +166,7 @@ impl Iterator for Pages {
                 }))));
             }
             let token = self.next.take()?;
-            match self.store.list_page(&self.bucket, &self.prefix, token) {
+            match self.store.list_page(&self.bucket, &self.prefix, token, self.keys) {
                 Ok((page, next)) => {
                     self.page = page.into_iter();
                     self.next = next.map(Some);
