@@ -61,7 +61,8 @@ pub struct SecurityLakeConfig {
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, String>,
     /// Keep the trailship extension's columns (`trailship`, `change`) in
-    /// the lake's rows; by default they hold OCSF's own attributes only.
+    /// the lake's rows; by default they hold OCSF's own attributes only,
+    /// with what `change` held in `unmapped` (`encode::without_extension`).
     #[serde(default)]
     pub extension: bool,
 }

@@ -35,14 +35,119 @@ impl Default for EncodeOptions {
 }
 
 /// `batch` without the trailship extension's columns
-/// ([`crate::ocsf::EXTENSION_COLUMNS`]), for readers that take
-/// OCSF's own attributes only (Security Lake).
+/// ([`crate::ocsf::EXTENSION_COLUMNS`]), for readers that take OCSF's own
+/// attributes only (Security Lake). What `change` holds (approvals, merges,
+/// pushes: a change's evidence) is not given up with its column: it goes
+/// into `unmapped`, OCSF's place for what a class has no attribute for, as
+/// `"change": {...}` beside the event's own unmapped members.
 pub fn without_extension(batch: &RecordBatch) -> RecordBatch {
+    use arrow_array::{Array, StringArray, cast::AsArray};
     let schema = batch.schema();
+    let column = |name: &str| schema.index_of(name).ok();
+    let mut columns = batch.columns().to_vec();
+    // Most batches (CloudTrail, Kubernetes) hold no change: nothing to fold.
+    if let (Some(c), Some(u)) = (column("change"), column("unmapped"))
+        && batch.column(c).null_count() < batch.num_rows()
+    {
+        let (change, unmapped) = (batch.column(c).as_ref(), batch.column(u).as_string::<i32>());
+        let (mut json, mut text) = (Vec::new(), String::new());
+        let folded: StringArray = (0..batch.num_rows())
+            .map(|i| {
+                let own = unmapped.is_valid(i).then(|| unmapped.value(i));
+                json.clear();
+                if !json_value(change, i, &mut json) {
+                    return own.map(str::to_owned);
+                }
+                let json = std::str::from_utf8(&json).expect("written from strings and numbers");
+                text.clear();
+                fold(own, json, &mut text);
+                Some(text.clone())
+            })
+            .collect();
+        columns[u] = Arc::new(folded);
+    }
     let keep: Vec<usize> = (0..batch.num_columns())
         .filter(|&i| !crate::ocsf::EXTENSION_COLUMNS.contains(&schema.field(i).name().as_str()))
         .collect();
-    batch.project(&keep).expect("indices of its own columns")
+    RecordBatch::try_new(schema, columns).and_then(|b| b.project(&keep)).expect("its own columns, one replaced in kind")
+}
+
+/// `own` (an `unmapped` object's text, or none) with `"change": change`
+/// added. An event whose own unmapped members hold a `change` keeps it;
+/// trailship's goes in as `"trailship_change"` then.
+fn fold(own: Option<&str>, change: &str, out: &mut String) {
+    let own = own.map(str::trim).filter(|t| *t != "{}");
+    let Some(t) = own else {
+        *out = format!("{{\"change\":{change}}}");
+        return;
+    };
+    let Some(members) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
+        // Not an object (unmapped always is): kept whole, as a string.
+        let quoted = serde_json::to_string(t).expect("a string serialises");
+        *out = format!("{{\"change\":{change},\"value\":{quoted}}}");
+        return;
+    };
+    let taken = t.contains("\"change\"")
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
+            .is_ok_and(|m| m.contains_key("change"));
+    let key = if taken { "trailship_change" } else { "change" };
+    *out = format!("{{{members},\"{key}\":{change}}}");
+}
+
+/// Writes row `i` of `a` as JSON; false (and nothing written) where it is
+/// null, or a struct with no member set: OCSF leaves out what is not there.
+fn json_value(a: &dyn arrow_array::Array, i: usize, out: &mut Vec<u8>) -> bool {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+    use arrow_schema::DataType;
+    if a.is_null(i) {
+        return false;
+    }
+    match a.data_type() {
+        DataType::Utf8 => serde_json::to_writer(&mut *out, a.as_string::<i32>().value(i)).expect("writes to a Vec"),
+        DataType::Int32 => write!(out, "{}", a.as_primitive::<Int32Type>().value(i)).expect("writes to a Vec"),
+        DataType::Int64 => write!(out, "{}", a.as_primitive::<Int64Type>().value(i)).expect("writes to a Vec"),
+        DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, _) => {
+            write!(out, "{}", a.as_primitive::<TimestampMillisecondType>().value(i)).expect("writes to a Vec")
+        }
+        DataType::Boolean => out.extend_from_slice(if a.as_boolean().value(i) { b"true" } else { b"false" }),
+        DataType::Struct(fields) => {
+            let start = out.len();
+            out.push(b'{');
+            for (f, c) in fields.iter().zip(a.as_struct().columns()) {
+                let at = out.len();
+                if at > start + 1 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, f.name()).expect("writes to a Vec");
+                out.push(b':');
+                if !json_value(c.as_ref(), i, out) {
+                    out.truncate(at);
+                }
+            }
+            if out.len() == start + 1 {
+                out.truncate(start);
+                return false;
+            }
+            out.push(b'}');
+        }
+        DataType::List(_) => {
+            let items = a.as_list::<i32>().value(i);
+            out.push(b'[');
+            for j in 0..items.len() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                if !json_value(items.as_ref(), j, out) {
+                    out.extend_from_slice(b"null");
+                }
+            }
+            out.push(b']');
+        }
+        // Not a type trailship writes.
+        _ => return false,
+    }
+    true
 }
 
 /// Random identifiers.
@@ -358,6 +463,22 @@ mod tests {
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
     use arrow_schema::{DataType, Field, Fields};
     use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn a_change_is_folded_into_unmapped_beside_the_events_own_members() {
+        let fold = |own: Option<&str>| {
+            let mut out = String::new();
+            super::fold(own, r#"{"approver":"octocat"}"#, &mut out);
+            out
+        };
+        assert_eq!(fold(None), r#"{"change":{"approver":"octocat"}}"#);
+        assert_eq!(fold(Some("{}")), r#"{"change":{"approver":"octocat"}}"#);
+        assert_eq!(fold(Some(r#"{"a":1}"#)), r#"{"a":1,"change":{"approver":"octocat"}}"#);
+        // A change of the event's own stays; trailship's goes beside it.
+        assert_eq!(fold(Some(r#"{"change":"x"}"#)), r#"{"change":"x","trailship_change":{"approver":"octocat"}}"#);
+        assert_eq!(fold(Some(r#"{"a":{"change":1}}"#)), r#"{"a":{"change":1},"change":{"approver":"octocat"}}"#);
+        assert_eq!(fold(Some("[1]")), r#"{"change":{"approver":"octocat"},"value":"[1]"}"#);
+    }
 
     use super::*;
 

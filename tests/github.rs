@@ -562,3 +562,57 @@ fn payloads_with_transport_headers() {
     assert_eq!(good["trailship"]["signature"], "valid");
     assert_eq!(find_by_uid(&rows, "d-2")["trailship"]["signature"], "invalid");
 }
+
+/// Without the trailship extension (a Security Lake feed), a change's
+/// evidence is not dropped with the `change` column: it is in `unmapped`,
+/// as `change`, beside the event's own unmapped members.
+#[test]
+fn without_the_extension_the_change_columns_go_into_unmapped() {
+    fn pruned(v: &Value) -> Option<Value> {
+        match v {
+            Value::Object(m) => {
+                let m: serde_json::Map<_, _> = m.iter().filter_map(|(k, v)| Some((k.clone(), pruned(v)?))).collect();
+                (!m.is_empty()).then_some(Value::Object(m))
+            }
+            Value::Array(a) => Some(Value::Array(a.iter().map(|v| pruned(v).unwrap_or(Value::Null)).collect())),
+            v => Some(v.clone()),
+        }
+    }
+    let dir = TempDir::new("gh-lake");
+    run(dir.path(), &[fixture("github-webhooks")]);
+    let (mut rows, mut approvals) = (0, 0);
+    for f in parquet_files(&dir.path().join("api_activity")) {
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let lake = trailship::encode::without_extension(&batch);
+            let names: Vec<String> = lake.schema().fields().iter().map(|f| f.name().clone()).collect();
+            assert!(!names.iter().any(|n| n == "change" || n == "trailship"), "{names:?}");
+            for (before, after) in batch_to_json(&batch).iter().zip(batch_to_json(&lake)) {
+                rows += 1;
+                let own: Value =
+                    before.get("unmapped").map_or(json!({}), |u| serde_json::from_str(u.as_str().unwrap()).unwrap());
+                let mut folded: Value = serde_json::from_str(after["unmapped"].as_str().unwrap()).unwrap();
+                let change = folded.as_object_mut().unwrap().remove("change");
+                assert_eq!(change, pruned(&before["change"]), "{before}");
+                assert_eq!(folded, own, "the event's own unmapped members are kept as they were");
+                approvals +=
+                    change.is_some_and(|c| c.get("reviewer").is_some() && c.get("review_state").is_some()) as usize;
+                // Everything else is as it was.
+                let (mut b, mut a) = (before.clone(), after.clone());
+                for m in [b.as_object_mut().unwrap(), a.as_object_mut().unwrap()] {
+                    for k in ["change", "trailship", "unmapped"] {
+                        m.remove(k);
+                    }
+                }
+                assert_eq!(a, b);
+            }
+        }
+    }
+    assert_eq!(rows, 115);
+    assert!(approvals > 0, "the examples hold reviews");
+}
