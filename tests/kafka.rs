@@ -1069,7 +1069,9 @@ fn a_security_lake_feed_gets_ocsf_parquet_under_its_custom_sources() {
         lake.display()
     );
     let cfg = config(dir.path(), &broker.addr(), "ct", &archive.display().to_string(), &extra);
+    // Newest first: the lake's objects are in time order all the same.
     let mut msgs = records("lake", 60, 2);
+    msgs.reverse();
     msgs.push((1, b"{\"eventVersion\": \"1.09\", \"eventID\": ".to_vec(), vec![]));
     broker.produce("ct", &msgs);
     let per_partition = [30, 31];
@@ -1094,6 +1096,11 @@ fn a_security_lake_feed_gets_ocsf_parquet_under_its_custom_sources() {
         let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
         assert!(names.contains(&"metadata".to_owned()) && names.contains(&"actor".to_owned()), "{names:?}");
         assert!(!names.iter().any(|n| n == "trailship" || n == "change"), "OCSF's own columns only: {names:?}");
+        let times: Vec<i64> = common::batch_to_json(&reader.build().unwrap().map(Result::unwrap).next().unwrap())
+            .iter()
+            .map(|r| r["time"].as_i64().unwrap())
+            .collect();
+        assert!(times.len() > 1 && times.is_sorted(), "in time order: {times:?}");
     }
     let rows = common::rows(&ext, "iam-changes");
     assert_eq!(rows.len(), 60);

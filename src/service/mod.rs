@@ -269,8 +269,9 @@ pub struct Service<'o> {
     redactor: Option<Arc<Redactor>>,
     /// Parquet settings, the same for every topic's objects.
     props: WriterProperties,
-    /// Rows keep the trailship extension's columns (not for a Security Lake).
-    extension: bool,
+    /// Rows for a Security Lake: in time order, and with the trailship
+    /// extension's columns only if `Some(true)`.
+    lake: Option<bool>,
     parts: HashMap<(String, i32), Part<'o>>,
     spool_root: PathBuf,
     batch_seq: u64,
@@ -360,7 +361,7 @@ impl<'o> Service<'o> {
             topic_opts,
             redactor,
             props,
-            extension: cfg.security_lake.as_ref().is_none_or(|l| l.extension),
+            lake: cfg.security_lake.as_ref().map(|l| l.extension),
             parts: HashMap::new(),
             spool_root,
             batch_seq: 0,
@@ -652,7 +653,7 @@ impl<'o> Service<'o> {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create spool directory");
             return false;
         }
-        let (props, extension) = (self.props.clone(), self.extension);
+        let (props, lake) = (self.props.clone(), self.lake);
         let part = self.part(topic, partition).expect("configured topic");
         part.batch = Some(Batch {
             first: offset,
@@ -664,7 +665,7 @@ impl<'o> Service<'o> {
             spool_checked: 0,
             extra: Vec::new(),
             opened: Instant::now(),
-            spool: Spool::new(dir.clone(), props).with_extension(extension),
+            spool: Spool::new(dir.clone(), props).with_lake(lake),
             dir,
             summary: Summary::default(),
         });

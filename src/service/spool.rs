@@ -38,19 +38,21 @@ pub struct Spool {
     open: Vec<(PartitionKey, ObjectWriter<BufWriter<File>>, PathBuf)>,
     dead: Option<(crate::encode::HashingWriter<BufWriter<File>>, PathBuf)>,
     seq: u32,
-    /// Rows keep the trailship extension's columns.
-    extension: bool,
+    /// Rows for a Security Lake ([`crate::encode::for_lake`]), keeping
+    /// the extension's columns or not.
+    lake: Option<bool>,
 }
 
 impl Spool {
     /// A spool in `dir`, which must exist and belong to this batch alone.
     pub fn new(dir: PathBuf, props: WriterProperties) -> Self {
-        Spool { dir, props, open: Vec::new(), dead: None, seq: 0, extension: true }
+        Spool { dir, props, open: Vec::new(), dead: None, seq: 0, lake: None }
     }
 
-    /// Rows without the trailship extension's columns (`encode::without_extension`).
-    pub fn with_extension(self, extension: bool) -> Self {
-        Spool { extension, ..self }
+    /// Rows for a Security Lake (`Some(extension)`): in time order, and
+    /// without the trailship extension's columns unless `extension`.
+    pub fn with_lake(self, lake: Option<bool>) -> Self {
+        Spool { lake, ..self }
     }
 
     /// The directory its files are in.
@@ -91,12 +93,13 @@ impl Spool {
 
 impl RowSink for Spool {
     fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
-        let trimmed;
-        let batch = if self.extension {
-            batch
-        } else {
-            trimmed = crate::encode::without_extension(batch);
-            &trimmed
+        let shaped;
+        let batch = match self.lake {
+            None => batch,
+            Some(extension) => {
+                shaped = crate::encode::for_lake(batch, extension);
+                &shaped
+            }
         };
         let i = match self.open.iter().position(|(k, ..)| k == key) {
             Some(i) => i,
