@@ -59,8 +59,13 @@ struct Held {
     head: Option<NonZeroU64>,
 }
 
+/// The first 64 bits of a digest.
+fn prefix64(d: &Digest) -> u64 {
+    u64::from_le_bytes(d[..8].try_into().expect("eight bytes"))
+}
+
 fn head64(d: &Digest) -> NonZeroU64 {
-    NonZeroU64::new(u64::from_le_bytes(d[..8].try_into().expect("eight bytes"))).unwrap_or(NonZeroU64::MIN)
+    NonZeroU64::new(prefix64(d)).unwrap_or(NonZeroU64::MIN)
 }
 
 impl Held {
@@ -110,18 +115,15 @@ impl Scope {
     }
 
     pub fn extend(&mut self, paths: impl IntoIterator<Item = String>) {
-        self.0.extend(paths.into_iter().map(|p| Self::key(&path_digest(&p))));
-    }
-
-    fn key(d: &Digest) -> u64 {
-        u64::from_le_bytes(d[..8].try_into().expect("eight bytes"))
+        self.0.extend(paths.into_iter().map(|p| prefix64(&path_digest(&p))));
     }
 
     fn contains(&self, d: &Digest) -> bool {
-        self.0.contains(&Self::key(d))
+        self.0.contains(&prefix64(d))
     }
 }
 
+/// What a run knows of the ledger (see the module's comment).
 pub struct Ledger {
     /// The paths held whole; `None`: every path (a ledger being written
     /// with no run's inputs to ask about).
