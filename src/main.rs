@@ -299,12 +299,8 @@ fn run(cmd: Command) -> Result<()> {
             let embedded = paths.is_empty();
             let s3 = source::object::S3Source::new(endpoint_url, region);
             let started = std::time::Instant::now();
-            let summary = if embedded {
-                pipeline::run(&opts, &samples::inputs())
-            } else {
-                pipeline::run(&opts, &source::Listing::new(&paths, &out, &s3).context("check the input paths")?)
-            }
-            .with_context(|| format!("normalising into {}", out.display()))?;
+            let summary =
+                run_batch(&opts, &paths, &s3).with_context(|| format!("normalising into {}", out.display()))?;
             print_summary(&summary, &out, embedded, started.elapsed());
             Ok(())
         }
@@ -362,6 +358,15 @@ fn base_options(cfg: &trailship::config::Config) -> Options {
     opts
 }
 
+/// The batch job over `paths`, or over the embedded samples when there are none.
+fn run_batch(opts: &Options, paths: &[PathBuf], s3: &source::object::S3Source) -> Result<Summary> {
+    if paths.is_empty() {
+        return Ok(pipeline::run(opts, &samples::inputs())?);
+    }
+    let listing = source::Listing::new(paths, &opts.out, s3).context("check the input paths")?;
+    Ok(pipeline::run(opts, &listing)?)
+}
+
 fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[PathBuf]) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -381,12 +386,7 @@ fn run_service(config: &std::path::Path, endpoint_url: Option<String>, paths: &[
         // The archive's endpoint is the archive's: s3:// inputs use the AWS configuration.
         let s3 = source::object::S3Source::new(None, None);
         let started = std::time::Instant::now();
-        let summary = if embedded {
-            pipeline::run(&base, &samples::inputs())
-        } else {
-            pipeline::run(&base, &source::Listing::new(paths, &base.out, &s3).context("check the input paths")?)
-        }
-        .with_context(|| format!("archiving into {}", base.out.display()))?;
+        let summary = run_batch(&base, paths, &s3).with_context(|| format!("archiving into {}", base.out.display()))?;
         print_summary(&summary, &base.out, embedded, started.elapsed());
         return Ok(());
     }
