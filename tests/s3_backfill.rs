@@ -184,6 +184,35 @@ fn a_large_object_is_streamed_twice_and_pinned_to_what_was_hashed() {
     }
 }
 
+/// A streamed object whose body is cut short while it is normalised (a
+/// connection reset mid-GET) is asked for again from the byte it stopped
+/// at, pinned to what was hashed: every record once, no dead letter.
+#[test]
+fn a_body_cut_short_mid_read_is_read_on_from_where_it_stopped() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Store::new(Some(&ep), Some("us-east-1")).unwrap();
+    let body = log_file(0, 400);
+    for versioned in [true, false] {
+        let name = unique(if versioned { "backfill-cut-versions" } else { "backfill-cut-etag" });
+        bucket(&s3, &name, versioned, &[(&format!("{DAY}big.json.gz"), body.clone())]);
+        let proxy = common::kafka::Proxy::start(ep.trim_start_matches("http://").parse().unwrap());
+        let source =
+            trailship::source::object::S3Source::new(Some(proxy.url()), Some("us-east-1".into())).with_hold(256);
+        let dir = TempDir::new("s3-backfill-cut");
+        let out = dir.path().join("archive");
+        let inputs = trailship::source::expand(&[format!("s3://{name}/").into()], &out, &source).unwrap();
+        // The hash's read passes whole; the second is cut halfway through.
+        proxy.cut_answers_after(body.len() as u64 * 3 / 2);
+        let s = pipeline::run(&Options { out: out.clone(), ..Options::default() }, &inputs).unwrap();
+        assert_eq!((s.rows_total(), s.dead_total()), (400, 0), "{s:?}");
+        let mut uids: Vec<String> =
+            all_rows(&out).iter().map(|r| get(r, "metadata.uid").unwrap().as_str().unwrap().to_owned()).collect();
+        uids.sort();
+        uids.dedup();
+        assert_eq!(uids.len(), 400, "each record once");
+    }
+}
+
 /// A prefix that cannot be listed is a clear error before anything is
 /// written.
 #[test]

@@ -104,24 +104,107 @@ impl S3Store {
         version_id: Option<&str>,
     ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, GetError> {
         let get = self.client.get_object().bucket(bucket).key(key).set_version_id(version_id.map(str::to_owned));
-        get.send().await.map_err(|e| {
-            let status = match &e {
-                SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
-                _ => None,
-            };
-            let missing = matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) || status == Some(404);
-            if missing {
-                GetError::NotFound
-            } else if status == Some(403) {
-                GetError::Unreadable(
-                    "access denied (403); without s3:ListBucket a deleted object also answers 403".into(),
-                )
-            } else if transient(&e, status) {
-                GetError::Unavailable(describe(&e))
-            } else {
-                GetError::Unreadable(describe(&e))
+        get.send().await.map_err(get_error)
+    }
+
+    /// The object as it was when `pin` was taken, from byte `from` on.
+    async fn get_pinned(
+        &self,
+        bucket: &str,
+        key: &str,
+        pin: &Pin,
+        from: u64,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, GetError> {
+        let get = self.client.get_object().bucket(bucket).key(key);
+        let get = match &pin.version_id {
+            Some(v) => get.version_id(v),
+            None => get.set_if_match(pin.etag.clone()),
+        };
+        let get = if from > 0 { get.range(format!("bytes={from}-")) } else { get };
+        get.send().await.map_err(get_error)
+    }
+}
+
+fn get_error(e: SdkError<GetObjectError>) -> GetError {
+    let status = match &e {
+        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+        _ => None,
+    };
+    let missing = matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) || status == Some(404);
+    if missing {
+        GetError::NotFound
+    } else if status == Some(403) {
+        GetError::Unreadable("access denied (403); without s3:ListBucket a deleted object also answers 403".into())
+    } else if status == Some(412) {
+        GetError::Unreadable(format!("changed while read: {}", describe(&e)))
+    } else if transient(&e, status) {
+        GetError::Unavailable(describe(&e))
+    } else {
+        GetError::Unreadable(describe(&e))
+    }
+}
+
+/// What a second read of an object is pinned to: the version read first,
+/// or in a bucket without versions its ETag.
+struct Pin {
+    version_id: Option<String>,
+    etag: Option<String>,
+}
+
+/// Tries of a read that S3 cannot serve now, and the first wait between
+/// them, doubled each time: about half a minute in all.
+pub(crate) const TRIES: u32 = 7;
+pub(crate) const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A streamed object's reading, pinned to what was hashed: a body cut
+/// short (a connection reset, S3 ending a long GET) is asked for again
+/// from the byte it stopped at, for about half a minute, so a blip costs
+/// neither a dead letter nor the rest of the object.
+struct Resuming {
+    store: Arc<S3Store>,
+    bucket: String,
+    key: String,
+    pin: Pin,
+    body: aws_sdk_s3::primitives::ByteStream,
+    chunk: bytes::Bytes,
+    /// Bytes handed out so far.
+    at: u64,
+}
+
+impl std::io::Read for Resuming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.store.rt.block_on(self.body.next()) {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => self.resume(e.to_string())?,
+                None => return Ok(0),
             }
-        })
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl Resuming {
+    fn resume(&mut self, why: String) -> std::io::Result<()> {
+        let mut wait = FIRST_WAIT;
+        let mut why = why;
+        for _ in 1..TRIES {
+            tracing::warn!(bucket = %self.bucket, key = %self.key, at = self.at, error = %why, retry_in_ms = wait.as_millis() as u64, "an object's body was cut short; asking for the rest");
+            std::thread::sleep(wait);
+            wait *= 2;
+            match self.store.rt.block_on(self.store.get_pinned(&self.bucket, &self.key, &self.pin, self.at)) {
+                Ok(rest) => {
+                    self.body = rest.body;
+                    return Ok(());
+                }
+                Err(GetError::Unavailable(e)) => why = e,
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+        }
+        Err(std::io::Error::other(why))
     }
 }
 
@@ -237,21 +320,21 @@ impl S3Store {
             let reader = Box::new(std::io::Cursor::new(text));
             return Ok(ObjectBody { reader, sha256: hex::encode(sha256), version_id });
         }
-        let etag = first.e_tag().map(str::to_owned);
+        let pin = Pin { version_id: version_id.clone(), etag: first.e_tag().map(str::to_owned) };
         let body = BodyReader { store: &**self, body: first.body, chunk: bytes::Bytes::new() };
         let sha256 = super::log_file_sha256(std::io::BufReader::with_capacity(256 << 10, body))
             .map_err(|e| GetError::Unavailable(e.to_string()))?;
         let sha256 = hex::encode(sha256);
-        let again = self.rt.block_on(async {
-            match &version_id {
-                Some(v) => self.get_version(bucket, key, Some(v)).await,
-                None => {
-                    let get = self.client.get_object().bucket(bucket).key(key).set_if_match(etag.clone());
-                    get.send().await.map_err(|e| GetError::Unreadable(format!("changed while read: {}", describe(&e))))
-                }
-            }
-        })?;
-        let reader = Box::new(BodyReader { store: Arc::clone(self), body: again.body, chunk: bytes::Bytes::new() });
+        let again = self.rt.block_on(self.get_pinned(bucket, key, &pin, 0))?;
+        let reader = Box::new(Resuming {
+            store: Arc::clone(self),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            pin,
+            body: again.body,
+            chunk: bytes::Bytes::new(),
+            at: 0,
+        });
         Ok(ObjectBody { reader, sha256, version_id })
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::{Input, SourceError};
-use crate::integrity::s3::S3Store;
+use crate::integrity::s3::{FIRST_WAIT, S3Store, TRIES};
 use crate::source::s3_notify::{ObjectKind, classify};
 
 /// Objects up to this size are read whole and hashed in memory, one per
@@ -26,11 +26,6 @@ pub struct Object {
     /// Read whole up to this size ([`HOLD`]).
     pub(super) hold: u64,
 }
-
-/// Tries of a read that S3 cannot serve now, and the first wait between
-/// them, doubled each time: about half a minute in all.
-const TRIES: u32 = 7;
-const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Object {
     /// Reads the object ([`S3Store::read_object`]), again while S3 answers

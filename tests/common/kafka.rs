@@ -326,6 +326,9 @@ pub struct Proxy {
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// While set, answers from the server wait before they are passed on.
     held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Once answers pass this many bytes (0: never), the connection that
+    /// carries them is cut, once; and what has passed since it was set.
+    cut: std::sync::Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
 }
 
 impl Proxy {
@@ -335,8 +338,10 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = std::sync::Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
         let flag = down.clone();
         let hold = held.clone();
+        let cutting = cut.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if flag.load(Ordering::Relaxed) {
@@ -349,6 +354,7 @@ impl Proxy {
                 for (answers, (mut from, mut to)) in [false, true].into_iter().zip(pairs) {
                     let flag = flag.clone();
                     let hold = hold.clone();
+                    let cut = cutting.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 64 << 10];
                         loop {
@@ -360,6 +366,16 @@ impl Proxy {
                             while answers && hold.load(Ordering::Relaxed) {
                                 std::thread::sleep(Duration::from_millis(10));
                             }
+                            let limit = cut.0.load(Ordering::SeqCst);
+                            if answers && limit > 0 {
+                                let before = cut.1.fetch_add(n as u64, Ordering::SeqCst);
+                                if before + n as u64 >= limit
+                                    && cut.0.compare_exchange(limit, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                                {
+                                    let _ = to.write_all(&buf[..(limit - before.min(limit)) as usize]);
+                                    break;
+                                }
+                            }
                             if flag.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -370,7 +386,15 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, down, held }
+        Proxy { port, down, held, cut }
+    }
+
+    /// Cuts the connection that carries the answers' `bytes`-th byte from
+    /// now on, once (a body cut short mid-read).
+    pub fn cut_answers_after(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        self.cut.1.store(0, Ordering::SeqCst);
+        self.cut.0.store(bytes, Ordering::SeqCst);
     }
 
     pub fn set_down(&self, down: bool) {
