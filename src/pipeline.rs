@@ -157,9 +157,9 @@ impl Summary {
 /// for one oversized record.
 pub const MIN_RECORD_BYTES: usize = 1024;
 
-/// Normalises `inputs` into the archive at `opts.out`. They are listed
-/// twice ([`source::Inputs`]): first for the paths the run will ask the
-/// archive's ledger about, then a directory at a time as threads take them.
+/// Normalises `inputs` into the archive at `opts.out`. They are listed a
+/// directory at a time as threads take them, after [`source::Inputs::scope`]
+/// says what the run will ask the archive's ledger about.
 pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Summary, PipelineError> {
     if opts.limits.max_depth == 0 || opts.encode.row_group_rows == 0 {
         return Err(PipelineError::Config("max_depth and row_group_rows must be positive".into()));
@@ -172,13 +172,7 @@ pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Su
     }
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
     let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;
-    let mut scope = crate::sink::ledger::Scope::of([]);
-    let mut listed = 0;
-    for dir in inputs.dirs() {
-        let dir = dir?;
-        listed += dir.len();
-        scope.extend(dir.iter().map(source::ledger_path));
-    }
+    let (scope, listed) = inputs.scope()?;
     let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files, Some(scope))?;
     let mut summary = Summary::default();
     match &opts.integrity.signing_key_file {
@@ -192,7 +186,7 @@ pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Su
         }
         None => tracing::warn!("no signing key configured ([integrity] signing_key_file): the archive is not signed"),
     }
-    let threads = opts.threads.clamp(1, listed.max(1));
+    let threads = opts.threads.clamp(1, listed.unwrap_or(usize::MAX).max(1));
     let schedule = Schedule::new(inputs.dirs(), threads);
     summary.threads = threads;
     if threads == 1 {

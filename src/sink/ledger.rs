@@ -102,24 +102,33 @@ fn ns(t: i128) -> i64 {
     t.clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
-/// The paths a run asks the ledger about, by 64 bits of each one's digest:
-/// a path that collides with one of them only has its lines held when they
-/// need not be, and a million inputs take 16 MB.
-pub struct Scope(HashSet<u64>);
+/// The paths a run asks the ledger about: each by 64 bits of its digest
+/// (a path that collides with one of them only has its lines held when
+/// they need not be, and a million inputs take 16 MB), and every path
+/// under a prefix (an S3 prefix, whose keys are known only by listing it).
+pub struct Scope {
+    paths: HashSet<u64>,
+    prefixes: Vec<String>,
+}
 
 impl Scope {
     pub fn of(paths: impl IntoIterator<Item = String>) -> Scope {
-        let mut s = Scope(HashSet::new());
+        let mut s = Scope { paths: HashSet::new(), prefixes: Vec::new() };
         s.extend(paths);
         s
     }
 
     pub fn extend(&mut self, paths: impl IntoIterator<Item = String>) {
-        self.0.extend(paths.into_iter().map(|p| prefix64(&path_digest(&p))));
+        self.paths.extend(paths.into_iter().map(|p| prefix64(&path_digest(&p))));
     }
 
-    fn contains(&self, d: &Digest) -> bool {
-        self.0.contains(&prefix64(d))
+    /// Every path that starts with `prefix`.
+    pub fn add_prefix(&mut self, prefix: String) {
+        self.prefixes.push(prefix);
+    }
+
+    fn contains(&self, path: &str, d: &Digest) -> bool {
+        self.paths.contains(&prefix64(d)) || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
     }
 }
 
@@ -160,7 +169,7 @@ impl Ledger {
     /// lines of `scope`'s paths (every line's, when `None`).
     pub fn load(path: &Path, scope: Option<Scope>) -> Result<Ledger, SinkError> {
         // Every path in scope will be held by the end of the run, if not now.
-        let paths = HashMap::with_capacity(scope.as_ref().map_or(0, |s| s.0.len()));
+        let paths = HashMap::with_capacity(scope.as_ref().map_or(0, |s| s.paths.len()));
         let mut l = Ledger { scope, paths, short: HashMap::new(), heads: Vec::new(), added: HashMap::new() };
         let f = match File::open(path) {
             Ok(f) => f,
@@ -192,7 +201,7 @@ impl Ledger {
                 l.heads.push((h, r));
             }
             let at = path_digest(&line.path);
-            if l.scope.as_ref().is_none_or(|s| s.contains(&at)) {
+            if l.scope.as_ref().is_none_or(|s| s.contains(&line.path, &at)) {
                 l.hold(
                     at,
                     Held { size: line.size, mtime_ns: ns(line.mtime_ns), head: head.as_ref().map(head64) },
@@ -354,6 +363,12 @@ mod tests {
         assert_eq!(l.readings(&grown).iter().map(|r| r.end).collect::<Vec<_>>(), [8000, 5000]);
         assert!(l.read_before(&grown));
         assert!(!l.read_before(&id("/in/a.log", 9000, Some(7), 6)), "other first bytes: another file now");
+        // A prefix (an S3 prefix, not listed up front) holds every path under it.
+        let mut scope = Scope::of([]);
+        scope.add_prefix("/old/".into());
+        let l = Ledger::load(&path, Some(scope)).unwrap();
+        assert_eq!(l.held().0, 101, "the hundred files and the short one under /old/");
+        assert!(l.contains(&lines[101]) && !l.contains(&lines[0]));
         std::fs::remove_file(path).unwrap();
     }
 

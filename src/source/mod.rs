@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
-use crate::sink::ledger::Reading;
+use crate::sink::ledger::{Reading, Scope};
 use crate::sink::local::InputId;
 
 /// One input stream.
@@ -54,11 +54,25 @@ pub enum SourceError {
     S3 { url: String, reason: String },
 }
 
-/// A run's inputs, a directory at a time, in order: a run lists them
-/// twice (once to learn what it will ask the archive's ledger, once to
-/// read them), and holds a directory's inputs at a time, not a walk's.
+/// A run's inputs, a directory at a time, in order. A run asks first what
+/// it will ask the archive's ledger about ([`Inputs::scope`]), then lists
+/// them as its threads take them, holding a directory's inputs at a time,
+/// not a walk's.
 pub trait Inputs: Sync {
     fn dirs(&self) -> Box<dyn Iterator<Item = Result<Vec<Input>, SourceError>> + Send + '_>;
+
+    /// What a run will ask the ledger about, and how many inputs there
+    /// are (`None`: not known without listing them all). By default, from
+    /// a listing.
+    fn scope(&self) -> Result<(Scope, Option<usize>), SourceError> {
+        let (mut scope, mut n) = (Scope::of([]), 0);
+        for dir in self.dirs() {
+            let dir = dir?;
+            n += dir.len();
+            scope.extend(dir.iter().map(ledger_path));
+        }
+        Ok((scope, Some(n)))
+    }
 }
 
 impl Inputs for [Input] {
@@ -185,6 +199,30 @@ impl Inputs for Listing<'_> {
         // archive is opened, and its datasets appear as the run goes.
         let owned = Arc::new(owned(self.archive));
         Box::new(by_directory(self.paths.iter().flat_map(move |p| self.inputs(p, &owned))))
+    }
+
+    /// Files and walks by path; an S3 prefix as a prefix, whose listing is
+    /// a request per thousand keys: only its first page is asked for here,
+    /// so that a prefix that cannot be listed stops the run before it
+    /// writes anything.
+    fn scope(&self) -> Result<(Scope, Option<usize>), SourceError> {
+        let (mut scope, mut n) = (Scope::of([]), Some(0));
+        let owned = Arc::new(owned(self.archive));
+        for p in self.paths {
+            if let Some(url) = p.to_str().filter(|_| is_s3(p)) {
+                if let Some(Err(e)) = self.s3.list(url)?.next() {
+                    return Err(e);
+                }
+                scope.add_prefix(url.to_owned());
+                n = None;
+                continue;
+            }
+            for input in self.inputs(p, &owned) {
+                scope.extend([ledger_path(&input?)]);
+                n = n.map(|n| n + 1);
+            }
+        }
+        Ok((scope, n))
     }
 }
 
