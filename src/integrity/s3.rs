@@ -161,29 +161,26 @@ pub(crate) const FIRST_WAIT: std::time::Duration = std::time::Duration::from_mil
 /// from the byte it stopped at, for about half a minute, so a blip costs
 /// neither a dead letter nor the rest of the object.
 struct Resuming {
-    store: Arc<S3Store>,
+    /// Fails only between chunks: a body's error leaves nothing unread.
+    reader: BodyReader<Arc<S3Store>>,
     bucket: String,
     key: String,
     pin: Pin,
-    body: aws_sdk_s3::primitives::ByteStream,
-    chunk: bytes::Bytes,
     /// Bytes handed out so far.
     at: u64,
 }
 
 impl std::io::Read for Resuming {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
-            match self.store.rt.block_on(self.body.next()) {
-                Some(Ok(c)) => self.chunk = c,
-                Some(Err(e)) => self.resume(e.to_string())?,
-                None => return Ok(0),
+        loop {
+            match self.reader.read(buf) {
+                Ok(n) => {
+                    self.at += n as u64;
+                    return Ok(n);
+                }
+                Err(e) => self.resume(e.to_string())?,
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
-        self.at += n as u64;
-        Ok(n)
     }
 }
 
@@ -195,9 +192,10 @@ impl Resuming {
             tracing::warn!(bucket = %self.bucket, key = %self.key, at = self.at, error = %why, retry_in_ms = wait.as_millis() as u64, "an object's body was cut short; asking for the rest");
             std::thread::sleep(wait);
             wait *= 2;
-            match self.store.rt.block_on(self.store.get_pinned(&self.bucket, &self.key, &self.pin, self.at)) {
+            let store = &self.reader.store;
+            match store.rt.block_on(store.get_pinned(&self.bucket, &self.key, &self.pin, self.at)) {
                 Ok(rest) => {
-                    self.body = rest.body;
+                    self.reader.body = rest.body;
                     return Ok(());
                 }
                 Err(GetError::Unavailable(e)) => why = e,
@@ -327,12 +325,10 @@ impl S3Store {
         let sha256 = hex::encode(sha256);
         let again = self.rt.block_on(self.get_pinned(bucket, key, &pin, 0))?;
         let reader = Box::new(Resuming {
-            store: Arc::clone(self),
+            reader: BodyReader { store: Arc::clone(self), body: again.body, chunk: bytes::Bytes::new() },
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             pin,
-            body: again.body,
-            chunk: bytes::Bytes::new(),
             at: 0,
         });
         Ok(ObjectBody { reader, sha256, version_id })
