@@ -73,7 +73,7 @@ pub fn without_extension(batch: &RecordBatch) -> RecordBatch {
         && batch.column(c).null_count() < batch.num_rows()
     {
         let (change, unmapped) = (batch.column(c).as_ref(), batch.column(u).as_string::<i32>());
-        let (mut json, mut text) = (Vec::new(), String::new());
+        let mut json = Vec::new();
         let folded: StringArray = (0..batch.num_rows())
             .map(|i| {
                 let own = unmapped.is_valid(i).then(|| unmapped.value(i));
@@ -81,10 +81,7 @@ pub fn without_extension(batch: &RecordBatch) -> RecordBatch {
                 if !json_value(change, i, &mut json) {
                     return own.map(str::to_owned);
                 }
-                let json = std::str::from_utf8(&json).expect("written from strings and numbers");
-                text.clear();
-                fold(own, json, &mut text);
-                Some(text.clone())
+                Some(fold(own, std::str::from_utf8(&json).expect("written from strings and numbers")))
             })
             .collect();
         columns[u] = Arc::new(folded);
@@ -98,23 +95,20 @@ pub fn without_extension(batch: &RecordBatch) -> RecordBatch {
 /// `own` (an `unmapped` object's text, or none) with `"change": change`
 /// added. An event whose own unmapped members hold a `change` keeps it;
 /// trailship's goes in as `"trailship_change"` then.
-fn fold(own: Option<&str>, change: &str, out: &mut String) {
-    let own = own.map(str::trim).filter(|t| *t != "{}");
-    let Some(t) = own else {
-        *out = format!("{{\"change\":{change}}}");
-        return;
+fn fold(own: Option<&str>, change: &str) -> String {
+    let Some(t) = own.map(str::trim).filter(|t| *t != "{}") else {
+        return format!("{{\"change\":{change}}}");
     };
     let Some(members) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
         // Not an object (unmapped always is): kept whole, as a string.
         let quoted = serde_json::to_string(t).expect("a string serialises");
-        *out = format!("{{\"change\":{change},\"value\":{quoted}}}");
-        return;
+        return format!("{{\"change\":{change},\"value\":{quoted}}}");
     };
     let taken = t.contains("\"change\"")
         && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
             .is_ok_and(|m| m.contains_key("change"));
     let key = if taken { "trailship_change" } else { "change" };
-    *out = format!("{{{members},\"{key}\":{change}}}");
+    format!("{{{members},\"{key}\":{change}}}")
 }
 
 /// Writes row `i` of `a` as JSON; false (and nothing written) where it is
@@ -510,11 +504,7 @@ mod tests {
 
     #[test]
     fn a_change_is_folded_into_unmapped_beside_the_events_own_members() {
-        let fold = |own: Option<&str>| {
-            let mut out = String::new();
-            super::fold(own, r#"{"approver":"octocat"}"#, &mut out);
-            out
-        };
+        let fold = |own: Option<&str>| super::fold(own, r#"{"approver":"octocat"}"#);
         assert_eq!(fold(None), r#"{"change":{"approver":"octocat"}}"#);
         assert_eq!(fold(Some("{}")), r#"{"change":{"approver":"octocat"}}"#);
         assert_eq!(fold(Some(r#"{"a":1}"#)), r#"{"a":1,"change":{"approver":"octocat"}}"#);
