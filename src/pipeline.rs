@@ -248,18 +248,15 @@ pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Su
 /// becomes two objects of half the rows, each a full set of column chunks,
 /// and CloudTrail writes one directory per account, region and day, which
 /// are its partitions: so a directory is split only when no whole one is
-/// left, where splitting is what keeps the threads even. Inputs are
-/// numbered in listing order.
+/// left, where splitting is what keeps the threads even.
 struct Schedule<'l> {
     listing: Mutex<Listed<'l>>,
     /// Per thread: the inputs it has claimed and not yet started.
-    claimed: Vec<Mutex<VecDeque<(usize, Input)>>>,
+    claimed: Vec<Mutex<VecDeque<Input>>>,
 }
 
 struct Listed<'l> {
     dirs: Box<dyn Iterator<Item = Result<Vec<Input>, source::SourceError>> + Send + 'l>,
-    /// The number of the next directory's first input.
-    next: usize,
     /// Where the listing failed: no directory is handed out after it.
     failed: Option<source::SourceError>,
 }
@@ -270,12 +267,11 @@ impl<'l> Schedule<'l> {
         threads: usize,
     ) -> Self {
         let claimed = (0..threads.max(1)).map(|_| Mutex::new(VecDeque::new())).collect();
-        Schedule { listing: Mutex::new(Listed { dirs, next: 0, failed: None }), claimed }
+        Schedule { listing: Mutex::new(Listed { dirs, failed: None }), claimed }
     }
 
-    /// The next input for thread `me`, and its number; `None` once every
-    /// input is taken.
-    fn next(&self, me: usize) -> Option<(usize, Input)> {
+    /// The next input for thread `me`; `None` once every input is taken.
+    fn next(&self, me: usize) -> Option<Input> {
         let lock = |t: usize| self.claimed[t].lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(i) = lock(me).pop_front() {
@@ -299,17 +295,13 @@ impl<'l> Schedule<'l> {
         }
     }
 
-    fn next_dir(&self) -> Option<VecDeque<(usize, Input)>> {
+    fn next_dir(&self) -> Option<VecDeque<Input>> {
         let mut l = self.listing.lock().unwrap_or_else(|e| e.into_inner());
         if l.failed.is_some() {
             return None;
         }
         match l.dirs.next()? {
-            Ok(dir) => {
-                let first = l.next;
-                l.next += dir.len();
-                Some(dir.into_iter().enumerate().map(|(i, input)| (first + i, input)).collect())
-            }
+            Ok(dir) => Some(dir.into()),
             Err(e) => {
                 l.failed = Some(e);
                 None
@@ -335,7 +327,7 @@ fn work(
     let mut stage = Stages::new(opts, redactor.clone());
     let mut pending: Vec<InputId> = Vec::new();
     let mut since_checkpoint = 0u64;
-    while let Some((_, input)) = schedule.next(me) {
+    while let Some(input) = schedule.next(me) {
         let input = &input;
         let name = input.display();
         let opened = open_unarchived(input, &name, sink, summary);
@@ -1055,15 +1047,22 @@ impl Read for Failing {
 mod tests {
     use super::*;
 
-    /// Files in directories of these sizes, in walk order.
+    /// Files in directories of these sizes, in walk order, each named by
+    /// its place in that order ([`number`]).
     fn inputs(dirs: &[usize]) -> Vec<Input> {
         let mut v = Vec::new();
         for (d, &n) in dirs.iter().enumerate() {
-            for f in 0..n {
-                v.push(Input::File(PathBuf::from(format!("AWSLogs/{d}/{f}.json.gz"))));
+            for _ in 0..n {
+                v.push(Input::File(PathBuf::from(format!("AWSLogs/{d}/{}", v.len()))));
             }
         }
         v
+    }
+
+    /// An input's place in walk order.
+    fn number(i: Input) -> usize {
+        let Input::File(p) = i else { panic!("files only") };
+        p.file_name().unwrap().to_str().unwrap().parse().unwrap()
     }
 
     /// Which thread took each of `n` inputs, when every input takes as
@@ -1073,8 +1072,8 @@ mod tests {
         let mut clock = vec![0usize; threads];
         let mut live: Vec<usize> = (0..threads).collect();
         while let Some(&me) = live.iter().min_by_key(|&&t| (clock[t], t)) {
-            match s.next(me) {
-                Some((i, _)) => {
+            match s.next(me).map(number) {
+                Some(i) => {
                     assert_eq!(owner[i], usize::MAX, "input {i} handed out twice");
                     owner[i] = me;
                     clock[me] += 1;
@@ -1130,9 +1129,9 @@ mod tests {
     fn one_directory_is_shared_by_halves() {
         let all = inputs(&[40]);
         let s = schedule(&all, 2);
-        assert_eq!(s.next(0).map(|(i, _)| i), Some(0));
+        assert_eq!(s.next(0).map(number), Some(0));
         // Nothing whole is left: the second thread takes the back half.
-        assert_eq!(s.next(1).map(|(i, _)| i), Some(20));
+        assert_eq!(s.next(1).map(number), Some(20));
         let owner = simulate(&s, all.len(), 2);
         assert_eq!(owner.iter().filter(|&&t| t == usize::MAX).count(), 2, "the two taken above");
         assert!(owner[1..20].iter().all(|&t| t == 0) && owner[21..30].iter().all(|&t| t == 1), "{owner:?}");
@@ -1142,14 +1141,14 @@ mod tests {
     fn one_thread_takes_the_inputs_in_order_and_threads_take_each_once() {
         let all = inputs(&[3, 1, 4]);
         let s = schedule(&all, 1);
-        let order: Vec<usize> = std::iter::from_fn(|| s.next(0)).map(|(i, _)| i).collect();
+        let order: Vec<usize> = std::iter::from_fn(|| s.next(0)).map(number).collect();
         assert_eq!(order, (0..8).collect::<Vec<_>>());
         let all = inputs(&[50, 1, 7, 300, 2, 90]);
         let s = schedule(&all, 8);
         let mut taken: Vec<usize> = std::thread::scope(|scope| {
             let s = &s;
             let hands: Vec<_> = (0..8)
-                .map(|me| scope.spawn(move || std::iter::from_fn(|| s.next(me)).map(|(i, _)| i).collect::<Vec<_>>()))
+                .map(|me| scope.spawn(move || std::iter::from_fn(|| s.next(me)).map(number).collect::<Vec<_>>()))
                 .collect();
             hands.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
