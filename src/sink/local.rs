@@ -147,8 +147,8 @@ pub(super) fn io_err(path: &Path, e: std::io::Error) -> SinkError {
 
 impl LocalSink {
     /// Opens (creating) the archive at `root`, recovering from an interrupted
-    /// run. `scope`: the ledger paths (`source::ledger_path`) of the inputs
-    /// the run will ask about, or `None` for all ([`Ledger::load`]).
+    /// run. `scope`: what the run will ask the ledger about
+    /// (`source::Inputs::scope`), or `None` for all ([`Ledger::load`]).
     pub fn open(
         root: &Path,
         props: WriterProperties,

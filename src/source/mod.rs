@@ -150,7 +150,7 @@ impl<'a> Listing<'a> {
     /// Checks that every local path exists and is not the archive's.
     pub fn new(paths: &'a [PathBuf], archive: &'a Path, s3: &'a object::S3Source) -> Result<Self, SourceError> {
         let owned = owned(archive);
-        for p in paths.iter().filter(|p| !is_s3(p)) {
+        for p in paths.iter().filter(|p| s3_url(p).is_none()) {
             std::fs::metadata(p).map_err(|e| SourceError::Missing { path: p.clone(), source: e })?;
             if std::fs::canonicalize(p).is_ok_and(|c| owned.iter().any(|o| c.starts_with(o))) {
                 return Err(SourceError::InArchive { path: p.clone() });
@@ -164,7 +164,7 @@ impl<'a> Listing<'a> {
         p: &'a PathBuf,
         owned: &Arc<Vec<PathBuf>>,
     ) -> Box<dyn Iterator<Item = Result<Input, SourceError>> + Send + '_> {
-        if let Some(url) = p.to_str().filter(|_| is_s3(p)) {
+        if let Some(url) = s3_url(p) {
             return match self.s3.list(url) {
                 Ok(pages) => Box::new(pages),
                 Err(e) => Box::new(std::iter::once(Err(e))),
@@ -209,7 +209,7 @@ impl Inputs for Listing<'_> {
         let (mut scope, mut n) = (Scope::of([]), Some(0));
         let owned = Arc::new(owned(self.archive));
         for p in self.paths {
-            if let Some(url) = p.to_str().filter(|_| is_s3(p)) {
+            if let Some(url) = s3_url(p) {
                 if let Some(Err(e)) = self.s3.list(url)?.next() {
                     return Err(e);
                 }
@@ -239,8 +239,9 @@ fn owned(archive: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn is_s3(p: &Path) -> bool {
-    p.to_str().is_some_and(|u| u.starts_with("s3://"))
+/// `p` as an `s3://` URL, if it is one.
+fn s3_url(p: &Path) -> Option<&str> {
+    p.to_str().filter(|u| u.starts_with("s3://"))
 }
 
 /// Every input of `paths`, listed at once ([`Listing`]).
