@@ -640,22 +640,28 @@ impl<'o> Stages<'o> {
     /// [`Options::whole_file_bytes`] (nor than one record may be) is read
     /// whole and parsed in one pass (see [`Document`]); everything else is
     /// framed record by record.
-    pub fn input_reader<R: Read>(
+    pub fn input_reader(
         &mut self,
         origin: &Origin<'_>,
-        mut reader: R,
+        reader: &mut source::Reader,
         sink: &mut impl RowSink,
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
         self.left = None;
         let limit = self.whole_file_bytes();
         let mut head = std::mem::take(&mut self.whole);
+        // A gzip member whole, as held whole below: complete, and no longer than a log file read whole.
+        if reader.inflate_whole(&mut head, limit).is_some() {
+            let done = self.input_text(origin, &head, sink, summary);
+            self.whole = head;
+            return done;
+        }
         let mut filled = 0;
         let whole_or_nothing = origin.growing == Growing::Gzip;
-        let mut read = read_up_to(&mut reader, &mut head, &mut filled, ENVELOPE_PEEK);
+        let mut read = read_up_to(reader, &mut head, &mut filled, ENVELOPE_PEEK);
         let mut ended = read.is_ok() && filled < ENVELOPE_PEEK;
         if read.is_ok() && !ended && (whole_or_nothing || is_envelope(&head[..filled])) {
-            read = read_up_to(&mut reader, &mut head, &mut filled, limit + 1);
+            read = read_up_to(reader, &mut head, &mut filled, limit + 1);
             ended = read.is_ok() && filled <= limit;
         }
         if whole_or_nothing {

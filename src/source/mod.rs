@@ -3,6 +3,7 @@
 //! its name, and multi-member gzip (data appended after the first member) is
 //! read whole.
 
+pub mod gzip;
 pub mod kafka;
 pub mod object;
 pub mod s3_notify;
@@ -13,8 +14,6 @@ use std::sync::Arc;
 
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
-
-use flate2::bufread::MultiGzDecoder;
 
 use crate::sink::ledger::{Reading, Scope};
 use crate::sink::local::InputId;
@@ -282,7 +281,33 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// An input's decompressed bytes, counted.
-pub type Reader = Counting<Box<dyn Read + Send>>;
+pub type Reader = Counting<Decoded>;
+
+/// An input's bytes, inflated if they are gzip.
+pub enum Decoded {
+    Plain(Box<dyn BufRead + Send>),
+    Gzip(gzip::Gzip),
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoded::Plain(r) => r.read(buf),
+            Decoded::Gzip(g) => g.read(buf),
+        }
+    }
+}
+
+impl Reader {
+    /// A gzip input inflated whole into `out` ([`gzip::Gzip::inflate_whole`]),
+    /// or `None`, with nothing read, when it is to be read as a stream.
+    pub fn inflate_whole(&mut self, out: &mut Vec<u8>, limit: usize) -> Option<usize> {
+        let Decoded::Gzip(g) = &mut self.inner else { return None };
+        let n = g.inflate_whole(out, limit)?;
+        self.bytes += n as u64;
+        Some(n)
+    }
+}
 
 /// Bytes at a file's start whose hash identifies it across renames and
 /// growth (`InputId::head`).
@@ -454,12 +479,12 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<(Box<dyn Read + Send>, bool)> {
+fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<(Decoded, bool)> {
     let head = r.fill_buf()?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok((Box::new(MultiGzDecoder::new(r)), true))
+        Ok((Decoded::Gzip(gzip::Gzip::new(r)), true))
     } else {
-        Ok((Box::new(r), false))
+        Ok((Decoded::Plain(r), false))
     }
 }
 
