@@ -59,7 +59,8 @@ fn main() {
             .map(|g| {
                 // As the run reads a log file: one member, inflated whole.
                 let mut text = Vec::new();
-                let mut gzip = trailship::source::gzip::Gzip::new(Box::new(std::io::Cursor::new(g.clone())));
+                let mut gzip =
+                    trailship::source::gzip::Gzip::new(Box::new(std::io::Cursor::new(g.clone())), Some(g.len() as u64));
                 gzip.inflate_whole(&mut text, usize::MAX >> 1).expect("one gzip member");
                 text
             })

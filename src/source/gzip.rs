@@ -20,6 +20,9 @@ const HEADER: usize = 4096;
 /// A gzip stream's inflated bytes.
 pub struct Gzip {
     state: State,
+    /// The stream's length, when known: one too long to hold is not read
+    /// into memory to find that out.
+    len: Option<u64>,
 }
 
 enum State {
@@ -30,23 +33,23 @@ enum State {
 }
 
 impl Gzip {
-    pub fn new(src: Src) -> Self {
-        Gzip { state: State::Unread(src) }
+    pub fn new(src: Src, len: Option<u64>) -> Self {
+        Gzip { state: State::Unread(src), len }
     }
 
     /// Inflates the whole stream into `out` (replacing what it held) when it
     /// is one complete member of at most `limit` inflated bytes; how many.
     /// `None` leaves the stream to be read, from its first byte, as a stream.
     pub fn inflate_whole(&mut self, out: &mut Vec<u8>, limit: usize) -> Option<usize> {
-        if !matches!(self.state, State::Unread(_)) {
-            return None;
-        }
-        let State::Unread(mut src) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
         // Deflate adds 5 bytes in 65,535 to what it cannot shrink, and the
         // header may carry a name: a member of `limit` bytes or fewer is no
         // longer than this, however little it compresses.
         let hold = limit.saturating_add(limit / 8192 + HEADER);
-        let mut held = Vec::new();
+        if !matches!(self.state, State::Unread(_)) || self.len.is_some_and(|n| n > hold as u64) {
+            return None;
+        }
+        let State::Unread(mut src) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+        let mut held = Vec::with_capacity(self.len.map_or(0, |n| n as usize + 1));
         let read = src.by_ref().take(hold as u64 + 1).read_to_end(&mut held);
         let inflated = match read {
             Ok(n) if n <= hold => inflate_member(&held, out, limit),
@@ -159,7 +162,7 @@ mod tests {
 
     /// What `inflate_whole` says, and what is read then (with the error, if any).
     fn whole(bytes: Vec<u8>, limit: usize) -> (Option<usize>, Vec<u8>) {
-        let mut g = Gzip::new(Box::new(Cursor::new(bytes)));
+        let mut g = Gzip::new(Box::new(Cursor::new(bytes)), None);
         let mut out = b"left over".to_vec();
         let n = g.inflate_whole(&mut out, limit);
         if n.is_none() {
@@ -202,9 +205,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_known_to_be_too_long_is_not_held() {
+        let a = b"some text\n".repeat(30);
+        let bytes = gz(&a);
+        let mut g = Gzip::new(Box::new(Cursor::new(bytes.clone())), Some(100_000));
+        let mut out = Vec::new();
+        assert_eq!(g.inflate_whole(&mut out, 1000), None);
+        assert!(matches!(g.state, State::Unread(_)), "nothing read");
+        g.read_to_end(&mut out).unwrap();
+        assert_eq!(out, a);
+        let mut g = Gzip::new(Box::new(Cursor::new(bytes.clone())), Some(bytes.len() as u64));
+        assert_eq!(g.inflate_whole(&mut out, 1000), Some(a.len()));
+    }
+
+    #[test]
     fn a_stream_begun_is_read_on_as_a_stream() {
         let a = b"some text\n".repeat(30);
-        let mut g = Gzip::new(Box::new(Cursor::new(gz(&a))));
+        let mut g = Gzip::new(Box::new(Cursor::new(gz(&a))), None);
         let mut first = [0u8; 10];
         g.read_exact(&mut first).unwrap();
         let mut out = Vec::new();
@@ -226,7 +243,7 @@ mod tests {
             }
         }
         let a = b"line of text\n".repeat(40);
-        let mut g = Gzip::new(Box::new(io::BufReader::new(Broken(Cursor::new(gz(&a))))));
+        let mut g = Gzip::new(Box::new(io::BufReader::new(Broken(Cursor::new(gz(&a))))), None);
         let mut out = Vec::new();
         assert_eq!(g.inflate_whole(&mut out, 10_000), None);
         let mut got = vec![0u8; a.len()];

@@ -405,11 +405,16 @@ pub const GZIP_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 /// the ledger's size is where this reading stopped.
 pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
     let mut fetched = None;
+    let len = match input {
+        Input::File(_) => id.size.saturating_sub(id.from),
+        Input::Embedded { bytes, .. } => bytes.len() as u64,
+        Input::Object(o) => o.size,
+    };
     let reader: Box<dyn BufRead + Send> = match input {
         Input::File(p) => {
             let mut f = File::open(p)?;
             f.seek(SeekFrom::Start(id.from))?;
-            Box::new(BufReader::with_capacity(256 * 1024, f.take(id.size.saturating_sub(id.from))))
+            Box::new(BufReader::with_capacity(256 * 1024, f.take(len)))
         }
         Input::Embedded { bytes, .. } => Box::new(*bytes),
         Input::Object(o) => {
@@ -418,7 +423,7 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
             Box::new(BufReader::with_capacity(256 * 1024, body.reader))
         }
     };
-    let (inner, compressed) = decompress(reader)?;
+    let (inner, compressed) = decompress(reader, len)?;
     Ok(Counting { inner, bytes: 0, compressed, fetched })
 }
 
@@ -479,10 +484,11 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn decompress(mut r: Box<dyn BufRead + Send>) -> io::Result<(Decoded, bool)> {
+/// `len`: how many bytes `r` holds, as listed (a hint: the reading tells).
+fn decompress(mut r: Box<dyn BufRead + Send>, len: u64) -> io::Result<(Decoded, bool)> {
     let head = r.fill_buf()?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok((Decoded::Gzip(gzip::Gzip::new(r)), true))
+        Ok((Decoded::Gzip(gzip::Gzip::new(r, Some(len))), true))
     } else {
         Ok((Decoded::Plain(r), false))
     }
