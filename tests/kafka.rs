@@ -92,7 +92,10 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     });
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, cwl.to_string().as_bytes()).unwrap();
-    msgs.insert(60, (2, gz.finish().unwrap(), vec![]));
+    let cwl_gz = gz.finish().unwrap();
+    msgs.insert(60, (2, cwl_gz.clone(), vec![]));
+    // The same message cut short: no event is made of it, and it says so.
+    msgs.insert(70, (0, cwl_gz[..cwl_gz.len() - 12].to_vec(), vec![]));
     broker.produce("ct", &msgs);
     let per_partition: Vec<i64> = (0..3).map(|p| msgs.iter().filter(|m| m.0 == p).count() as i64).collect();
 
@@ -111,7 +114,15 @@ fn every_event_lands_once_and_offsets_follow_durable_objects() {
     // fields is missing them.
     assert_eq!(
         reasons,
-        ["empty_envelope", "malformed_json", "missing_field", "not_an_object", "not_an_object", "not_an_object"],
+        [
+            "corrupt_gzip",
+            "empty_envelope",
+            "malformed_json",
+            "missing_field",
+            "not_an_object",
+            "not_an_object",
+            "not_an_object"
+        ],
         "{dead:#?}"
     );
     assert!(dead.iter().all(|d| d["source"]["file"].as_str().unwrap().starts_with("kafka://ct/")), "{dead:#?}");

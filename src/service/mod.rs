@@ -1043,6 +1043,10 @@ fn message_records(
         // inflate to at most this much; beyond it is a bomb, not a batch.
         let cap = (limits.max_record_bytes as u64).saturating_mul(16);
         let mut text = Vec::new();
+        if crate::source::gzip::inflate_member(payload, &mut text, cap as usize).is_some() {
+            return stages.input_text(origin, &text, spool, summary);
+        }
+        text.clear();
         let read = std::io::Read::read_to_end(
             &mut std::io::Read::take(flate2::read::MultiGzDecoder::new(payload), cap + 1),
             &mut text,

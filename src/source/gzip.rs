@@ -81,9 +81,11 @@ impl Read for Gzip {
     }
 }
 
-/// `held` inflated into `out`, if it is exactly one gzip member whose
-/// trailer says it holds at most `limit` bytes, and does.
-fn inflate_member(held: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<usize> {
+/// `held` inflated into `out` (replacing what it held), if it is exactly
+/// one gzip member whose trailer says it holds at most `limit` bytes, and
+/// does; how many. `None`: anything else, for a streaming decoder to read or
+/// to say what is wrong with it.
+pub fn inflate_member(held: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<usize> {
     let size = u32::from_le_bytes(held.get(held.len().checked_sub(4)?..)?.try_into().ok()?) as usize;
     if size > limit {
         return None;
