@@ -92,8 +92,25 @@ fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreE
             };
         }
     };
+    let log = |text: Vec<u8>, sha256: String| {
+        Ok(Fetched::Log {
+            bucket: ev.bucket.clone(),
+            key: ev.key.clone(),
+            version_id: version_id.clone().or_else(|| ev.version_id.clone()),
+            sha256,
+            text,
+        })
+    };
+    let mut text = Vec::new();
+    // One member in one call (src/source/gzip.rs); what it declines is
+    // told apart by the streaming reader below.
+    if crate::source::gzip::inflate_member(&body, &mut text, usize::try_from(max).unwrap_or(usize::MAX)).is_some() {
+        let sha = hex::encode(Sha256::digest(&text));
+        return log(text, sha);
+    }
+    text.clear();
+    text.reserve(body.len() * 8);
     let mut hasher = Sha256::new();
-    let mut text = Vec::with_capacity(body.len() * 8);
     let mut over = false;
     let r = crate::integrity::gunzip_one_member(&body[..], |chunk| {
         hasher.update(chunk);
@@ -105,13 +122,7 @@ fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreE
     });
     match r {
         Ok(_) if over => dead(Reason::Oversized, format!("log file inflates past {max} bytes")),
-        Ok(_) => Ok(Fetched::Log {
-            bucket: ev.bucket.clone(),
-            key: ev.key.clone(),
-            version_id: version_id.or_else(|| ev.version_id.clone()),
-            sha256: hex::encode(hasher.finalize()),
-            text,
-        }),
+        Ok(_) => log(text, hex::encode(hasher.finalize())),
         Err(GzipError::Truncated) => dead(Reason::TruncatedGzip, "log file: truncated or corrupt gzip".into()),
         Err(e) => dead(Reason::CorruptGzip, format!("log file: {e}")),
     }
