@@ -684,7 +684,10 @@ impl<'o> Stages<'o> {
             }
             // What was read goes first, then the error, as if read in one stream.
             Err(e) => {
-                let mut framer = Framer::new(Cursor::new(text).chain(Failing(Some(e))), self.limits());
+                let mut framer = Framer::new(
+                    Cursor::new(text).chain(source::Failing { err: Some(e), rest: std::io::empty() }),
+                    self.limits(),
+                );
                 self.input(origin, &mut framer, sink, summary)
             }
         };
@@ -1038,15 +1041,6 @@ fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, filled: &mut usize, n: usize
         }
     }
     Ok(())
-}
-
-/// A reader that fails once with the error a read already returned.
-struct Failing(Option<std::io::Error>);
-
-impl Read for Failing {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        self.0.take().map_or(Ok(0), Err)
-    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use std::io::{self, BufRead, Cursor, Read};
 
 use flate2::bufread::MultiGzDecoder;
 
+use super::Failing;
+
 type Src = Box<dyn BufRead + Send>;
-type Decoder = MultiGzDecoder<io::Chain<Cursor<Vec<u8>>, Failing>>;
+type Decoder = MultiGzDecoder<io::Chain<Cursor<Vec<u8>>, Failing<Src>>>;
 
 /// Room for a member's header, trailer and optional name and comment.
 const HEADER: usize = 4096;
@@ -45,10 +47,10 @@ impl Gzip {
         // header may carry a name: a member of `limit` bytes or fewer is no
         // longer than this, however little it compresses.
         let hold = limit.saturating_add(limit / 8192 + HEADER);
-        if !matches!(self.state, State::Unread(_)) || self.len.is_some_and(|n| n > hold as u64) {
+        if self.len.is_some_and(|n| n > hold as u64) {
             return None;
         }
-        let State::Unread(mut src) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+        let mut src = self.take_unread()?;
         let mut held = Vec::with_capacity(self.len.map_or(0, |n| n as usize + 1));
         let read = src.by_ref().take(hold as u64 + 1).read_to_end(&mut held);
         let inflated = match read {
@@ -61,6 +63,18 @@ impl Gzip {
         }
         inflated
     }
+
+    /// The source, if nothing has been read of it; the state is then `Done`
+    /// until the caller sets it.
+    fn take_unread(&mut self) -> Option<Src> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Unread(src) => Some(src),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
 }
 
 fn streaming(held: Vec<u8>, err: Option<io::Error>, rest: Src) -> State {
@@ -69,8 +83,7 @@ fn streaming(held: Vec<u8>, err: Option<io::Error>, rest: Src) -> State {
 
 impl Read for Gzip {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if matches!(self.state, State::Unread(_)) {
-            let State::Unread(src) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+        if let Some(src) = self.take_unread() {
             self.state = streaming(Vec::new(), None, src);
         }
         match &mut self.state {
@@ -120,34 +133,6 @@ pub fn inflate_member(held: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<us
     // A second member (appended data) or trailing bytes: the streaming
     // decoder reads or rejects them.
     (result == libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS && used == held.len()).then_some(written)
-}
-
-/// A source whose read failed part way: the error, once, then the rest.
-struct Failing {
-    err: Option<io::Error>,
-    rest: Src,
-}
-
-impl Read for Failing {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(e) = self.err.take() {
-            return Err(e);
-        }
-        self.rest.read(buf)
-    }
-}
-
-impl BufRead for Failing {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if let Some(e) = self.err.take() {
-            return Err(e);
-        }
-        self.rest.fill_buf()
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.rest.consume(n)
-    }
 }
 
 #[cfg(test)]

@@ -484,6 +484,35 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// A source whose read failed part way: the error, once, then the rest
+/// (nothing, for a stream that ends there).
+pub(crate) struct Failing<R> {
+    pub err: Option<io::Error>,
+    pub rest: R,
+}
+
+impl<R: Read> Read for Failing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.err.take() {
+            Some(e) => Err(e),
+            None => self.rest.read(buf),
+        }
+    }
+}
+
+impl<R: BufRead> BufRead for Failing<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self.err.take() {
+            Some(e) => Err(e),
+            None => self.rest.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.rest.consume(n)
+    }
+}
+
 /// `len`: how many bytes `r` holds, as listed (a hint: the reading tells).
 fn decompress(mut r: Box<dyn BufRead + Send>, len: u64) -> io::Result<(Decoded, bool)> {
     let head = r.fill_buf()?;
