@@ -191,6 +191,42 @@ mod tests {
         assert_eq!(whole(lie, 10_000).0, None);
     }
 
+    /// What flate2's streaming decoder alone makes of `bytes`: the text it
+    /// inflates, then its error's kind, if any.
+    fn streamed(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = MultiGzDecoder::new(bytes).read_to_end(&mut out) {
+            out.extend_from_slice(format!("<{:?}>", e.kind()).as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn every_cut_of_one_or_two_members_reads_as_the_streaming_decoder_reads_it() {
+        let (a, b) = (br#"{"Records":[{"eventID":"a"}]}"#.repeat(20), b"{\"eventID\":\"b\"}\n".repeat(15));
+        let one = gz(&a);
+        let two = [gz(&a), gz(&b)].concat();
+        for whole in [&one, &two] {
+            for cut in 0..=whole.len() {
+                let bytes = whole[..cut].to_vec();
+                for len in [None, Some(cut as u64)] {
+                    let mut g = Gzip::new(Box::new(Cursor::new(bytes.clone())), len);
+                    let mut out = Vec::new();
+                    let n = g.inflate_whole(&mut out, 10_000);
+                    if n.is_none() {
+                        out.clear();
+                    }
+                    if let Err(e) = g.read_to_end(&mut out) {
+                        out.extend_from_slice(format!("<{:?}>", e.kind()).as_bytes());
+                    }
+                    assert_eq!(out, streamed(&bytes), "cut at {cut} of {}", whole.len());
+                    // Only the first member, whole and alone, is taken in one call.
+                    assert_eq!(n.is_some(), cut == one.len(), "cut at {cut}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_stream_known_to_be_too_long_is_not_held() {
         let a = b"some text\n".repeat(30);
