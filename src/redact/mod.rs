@@ -132,6 +132,8 @@ impl Stats {
 }
 
 pub struct Redactor {
+    /// Tells this redactor's entries in a thread's [`NameMemo`] from another's.
+    id: u64,
     key: Vec<u8>,
     key_id: String,
     ephemeral_key: bool,
@@ -214,6 +216,72 @@ fn anchors(patterns: &[String]) -> Option<Vec<Vec<u8>>> {
     let all = out.clone();
     out.retain(|a| !all.iter().any(|b| b.len() < a.len() && a.starts_with(b)));
     Some(out)
+}
+
+/// A thread's verdicts on short member names ([`Redactor::secret_name`]),
+/// direct-mapped by a hash of the name. Judging a name scans it for secret
+/// words, then normalises and matches it against the field rules: 250 to 750
+/// instructions a name, eight names a CloudTrail record (callgrind, session
+/// 23). A hit compares the whole name and the redactor, so a verdict is only
+/// ever reused for the same name under the same rules.
+struct NameMemo;
+
+/// Names longer than this are judged every time.
+const MEMO_NAME: usize = 32;
+const MEMO_SLOTS: usize = 512;
+
+#[derive(Clone, Copy)]
+struct MemoSlot {
+    redactor: u64,
+    len: u8,
+    name: [u8; MEMO_NAME],
+    verdict: Option<&'static str>,
+}
+
+thread_local! {
+    static NAMES: std::cell::RefCell<Vec<MemoSlot>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl NameMemo {
+    fn slot(name: &[u8]) -> usize {
+        let word = |b: &[u8]| {
+            let mut w = [0u8; 8];
+            let n = b.len().min(8);
+            w[..n].copy_from_slice(&b[..n]);
+            u64::from_le_bytes(w)
+        };
+        let (head, tail) = (word(name), word(&name[name.len().saturating_sub(8)..]));
+        let h = (head ^ tail.rotate_left(29) ^ name.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize % MEMO_SLOTS
+    }
+
+    /// The verdict on `name` under `redactor`, if this thread has it.
+    fn get(redactor: u64, name: &[u8]) -> Option<Option<&'static str>> {
+        if name.len() > MEMO_NAME {
+            return None;
+        }
+        NAMES.with(|m| {
+            let m = m.borrow();
+            let s = m.get(Self::slot(name))?;
+            (s.redactor == redactor && usize::from(s.len) == name.len() && &s.name[..name.len()] == name)
+                .then_some(s.verdict)
+        })
+    }
+
+    fn put(redactor: u64, name: &[u8], verdict: Option<&'static str>) {
+        if name.len() > MEMO_NAME {
+            return;
+        }
+        NAMES.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.is_empty() {
+                m.resize(MEMO_SLOTS, MemoSlot { redactor: 0, len: 0, name: [0; MEMO_NAME], verdict: None });
+            }
+            let mut slot = MemoSlot { redactor, len: name.len() as u8, name: [0; MEMO_NAME], verdict };
+            slot.name[..name.len()].copy_from_slice(name);
+            m[Self::slot(name)] = slot;
+        });
+    }
 }
 
 fn custom_whole(m: &[u8], ty: &'static str) -> Option<(usize, usize, &'static str)> {
@@ -526,7 +594,9 @@ impl Redactor {
             .configure(meta::Config::new().match_kind(regex_automata::MatchKind::LeftmostFirst))
             .build_many(&patterns)
             .map_err(|e| RedactError::BadPattern { name: "built-in".into(), detail: e.to_string() })?;
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Redactor {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             key,
             key_id,
             ephemeral_key,
@@ -721,6 +791,17 @@ impl Redactor {
         if !self.field_rules && self.extra_fields.is_empty() {
             return None;
         }
+        // A record's member names are the same few hundred, record after
+        // record: each is judged once a thread, then looked up.
+        if let Some(verdict) = NameMemo::get(self.id, key) {
+            return verdict;
+        }
+        let verdict = self.judge_name(key);
+        NameMemo::put(self.id, key, verdict);
+        verdict
+    }
+
+    fn judge_name(&self, key: &[u8]) -> Option<&'static str> {
         if self.extra_fields.is_empty() && !may_name_a_secret(key) {
             return None;
         }
@@ -1101,6 +1182,44 @@ mod tests {
 
     fn red() -> Redactor {
         Redactor::new(&RedactionConfig { key: Some("k".repeat(32)), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn a_names_verdict_is_remembered_per_redactor_and_per_whole_name() {
+        let plain = red();
+        let custom = Redactor::new(&RedactionConfig {
+            key: Some("k".repeat(32)),
+            field_names: vec!["badge".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let no_rules = Redactor::new(&RedactionConfig {
+            key: Some("k".repeat(32)),
+            disabled_groups: vec!["fields".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let long = format!("{}Password", "x".repeat(40));
+        // Twice over, so the second round reads what the first remembered.
+        for _ in 0..2 {
+            assert_eq!(plain.secret_field("badge"), None);
+            assert_eq!(custom.secret_field("badge"), Some("custom_field"));
+            assert_eq!(plain.secret_field("password"), Some("password"));
+            assert_eq!(no_rules.secret_field("password"), None);
+            assert_eq!(plain.secret_field("passwordPolicy"), None, "a longer name, not the shorter's verdict");
+            assert_eq!(plain.secret_field("Password"), Some("password"));
+            assert_eq!(plain.secret_field(&long), Some("password"), "too long to remember, judged each time");
+            assert_eq!(plain.secret_field("eventName"), None);
+        }
+        // Two names in one slot: each is judged as itself, whichever came last.
+        let other = (0..)
+            .map(|i| format!("field{i}"))
+            .find(|n| NameMemo::slot(n.as_bytes()) == NameMemo::slot(b"password"))
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(plain.secret_field(&other), None, "{other}");
+            assert_eq!(plain.secret_field("password"), Some("password"));
+        }
     }
 
     fn json(r: &Redactor, s: &str) -> (String, Stats) {
