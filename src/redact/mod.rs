@@ -134,7 +134,9 @@ impl Stats {
 pub struct Redactor {
     /// Tells this redactor's entries in a thread's [`NameMemo`] from another's.
     id: u64,
-    key: Vec<u8>,
+    /// HMAC-SHA256 keyed with the fingerprint key: each marker clones it
+    /// rather than hashing the key's pads again.
+    mac: Hmac<Sha256>,
     key_id: String,
     ephemeral_key: bool,
     re: meta::Regex,
@@ -597,7 +599,7 @@ impl Redactor {
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Redactor {
             id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            key,
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length"),
             key_id,
             ephemeral_key,
             re,
@@ -644,7 +646,7 @@ impl Redactor {
     }
 
     fn marker(&self, ty: &str, secret: &[u8], out: &mut Vec<u8>) {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.mac.clone();
         mac.update(secret);
         let tag = mac.finalize().into_bytes();
         out.extend_from_slice(b"[REDACTED:");
@@ -1442,6 +1444,16 @@ mod tests {
         let (j, _) = json(&r, r#"{"token":"ghp_00000000000000000000000000000004WZ4EQ"}"#);
         let fp = |s: &str| s.rsplit(':').next().unwrap()[..16].to_string();
         assert_eq!(fp(std::str::from_utf8(&a).unwrap()), fp(&j), "same secret, same fingerprint across detectors");
+        // The fingerprint is the first 8 bytes of HMAC-SHA256(key, secret),
+        // as an archive written by any earlier version has it.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice("k".repeat(32).as_bytes()).unwrap();
+        mac.update(b"ghp_00000000000000000000000000000004WZ4EQ");
+        assert_eq!(fp(&j), hex::encode(&mac.finalize().into_bytes()[..8]));
+        for _ in 0..2 {
+            let mut again = Vec::new();
+            r.scan_into(b"x ghp_00000000000000000000000000000004WZ4EQ", &mut again, &mut st);
+            assert_eq!(again, a, "the keyed state is reused, not consumed");
+        }
         let other = Redactor::new(&RedactionConfig { key: Some("z".repeat(32)), ..Default::default() }).unwrap();
         let mut b = Vec::new();
         other.scan_into(b"x ghp_00000000000000000000000000000004WZ4EQ", &mut b, &mut st);
