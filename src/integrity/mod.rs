@@ -65,6 +65,42 @@ pub fn gunzip_one_member(mut input: impl BufRead, mut sink: impl FnMut(&[u8])) -
     }
 }
 
+/// Why [`gunzip_held`] gives no text back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldGzip {
+    /// Not one whole gzip member (what [`gunzip_one_member`] says of it).
+    Bad(GzipError),
+    /// One, but its content is longer than the bound.
+    Over,
+}
+
+/// A gzip log file held in memory, read as [`gunzip_one_member`] reads it:
+/// its member's content, at most `max` bytes, and that content's SHA-256.
+/// One member is inflated in one libdeflate call (`source::gzip`); what
+/// that declines is read by `gunzip_one_member`, which says why.
+pub fn gunzip_held(bytes: &[u8], max: usize) -> Result<(Vec<u8>, [u8; 32]), HeldGzip> {
+    let mut text = Vec::new();
+    if crate::source::gzip::inflate_member(bytes, &mut text, max).is_some() {
+        let sha = Sha256::digest(&text).into();
+        return Ok((text, sha));
+    }
+    text.clear();
+    let mut h = Sha256::new();
+    let mut over = false;
+    gunzip_one_member(bytes, |chunk| {
+        h.update(chunk);
+        over |= text.len() + chunk.len() > max;
+        if !over {
+            text.extend_from_slice(chunk);
+        }
+    })
+    .map_err(HeldGzip::Bad)?;
+    if over {
+        return Err(HeldGzip::Over);
+    }
+    Ok((text, h.finalize().into()))
+}
+
 /// SHA-256 of a log file as CloudTrail's digests hash it, and as rows'
 /// `trailship.source_object.sha256` holds it: of a gzip file, its first
 /// member's content (whatever follows it is not hashed); of anything else,
@@ -119,6 +155,19 @@ mod tests {
     use super::*;
 
     use super::gzip as gz;
+
+    #[test]
+    fn a_held_log_file_is_its_one_members_content_within_the_bound() {
+        let text = br#"{"Records":[{"eventID":"x"}]}"#.repeat(10);
+        let sha: [u8; 32] = Sha256::digest(&text).into();
+        assert_eq!(gunzip_held(&gz(&text), text.len()), Ok((text.clone(), sha)));
+        assert_eq!(gunzip_held(&gz(&text), text.len() - 1), Err(HeldGzip::Over));
+        let whole = gz(&text);
+        assert_eq!(gunzip_held(&whole[..whole.len() - 5], 1 << 20), Err(HeldGzip::Bad(GzipError::Truncated)));
+        let two = [whole.clone(), gz(b"appended")].concat();
+        assert_eq!(gunzip_held(&two, 1 << 20), Err(HeldGzip::Bad(GzipError::TrailingData)));
+        assert_eq!(gunzip_held(&text, 1 << 20), Err(HeldGzip::Bad(GzipError::NotGzip)));
+    }
 
     #[test]
     fn a_log_files_hash_is_its_first_members_content() {

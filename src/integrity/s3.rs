@@ -341,31 +341,14 @@ impl S3Store {
 /// (several members, a stream cut short, too large) is handed back, to be
 /// hashed and then read as it is.
 fn inflate_held(bytes: Vec<u8>) -> Result<(Vec<u8>, [u8; 32]), Vec<u8>> {
-    use sha2::Digest as _;
-    let mut text = Vec::new();
-    // The common case in one call (src/source/gzip.rs); what it declines
-    // is told apart by the streaming reader below.
-    if crate::source::gzip::inflate_member(&bytes, &mut text, INFLATED_HOLD).is_some() {
-        let sha = sha2::Sha256::digest(&text).into();
-        return Ok((text, sha));
-    }
-    text.clear();
-    let mut h = sha2::Sha256::new();
-    let mut over = false;
-    let inflated = super::gunzip_one_member(&bytes[..], |chunk| {
-        h.update(chunk);
-        over |= text.len() + chunk.len() > INFLATED_HOLD;
-        if !over {
-            text.extend_from_slice(chunk);
-        }
-    });
-    match inflated {
-        Ok(_) if !over => Ok((text, h.finalize().into())),
-        Err(super::GzipError::NotGzip) => {
+    match super::gunzip_held(&bytes, INFLATED_HOLD) {
+        Ok(held) => Ok(held),
+        Err(super::HeldGzip::Bad(super::GzipError::NotGzip)) => {
+            use sha2::Digest as _;
             let sha = sha2::Sha256::digest(&bytes).into();
             Ok((bytes, sha))
         }
-        _ => Err(bytes),
+        Err(_) => Err(bytes),
     }
 }
 

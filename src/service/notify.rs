@@ -2,14 +2,13 @@
 //! check: fetching, hashing, ingest records, digest verdicts, coverage.
 
 use metrics::counter;
-use sha2::{Digest, Sha256};
 
 use super::Service;
 use super::spool::Spool;
 use crate::deadletter::Reason;
-use crate::integrity::GzipError;
 use crate::integrity::s3::S3Store;
 use crate::integrity::store::{GetError, ListError, Object, Store};
+use crate::integrity::{GzipError, HeldGzip};
 use crate::normalize::ObjectRef;
 use crate::pipeline::{Origin, Stages, Summary};
 use crate::sink::objects::StoreError;
@@ -92,39 +91,19 @@ fn fetch_log(s3: &S3Store, ev: &ObjectEvent, max: u64) -> Result<Fetched, StoreE
             };
         }
     };
-    let log = |text: Vec<u8>, sha256: String| {
-        Ok(Fetched::Log {
+    match crate::integrity::gunzip_held(&body, usize::try_from(max).unwrap_or(usize::MAX)) {
+        Ok((text, sha256)) => Ok(Fetched::Log {
             bucket: ev.bucket.clone(),
             key: ev.key.clone(),
-            version_id: version_id.clone().or_else(|| ev.version_id.clone()),
-            sha256,
+            version_id: version_id.or_else(|| ev.version_id.clone()),
+            sha256: hex::encode(sha256),
             text,
-        })
-    };
-    let mut text = Vec::new();
-    // One member in one call (src/source/gzip.rs); what it declines is
-    // told apart by the streaming reader below.
-    if crate::source::gzip::inflate_member(&body, &mut text, usize::try_from(max).unwrap_or(usize::MAX)).is_some() {
-        let sha = hex::encode(Sha256::digest(&text));
-        return log(text, sha);
-    }
-    text.clear();
-    text.reserve(body.len() * 8);
-    let mut hasher = Sha256::new();
-    let mut over = false;
-    let r = crate::integrity::gunzip_one_member(&body[..], |chunk| {
-        hasher.update(chunk);
-        if text.len() as u64 + chunk.len() as u64 > max {
-            over = true;
-        } else {
-            text.extend_from_slice(chunk);
+        }),
+        Err(HeldGzip::Over) => dead(Reason::Oversized, format!("log file inflates past {max} bytes")),
+        Err(HeldGzip::Bad(GzipError::Truncated)) => {
+            dead(Reason::TruncatedGzip, "log file: truncated or corrupt gzip".into())
         }
-    });
-    match r {
-        Ok(_) if over => dead(Reason::Oversized, format!("log file inflates past {max} bytes")),
-        Ok(_) => log(text, hex::encode(hasher.finalize())),
-        Err(GzipError::Truncated) => dead(Reason::TruncatedGzip, "log file: truncated or corrupt gzip".into()),
-        Err(e) => dead(Reason::CorruptGzip, format!("log file: {e}")),
+        Err(HeldGzip::Bad(e)) => dead(Reason::CorruptGzip, format!("log file: {e}")),
     }
 }
 
