@@ -467,6 +467,12 @@ impl<W: Write + Send> ObjectWriter<W> {
         self.file.bytes_written()
     }
 
+    /// Column chunks whose metadata the footer holds in memory until
+    /// [`ObjectWriter::finish`]: one per leaf column per row group written.
+    pub fn footer_chunks(&self) -> usize {
+        self.file.flushed_row_groups().len() * self.file.schema_descr().num_columns()
+    }
+
     /// Writes the footer; returns the object's SHA-256, size and the sink.
     pub fn finish(self) -> Result<([u8; 32], u64, W), ParquetError> {
         Ok(self.file.into_inner()?.finish())

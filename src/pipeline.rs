@@ -17,7 +17,7 @@ use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, Sou
 use crate::normalize::{KafkaRef, ObjectRef};
 use crate::ocsf::Class;
 use crate::redact::{RedactionConfig, Redactor, Stats};
-use crate::sink::local::{InputId, LocalSink, ObjectRecord};
+use crate::sink::local::{Bounds, InputId, LocalSink, ObjectRecord};
 use crate::sink::{RowSink, SinkError};
 use crate::source::{self, Input};
 use arrow_array::RecordBatch;
@@ -41,6 +41,10 @@ pub struct Options {
     pub row_group_bytes: usize,
     /// Objects open at once (one per partition being written).
     pub max_open_files: usize,
+    /// Memory for the metadata of row groups written to open objects,
+    /// which stays in memory until their footers are written
+    /// ([`crate::sink::local::Bounds::max_footer_bytes`]).
+    pub max_footer_bytes: usize,
     /// A CloudTrail log file up to this size is parsed whole, in one pass;
     /// larger ones are framed record by record. Parsing whole is a few
     /// percent faster but holds about fourteen times the file (simd-json's
@@ -72,6 +76,7 @@ impl Default for Options {
             max_buffer_bytes: 64 << 20,
             row_group_bytes: 32 << 20,
             max_open_files: 64,
+            max_footer_bytes: 32 << 20,
             whole_file_bytes: 4 << 20,
             checkpoint_bytes: 1 << 30,
             checkpoint_inputs: 16_384,
@@ -173,7 +178,12 @@ pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Su
     let props = writer_properties(&opts.encode).map_err(|e| PipelineError::Config(e.to_string()))?;
     let redactor = redactor(&opts.redaction).map_err(PipelineError::Config)?;
     let (scope, listed) = inputs.scope()?;
-    let mut sink = LocalSink::open(&opts.out, props, opts.max_file_bytes, opts.max_open_files, Some(scope))?;
+    let bounds = |threads: usize| Bounds {
+        max_file_bytes: opts.max_file_bytes,
+        max_open: opts.max_open_files / threads,
+        max_footer_bytes: opts.max_footer_bytes / threads,
+    };
+    let mut sink = LocalSink::open(&opts.out, props, bounds(1), Some(scope))?;
     let mut summary = Summary::default();
     match &opts.integrity.signing_key_file {
         Some(path) => {
@@ -205,7 +215,7 @@ pub fn run(opts: &Options, inputs: &(impl source::Inputs + ?Sized)) -> Result<Su
         };
         let mut forks = Vec::with_capacity(threads);
         for _ in 0..threads {
-            forks.push(sink.fork(opts.max_open_files / threads)?);
+            forks.push(sink.fork(bounds(threads))?);
         }
         let parts = std::thread::scope(|s| {
             let handles: Vec<_> = forks

@@ -99,6 +99,29 @@ pub struct ObjectRecord {
     pub rows: u64,
 }
 
+/// When a writer closes the objects it has open. Each writer has its own
+/// ([`LocalSink::fork`] takes a thread's share).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// An object is closed once it holds this many bytes.
+    pub max_file_bytes: usize,
+    /// Objects open at once; the oldest is closed to open another.
+    pub max_open: usize,
+    /// Memory for the footers of open objects. parquet-rs keeps every
+    /// written row group's metadata until the footer is written, and with
+    /// many threads, each with a small share of the row buffer, row groups
+    /// are small and many: at sixteen threads this was a quarter of the
+    /// peak RSS (benches/README.md, session 24). Past it, the object
+    /// holding the most is closed early, as at `max_file_bytes`.
+    pub max_footer_bytes: usize,
+}
+
+/// What an open object's footer holds in memory per column chunk: parquet
+/// 60's `ColumnChunkMetaData` (424 bytes), an empty page-index slot (232)
+/// and an offset index (48, and its list of pages) are 704 bytes; the
+/// rest is the lists' own allocations and statistics.
+pub const FOOTER_BYTES_PER_CHUNK: usize = 1 << 10;
+
 struct OpenObject {
     writer: ObjectWriter<BufWriter<File>>,
     tmp: PathBuf,
@@ -130,8 +153,7 @@ pub struct LocalSink {
     tmp: PathBuf,
     run: String,
     props: WriterProperties,
-    max_file_bytes: usize,
-    max_open: usize,
+    bounds: Bounds,
     open: HashMap<PartitionKey, OpenObject>,
     /// Order in which objects were opened, for closing the oldest first.
     open_order: Vec<PartitionKey>,
@@ -149,13 +171,7 @@ impl LocalSink {
     /// Opens (creating) the archive at `root`, recovering from an interrupted
     /// run. `scope`: what the run will ask the ledger about
     /// (`source::Inputs::scope`), or `None` for all ([`Ledger::load`]).
-    pub fn open(
-        root: &Path,
-        props: WriterProperties,
-        max_file_bytes: usize,
-        max_open: usize,
-        scope: Option<Scope>,
-    ) -> Result<Self, SinkError> {
+    pub fn open(root: &Path, props: WriterProperties, bounds: Bounds, scope: Option<Scope>) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
         fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
         let lock = lock_archive(root)?;
@@ -172,17 +188,11 @@ impl LocalSink {
             writers: 1.into(),
             commit: Mutex::new(commit),
         };
-        Self::writer(Arc::new(shared), run, props, max_file_bytes, max_open)
+        Self::writer(Arc::new(shared), run, props, bounds)
     }
 
     /// A writer with no open object, its temporary files under `tmp/<run>`.
-    fn writer(
-        shared: Arc<Shared>,
-        run: String,
-        props: WriterProperties,
-        max_file_bytes: usize,
-        max_open: usize,
-    ) -> Result<Self, SinkError> {
+    fn writer(shared: Arc<Shared>, run: String, props: WriterProperties, bounds: Bounds) -> Result<Self, SinkError> {
         let tmp = shared.state.join("tmp").join(&run);
         fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         Ok(LocalSink {
@@ -190,8 +200,7 @@ impl LocalSink {
             tmp,
             run,
             props,
-            max_file_bytes,
-            max_open: max_open.max(1),
+            bounds: Bounds { max_open: bounds.max_open.max(1), ..bounds },
             open: HashMap::new(),
             open_order: Vec::new(),
             closed: Vec::new(),
@@ -202,12 +211,12 @@ impl LocalSink {
     }
 
     /// Another writer into the same archive, for another thread, with its own
-    /// open-object bound. Its checkpoints commit through the same journal,
-    /// ledger and digest chain as this one's.
-    pub fn fork(&self, max_open: usize) -> Result<LocalSink, SinkError> {
+    /// bounds. Its checkpoints commit through the same journal, ledger and
+    /// digest chain as this one's.
+    pub fn fork(&self, bounds: Bounds) -> Result<LocalSink, SinkError> {
         let n = self.shared.writers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run = format!("{}-w{n}", self.shared.run);
-        Self::writer(Arc::clone(&self.shared), run, self.props.clone(), self.max_file_bytes, max_open)
+        Self::writer(Arc::clone(&self.shared), run, self.props.clone(), bounds)
     }
 
     pub fn root(&self) -> &Path {
@@ -261,7 +270,7 @@ impl LocalSink {
 
     pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
         if !self.open.contains_key(key) {
-            if self.open.len() >= self.max_open {
+            if self.open.len() >= self.bounds.max_open {
                 let oldest = self.open_order.remove(0);
                 self.close(&oldest)?;
             }
@@ -278,11 +287,28 @@ impl LocalSink {
         let obj = self.open.get_mut(key).expect("just opened");
         obj.writer.write(batch)?;
         obj.rows += batch.num_rows() as u64;
-        if obj.writer.bytes_written() >= self.max_file_bytes {
+        if obj.writer.bytes_written() >= self.bounds.max_file_bytes {
             self.open_order.retain(|k| k != key);
             self.close(key)?;
         }
-        Ok(())
+        self.bound_footers()
+    }
+
+    /// Closes the open object whose footer holds the most (the oldest of
+    /// equals) until what open objects' footers hold fits the bound.
+    fn bound_footers(&mut self) -> Result<(), SinkError> {
+        loop {
+            let held: usize = self.open.values().map(|o| o.writer.footer_chunks()).sum();
+            if held.saturating_mul(FOOTER_BYTES_PER_CHUNK) <= self.bounds.max_footer_bytes {
+                return Ok(());
+            }
+            let chunks = |k: &PartitionKey| self.open.get(k).map_or(0, |o| o.writer.footer_chunks());
+            let Some(i) = (0..self.open_order.len()).rev().max_by_key(|&i| chunks(&self.open_order[i])) else {
+                return Ok(());
+            };
+            let key = self.open_order.remove(i);
+            self.close(&key)?;
+        }
     }
 
     fn close(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
@@ -507,19 +533,23 @@ mod tests {
         crate::encode::writer_properties(&crate::encode::EncodeOptions::default()).unwrap()
     }
 
+    fn bounds(max_open: usize) -> Bounds {
+        Bounds { max_file_bytes: 1 << 20, max_open, max_footer_bytes: 64 << 20 }
+    }
+
     #[test]
     fn one_run_at_a_time_holds_an_archive() {
         let root = std::env::temp_dir().join(format!("trailship-sink-lock-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let first = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
-        let fork = first.fork(2).unwrap();
-        let again = LocalSink::open(&root, props(), 1 << 20, 4, None);
+        let first = LocalSink::open(&root, props(), bounds(4), None).unwrap();
+        let fork = first.fork(bounds(2)).unwrap();
+        let again = LocalSink::open(&root, props(), bounds(4), None);
         assert!(matches!(again, Err(SinkError::Busy { .. })), "{:?}", again.err());
         // Held until the last of the run's writers is gone.
         drop(first);
-        assert!(matches!(LocalSink::open(&root, props(), 1 << 20, 4, None), Err(SinkError::Busy { .. })));
+        assert!(matches!(LocalSink::open(&root, props(), bounds(4), None), Err(SinkError::Busy { .. })));
         drop(fork);
-        LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
+        LocalSink::open(&root, props(), bounds(4), None).unwrap();
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -534,12 +564,12 @@ mod tests {
         let (a, b) = (LocalObjects::open(&root).unwrap(), LocalObjects::open(&root).unwrap());
         assert_eq!(a.put_bytes("x/one.json", b"1").unwrap(), Put::Created);
         assert_eq!(b.put_bytes("x/one.json", b"1").unwrap(), Put::Exists);
-        match LocalSink::open(&root, props(), 1 << 20, 4, None) {
+        match LocalSink::open(&root, props(), bounds(4), None) {
             Err(SinkError::Busy { holder, .. }) => assert_eq!(holder, "`trailship run` workers"),
             other => panic!("{:?}", other.err()),
         }
         drop((a, b));
-        let batch = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
+        let batch = LocalSink::open(&root, props(), bounds(4), None).unwrap();
         let refused = LocalObjects::open(&root).err().expect("refused while a batch run writes");
         assert!(refused.to_string().contains(&format!("a batch run (pid {})", std::process::id())), "{refused}");
         drop(batch);
@@ -573,7 +603,7 @@ mod tests {
         };
         fs::write(state.join("journal.json"), serde_json::to_vec(&journal).unwrap()).unwrap();
 
-        let sink = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
+        let sink = LocalSink::open(&root, props(), bounds(4), None).unwrap();
         assert_eq!(fs::read(root.join("ds/x/a.parquet")).unwrap(), b"A");
         assert_eq!(fs::read(root.join("ds/x/b.parquet")).unwrap(), b"B");
         assert!(!state.join("journal.json").exists());
@@ -582,9 +612,57 @@ mod tests {
         drop(sink);
 
         // Reopening again changes nothing (the roll-forward is idempotent).
-        let sink = LocalSink::open(&root, props(), 1 << 20, 4, None).unwrap();
+        let sink = LocalSink::open(&root, props(), bounds(4), None).unwrap();
         assert!(sink.is_done(&input));
         assert_eq!(fs::read_to_string(state.join("ledger.ndjson")).unwrap().lines().count(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Footers are bounded apart from bytes: the object holding the most
+    /// row groups is closed (and committed whole at the checkpoint) once
+    /// the open objects' footers would hold more than the bound.
+    #[test]
+    fn the_open_object_holding_the_most_footer_is_closed_past_the_bound() {
+        use arrow_array::{ArrayRef, Int64Array, StringArray};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let root = std::env::temp_dir().join(format!("trailship-sink-footer-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        // Two leaves a row group: three row groups' footers fit, a fourth does not.
+        let bounds = Bounds { max_footer_bytes: 6 * FOOTER_BYTES_PER_CHUNK, ..bounds(4) };
+        let mut sink = LocalSink::open(&root, props(), bounds, None).unwrap();
+        let rows = |n: i64| {
+            let cols: Vec<(&str, ArrayRef)> =
+                vec![("n", Arc::new(Int64Array::from(vec![n; 3]))), ("s", Arc::new(StringArray::from(vec!["x"; 3])))];
+            RecordBatch::try_from_iter(cols).unwrap()
+        };
+        let key = |region: &str| PartitionKey {
+            class: crate::ocsf::Class::ALL[0],
+            region: region.into(),
+            account: "1".into(),
+            day: 20261206,
+        };
+        let (a, b) = (key("a"), key("b"));
+        for (k, n) in [(&a, 1), (&a, 2), (&b, 3), (&a, 4), (&a, 5), (&b, 6)] {
+            sink.write(k, &rows(n)).unwrap();
+        }
+        sink.checkpoint(&[]).unwrap();
+        let mut objects: Vec<(String, Vec<i64>)> = sink
+            .close_run()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let r = SerializedFileReader::new(File::open(root.join(&o.key)).unwrap()).unwrap();
+                let groups = r.metadata().row_groups().iter().map(|g| g.num_rows()).collect::<Vec<_>>();
+                assert_eq!(o.rows, groups.iter().sum::<i64>() as u64);
+                (o.key.split("region=").nth(1).unwrap()[..1].to_string(), groups)
+            })
+            .collect();
+        objects.sort();
+        // `a` was closed at its fourth row group's write (three of its own and
+        // one of `b`'s held: the bound), then reopened; `b` never held the most.
+        let want = [("a", vec![3]), ("a", vec![3, 3, 3]), ("b", vec![3, 3])];
+        let want: Vec<(String, Vec<i64>)> = want.into_iter().map(|(r, g)| (r.to_string(), g)).collect();
+        assert_eq!(objects, want);
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -594,7 +672,7 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("_trailship")).unwrap();
         fs::write(root.join("_trailship/ledger.ndjson"), b"{not json\n").unwrap();
-        let err = LocalSink::open(&root, props(), 1 << 20, 4, None).err().expect("refuses a corrupt ledger");
+        let err = LocalSink::open(&root, props(), bounds(4), None).err().expect("refuses a corrupt ledger");
         assert!(err.to_string().contains("ledger.ndjson"), "{err}");
         fs::remove_dir_all(&root).unwrap();
     }
