@@ -121,6 +121,23 @@ fn threads_archive_the_same_rows_as_one_pipeline_and_resume_from_each_others_led
     assert_eq!(keys.len(), s4.objects.len());
     assert_eq!(keys.len(), parquet_files(&four).len());
     // Every input went to the one ledger: a rerun skips them all.
-    let again = run_with(opts, &[input]);
+    let again = run_with(opts, &[input.clone()]);
     assert_eq!((again.inputs_processed, again.inputs_skipped, again.records_read), (0, FILES as u64, 0));
+
+    // Footers over their bound close objects early: with room for none,
+    // each object is closed after the write that gave it its first row
+    // groups, so partitions are split over more objects, and still every
+    // row is archived once.
+    let run_bounded = |name: &str, max_footer_bytes: usize| {
+        let out = dir.path().join(name);
+        let mut opts =
+            trailship::pipeline::Options { out: out.clone(), threads: 2, max_footer_bytes, ..Default::default() };
+        opts.encode.row_group_rows = PER_FILE / 5;
+        let s = run_with(opts, std::slice::from_ref(&input));
+        assert_eq!(uids(&out), uids(&one), "the same rows, each once");
+        assert_eq!(parquet_files(&out).len(), s.objects.len());
+        s.objects.len()
+    };
+    let (unbounded, bounded) = (run_bounded("unbounded", usize::MAX), run_bounded("bounded", 1));
+    assert!(bounded > unbounded, "{bounded} objects against {unbounded}");
 }
