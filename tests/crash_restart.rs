@@ -121,7 +121,7 @@ fn threads_archive_the_same_rows_as_one_pipeline_and_resume_from_each_others_led
     assert_eq!(keys.len(), s4.objects.len());
     assert_eq!(keys.len(), parquet_files(&four).len());
     // Every input went to the one ledger: a rerun skips them all.
-    let again = run_with(opts, &[input.clone()]);
+    let again = run_with(opts, std::slice::from_ref(&input));
     assert_eq!((again.inputs_processed, again.inputs_skipped, again.records_read), (0, FILES as u64, 0));
 
     // Footers over their bound close objects early: with room for none,
