@@ -245,16 +245,41 @@ thread_local! {
 }
 
 impl NameMemo {
+    /// A name's first and last eight bytes (overlapping when shorter than
+    /// sixteen), read as words: loads, not a copy a byte at a time.
+    fn ends(name: &[u8]) -> (u64, u64) {
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+        if name.len() >= 8 {
+            (word(&name[..8]), word(&name[name.len() - 8..]))
+        } else {
+            let w = name.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+            (w, w)
+        }
+    }
+
     fn slot(name: &[u8]) -> usize {
-        let word = |b: &[u8]| {
-            let mut w = [0u8; 8];
-            let n = b.len().min(8);
-            w[..n].copy_from_slice(&b[..n]);
-            u64::from_le_bytes(w)
-        };
-        let (head, tail) = (word(name), word(&name[name.len().saturating_sub(8)..]));
+        let (head, tail) = Self::ends(name);
         let h = (head ^ tail.rotate_left(29) ^ name.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize % MEMO_SLOTS
+    }
+
+    /// Whether `name` (at most [`MEMO_NAME`] bytes) is `s`'s: compared as
+    /// overlapping words from both ends, not by a `memcmp` call.
+    fn holds(s: &MemoSlot, name: &[u8]) -> bool {
+        let n = name.len();
+        if usize::from(s.len) != n {
+            return false;
+        }
+        let kept = &s.name[..n];
+        if n < 8 {
+            return kept == name;
+        }
+        let (a, b) = (Self::ends(kept), Self::ends(name));
+        if a != b {
+            return false;
+        }
+        // Past sixteen bytes the ends leave a middle unseen.
+        n <= 16 || kept[8..n - 8] == name[8..n - 8]
     }
 
     /// The verdict on `name` under `redactor`, if this thread has it.
@@ -265,8 +290,7 @@ impl NameMemo {
         NAMES.with(|m| {
             let m = m.borrow();
             let s = m.get(Self::slot(name))?;
-            (s.redactor == redactor && usize::from(s.len) == name.len() && &s.name[..name.len()] == name)
-                .then_some(s.verdict)
+            (s.redactor == redactor && Self::holds(s, name)).then_some(s.verdict)
         })
     }
 
@@ -1221,6 +1245,26 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(plain.secret_field(&other), None, "{other}");
             assert_eq!(plain.secret_field("password"), Some("password"));
+        }
+    }
+
+    /// A remembered name is compared by its ends as words: a name of any
+    /// length the memo keeps, differing from it in any one byte (the
+    /// middle of a long one too) or in length, is not it.
+    #[test]
+    fn a_remembered_name_is_told_from_one_differing_anywhere() {
+        for n in 1..=MEMO_NAME {
+            let name: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            let mut slot = MemoSlot { redactor: 1, len: n as u8, name: [0; MEMO_NAME], verdict: None };
+            slot.name[..n].copy_from_slice(&name);
+            assert!(NameMemo::holds(&slot, &name), "{n}");
+            for i in 0..n {
+                let mut other = name.clone();
+                other[i] = b'Z';
+                assert!(!NameMemo::holds(&slot, &other), "length {n}, byte {i}");
+            }
+            assert!(!NameMemo::holds(&slot, &name[..n - 1]), "{n}");
+            assert_eq!(NameMemo::ends(&name), NameMemo::ends(&slot.name[..n]));
         }
     }
 
