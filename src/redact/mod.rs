@@ -264,22 +264,13 @@ impl NameMemo {
     }
 
     /// Whether `name` (at most [`MEMO_NAME`] bytes) is `s`'s: compared as
-    /// overlapping words from both ends, not by a `memcmp` call.
+    /// words from both ends, which hold every byte of a name up to sixteen
+    /// long, not by a `memcmp` call.
     fn holds(s: &MemoSlot, name: &[u8]) -> bool {
         let n = name.len();
-        if usize::from(s.len) != n {
-            return false;
-        }
-        let kept = &s.name[..n];
-        if n < 8 {
-            return kept == name;
-        }
-        let (a, b) = (Self::ends(kept), Self::ends(name));
-        if a != b {
-            return false;
-        }
-        // Past sixteen bytes the ends leave a middle unseen.
-        n <= 16 || kept[8..n - 8] == name[8..n - 8]
+        usize::from(s.len) == n
+            && Self::ends(&s.name[..n]) == Self::ends(name)
+            && (n <= 16 || s.name[8..n - 8] == name[8..n - 8])
     }
 
     /// The verdict on `name` under `redactor`, if this thread has it.
