@@ -155,7 +155,8 @@ pub struct LocalSink {
     props: WriterProperties,
     bounds: Bounds,
     open: HashMap<PartitionKey, OpenObject>,
-    /// Order in which objects were opened, for closing the oldest first.
+    /// The keys of `open`, in the order their objects were opened, for
+    /// closing the oldest first; [`LocalSink::close`] keeps it so.
     open_order: Vec<PartitionKey>,
     closed: Vec<(PathBuf, ObjectRecord)>,
     dead: Vec<u8>,
@@ -271,7 +272,7 @@ impl LocalSink {
     pub fn write(&mut self, key: &PartitionKey, batch: &RecordBatch) -> Result<(), SinkError> {
         if !self.open.contains_key(key) {
             if self.open.len() >= self.bounds.max_open {
-                let oldest = self.open_order.remove(0);
+                let oldest = self.open_order[0].clone();
                 self.close(&oldest)?;
             }
             self.seq += 1;
@@ -288,7 +289,6 @@ impl LocalSink {
         obj.writer.write(batch)?;
         obj.rows += batch.num_rows() as u64;
         if obj.writer.bytes_written() >= self.bounds.max_file_bytes {
-            self.open_order.retain(|k| k != key);
             self.close(key)?;
         }
         self.bound_footers()
@@ -306,13 +306,14 @@ impl LocalSink {
             let Some(i) = (0..self.open_order.len()).rev().max_by_key(|&i| chunks(&self.open_order[i])) else {
                 return Ok(());
             };
-            let key = self.open_order.remove(i);
+            let key = self.open_order[i].clone();
             self.close(&key)?;
         }
     }
 
     fn close(&mut self, key: &PartitionKey) -> Result<(), SinkError> {
         let Some(obj) = self.open.remove(key) else { return Ok(()) };
+        self.open_order.retain(|k| k != key);
         let (sha, bytes, buf) = obj.writer.finish()?;
         let file = buf.into_inner().map_err(|e| io_err(&obj.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| io_err(&obj.tmp, e))?;
@@ -352,11 +353,9 @@ impl LocalSink {
 
     /// Makes everything written so far visible and records `inputs` as done.
     pub fn checkpoint(&mut self, inputs: &[InputId]) -> Result<(), SinkError> {
-        let keys: Vec<_> = self.open.keys().cloned().collect();
-        for k in keys {
+        while let Some(k) = self.open_order.first().cloned() {
             self.close(&k)?;
         }
-        self.open_order.clear();
         self.spill_dead()?;
         let root = &self.shared.root;
         let mut renames = Vec::new();
