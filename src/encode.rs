@@ -17,6 +17,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
+mod uniform;
+
 /// Parquet settings for every dataset.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -233,10 +235,48 @@ enum Shape {
     Mixed,
 }
 
-/// The [`Shape`] of each Parquet leaf under `a`, in the schema's
-/// depth-first leaf order; false for a type trailship does not write.
-/// `parent`: the shape of the level above (`Same` at the top).
-fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) -> bool {
+/// Every row's definition level in a leaf, where all rows share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Every row present down to here, at this level.
+    Present(i16),
+    /// Every row null here or above, at this level.
+    Absent(i16),
+    Varies,
+}
+
+impl Depth {
+    /// The depth of `a`, a field (`nullable` or not) under this one.
+    fn below(self, a: &dyn arrow_array::Array, nullable: bool) -> Depth {
+        match self {
+            Depth::Present(_) if a.is_empty() => Depth::Varies,
+            Depth::Present(d) if a.null_count() == 0 => Depth::Present(d + i16::from(nullable)),
+            Depth::Present(d) if nullable && a.null_count() == a.len() => Depth::Absent(d),
+            Depth::Present(_) | Depth::Varies => Depth::Varies,
+            Depth::Absent(d) => Depth::Absent(d),
+        }
+    }
+}
+
+/// One Parquet leaf of a row group.
+#[derive(Clone, Copy)]
+struct Leaf<'a> {
+    shape: Shape,
+    depth: Depth,
+    array: &'a dyn arrow_array::Array,
+}
+
+/// Each Parquet leaf under `a` (a field, `nullable` or not), in the
+/// schema's depth-first leaf order; false for a type trailship does not
+/// write. `parent` and `depth`: the level above's (`Same` and
+/// `Present(0)` at the top).
+fn leaves<'a>(
+    a: &'a dyn arrow_array::Array,
+    nullable: bool,
+    parent: Shape,
+    depth: Depth,
+    out: &mut Vec<Leaf<'a>>,
+) -> bool {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
     let here = if parent == Shape::Null || a.null_count() == a.len() {
@@ -246,12 +286,19 @@ fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) 
     } else {
         Shape::Mixed
     };
+    let depth = depth.below(a, nullable);
     match a.data_type() {
-        DataType::Struct(_) => a.as_struct().columns().iter().all(|c| leaf_shapes(c.as_ref(), here, out)),
-        DataType::List(_) => {
+        DataType::Struct(fields) => a
+            .as_struct()
+            .columns()
+            .iter()
+            .zip(fields)
+            .all(|(c, f)| leaves(c.as_ref(), f.is_nullable(), here, depth, out)),
+        DataType::List(item) => {
             let l = a.as_list::<i32>();
             let inner = if here == Shape::Null || l.values().is_empty() { Shape::Null } else { Shape::Mixed };
-            leaf_shapes(l.values().as_ref(), inner, out)
+            // A list's leaves repeat: one level a row no more.
+            leaves(l.values().as_ref(), item.is_nullable(), inner, Depth::Varies, out)
         }
         DataType::Map(..)
         | DataType::LargeList(_)
@@ -262,7 +309,8 @@ fn leaf_shapes(a: &dyn arrow_array::Array, parent: Shape, out: &mut Vec<Shape>) 
         | DataType::RunEndEncoded(..)
         | DataType::Dictionary(..) => false,
         _ => {
-            out.push(if here == Shape::Same && !all_equal(a) { Shape::Mixed } else { here });
+            let shape = if here == Shape::Same && !all_equal(a) { Shape::Mixed } else { here };
+            out.push(Leaf { shape, depth, array: a });
             true
         }
     }
@@ -369,6 +417,16 @@ pub struct ObjectWriter<W: Write + Send> {
     plain: Vec<bool>,
     schema: SchemaRef,
     max_rows: usize,
+    /// Whether [`uniform`] writes the leaves it can (off only to compare
+    /// its chunks with parquet-rs's).
+    own_uniform: bool,
+}
+
+/// How a row group's leaves are written ([`ObjectWriter::layout`]).
+struct Layout<'b> {
+    plain: Vec<bool>,
+    fills: Vec<Option<uniform::Fill<'b>>>,
+    per_field: Vec<usize>,
 }
 
 impl<W: Write + Send> ObjectWriter<W> {
@@ -383,6 +441,8 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// indices, which zstd's frame makes larger, not smaller. The choice is
     /// made per row group, as Parquet keeps a codec per column chunk: an
     /// object's first row group says nothing certain about its later ones.
+    /// The text leaves among them are written by [`uniform`], not
+    /// parquet-rs, to the same bytes.
     pub fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self, ParquetError> {
         let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         // ArrowWriter writes the Parquet schema and the encoded Arrow schema
@@ -390,23 +450,32 @@ impl<W: Write + Send> ObjectWriter<W> {
         let (file, _) =
             ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
         // The first row group builds the factories (`plain` matches no choice).
-        Ok(ObjectWriter { file, fields: Vec::new(), plain: Vec::new(), schema, max_rows })
+        Ok(ObjectWriter { file, fields: Vec::new(), plain: Vec::new(), schema, max_rows, own_uniform: true })
     }
 
-    /// Which leaves of `batch` are better stored uncompressed; none where
-    /// the walk does not know a type (uniform properties, rather than guess).
-    fn plain_leaves(&self, batch: &RecordBatch) -> Vec<bool> {
+    /// How `batch`'s leaves are written: which are better stored
+    /// uncompressed (none where the walk does not know a type: uniform
+    /// properties, rather than guess), which [`uniform`] writes, and how
+    /// many leaves each top-level field has (empty where the walk failed).
+    fn layout<'b>(&self, batch: &'b RecordBatch) -> Layout<'b> {
+        use arrow_array::cast::AsArray;
         let (descr, props) = (self.file.schema_descr(), self.file.properties());
         let n = descr.num_columns();
-        let mut shapes = Vec::with_capacity(n);
-        let known = batch.columns().iter().all(|c| leaf_shapes(c.as_ref(), Shape::Same, &mut shapes));
-        if !known || shapes.len() != n {
-            return vec![false; n];
+        let mut all = Vec::with_capacity(n);
+        let mut per_field = Vec::with_capacity(batch.num_columns());
+        let known = batch.columns().iter().zip(self.schema.fields()).all(|(c, f)| {
+            let before = all.len();
+            let ok = leaves(c.as_ref(), f.is_nullable(), Shape::Same, Depth::Present(0), &mut all);
+            per_field.push(all.len() - before);
+            ok
+        });
+        if !known || all.len() != n {
+            return Layout { plain: vec![false; n], fills: vec![None; n], per_field: Vec::new() };
         }
-        (0..n)
+        let plain: Vec<bool> = (0..n)
             .map(|i| {
                 let c = descr.column(i);
-                match shapes[i] {
+                match all[i].shape {
                     Shape::Null => true,
                     // One dictionary entry and a run of index 0. Written
                     // without a dictionary (or as bits), it is no longer small.
@@ -416,7 +485,24 @@ impl<W: Write + Send> ObjectWriter<W> {
                     Shape::Mixed => false,
                 }
             })
-            .collect()
+            .collect();
+        let fills = (0..n)
+            .map(|i| {
+                let (leaf, c) = (all[i], descr.column(i));
+                if !self.own_uniform || !plain[i] || !uniform::applies(&c, props) {
+                    return None;
+                }
+                match (leaf.shape, leaf.depth) {
+                    (Shape::Null, Depth::Absent(d)) => Some(uniform::Fill::Null(d)),
+                    (Shape::Same, Depth::Present(d)) if d == c.max_def_level() => {
+                        let v = leaf.array.as_string_opt::<i32>()?.value(0).as_bytes();
+                        (v.len() <= uniform::MAX_VALUE).then_some(uniform::Fill::Value(v))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        Layout { plain, fills, per_field }
     }
 
     /// Writes `batch` as (at least) one complete row group, so nothing stays
@@ -435,7 +521,13 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 
     fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        let plain = self.plain_leaves(batch);
+        let Layout { plain, fills, per_field } = self.layout(batch);
+        let (descr, props) = (self.file.schema_descr(), self.file.properties());
+        let mut chunks = fills
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.map(|f| uniform::chunk(&descr.column(i), props, f, batch.num_rows())).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
         if plain != self.plain {
             // Consecutive row groups of a partition mostly agree, so the
             // factories are rebuilt only when the choice changes.
@@ -451,12 +543,32 @@ impl<W: Write + Send> ObjectWriter<W> {
         }
         let index = self.file.flushed_row_groups().len();
         let mut group = self.file.next_row_group()?;
-        for ((factory, field), column) in self.fields.iter().zip(self.schema.fields()).zip(batch.columns()) {
+        let mut at = 0;
+        for (f, ((factory, field), column)) in
+            self.fields.iter().zip(self.schema.fields()).zip(batch.columns()).enumerate()
+        {
+            // A field whose every leaf is written here needs neither levels
+            // nor column writers.
+            if let Some(&n) = per_field.get(f)
+                && chunks[at..at + n].iter().all(Option::is_some)
+            {
+                for (bytes, close) in chunks[at..at + n].iter_mut().filter_map(Option::take) {
+                    group.append_column(&bytes, close)?;
+                }
+                at += n;
+                continue;
+            }
             let mut writers = factory.create_column_writers(index)?.into_iter();
             for leaf in compute_leaves(field, column)? {
                 let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
-                w.write(&leaf)?;
-                w.close()?.append_to_row_group(&mut group)?;
+                match chunks.get_mut(at).and_then(Option::take) {
+                    Some((bytes, close)) => group.append_column(&bytes, close)?,
+                    None => {
+                        w.write(&leaf)?;
+                        w.close()?.append_to_row_group(&mut group)?;
+                    }
+                }
+                at += 1;
             }
         }
         group.close()?;
