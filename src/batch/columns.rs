@@ -791,6 +791,20 @@ mod tests {
     }
 
     #[test]
+    fn offsets_are_checked_as_arrow_checks_them() {
+        assert!(ascending_from_zero(&[0]) && ascending_from_zero(&[0, 0, 3, 3, 9]));
+        // A fall anywhere, the last pair included, or a negative start.
+        assert!(!ascending_from_zero(&[]) && !ascending_from_zero(&[-1, 0]));
+        let mut o: Vec<i32> = (0..40).collect();
+        for at in 1..o.len() {
+            o[at] -= 2;
+            assert!(!ascending_from_zero(&o), "a fall at {at}");
+            o[at] += 2;
+        }
+        assert!(ascending_from_zero(&o));
+    }
+
+    #[test]
     fn string_columns_are_checked_as_arrow_checks_them() {
         let o = |v: &[i32]| OffsetBuffer::new(ScalarBuffer::from(v.to_vec()));
         let text = "aé€".as_bytes(); // 1 + 2 + 3 bytes
