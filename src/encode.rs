@@ -316,6 +316,25 @@ fn leaves<'a>(
     }
 }
 
+/// The first value of `a` as Parquet's plain encoding holds it (text's
+/// bytes, an integer's little-endian ones), for the types trailship writes
+/// as they are.
+fn first_value(a: &dyn arrow_array::Array) -> Option<&[u8]> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+    use arrow_schema::{DataType, TimeUnit};
+    let bytes = match a.data_type() {
+        DataType::Utf8 => return a.as_string::<i32>().iter().next().flatten().map(str::as_bytes),
+        DataType::Int32 => a.as_primitive::<Int32Type>().values().inner().as_slice(),
+        DataType::Int64 => a.as_primitive::<Int64Type>().values().inner().as_slice(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            a.as_primitive::<TimestampMillisecondType>().values().inner().as_slice()
+        }
+        _ => return None,
+    };
+    bytes.get(..a.data_type().primitive_width()?)
+}
+
 /// Whether every value of `a` (which has no nulls) is its first.
 fn all_equal(a: &dyn arrow_array::Array) -> bool {
     use arrow_array::cast::AsArray;
@@ -458,7 +477,6 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// properties, rather than guess), which [`uniform`] writes, and how
     /// many leaves each top-level field has (empty where the walk failed).
     fn layout<'b>(&self, batch: &'b RecordBatch) -> Layout<'b> {
-        use arrow_array::cast::AsArray;
         let (descr, props) = (self.file.schema_descr(), self.file.properties());
         let n = descr.num_columns();
         let mut all = Vec::with_capacity(n);
@@ -495,7 +513,7 @@ impl<W: Write + Send> ObjectWriter<W> {
                 match (leaf.shape, leaf.depth) {
                     (Shape::Null, Depth::Absent(d)) => Some(uniform::Fill::Null(d)),
                     (Shape::Same, Depth::Present(d)) if d == c.max_def_level() => {
-                        let v = leaf.array.as_string_opt::<i32>()?.value(0).as_bytes();
+                        let v = first_value(leaf.array)?;
                         (v.len() <= uniform::MAX_VALUE).then_some(uniform::Fill::Value(v))
                     }
                     _ => None,

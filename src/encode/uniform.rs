@@ -1,5 +1,5 @@
-//! Column chunks for text leaves that are the same in every row of a row
-//! group: one value, or null at one depth.
+//! Column chunks for text and integer leaves that are the same in every
+//! row of a row group: one value, or null at one depth.
 //!
 //! Most leaves of a dataset are such. A source fills a few dozen of its
 //! ~150 columns; a third of those hold one value per row group (the class,
@@ -15,9 +15,10 @@ use parquet::basic::{Compression, Encoding, EncodingMask, PageType, Type};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram, PageEncodingStats};
 use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -28,24 +29,30 @@ pub(super) const MAX_VALUE: usize = 4096;
 /// What every row of a leaf holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Fill<'a> {
-    /// This value, every ancestor present.
+    /// This value (text, or an integer's little-endian bytes), every
+    /// ancestor present.
     Value(&'a [u8]),
     /// Null, at this definition level (the optional ancestors present).
     Null(i16),
 }
 
 /// Whether [`chunk`] writes leaf `descr` as parquet-rs would under `props`:
-/// a dictionary-encoded text leaf outside any list, with no statistics,
-/// bloom filter or page chunking of its own to reproduce.
+/// a dictionary-encoded leaf outside any list, text with no statistics or
+/// an integer with a chunk's (min, max and nulls), and no bloom filter or
+/// page chunking of its own to reproduce.
 pub(super) fn applies(descr: &ColumnDescPtr, props: &WriterProperties) -> bool {
     let path = descr.path();
-    descr.physical_type() == Type::BYTE_ARRAY
-        && descr.max_rep_level() == 0
+    let statistics = props.statistics_enabled(path);
+    let kind = match descr.physical_type() {
+        Type::BYTE_ARRAY => statistics == EnabledStatistics::None,
+        Type::INT32 | Type::INT64 => statistics != EnabledStatistics::Page,
+        _ => false,
+    };
+    kind && descr.max_rep_level() == 0
         // A required leaf's pages are cut otherwise (no levels to count).
         && descr.max_def_level() > 0
         && props.writer_version() == WriterVersion::PARQUET_1_0
         && props.dictionary_enabled(path)
-        && props.statistics_enabled(path) == EnabledStatistics::None
         && !props.write_page_header_statistics(path)
         && props.bloom_filter_properties(path).is_none()
         && props.content_defined_chunking().is_none()
@@ -75,11 +82,14 @@ pub(super) fn chunk(
     let per_page = props.column_data_page_row_count_limit(descr.path());
     {
         let mut pages = SerializedPageWriter::new(&mut sink);
-        // A dictionary of the one value, or of none.
+        // A dictionary of the one value, or of none: plain, which gives
+        // text its length and an integer its bytes.
         let mut dict = Vec::new();
         if let Some(v) = value {
-            let len = u32::try_from(v.len()).map_err(|_| ParquetError::General("a value over 4 GiB".into()))?;
-            dict.extend_from_slice(&len.to_le_bytes());
+            if descr.physical_type() == Type::BYTE_ARRAY {
+                let len = u32::try_from(v.len()).map_err(|_| ParquetError::General("a value over 4 GiB".into()))?;
+                dict.extend_from_slice(&len.to_le_bytes());
+            }
             dict.extend_from_slice(v);
         }
         let len = dict.len();
@@ -132,7 +142,7 @@ pub(super) fn chunk(
             count: data.len() as i32,
         });
     }
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
+    let mut metadata = ColumnChunkMetaData::builder(descr.clone())
         .set_compression(Compression::UNCOMPRESSED)
         .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
         .set_page_encoding_stats(stats)
@@ -140,8 +150,36 @@ pub(super) fn chunk(
         .set_total_uncompressed_size(size(|s| s.uncompressed_size))
         .set_num_values(rows as i64)
         .set_data_page_offset(data.first().map_or(0, |s| s.offset as i64))
-        .set_dictionary_page_offset(Some(dict.offset as i64))
-        .build()?;
+        .set_dictionary_page_offset(Some(dict.offset as i64));
+    let text = descr.physical_type() == Type::BYTE_ARRAY;
+    if !text && props.statistics_enabled(descr.path()) != EnabledStatistics::None {
+        // An integer's chunk statistics, as parquet-rs states them: min and
+        // max the value (none for nulls), the nulls counted, and the count
+        // of rows at each definition level.
+        let nulls = Some(if value.is_some() { 0 } else { rows as u64 });
+        let signed = descr.sort_order().is_signed();
+        let statistics = match (descr.physical_type(), value) {
+            (Type::INT32, v) => {
+                let v = v.map(|v| v.try_into().map(i32::from_le_bytes)).transpose().map_err(|_| not_an_integer())?;
+                Statistics::Int32(
+                    ValueStatistics::new(v, v, None, nulls, false).with_backwards_compatible_min_max(signed),
+                )
+            }
+            (_, v) => {
+                let v = v.map(|v| v.try_into().map(i64::from_le_bytes)).transpose().map_err(|_| not_an_integer())?;
+                Statistics::Int64(
+                    ValueStatistics::new(v, v, None, nulls, false).with_backwards_compatible_min_max(signed),
+                )
+            }
+        };
+        let mut levels = vec![0; max_def as usize + 1];
+        levels[def as usize] = rows as i64;
+        metadata = metadata
+            .set_statistics(statistics)
+            .set_repetition_level_histogram(None)
+            .set_definition_level_histogram(Some(LevelHistogram::from(levels)));
+    }
+    let metadata = metadata.build()?;
     let value_len = value.map_or(0, <[u8]>::len) as i64;
     let offset_index = (!props.offset_index_disabled()).then(|| OffsetIndexMetaData {
         page_locations: data
@@ -153,7 +191,7 @@ pub(super) fn chunk(
                 first_row_index: (i * per_page) as i64,
             })
             .collect(),
-        unencoded_byte_array_data_bytes: Some(data.iter().map(|s| s.num_values as i64 * value_len).collect()),
+        unencoded_byte_array_data_bytes: text.then(|| data.iter().map(|s| s.num_values as i64 * value_len).collect()),
     });
     let close = ColumnCloseResult {
         bytes_written: bytes.len() as u64,
@@ -164,6 +202,10 @@ pub(super) fn chunk(
         offset_index,
     };
     Ok((bytes, close))
+}
+
+fn not_an_integer() -> ParquetError {
+    ParquetError::General("an integer leaf's value is not its width".into())
 }
 
 fn uleb128(mut v: u64, out: &mut Vec<u8>) {
@@ -178,7 +220,9 @@ fn uleb128(mut v: u64, out: &mut Vec<u8>) {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow_array::{
+        Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray, TimestampMillisecondArray,
+    };
     use arrow_buffer::NullBuffer;
     use arrow_schema::{DataType, Field, Fields};
 
@@ -199,8 +243,8 @@ mod tests {
     /// `rows` rows: OCSF text leaves (the run's properties give them no
     /// statistics) holding `value` at three depths, or null at three
     /// depths; a text leaf of another name (statistics on: parquet-rs
-    /// writes it), a required one, a mixed one, a half-null one and an
-    /// integer beside them.
+    /// writes it), a required one, a mixed one, a half-null one; integers
+    /// and timestamps the same ways, and one whose dictionary is off.
     fn batch(value: &str, rows: usize) -> RecordBatch {
         let text = |v: &str| Arc::new(StringArray::from(vec![v; rows])) as ArrayRef;
         let none = || Arc::new(StringArray::from(vec![None::<&str>; rows])) as ArrayRef;
@@ -226,6 +270,16 @@ mod tests {
             ("actor", wrap("user", wrap("name", text(value), true), false), true),
             ("src_endpoint", wrap("ip", none(), false), true),
             ("http_request", wrap("user_agent", Arc::new(StringArray::from(half)), false), true),
+            ("class_uid", Arc::new(Int32Array::from(vec![-3001; rows])), true),
+            (
+                "start_time_dt",
+                Arc::new(TimestampMillisecondArray::from(vec![1_700_000_000_000; rows]).with_timezone("UTC")),
+                true,
+            ),
+            ("severity_id", Arc::new(Int32Array::from(vec![None; rows])), true),
+            ("duration", wrap("ms", Arc::new(Int64Array::from(vec![None; rows])), false), true),
+            ("count", Arc::new(Int32Array::from((0..rows as i32).map(|i| i % 2).collect::<Vec<_>>())), true),
+            ("time", Arc::new(Int64Array::from(vec![5; rows])), true),
         ])
         .unwrap()
     }
@@ -272,11 +326,17 @@ mod tests {
                     None,                                        // word: statistics on
                     None,                                        // activity_name: required
                     if rows == 1 { s("2 bytes") } else { None }, // status: one row, one value
-                    None,                                        // n: not text
+                    s("8 bytes"),                                // n
                     s("null at 0"),                              // api.operation
                     s("null at 1"),                              // actor.user.name
                     s("null at 1"),                              // src_endpoint.ip
                     if rows == 1 { s("4 bytes") } else { None }, // http_request.user_agent
+                    s("4 bytes"),                                // class_uid
+                    s("8 bytes"),                                // start_time_dt
+                    s("null at 0"),                              // severity_id
+                    s("null at 1"),                              // duration.ms
+                    if rows == 1 { s("4 bytes") } else { None }, // count
+                    None,                                        // time: no dictionary
                 ];
                 assert_eq!(fills, want, "{rows} rows of {}", value.len());
                 assert!(own == theirs, "{rows} rows of a {}-byte value: the files differ", value.len());
