@@ -1,14 +1,15 @@
 //! Column chunks for text and integer leaves that are the same in every
 //! row of a row group: one value, or null at one depth.
 //!
-//! Most leaves of a dataset are such. A source fills a few dozen of its
-//! ~150 columns; a third of those hold one value per row group (the class,
-//! the product, the partition's account and region), and the rest are null
-//! throughout. parquet-rs encodes them row by row: a hash and a probe of
-//! its dictionary for every value, and its levels computed, buffered and
-//! run-length encoded, to end with one run of each. This writes the same
-//! chunk, byte for byte what parquet-rs writes under the same properties (a
-//! test holds it to that), in time that does not grow with the rows.
+//! Most leaves of a dataset are such. A source fills a few dozen of a
+//! dataset's ~150 columns, so the rest are null throughout, and a third of
+//! those it fills hold one value per row group (the class, the product, the
+//! partition's account and region). parquet-rs encodes them row by row: a
+//! hash and a probe of its dictionary for every value, and its levels
+//! computed, buffered and run-length encoded, to end with one run of each.
+//! This writes the same chunk, byte for byte what parquet-rs writes under
+//! the same properties (a test holds it to that), in time that does not
+//! grow with the rows.
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType, Type};
