@@ -460,8 +460,8 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// indices, which zstd's frame makes larger, not smaller. The choice is
     /// made per row group, as Parquet keeps a codec per column chunk: an
     /// object's first row group says nothing certain about its later ones.
-    /// The text leaves among them are written by [`uniform`], not
-    /// parquet-rs, to the same bytes.
+    /// Most of them (text, integer and timestamp leaves outside lists) are
+    /// written by [`uniform`], not parquet-rs, to the same bytes.
     pub fn new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self, ParquetError> {
         let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         // ArrowWriter writes the Parquet schema and the encoded Arrow schema
