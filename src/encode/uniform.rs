@@ -71,6 +71,7 @@ pub(super) fn chunk(
 ) -> Result<(Bytes, ColumnCloseResult), ParquetError> {
     let too_long = || ParquetError::General(format!("{rows} rows do not fit a column chunk"));
     let max_def = descr.max_def_level();
+    let text = descr.physical_type() == Type::BYTE_ARRAY;
     let (value, def) = match fill {
         Fill::Value(v) => (Some(v), max_def),
         Fill::Null(d) if (0..max_def).contains(&d) => (None, d),
@@ -87,7 +88,7 @@ pub(super) fn chunk(
         // text its length and an integer its bytes.
         let mut dict = Vec::new();
         if let Some(v) = value {
-            if descr.physical_type() == Type::BYTE_ARRAY {
+            if text {
                 let len = u32::try_from(v.len()).map_err(|_| ParquetError::General("a value over 4 GiB".into()))?;
                 dict.extend_from_slice(&len.to_le_bytes());
             }
@@ -152,7 +153,6 @@ pub(super) fn chunk(
         .set_num_values(rows as i64)
         .set_data_page_offset(data.first().map_or(0, |s| s.offset as i64))
         .set_dictionary_page_offset(Some(dict.offset as i64));
-    let text = descr.physical_type() == Type::BYTE_ARRAY;
     if !text && props.statistics_enabled(descr.path()) != EnabledStatistics::None {
         // An integer's chunk statistics, as parquet-rs states them: min and
         // max the value (none for nulls), the nulls counted, and the count
@@ -175,10 +175,8 @@ pub(super) fn chunk(
         };
         let mut levels = vec![0; max_def as usize + 1];
         levels[def as usize] = rows as i64;
-        metadata = metadata
-            .set_statistics(statistics)
-            .set_repetition_level_histogram(None)
-            .set_definition_level_histogram(Some(LevelHistogram::from(levels)));
+        metadata =
+            metadata.set_statistics(statistics).set_definition_level_histogram(Some(LevelHistogram::from(levels)));
     }
     let metadata = metadata.build()?;
     let value_len = value.map_or(0, <[u8]>::len) as i64;
