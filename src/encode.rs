@@ -17,6 +17,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
+mod twin;
 mod uniform;
 
 /// Parquet settings for every dataset.
@@ -364,8 +365,13 @@ fn all_equal(a: &dyn arrow_array::Array) -> bool {
     }
 }
 
-/// One column-writer factory per top-level field of `schema`.
-fn factories(schema: &Schema, props: &WriterProperties) -> Result<Vec<ArrowRowGroupWriterFactory>, ParquetError> {
+/// One column-writer factory per top-level field of `schema`, their page
+/// stores watched by `capture`.
+fn factories(
+    schema: &Schema,
+    props: &WriterProperties,
+    capture: &Arc<twin::Capture>,
+) -> Result<Vec<ArrowRowGroupWriterFactory>, ParquetError> {
     let converter = ArrowSchemaConverter::new();
     let shared = Arc::new(props.clone());
     let mut fields = Vec::with_capacity(schema.fields().len());
@@ -373,7 +379,10 @@ fn factories(schema: &Schema, props: &WriterProperties) -> Result<Vec<ArrowRowGr
         let alone = Arc::new(Schema::new(vec![field.clone()]));
         let descr = converter.convert(&alone)?;
         let shape = SerializedFileWriter::new(io::sink(), descr.root_schema_ptr(), Arc::clone(&shared))?;
-        fields.push(ArrowRowGroupWriterFactory::new(&shape, alone));
+        fields.push(
+            ArrowRowGroupWriterFactory::new(&shape, alone)
+                .with_page_store_factory(Arc::new(twin::Watched(Arc::clone(capture)))),
+        );
     }
     Ok(fields)
 }
@@ -436,15 +445,19 @@ pub struct ObjectWriter<W: Write + Send> {
     plain: Vec<bool>,
     schema: SchemaRef,
     max_rows: usize,
-    /// Whether [`uniform`] writes the leaves it can (off only to compare
-    /// its chunks with parquet-rs's).
-    own_uniform: bool,
+    /// Whether [`uniform`] and [`twin`] write the leaves they can (off only
+    /// to compare their chunks with parquet-rs's).
+    own_chunks: bool,
+    /// The pages of the chunk being spliced in, when a twin will need them.
+    capture: Arc<twin::Capture>,
 }
 
 /// How a row group's leaves are written ([`ObjectWriter::layout`]).
 struct Layout<'b> {
     plain: Vec<bool>,
     fills: Vec<Option<uniform::Fill<'b>>>,
+    /// The earlier leaf each one repeats ([`twin`]).
+    twins: Vec<Option<usize>>,
     per_field: Vec<usize>,
 }
 
@@ -469,7 +482,15 @@ impl<W: Write + Send> ObjectWriter<W> {
         let (file, _) =
             ArrowWriter::try_new(HashingWriter::new(out), schema.clone(), Some(props))?.into_serialized_writer()?;
         // The first row group builds the factories (`plain` matches no choice).
-        Ok(ObjectWriter { file, fields: Vec::new(), plain: Vec::new(), schema, max_rows, own_uniform: true })
+        Ok(ObjectWriter {
+            file,
+            fields: Vec::new(),
+            plain: Vec::new(),
+            schema,
+            max_rows,
+            own_chunks: true,
+            capture: Arc::default(),
+        })
     }
 
     /// How `batch`'s leaves are written: which are better stored
@@ -488,7 +509,7 @@ impl<W: Write + Send> ObjectWriter<W> {
             ok
         });
         if !known || all.len() != n {
-            return Layout { plain: vec![false; n], fills: vec![None; n], per_field: Vec::new() };
+            return Layout { plain: vec![false; n], fills: vec![None; n], twins: vec![None; n], per_field: Vec::new() };
         }
         let plain: Vec<bool> = (0..n)
             .map(|i| {
@@ -504,10 +525,10 @@ impl<W: Write + Send> ObjectWriter<W> {
                 }
             })
             .collect();
-        let fills = (0..n)
+        let fills: Vec<Option<uniform::Fill<'b>>> = (0..n)
             .map(|i| {
                 let (leaf, c) = (all[i], descr.column(i));
-                if !self.own_uniform || !plain[i] || !uniform::applies(&c, props) {
+                if !self.own_chunks || !plain[i] || !uniform::applies(&c, props) {
                     return None;
                 }
                 match (leaf.shape, leaf.depth) {
@@ -520,7 +541,13 @@ impl<W: Write + Send> ObjectWriter<W> {
                 }
             })
             .collect();
-        Layout { plain, fills, per_field }
+        let twins = if self.own_chunks {
+            let own: Vec<bool> = fills.iter().map(Option::is_some).collect();
+            twin::twins(descr, props, &plain, &own, &all)
+        } else {
+            vec![None; n]
+        };
+        Layout { plain, fills, twins, per_field }
     }
 
     /// Writes `batch` as (at least) one complete row group, so nothing stays
@@ -539,7 +566,7 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 
     fn row_group(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
-        let Layout { plain, fills, per_field } = self.layout(batch);
+        let Layout { plain, fills, twins, per_field } = self.layout(batch);
         let (descr, props) = (self.file.schema_descr(), self.file.properties());
         let mut chunks = fills
             .iter()
@@ -556,10 +583,16 @@ impl<W: Write + Send> ObjectWriter<W> {
                     Compression::UNCOMPRESSED,
                 );
             }
-            self.fields = factories(&self.schema, &b.build())?;
+            self.fields = factories(&self.schema, &b.build(), &self.capture)?;
             self.plain = plain;
         }
+        // The leaves twins repeat, and their chunks once written (a few a
+        // row group, dropped with it).
+        let sources: Vec<usize> = twins.iter().flatten().copied().collect();
+        let mut kept = std::collections::HashMap::new();
         let index = self.file.flushed_row_groups().len();
+        let targets: Vec<_> =
+            twins.iter().enumerate().map(|(i, t)| t.map(|_| self.file.schema_descr().column(i))).collect();
         let mut group = self.file.next_row_group()?;
         let mut at = 0;
         for (f, ((factory, field), column)) in
@@ -579,11 +612,27 @@ impl<W: Write + Send> ObjectWriter<W> {
             let mut writers = factory.create_column_writers(index)?.into_iter();
             for leaf in compute_leaves(field, column)? {
                 let mut w = writers.next().ok_or_else(|| ParquetError::General("fewer writers than leaves".into()))?;
-                match chunks.get_mut(at).and_then(Option::take) {
-                    Some((bytes, close)) => group.append_column(&bytes, close)?,
-                    None => {
+                let twin = twins.get(at).copied().flatten().and_then(|j| kept.get(&j)).zip(targets[at].clone());
+                match (chunks.get_mut(at).and_then(Option::take), twin) {
+                    (Some((bytes, close)), _) => group.append_column(&bytes, close)?,
+                    (None, Some(((bytes, close), target))) => {
+                        group.append_column(bytes, twin::retarget(close, target)?)?
+                    }
+                    (None, None) => {
                         w.write(&leaf)?;
-                        w.close()?.append_to_row_group(&mut group)?;
+                        let chunk = w.close()?;
+                        // A dictionary page is stored apart from the data
+                        // pages; only a chunk without one is kept whole.
+                        if sources.contains(&at) && chunk.close().metadata.dictionary_page_offset().is_none() {
+                            let close = chunk.close().clone();
+                            self.capture.open();
+                            let appended = chunk.append_to_row_group(&mut group);
+                            let bytes = self.capture.close();
+                            appended?;
+                            kept.insert(at, (bytes, close));
+                        } else {
+                            chunk.append_to_row_group(&mut group)?;
+                        }
                     }
                 }
                 at += 1;

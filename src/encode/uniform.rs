@@ -286,7 +286,7 @@ mod tests {
     fn write(batch: &RecordBatch, own: bool) -> (Vec<u8>, Vec<Option<String>>) {
         let props = writer_properties(&EncodeOptions::default()).unwrap();
         let mut w = ObjectWriter::new(Vec::new(), batch.schema(), props).unwrap();
-        w.own_uniform = own;
+        w.own_chunks = own;
         let first = batch.slice(0, batch.num_rows().min(w.max_rows));
         let fills = w
             .layout(&first)
