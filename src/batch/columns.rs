@@ -574,8 +574,11 @@ impl ColumnBatch {
         }
         self.batch_stats.clear();
         for l in 0..self.leaves.len() {
-            let n = self.levels[self.leaves[l].level].count;
-            self.leaves[l].pad_to(n);
+            // A leaf no row wrote is built null whole (`build`), not padded.
+            if !self.leaves[l].valid.is_empty() {
+                let n = self.levels[self.leaves[l].level].count;
+                self.leaves[l].pad_to(n);
+            }
         }
         for l in 0..self.lists.len() {
             let n = self.levels[self.lists[l].level].count;
@@ -585,8 +588,9 @@ impl ColumnBatch {
         let mut next_list = 0;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.root.len());
         let root = std::mem::take(&mut self.root);
+        let mut null = Vec::new();
         for node in &root {
-            columns.push(self.build(node, &mut next_leaf, &mut next_list));
+            columns.push(self.build(node, &mut next_leaf, &mut next_list, &mut null));
         }
         self.root = root;
         let rows = self.rows();
@@ -608,15 +612,35 @@ impl ColumnBatch {
         batch
     }
 
-    fn build(&mut self, node: &Node, next_leaf: &mut usize, next_list: &mut usize) -> ArrayRef {
+    /// The array of `node`. `null`: the all-null leaves built so far, by
+    /// type and length, for other leaves to share.
+    fn build(
+        &mut self,
+        node: &Node,
+        next_leaf: &mut usize,
+        next_list: &mut usize,
+        null: &mut Vec<(Ty, usize, ArrayRef)>,
+    ) -> ArrayRef {
         match node {
             Node::Leaf { .. } => {
+                let n = self.levels[self.leaves[*next_leaf].level].count;
                 let l = &mut self.leaves[*next_leaf];
                 *next_leaf += 1;
-                leaf_array(l)
+                if !l.valid.is_empty() || n == 0 {
+                    return leaf_array(l);
+                }
+                // A dataset is ~150 leaves wide and a source fills a few
+                // dozen: most leaves are null in every row of a batch.
+                if let Some((_, _, a)) = null.iter().find(|(t, len, _)| *t == l.ty && *len == n) {
+                    return Arc::clone(a);
+                }
+                let a = null_leaf(l.ty, n);
+                null.push((l.ty, n, Arc::clone(&a)));
+                a
             }
             Node::Struct { children, .. } => {
-                let arrays: Vec<ArrayRef> = children.iter().map(|c| self.build(c, next_leaf, next_list)).collect();
+                let arrays: Vec<ArrayRef> =
+                    children.iter().map(|c| self.build(c, next_leaf, next_list, null)).collect();
                 // A struct is present where anything beneath it is.
                 let nulls = arrays.iter().try_fold(None::<BooleanBuffer>, |acc, a| {
                     let v = a.nulls()?.inner().clone();
@@ -638,7 +662,7 @@ impl ColumnBatch {
             Node::List { item, .. } => {
                 let li = *next_list;
                 *next_list += 1;
-                let values = self.build(item, next_leaf, next_list);
+                let values = self.build(item, next_leaf, next_list, null);
                 let l = &mut self.lists[li];
                 let field = Arc::new(Field::new("element", item.data_type(), true));
                 Arc::new(
@@ -737,6 +761,17 @@ fn leaf_array(l: &mut LeafCol) -> ArrayRef {
             *v = Vec::new();
             Arc::new(BooleanArray::new(b, n))
         }
+    }
+}
+
+/// `n` nulls of type `ty`.
+fn null_leaf(ty: Ty, n: usize) -> ArrayRef {
+    match ty {
+        Ty::Utf8 => Arc::new(StringArray::new_null(n)),
+        Ty::Int32 => Arc::new(Int32Array::new_null(n)),
+        Ty::Int64 => Arc::new(Int64Array::new_null(n)),
+        Ty::TimestampMs => Arc::new(TimestampMillisecondArray::new_null(n).with_timezone("UTC")),
+        Ty::Bool => Arc::new(BooleanArray::new_null(n)),
     }
 }
 
@@ -894,6 +929,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Leaves no row wrote are built null whole and shared, of their own
+    /// type and length (rows, or a list's items); a leaf written once is
+    /// padded as before.
+    #[test]
+    fn leaves_no_row_wrote_are_null_and_shared() {
+        let leaf = |name, ty| Node::Leaf { name, ty, required: false };
+        let mut b = ColumnBatch::new(vec![
+            leaf("id", Ty::Int32),
+            leaf("n", Ty::Int64),
+            leaf("at", Ty::TimestampMs),
+            leaf("ok", Ty::Bool),
+            Node::Struct { name: "user", children: vec![s("uid"), s("name"), leaf("count", Ty::Int32)] },
+            Node::List {
+                name: "resources",
+                item: Box::new(Node::Struct { name: "element", children: vec![s("uid"), s("type")] }),
+            },
+        ]);
+        let (id, res, ruid) = (b.slot("id"), b.list("resources"), b.slot("resources.uid"));
+        for row in 0..3 {
+            b.i32(id, row);
+            b.list_begin(res);
+            for _ in 0..2 {
+                b.str(ruid, "arn:1");
+                b.item_end(res);
+            }
+            b.list_end(res);
+            b.end_row();
+        }
+        let batch = b.finish();
+        let user = batch.column(4).as_any().downcast_ref::<StructArray>().unwrap();
+        let items = batch.column(5).as_any().downcast_ref::<ListArray>().unwrap().values().clone();
+        let items = items.as_any().downcast_ref::<StructArray>().unwrap();
+        let want = [
+            (batch.column(1), DataType::Int64, 3),
+            (batch.column(2), DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), 3),
+            (batch.column(3), DataType::Boolean, 3),
+            (user.column(0), DataType::Utf8, 3),
+            (user.column(1), DataType::Utf8, 3),
+            (user.column(2), DataType::Int32, 3),
+            (items.column(1), DataType::Utf8, 6),
+        ];
+        for (i, (a, ty, len)) in want.iter().enumerate() {
+            assert_eq!((a.data_type(), a.len(), a.null_count()), (ty, *len, *len), "leaf {i}");
+        }
+        assert!(user.is_null(0) && user.null_count() == 3, "a struct with nothing under it is null");
+        assert!(user.column(0).to_data().ptr_eq(&user.column(1).to_data()), "one array for the two");
+        assert!(!user.column(0).to_data().ptr_eq(&items.column(1).to_data()), "another length");
+        assert_eq!(items.column(0).null_count(), 0, "the leaf every item wrote");
+        assert_eq!(batch.column(0).null_count(), 0);
     }
 
     /// What a partition's buffers keep between batches is memory the buffer
