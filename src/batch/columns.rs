@@ -109,10 +109,18 @@ impl LeafCol {
         self.valid.len()
     }
 
+    /// Nulls up to row (or item) `n`. Called at every write, where the
+    /// column is nearly always up to date already: that check inlined, the
+    /// padding not.
+    #[inline]
     fn pad_to(&mut self, n: usize) {
-        if self.len() >= n {
-            return;
+        if self.len() < n {
+            self.pad(n);
         }
+    }
+
+    #[inline(never)]
+    fn pad(&mut self, n: usize) {
         match &mut self.values {
             Values::Utf8 { offsets, bytes } => offsets.resize(n + 1, bytes.len() as i32),
             Values::I32(v) => v.resize(n, 0),
