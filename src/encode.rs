@@ -658,6 +658,18 @@ impl<W: Write + Send> ObjectWriter<W> {
     }
 }
 
+/// A Parquet file's rows as one batch, to hold the chunks written here to
+/// what was written.
+#[cfg(test)]
+fn read_back(file: Vec<u8>, schema: &SchemaRef) -> RecordBatch {
+    let batches: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(file), 70_000)
+            .expect("a Parquet file")
+            .collect::<Result<_, _>>()
+            .expect("its row groups read");
+    arrow_select::concat::concat_batches(schema, &batches).expect("batches of one schema")
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
