@@ -35,20 +35,23 @@ pub(super) fn twins(
     own: &[bool],
     leaves: &[Leaf<'_>],
 ) -> Vec<Option<usize>> {
-    let candidate = |i: usize| {
-        let c = descr.column(i);
-        // A leaf with no values is levels only, nothing to save.
-        !own[i] && leaves[i].shape != Shape::Null && c.max_rep_level() == 0 && !props.dictionary_enabled(c.path())
-    };
+    // Once a leaf, not once a pair: a property lookup hashes the path.
+    let candidate: Vec<bool> = (0..leaves.len())
+        .map(|i| {
+            let c = descr.column(i);
+            // A leaf with no values is levels only, nothing to save.
+            !own[i] && leaves[i].shape != Shape::Null && c.max_rep_level() == 0 && !props.dictionary_enabled(c.path())
+        })
+        .collect();
     (0..leaves.len())
         .map(|i| {
-            if !candidate(i) {
+            if !candidate[i] {
                 return None;
             }
             // The first equal leaf: equality is transitive, so it is no
             // leaf's twin itself and parquet-rs writes it.
             (0..i).find(|&j| {
-                candidate(j)
+                candidate[j]
                     && plain[i] == plain[j]
                     && alike(&descr.column(i), &descr.column(j), props)
                     && equal(leaves[i].array, leaves[j].array)
