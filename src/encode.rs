@@ -264,6 +264,9 @@ impl Depth {
 struct Leaf<'a> {
     shape: Shape,
     depth: Depth,
+    /// The depth of the level above: where it is `Present`, the leaf's
+    /// levels are its own nulls' alone.
+    above: Depth,
     array: &'a dyn arrow_array::Array,
 }
 
@@ -287,6 +290,7 @@ fn leaves<'a>(
     } else {
         Shape::Mixed
     };
+    let above = depth;
     let depth = depth.below(a, nullable);
     match a.data_type() {
         DataType::Struct(fields) => a
@@ -311,7 +315,7 @@ fn leaves<'a>(
         | DataType::Dictionary(..) => false,
         _ => {
             let shape = if here == Shape::Same && !all_equal(a) { Shape::Mixed } else { here };
-            out.push(Leaf { shape, depth, array: a });
+            out.push(Leaf { shape, depth, above, array: a });
             true
         }
     }
@@ -621,10 +625,14 @@ impl<W: Write + Send> ObjectWriter<W> {
                     (None, None) => {
                         w.write(&leaf)?;
                         let chunk = w.close()?;
-                        // A dictionary page is stored apart from the data
-                        // pages; only a chunk without one is kept whole.
-                        if sources.contains(&at) && chunk.close().metadata.dictionary_page_offset().is_none() {
-                            let close = chunk.close().clone();
+                        if let Some(dictionary) =
+                            sources.contains(&at).then(|| twin::dictionary_len(chunk.close())).flatten()
+                        {
+                            // The writer stores a dictionary page where it
+                            // was made and the splice puts it first: the
+                            // pages come out in file order, so the offsets
+                            // move as the splice moves them.
+                            let close = chunk.close().clone().update_dictionary_location(dictionary)?;
                             self.capture.open();
                             let appended = chunk.append_to_row_group(&mut group);
                             let bytes = self.capture.close();

@@ -1,14 +1,16 @@
-//! Column chunks for leaves that repeat an earlier sibling, row for row.
+//! Column chunks for leaves that repeat an earlier leaf, row for row.
 //!
-//! The same source id fills two leaves of `metadata`: CloudTrail's
-//! `eventID` and a GitHub delivery's GUID are both `uid` and
-//! `original_event_uid`, and Kubernetes' `auditID` is both
-//! `original_event_uid` and `correlation_uid`. Identifiers are random, the
-//! bytes zstd is slowest on, and the second leaf was encoded and compressed
-//! again to the bytes of the first. Pages carry no column name, so a leaf
-//! whose levels and values are its sibling's gets the sibling's pages
-//! under metadata of its own: byte for byte what parquet-rs writes for it
-//! (a test holds it to that).
+//! The same value fills several leaves of a row: CloudTrail's `eventID` and
+//! a GitHub delivery's GUID are both `metadata.uid` and
+//! `.original_event_uid`, and Kubernetes' `auditID` is both
+//! `.original_event_uid` and `.correlation_uid`; the input's file is both
+//! `metadata.log_source` and `trailship.source_file`; an access key is the
+//! user's and the session's `credential_uid`. Identifiers are random, the
+//! bytes zstd is slowest on, and each copy was encoded and compressed again
+//! to the bytes of the first. Pages carry no column name, so a leaf whose
+//! levels and values are an earlier leaf's gets that leaf's pages under
+//! metadata of its own: byte for byte what parquet-rs writes for it (a test
+//! holds it to that).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,14 +22,13 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
-use super::{Leaf, Shape};
+use super::{Depth, Leaf, Shape};
 
-/// For each leaf, the earlier leaf whose chunk it can take: a sibling (the
-/// same parent, so the same ancestors' levels) outside any list, of the same
-/// type and the same properties, holding the same values and nulls, and
-/// without a dictionary (whose page [`Capture`] could not tell from the
-/// data pages). `plain`: the leaves stored uncompressed; `own`: those
-/// [`super::uniform`] writes.
+/// For each leaf, the earlier leaf whose chunk it can take: one outside any
+/// list with the same ancestors' levels (a sibling, or a leaf whose parent
+/// is present in every row at the same level), of the same type and the
+/// same properties, holding the same values and nulls. `plain`: the leaves
+/// stored uncompressed; `own`: those [`super::uniform`] writes.
 pub(super) fn twins(
     descr: &SchemaDescriptor,
     props: &WriterProperties,
@@ -40,7 +41,7 @@ pub(super) fn twins(
         .map(|i| {
             let c = descr.column(i);
             // A leaf with no values is levels only, nothing to save.
-            !own[i] && leaves[i].shape != Shape::Null && c.max_rep_level() == 0 && !props.dictionary_enabled(c.path())
+            !own[i] && leaves[i].shape != Shape::Null && c.max_rep_level() == 0
         })
         .collect();
     (0..leaves.len())
@@ -53,6 +54,7 @@ pub(super) fn twins(
             (0..i).find(|&j| {
                 candidate[j]
                     && plain[i] == plain[j]
+                    && same_levels(&descr.column(i), &descr.column(j), leaves[i].above, leaves[j].above)
                     && alike(&descr.column(i), &descr.column(j), props)
                     && equal(leaves[i].array, leaves[j].array)
             })
@@ -60,14 +62,22 @@ pub(super) fn twins(
         .collect()
 }
 
-/// Whether `a` and `b` are siblings that parquet-rs encodes the same way.
-fn alike(a: &ColumnDescPtr, b: &ColumnDescPtr, props: &WriterProperties) -> bool {
+/// Whether leaves `a` and `b`, whose levels above are `above_a` and
+/// `above_b`, have the same levels where their own values and nulls are the
+/// same: they are siblings, or both parents are present in every row at
+/// one level.
+fn same_levels(a: &ColumnDescPtr, b: &ColumnDescPtr, above_a: Depth, above_b: Depth) -> bool {
     let (pa, pb) = (a.path().parts(), b.path().parts());
+    let siblings = pa.len() == pb.len() && pa[..pa.len() - 1] == pb[..pb.len() - 1];
+    let present = matches!((above_a, above_b), (Depth::Present(x), Depth::Present(y)) if x == y);
+    a.max_def_level() == b.max_def_level() && a.max_rep_level() == 0 && b.max_rep_level() == 0 && (siblings || present)
+}
+
+/// Whether `a` and `b` are leaves that parquet-rs encodes the same way.
+fn alike(a: &ColumnDescPtr, b: &ColumnDescPtr, props: &WriterProperties) -> bool {
     let (ta, tb) = (a.self_type(), b.self_type());
     let (ca, cb) = (a.path(), b.path());
-    pa.len() == pb.len()
-        && pa[..pa.len() - 1] == pb[..pb.len() - 1]
-        && a.max_def_level() == b.max_def_level()
+    a.max_def_level() == b.max_def_level()
         && a.max_rep_level() == b.max_rep_level()
         && ta.get_basic_info().repetition() == tb.get_basic_info().repetition()
         && a.physical_type() == b.physical_type()
@@ -127,6 +137,18 @@ pub(super) fn retarget(close: &ColumnCloseResult, descr: ColumnDescPtr) -> Resul
         b = b.set_page_encoding_stats(s.clone());
     }
     Ok(ColumnCloseResult { metadata: b.build()?, ..close.clone() })
+}
+
+/// The bytes of the dictionary page of chunk `close` (0 without one): what
+/// is not a data page, which the offset index lists. `None` where there is
+/// no index to tell.
+pub(super) fn dictionary_len(close: &ColumnCloseResult) -> Option<usize> {
+    let m = &close.metadata;
+    if m.dictionary_page_offset().is_none() {
+        return Some(0);
+    }
+    let data: i64 = close.offset_index.as_ref()?.page_locations.iter().map(|p| i64::from(p.compressed_page_size)).sum();
+    usize::try_from(m.compressed_size() - data).ok()
 }
 
 /// Keeps a copy of the pages a writer hands over while it is open, so a
@@ -206,10 +228,12 @@ mod tests {
         Arc::new(StructArray::new(fields, children, nulls))
     }
 
-    /// `rows` rows of identifiers long enough for pages to be cut by size,
-    /// some null; siblings that repeat them, that nearly do, and leaves
-    /// that repeat them elsewhere (under another parent, at another depth)
-    /// or with a dictionary; integers with statistics, repeated.
+    /// `rows` rows of identifiers long enough for pages to be cut by size
+    /// (and a dictionary to outgrow its page), some null; siblings that
+    /// repeat them, that nearly do, and leaves that repeat them elsewhere
+    /// (under a parent null in some rows, at another depth) or with other
+    /// properties; leaves with a dictionary repeated by a sibling and under
+    /// another parent; integers with statistics, repeated.
     fn batch(rows: usize) -> RecordBatch {
         let id = |i: usize| (i % 11 != 3).then(|| format!("{:08x}-{:032x}", i * 2_654_435_761 % 4_294_967_291, i * i));
         let ids: Vec<_> = (0..rows).map(id).collect();
@@ -218,17 +242,19 @@ mod tests {
         let numbers: ArrayRef =
             Arc::new(Int64Array::from_iter((0..rows as i64).map(|i| (i % 5 != 1).then_some(i * 7))));
         let nulls = (rows > 1).then(|| NullBuffer::from((0..rows).map(|i| i % 7 != 5).collect::<Vec<_>>()));
-        RecordBatch::try_from_iter(vec![
+        // Every field nullable, null in some rows or none.
+        RecordBatch::try_from_iter_with_nullable(vec![
             (
                 "metadata",
                 group(
-                    &["uid", "log_name", "original_event_uid", "correlation_uid"],
-                    vec![text(ids.clone()), text(ids.clone()), text(ids.clone()), text(near)],
+                    &["uid", "log_name", "original_event_uid", "correlation_uid", "event_code"],
+                    vec![text(ids.clone()), text(ids.clone()), text(ids.clone()), text(near), text(ids.clone())],
                     nulls,
                 ),
+                true,
             ),
-            ("unmapped", text(ids.clone())),
-            ("raw_data", text(ids.clone())),
+            ("unmapped", text(ids.clone()), true),
+            ("raw_data", text(ids.clone()), true),
             (
                 "api",
                 group(
@@ -236,9 +262,12 @@ mod tests {
                     vec![group(&["uid", "data"], vec![text(ids.clone()), text(ids.clone())], None)],
                     None,
                 ),
+                true,
             ),
-            ("cloud", group(&["region"], vec![text(ids.clone())], None)),
-            ("counts", group(&["a", "b"], vec![numbers.clone(), numbers], None)),
+            ("cloud", group(&["region"], vec![text(ids.clone())], None), true),
+            ("counts", group(&["a", "b"], vec![numbers.clone(), numbers], None), true),
+            ("src_endpoint", group(&["hostname"], vec![text(ids.clone())], None), true),
+            ("dst_endpoint", group(&["hostname"], vec![text(ids.clone())], None), true),
         ])
         .unwrap()
     }
@@ -257,23 +286,30 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_leaf_takes_its_siblings_chunk_byte_for_byte() {
+    fn a_repeated_leaf_takes_the_first_ones_chunk_byte_for_byte() {
         for rows in [1, 20_001, 70_000] {
             let b = batch(rows);
             let (own, twins) = write(&b, true);
             let (theirs, _) = write(&b, false);
+            // One row: `metadata` is present in every row, as `cloud` is, so
+            // their leaves' levels are their own; and a leaf with a
+            // dictionary holds one value, which `uniform` writes.
+            let one = rows == 1;
             let want = [
-                None,    // metadata.uid
-                None,    // metadata.log_name: a dictionary
-                Some(0), // metadata.original_event_uid
-                None,    // metadata.correlation_uid: one value differs
-                None,    // unmapped
-                Some(4), // raw_data, at the top as unmapped is
-                None,    // api.request.uid: not metadata's sibling
-                Some(6), // api.request.data
-                None,    // cloud.region: not null where metadata is
-                None,    // counts.a
-                Some(9), // counts.b
+                None,                 // metadata.uid
+                None,                 // metadata.log_name: a dictionary
+                Some(0),              // metadata.original_event_uid
+                None,                 // metadata.correlation_uid: one value differs
+                (!one).then_some(1),  // metadata.event_code, with a dictionary
+                None,                 // unmapped
+                Some(5),              // raw_data, at the top as unmapped is
+                None,                 // api.request.uid: a level deeper
+                Some(7),              // api.request.data
+                one.then_some(0),     // cloud.region: else metadata is null in some rows
+                None,                 // counts.a
+                Some(10),             // counts.b
+                None,                 // src_endpoint.hostname: a dictionary
+                (!one).then_some(12), // dst_endpoint.hostname, under another parent
             ];
             assert_eq!(twins, want, "{rows} rows");
             assert!(own == theirs, "{rows} rows: the files differ");
