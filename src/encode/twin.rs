@@ -62,24 +62,23 @@ pub(super) fn twins(
         .collect()
 }
 
-/// Whether leaves `a` and `b`, whose levels above are `above_a` and
-/// `above_b`, have the same levels where their own values and nulls are the
-/// same: they are siblings, or both parents are present in every row at
-/// one level.
+/// Whether leaves `a` and `b` (outside any list), whose levels above are
+/// `above_a` and `above_b`, have the same levels where their own values and
+/// nulls are the same: they are siblings, or both parents are present in
+/// every row at one level.
 fn same_levels(a: &ColumnDescPtr, b: &ColumnDescPtr, above_a: Depth, above_b: Depth) -> bool {
     let (pa, pb) = (a.path().parts(), b.path().parts());
     let siblings = pa.len() == pb.len() && pa[..pa.len() - 1] == pb[..pb.len() - 1];
     let present = matches!((above_a, above_b), (Depth::Present(x), Depth::Present(y)) if x == y);
-    a.max_def_level() == b.max_def_level() && a.max_rep_level() == 0 && b.max_rep_level() == 0 && (siblings || present)
+    a.max_def_level() == b.max_def_level() && (siblings || present)
 }
 
-/// Whether `a` and `b` are leaves that parquet-rs encodes the same way.
+/// Whether `a` and `b`, leaves with the same levels ([`same_levels`]), are
+/// encoded the same way by parquet-rs.
 fn alike(a: &ColumnDescPtr, b: &ColumnDescPtr, props: &WriterProperties) -> bool {
     let (ta, tb) = (a.self_type(), b.self_type());
     let (ca, cb) = (a.path(), b.path());
-    a.max_def_level() == b.max_def_level()
-        && a.max_rep_level() == b.max_rep_level()
-        && ta.get_basic_info().repetition() == tb.get_basic_info().repetition()
+    ta.get_basic_info().repetition() == tb.get_basic_info().repetition()
         && a.physical_type() == b.physical_type()
         && a.logical_type_ref() == b.logical_type_ref()
         && a.converted_type() == b.converted_type()
