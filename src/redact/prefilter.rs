@@ -237,30 +237,34 @@ impl Prefilter {
         };
         let tables: [[[__m512i; 2]; 2]; K] =
             std::array::from_fn(|k| std::array::from_fn(|t| std::array::from_fn(|h| load(&self.tables[k][t], h))));
-        let n = text.len();
-        let mut i = 0;
-        while i < n {
-            let p = text[i..].as_ptr();
-            let rest = n - i;
-            // Bucket bits for the 64 positions from `i`. Past the text the
-            // loads read zeros, which match no literal byte, only offsets
-            // past a short literal's end; the comparison then looks at the
-            // text alone.
+        // Bucket bits for the 64 positions from `p`, which must be readable
+        // for 63 + K bytes.
+        let step = |p: *const u8| {
             let (mut a, mut b) = (_mm512_set1_epi8(-1), _mm512_set1_epi8(-1));
             for (k, t) in tables.iter().enumerate() {
-                let v = if rest >= 64 + k {
-                    // SAFETY: 64 bytes from `i + k`, within the text.
-                    unsafe { _mm512_loadu_si512(p.add(k).cast()) }
-                } else {
-                    let m = if rest > k { u64::MAX >> (64 - (rest - k)) } else { 0 };
-                    // SAFETY: masked-off bytes are neither read nor faulted
-                    // on; the ones read are within the text.
-                    unsafe { _mm512_maskz_loadu_epi8(m, p.wrapping_add(k).cast()) }
-                };
+                // SAFETY: within the 63 + K bytes the caller vouches for.
+                let v = unsafe { _mm512_loadu_si512(p.add(k).cast()) };
                 a = _mm512_and_si512(a, _mm512_permutex2var_epi8(t[0][0], v, t[0][1]));
                 b = _mm512_and_si512(b, _mm512_permutex2var_epi8(t[1][0], v, t[1][1]));
             }
-            let valid = if rest >= 64 { u64::MAX } else { u64::MAX >> (64 - rest) };
+            (a, b)
+        };
+        let n = text.len();
+        let mut pad = [0u8; 64 + K];
+        let mut i = 0;
+        while i < n {
+            let (p, valid) = if n - i >= 63 + K {
+                (text[i..].as_ptr(), u64::MAX)
+            } else {
+                // The last positions: zeros after the text match no literal
+                // byte, only offsets past a short literal's end, and the
+                // comparison then looks at the text alone.
+                let rest = n - i;
+                pad.fill(0);
+                pad[..rest].copy_from_slice(&text[i..]);
+                (pad.as_ptr(), if rest >= 64 { u64::MAX } else { (1u64 << rest) - 1 })
+            };
+            let (a, b) = step(p);
             let mut hits = _mm512_test_epi8_mask(_mm512_or_si512(a, b), _mm512_or_si512(a, b)) & valid;
             if hits != 0 {
                 let (mut lo, mut hi) = ([0u8; 64], [0u8; 64]);
