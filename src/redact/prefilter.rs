@@ -4,7 +4,8 @@
 //! ~100 literals, the detectors' anchors, the two escapes that could hide a
 //! token and the `://` of a URL. Teddy (aho-corasick's packed searchers)
 //! takes them in three passes, 16 or 32 bytes a step, and fingerprints a
-//! byte by its two nibbles, so `gl` + `pa` also lets `gh` + `la` through:
+//! byte by its two nibbles, so a bucket holding literals that start with `g`
+//! (0x67) and `p` (0x70) also lets `w` (0x77) and `` ` `` (0x60) through:
 //! 2.7 GB/s on CloudTrail, a tenth of a run (benches/README.md, session 27).
 //!
 //! This is the same idea, shaped for AVX-512 VBMI: `vpermi2b` looks a byte
