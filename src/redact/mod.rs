@@ -232,9 +232,11 @@ fn anchors(patterns: &[String]) -> Option<Vec<Vec<u8>>> {
             }
         }
     }
-    // A shorter anchor covers every longer one that starts with it.
+    // A shorter anchor covers every longer one that starts with it, but
+    // `://`, which only `url_credentials_at` confirms, covers none: a custom
+    // pattern starting `://x` keeps an anchor of its own.
     let all = out.clone();
-    out.retain(|a| !all.iter().any(|b| b.len() < a.len() && a.starts_with(b)));
+    out.retain(|a| !all.iter().any(|b| b.len() < a.len() && a.starts_with(b) && b.as_slice() != b"://"));
     Some(out)
 }
 
@@ -1589,6 +1591,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("\"x\""));
+    }
+
+    #[test]
+    fn a_custom_pattern_that_starts_like_a_url_is_looked_for() {
+        let r = Redactor::new(&RedactionConfig {
+            key: Some("k".repeat(32)),
+            patterns: vec![CustomPattern { name: "internal".into(), regex: "://internal-[0-9]{4}".into() }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(r.candidate(br#"{"u":"see ://internal-1234 here"}"#));
+        assert!(!r.candidate(br#"{"u":"https://example.com/a"}"#), "a URL alone is no candidate");
+        assert!(r.candidate(br#"{"u":"https://u:p@example.com/a"}"#));
     }
 
     #[test]
