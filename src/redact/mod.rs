@@ -146,12 +146,8 @@ pub struct Redactor {
     extra_fields: HashSet<String>,
     allow: HashSet<Vec<u8>>,
     totals: Mutex<BTreeMap<&'static str, u64>>,
-    /// Literal anchors of every token pattern, for the per-record check.
-    /// `None`: some pattern has no literal prefix, so every record is scanned.
-    anchors: Option<Vec<aho_corasick::packed::Searcher>>,
-    /// The same anchors with the escapes and `://`, in one pass, where the
-    /// CPU has AVX-512 VBMI (`prefilter.rs`); what each literal is.
-    prefilter: Option<(prefilter::Prefilter, Vec<Literal>)>,
+    /// How a text's anchors are looked for ([`Redactor::candidate`]).
+    check: Check,
     /// [`SECRET_WORDS`], for whole documents folded to lower case.
     words: aho_corasick::packed::Searcher,
 }
@@ -184,6 +180,34 @@ fn url_credentials_at(raw: &[u8], at: usize) -> bool {
         (Some(c), Some(a)) => c > 0 && a > c + 1,
         _ => false,
     }
+}
+
+/// The literal anchors of every token pattern, looked for in a text before
+/// its strings are scanned.
+enum Check {
+    /// Some pattern has no literal prefix: every text is scanned.
+    None,
+    /// The anchors, the escapes and `://` in one pass, where the CPU has
+    /// AVX-512 VBMI (`prefilter.rs`), with what each literal is.
+    OnePass(prefilter::Prefilter, Vec<Literal>),
+    /// The anchors in Teddy searchers; the escapes and `://` by hand.
+    Teddy(Vec<aho_corasick::packed::Searcher>),
+}
+
+/// The anchors in Teddy searchers (`://` is checked by hand).
+fn teddy(lits: Vec<Vec<u8>>) -> Check {
+    let (short, long): (Vec<_>, Vec<_>) =
+        lits.into_iter().filter(|l| l.as_slice() != b"://").partition(|l| l.len() < SHORT_ANCHOR);
+    short
+        .chunks(SHORT_PER_SEARCHER)
+        .chain(long.chunks(LONG_PER_SEARCHER))
+        .map(|c| {
+            let mut b = aho_corasick::packed::Config::new().builder();
+            b.extend(c);
+            b.build()
+        })
+        .collect::<Option<Vec<_>>>()
+        .map_or(Check::None, Check::Teddy)
 }
 
 /// What a literal of the one-pass prefilter stands for.
@@ -613,28 +637,17 @@ impl Redactor {
             let name: &'static str = Box::leak(p.name.clone().into_boxed_str());
             dets.push((name, detectors::Verify::Match(custom_whole)));
         }
-        let lits = anchors(&patterns);
-        let prefilter = lits.as_ref().and_then(|lits| {
+        let check = anchors(&patterns).map_or(Check::None, |lits| {
             let kinds: Vec<Literal> = lits
                 .iter()
                 .map(|l| if l.as_slice() == b"://" { Literal::Url } else { Literal::Anchor })
                 .chain([Literal::Escape; 2])
                 .collect();
             let all: Vec<Vec<u8>> = lits.iter().cloned().chain([b"\\/".to_vec(), b"\\u".to_vec()]).collect();
-            prefilter::Prefilter::new(&all).map(|p| (p, kinds))
-        });
-        let anchors = lits.and_then(|lits| {
-            let (short, long): (Vec<_>, Vec<_>) =
-                lits.into_iter().filter(|l| l.as_slice() != b"://").partition(|l| l.len() < SHORT_ANCHOR);
-            short
-                .chunks(SHORT_PER_SEARCHER)
-                .chain(long.chunks(LONG_PER_SEARCHER))
-                .map(|c| {
-                    let mut b = aho_corasick::packed::Config::new().builder();
-                    b.extend(c);
-                    b.build()
-                })
-                .collect::<Option<Vec<_>>>()
+            match prefilter::Prefilter::new(&all) {
+                Some(p) => Check::OnePass(p, kinds),
+                None => teddy(lits),
+            }
         });
         let re = meta::Regex::builder()
             .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
@@ -653,8 +666,7 @@ impl Redactor {
             extra_fields: cfg.field_names.iter().map(|f| normalise_name(f)).collect(),
             allow: cfg.allow_values.iter().map(|v| v.as_bytes().to_vec()).collect(),
             totals: Mutex::new(BTreeMap::new()),
-            anchors,
-            prefilter,
+            check,
             words: {
                 let mut b = aho_corasick::packed::Config::new().builder();
                 b.extend(SECRET_WORDS);
@@ -710,19 +722,22 @@ impl Redactor {
     /// anchors of every detector. Escapes that could hide a token from the
     /// raw text (`\/`, `\u`) make every record a candidate.
     pub fn candidate(&self, raw: &[u8]) -> bool {
-        let Some(searchers) = &self.anchors else { return true };
-        if let Some((pf, kinds)) = &self.prefilter {
-            let mut anchor = false;
-            let sure = pf.find(raw, |at, id| match kinds[id] {
-                Literal::Escape => true,
-                Literal::Url => url_credentials_at(raw, at),
-                Literal::Anchor => {
-                    anchor = true;
-                    false
-                }
-            });
-            return sure || anchor && self.re.is_match(regex_automata::Input::new(raw));
-        }
+        let searchers = match &self.check {
+            Check::None => return true,
+            Check::OnePass(pf, kinds) => {
+                let mut anchor = false;
+                let sure = pf.find(raw, |at, id| match kinds[id] {
+                    Literal::Escape => true,
+                    Literal::Url => url_credentials_at(raw, at),
+                    Literal::Anchor => {
+                        anchor = true;
+                        false
+                    }
+                });
+                return sure || anchor && self.re.is_match(regex_automata::Input::new(raw));
+            }
+            Check::Teddy(searchers) => searchers,
+        };
         // One pass for both escapes: backslashes are rare in audit records.
         if memchr::memchr_iter(b'\\', raw).any(|i| matches!(raw.get(i + 1), Some(b'/' | b'u'))) {
             return true;
@@ -1591,6 +1606,44 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("\"x\""));
+    }
+
+    /// The one-pass check (where this CPU has it) and the Teddy searchers
+    /// (everywhere) say the same of every kind of candidate.
+    #[test]
+    fn both_checks_find_every_kind_of_candidate() {
+        let mut r = red();
+        let one_pass = matches!(r.check, Check::OnePass(..));
+        let token = format!("ghp_{}", "a1B2".repeat(9));
+        let cases: Vec<(String, bool)> = vec![
+            (
+                r#"{"eventName":"GetObject","userAgent":"aws-cli/2.0","host":"https://s3.amazonaws.com/b/k"}"#.into(),
+                false,
+            ),
+            (format!(r#"{{"t":"{token}"}}"#), true),
+            (format!(r#"{{"t":"x","pad":"{}","u":"{token}"}}"#, "y".repeat(200)), true),
+            (r#"{"t":"ghp_short"}"#.into(), false),
+            (format!(r#"{{"sid":"SK{}"}}"#, "0123456789abcdef".repeat(2)), true),
+            (r#"{"a":"x\/y"}"#.into(), true),
+            (r#"{"a":"\u0041"}"#.into(), true),
+            (r#"{"u":"postgres://app:pw@db/x"}"#.into(), true),
+            (r#"{"u":"https://user@example.com/"}"#.into(), false),
+        ];
+        let mut checks = vec!["teddy"];
+        if one_pass {
+            checks.push("one pass");
+        }
+        for check in checks {
+            if check == "teddy" {
+                r.check = teddy(anchors(&builtin_patterns()).expect("built-in anchors"));
+                assert!(matches!(r.check, Check::Teddy(_)));
+            } else {
+                r = red();
+            }
+            for (text, want) in &cases {
+                assert_eq!(r.candidate(text.as_bytes()), *want, "{check}: {text}");
+            }
+        }
     }
 
     #[test]
