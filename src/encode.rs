@@ -17,6 +17,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
+mod squeeze;
 mod twin;
 mod uniform;
 
@@ -447,6 +448,9 @@ pub struct ObjectWriter<W: Write + Send> {
     /// The leaves `fields` store uncompressed, in the schema's leaf order;
     /// empty before the first row group.
     plain: Vec<bool>,
+    /// The level of each leaf [`squeeze`] compresses (`fields` write them
+    /// uncompressed), in the schema's leaf order.
+    squeeze: Vec<Option<ZstdLevel>>,
     schema: SchemaRef,
     max_rows: usize,
     /// Whether [`uniform`] and [`twin`] write the leaves they can (off only
@@ -490,6 +494,7 @@ impl<W: Write + Send> ObjectWriter<W> {
             file,
             fields: Vec::new(),
             plain: Vec::new(),
+            squeeze: Vec::new(),
             schema,
             max_rows,
             own_chunks: true,
@@ -580,15 +585,16 @@ impl<W: Write + Send> ObjectWriter<W> {
         if plain != self.plain {
             // Consecutive row groups of a partition mostly agree, so the
             // factories are rebuilt only when the choice changes.
-            let mut b = WriterProperties::clone(self.file.properties()).into_builder();
-            for i in (0..plain.len()).filter(|&i| plain[i]) {
-                b = b.set_column_compression(
-                    self.file.schema_descr().column(i).path().clone(),
-                    Compression::UNCOMPRESSED,
-                );
+            let mut b = WriterProperties::clone(props).into_builder();
+            let squeeze: Vec<Option<ZstdLevel>> = (0..plain.len())
+                .map(|i| (self.own_chunks && !plain[i]).then(|| squeeze::level(&descr.column(i), props)).flatten())
+                .collect();
+            for i in (0..plain.len()).filter(|&i| plain[i] || squeeze[i].is_some()) {
+                b = b.set_column_compression(descr.column(i).path().clone(), Compression::UNCOMPRESSED);
             }
             self.fields = factories(&self.schema, &b.build(), &self.capture)?;
             self.plain = plain;
+            self.squeeze = squeeze;
         }
         // The leaves twins repeat, and their chunks once written (a few a
         // row group, dropped with it).
@@ -621,6 +627,16 @@ impl<W: Write + Send> ObjectWriter<W> {
                     (Some((bytes, close)), _) => group.append_column(&bytes, close)?,
                     (None, Some(((bytes, close), target))) => {
                         group.append_column(bytes, twin::retarget(close, target)?)?
+                    }
+                    (None, None) if let Some(level) = self.squeeze[at] => {
+                        self.capture.record();
+                        let written = w.write(&leaf).and_then(|()| w.close());
+                        let pages = self.capture.recorded();
+                        let (bytes, close) = squeeze::chunk(&pages, written?.close(), level)?;
+                        if sources.contains(&at) {
+                            kept.insert(at, (bytes.clone(), close.clone()));
+                        }
+                        group.append_column(&bytes, close)?;
                     }
                     (None, None) => {
                         w.write(&leaf)?;

@@ -153,12 +153,24 @@ pub(super) fn dictionary_len(close: &ColumnCloseResult) -> Option<usize> {
 /// Keeps a copy of the pages a writer hands over while it is open, so a
 /// chunk can be spliced in a second time. parquet-rs streams a chunk's pages
 /// out of its page store when it splices it; this is that store, watched.
+/// It also keeps the page blobs a writer puts into its store while
+/// recording, for [`super::squeeze`] to compress.
 #[derive(Debug, Default)]
 pub(super) struct Capture {
     taken: Mutex<Option<Vec<Bytes>>>,
+    put: Mutex<Option<Vec<Bytes>>>,
 }
 
 impl Capture {
+    pub(super) fn record(&self) {
+        *self.put.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+    }
+
+    /// The blobs put since [`Capture::record`], in the order they were put.
+    pub(super) fn recorded(&self) -> Vec<Bytes> {
+        self.put.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+    }
+
     pub(super) fn open(&self) {
         *self.taken.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
     }
@@ -190,6 +202,9 @@ struct WatchedStore {
 
 impl PageStore for WatchedStore {
     fn put(&mut self, value: Bytes) -> parquet::errors::Result<PageKey> {
+        if let Some(put) = self.capture.put.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            put.push(value.clone());
+        }
         self.inner.put(value)
     }
 
