@@ -38,10 +38,11 @@ fi
 if [ -n "${BIN:-}" ]; then
     trailship=$BIN/trailship gen_corpus=$BIN/gen-corpus stages=$BIN/stages peers=$BIN/peers
 else
-    cargo build --release --quiet --bin trailship --example gen-corpus --example stages
-    cargo build --release --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
-    trailship=./target/release/trailship gen_corpus=./target/release/examples/gen-corpus
-    stages=./target/release/examples/stages peers=./target/peers/release/peers
+    # The profile that ships (deploy/Dockerfile), for every contender.
+    cargo build --profile release-lto --quiet --bin trailship --example gen-corpus --example stages
+    cargo build --profile release-lto --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
+    trailship=./target/release-lto/trailship gen_corpus=./target/release-lto/examples/gen-corpus
+    stages=./target/release-lto/examples/stages peers=./target/peers/release-lto/peers
 fi
 timed() { "$python" benches/timed.py "$@"; }
 
