@@ -453,8 +453,8 @@ pub struct ObjectWriter<W: Write + Send> {
     squeeze: Vec<Option<ZstdLevel>>,
     schema: SchemaRef,
     max_rows: usize,
-    /// Whether [`uniform`] and [`twin`] write the leaves they can (off only
-    /// to compare their chunks with parquet-rs's).
+    /// Whether [`uniform`], [`twin`] and [`squeeze`] write the leaves they
+    /// can (off only to compare their chunks with parquet-rs's).
     own_chunks: bool,
     /// The pages of the chunk being spliced in, when a twin will need them.
     capture: Arc<twin::Capture>,
@@ -474,11 +474,10 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// entirely null, or fill with one value. A dataset is ~150 columns
     /// wide; one source fills a few dozen, and a third of those hold one
     /// value per row group (the class, the product, the partition's account
-    /// and region). parquet-rs builds a zstd compression and a decompression
-    /// context per compressed column chunk, and zstd runs `cpuid` for each,
-    /// which traps to the hypervisor on a virtual machine (benches/README.md,
-    /// session 13). Such chunks are a few bytes of levels and dictionary
-    /// indices, which zstd's frame makes larger, not smaller. The choice is
+    /// and region). Such chunks are a few bytes of levels and dictionary
+    /// indices, which zstd's frame makes larger, not smaller, and each cost
+    /// a zstd context's set-up (benches/README.md, session 13) before
+    /// [`squeeze`] kept one context a thread for the rest. The choice is
     /// made per row group, as Parquet keeps a codec per column chunk: an
     /// object's first row group says nothing certain about its later ones.
     /// Most of them (text, integer and timestamp leaves outside lists) are
