@@ -23,6 +23,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnDescPtr;
 
+use super::uniform::uleb128;
+
 /// The level this leaf is compressed at here, where it is zstd: `None` for
 /// another codec, or for data pages v2, whose header says whether its values
 /// are compressed and whose levels are not.
@@ -150,12 +152,7 @@ impl<'a> Header<'a> {
         let compressed = i32::try_from(compressed).map_err(|_| bad("a page over 2 GiB"))?;
         for v in [self.kind, self.uncompressed, compressed] {
             out.push(NEXT_I32);
-            let mut z = zigzag(v);
-            while z >= 0x80 {
-                out.push(z as u8 | 0x80);
-                z >>= 7;
-            }
-            out.push(z as u8);
+            uleb128(u64::from(zigzag(v)), out);
         }
         out.extend_from_slice(self.rest);
         Ok(())
@@ -300,12 +297,7 @@ mod tests {
         let mut h = Vec::new();
         for v in [kind, len, len] {
             h.push(super::NEXT_I32);
-            let mut z = super::zigzag(v);
-            while z >= 0x80 {
-                h.push(z as u8 | 0x80);
-                z >>= 7;
-            }
-            h.push(z as u8);
+            super::uleb128(u64::from(super::zigzag(v)), &mut h);
         }
         h.extend_from_slice(&[0x2c, 0x15]);
         h.push(super::zigzag(values) as u8);

@@ -207,7 +207,9 @@ fn not_an_integer() -> ParquetError {
     ParquetError::General("an integer leaf's value is not its width".into())
 }
 
-fn uleb128(mut v: u64, out: &mut Vec<u8>) {
+/// `v` as an unsigned LEB128 varint: what Parquet's RLE runs and the
+/// compact protocol's integers are written as.
+pub(super) fn uleb128(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
