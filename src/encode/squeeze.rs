@@ -61,7 +61,7 @@ pub(super) fn chunk(
         .collect::<Result<Vec<_>, ParquetError>>()?;
     let bound: usize = pairs.iter().map(|(h, d)| h.len() + 5 + zstd::zstd_safe::compress_bound(d.len())).sum();
     let mut out = Vec::with_capacity(bound);
-    let (mut compressed, mut uncompressed) = (0usize, 0usize);
+    let mut uncompressed = 0usize;
     let mut dictionary = None;
     let mut data = Vec::with_capacity(pairs.len());
     // The dictionary page first, as the chunk is laid out in the file.
@@ -78,7 +78,6 @@ pub(super) fn chunk(
             header.write(scratch.len(), &mut out)?;
             let header_len = out.len() - at;
             out.extend_from_slice(scratch);
-            compressed += out.len() - at;
             uncompressed += header_len + page.len();
             match header.kind {
                 DICTIONARY_PAGE if dictionary.is_none() && data.is_empty() => dictionary = Some(out.len() - at),
@@ -106,7 +105,7 @@ pub(super) fn chunk(
         .clone()
         .into_builder()
         .set_compression(Compression::ZSTD(level))
-        .set_total_compressed_size(compressed as i64)
+        .set_total_compressed_size(out.len() as i64)
         .set_total_uncompressed_size(uncompressed as i64)
         .set_dictionary_page_offset(dictionary.map(|_| 0))
         .set_data_page_offset(dictionary.unwrap_or(0) as i64)
