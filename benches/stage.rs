@@ -6,7 +6,7 @@ use arrow_array::RecordBatch;
 use parquet::file::properties::WriterProperties;
 use trailship::batch::{Batcher, PartitionKey};
 use trailship::decode::framer::{Frame, Framer, Limits};
-use trailship::decode::json::{Document, Parser, Source, Val};
+use trailship::decode::json::{Document, Parser, Source, Val, Whole};
 use trailship::encode::ObjectWriter;
 use trailship::normalize::{Ctx, Normalizer};
 use trailship::redact::Redactor;
@@ -34,22 +34,23 @@ impl Decoder {
         texts: bool,
         mut f: impl for<'t, 'i, 'a> FnMut(u64, &'a [u8], Val<'t, 'i>, Option<Source<'a>>) -> bool,
     ) -> u64 {
-        let whole = self.document.parse(input, LIMITS.max_depth, |e| {
-            let mut e = e?;
-            let mut n = 0;
+        let mut n = 0;
+        let Ok(whole) = self.document.parse(input, LIMITS.max_depth, |mut e| {
             for (i, root) in e.records.enumerate() {
                 let text = if texts { e.spans.get(i) } else { &[] };
-                n += f(i as u64, text, root, Some(e.source)) as u64;
+                n += f((e.first + i) as u64, text, root, Some(e.source)) as u64;
             }
-            Some(n)
+            Ok::<(), std::convert::Infallible>(())
         });
-        if let Some(n) = whole {
-            return n;
-        }
+        let from = match whole {
+            Whole::Done => return n,
+            Whole::From(first) => first as u64,
+        };
         let mut framer = Framer::new(input, LIMITS);
-        let mut n = 0;
         while let Some(frame) = framer.next() {
-            if let Frame::Record { index, bytes, .. } = frame {
+            if let Frame::Record { index, bytes, .. } = frame
+                && index >= from
+            {
                 self.original.clear();
                 self.original.extend_from_slice(bytes);
                 let original = &self.original[..];

@@ -10,7 +10,7 @@ use crate::batch::{Batcher, PartitionKey};
 use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
-use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, is_envelope};
+use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, Whole, is_envelope};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, SourceKind};
@@ -45,10 +45,12 @@ pub struct Options {
     /// which stays in memory until their footers are written
     /// ([`crate::sink::local::Bounds::max_footer_bytes`]).
     pub max_footer_bytes: usize,
-    /// A CloudTrail log file up to this size is parsed whole, in one pass;
-    /// larger ones are framed record by record. Parsing whole is a few
-    /// percent faster but holds about fourteen times the file (simd-json's
-    /// tape and indexes), so it is a share of memory like the row buffer.
+    /// A CloudTrail log file up to this size is read whole and parsed in
+    /// one pass, a run of records at a time ([`Document`]); larger ones are
+    /// framed record by record. Parsing whole is faster but holds the file,
+    /// and up to about fourteen times it where its records cannot be cut
+    /// into runs (simd-json's tape and indexes), so it is a share of memory
+    /// like the row buffer.
     pub whole_file_bytes: usize,
     /// Input bytes between checkpoints (objects become visible at checkpoints).
     pub checkpoint_bytes: u64,
@@ -648,8 +650,8 @@ impl<'o> Stages<'o> {
 
     /// Every record of a stream. A CloudTrail log file no larger than
     /// [`Options::whole_file_bytes`] (nor than one record may be) is read
-    /// whole and parsed in one pass (see [`Document`]); everything else is
-    /// framed record by record.
+    /// whole and parsed in one pass, a run of records at a time (see
+    /// [`Document`]); everything else is framed record by record.
     pub fn input_reader(
         &mut self,
         origin: &Origin<'_>,
@@ -690,7 +692,7 @@ impl<'o> Stages<'o> {
             Ok(()) if ended => self.input_text(origin, text, sink, summary),
             Ok(()) => {
                 let mut framer = Framer::new(Cursor::new(text).chain(reader), self.limits());
-                self.input(origin, &mut framer, sink, summary)
+                self.input(origin, &mut framer, 0, sink, summary)
             }
             // What was read goes first, then the error, as if read in one stream.
             Err(e) => {
@@ -698,7 +700,7 @@ impl<'o> Stages<'o> {
                     Cursor::new(text).chain(source::Failing { err: Some(e), rest: std::io::empty() }),
                     self.limits(),
                 );
-                self.input(origin, &mut framer, sink, summary)
+                self.input(origin, &mut framer, 0, sink, summary)
             }
         };
         self.whole = head;
@@ -715,35 +717,35 @@ impl<'o> Stages<'o> {
     ) -> Result<(), SinkError> {
         let limits = self.limits();
         // `Document::parse` itself declines what is not a log file.
+        let mut from = 0;
         if text.len() <= self.whole_file_bytes() {
             let rec = &mut self.rec;
             let whole = self.document.parse(text, limits.max_depth, |envelope| {
-                let Envelope { records, mut spans, source } = envelope?;
-                // A file with no token candidate anywhere has none in any record.
+                let Envelope { first, records, mut spans, source, text } = envelope;
+                // A run with no token candidate anywhere has none in any record.
                 let tokens = match &rec.redactor {
                     Some(r) if !r.candidate(text) => Some(false),
                     _ => None,
                 };
-                let mut done = Ok(());
-                for (index, root) in records.enumerate() {
+                for (i, root) in records.enumerate() {
                     let parsed = Ok((root, Repairs::default(), Some(source)));
-                    let text = Text::InFile(&mut spans, index);
-                    done = rec.record(origin, index as u64, text, tokens, true, parsed, sink, summary);
-                    if done.is_err() {
-                        break;
-                    }
+                    let text = Text::InFile(&mut spans, i);
+                    rec.record(origin, (first + i) as u64, text, tokens, true, parsed, sink, summary)?;
                 }
-                Some(done)
-            });
-            if let Some(done) = whole {
-                return done;
+                Ok::<(), SinkError>(())
+            })?;
+            match whole {
+                Whole::Done => return Ok(()),
+                Whole::From(first) => from = first,
             }
         }
-        if let Some(done) = self.input_one(origin, text, sink, summary) {
+        if from == 0
+            && let Some(done) = self.input_one(origin, text, sink, summary)
+        {
             return done;
         }
         let mut framer = Framer::with_chunk(text, limits, text.len() + 1);
-        self.input(origin, &mut framer, sink, summary)
+        self.input(origin, &mut framer, from as u64, sink, summary)
     }
 
     /// `text` as one record, when it is one JSON object within the limits
@@ -781,11 +783,13 @@ impl<'o> Stages<'o> {
         })
     }
 
-    /// Every record the framer finds.
+    /// Every record the framer finds from index `from` on (those before it
+    /// were read whole, [`Document::parse`]).
     fn input<R: Read>(
         &mut self,
         origin: &Origin<'_>,
         framer: &mut Framer<R>,
+        from: u64,
         sink: &mut impl RowSink,
         summary: &mut Summary,
     ) -> Result<(), SinkError> {
@@ -793,6 +797,7 @@ impl<'o> Stages<'o> {
         framer.leave_unfinished(origin.growing == Growing::Text);
         while let Some(frame) = framer.next() {
             match frame {
+                Frame::Dead { index, .. } | Frame::Record { index, .. } if index < from => {}
                 Frame::Dead { index, reason, detail, input } => {
                     summary.records_read += 1;
                     let src = SourceRef { file: name, record_index: origin.first_index + index, sub_index: None };
@@ -1197,7 +1202,7 @@ mod one_object {
         let mut took = false;
         if framed {
             let mut framer = Framer::with_chunk(text, opts.limits, text.len() + 1);
-            stages.input(&origin, &mut framer, &mut sink, &mut summary).unwrap();
+            stages.input(&origin, &mut framer, 0, &mut sink, &mut summary).unwrap();
         } else {
             took = stages.input_one(&origin, text, &mut sink, &mut summary).is_some();
             if !took {
@@ -1209,6 +1214,40 @@ mod one_object {
     }
 
     const RECORD: &str = r#"{"eventVersion":"1.09","eventTime":"2024-03-01T08:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","userIdentity":{"type":"IAMUser","accountId":"111122223333","userName":"alice"},"requestParameters":{"bucketName":"b","key":"k"},"eventID":"e1","recipientAccountId":"111122223333"}"#;
+
+    #[test]
+    fn a_log_file_read_a_run_at_a_time_is_read_as_the_framer_reads_it() {
+        use crate::decode::json::CHUNK_BYTES;
+        let opts = Options::default();
+        let record = |i: usize| {
+            let mut r = RECORD.replace(r#""eventID":"e1""#, &format!(r#""eventID":"e{i}""#));
+            if i.is_multiple_of(2) {
+                // Objects that start as records do: cuts to be found inside a record.
+                let items = r#""requestParameters":{"items":[{"eventVersion":"a"},{"eventVersion":"b"}]}"#;
+                r = r.replace(r#""requestParameters":{"bucketName":"b","key":"k"}"#, items);
+            }
+            r
+        };
+        let n = 3 * CHUNK_BYTES / RECORD.len();
+        let file = |broken: &[usize]| {
+            let records: Vec<String> = (0..n)
+                .map(|i| if broken.contains(&i) { record(i).replacen(',', ",,", 1) } else { record(i) })
+                .collect();
+            format!(r#"{{"Records":[{}]}}"#, records.join(","))
+        };
+        for broken in [&[][..], &[n / 2], &[0], &[n - 1], &[n / 3, n / 3 + 1, 2 * n / 3]] {
+            let text = file(broken);
+            let (a, sa, _) = run(&opts, text.as_bytes(), false);
+            let (b, sb, _) = run(&opts, text.as_bytes(), true);
+            let rows = |m: &Memory| m.rows.iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+            assert_eq!((rows(&a), sa.rows_total()), (n - broken.len(), (n - broken.len()) as u64), "{broken:?}");
+            assert_eq!(sa.dead_letters.values().sum::<u64>(), broken.len() as u64, "{broken:?}");
+            assert_eq!(sa.records_read, sb.records_read, "{broken:?}");
+            assert_eq!(sa.dead_letters, sb.dead_letters, "{broken:?}");
+            assert_eq!(a.rows, b.rows, "{broken:?}");
+            assert_eq!(String::from_utf8_lossy(&a.dead), String::from_utf8_lossy(&b.dead), "{broken:?}");
+        }
+    }
 
     #[test]
     fn a_message_of_one_object_is_read_as_the_framer_reads_it() {

@@ -70,36 +70,74 @@ impl Parser {
     }
 }
 
-/// A CloudTrail log file (`{"Records":[...]}`) parsed as one document.
+/// A CloudTrail log file (`{"Records":[...]}`) parsed a run of records at a
+/// time.
 ///
 /// Framing each record and then parsing it runs two structural passes over
-/// every byte; parsing the file whole runs one, and the record bounds come
-/// from simd-json's own structural index. Only a file that parses whole, with
-/// nothing but its `Records` array, takes this path: anything else (a broken
-/// record, a record nested too deep, other members) is the framer's, which
-/// turns each bad record into a dead letter of its own.
-#[derive(Default)]
+/// every byte; parsing the records runs one, and their bounds come from
+/// simd-json's own structural index. A run is ~[`CHUNK_BYTES`] of records,
+/// cut where the next record starts with the key the first one starts with
+/// (AWS writes every record with the same first key and no whitespace). So
+/// the text, its parsed copy and the tape of the records being normalised
+/// stay in the core's cache: a whole 1.5 MB log file made 7 MB of them, and
+/// reading them back missed the cache (benches/README.md, session 29).
+///
+/// The runs together parse exactly when the whole file would: each is
+/// parsed as a log file of its own (`{"Records":[` run `]}`), a cut that is
+/// not between two records leaves brackets open and fails, and then the
+/// rest of the file is parsed as one run. Only a file that parses whole,
+/// with nothing but its `Records` array, is read here: anything else (a
+/// broken record, a record nested too deep, other members) is the framer's,
+/// from the first record not handed over, and the framer turns each bad
+/// record into a dead letter of its own.
 pub struct Document {
     buffers: Option<(usize, simd_json::Buffers)>,
     tape: Vec<Node<'static>>,
     buf: Vec<u8>,
     spans: Vec<(u32, u32)>,
+    chunk_bytes: usize,
 }
 
-/// The records of a log file parsed whole.
+impl Default for Document {
+    fn default() -> Self {
+        Document { buffers: None, tape: Vec::new(), buf: Vec::new(), spans: Vec::new(), chunk_bytes: CHUNK_BYTES }
+    }
+}
+
+/// Text parsed at a time: with its parsed copy and its tape, well inside a
+/// core's L2 cache (cache-simulated misses were least from 16 to 64 KiB,
+/// benches/README.md, session 29).
+pub const CHUNK_BYTES: usize = 32 << 10;
+
+/// A run of a log file's records, parsed.
 pub struct Envelope<'t, 'i, 'a> {
-    /// The `Records` array's elements.
+    /// The index in the file of the first of them.
+    pub first: usize,
+    /// The records.
     pub records: Elements<'t, 'i>,
-    /// Each record's text in the file, by index.
+    /// Each record's text, by index in the run.
     pub spans: Spans<'t, 'a>,
-    /// The file's text, tied to the tape.
+    /// The run's text, tied to the tape.
     pub source: Source<'a>,
+    /// The run's text: its records and the commas between them.
+    pub text: &'a [u8],
 }
 
-/// Each record's text in a log file parsed whole, found from simd-json's
-/// structural index on first use: most files need none (no dead letter, no
-/// `raw_data`, no token candidate anywhere in the file).
+/// How far [`Document::parse`] read a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whole {
+    /// Every record was handed over.
+    Done,
+    /// The text is not a log file that parses whole: the records from this
+    /// index on were not handed over (none, at 0).
+    From(usize),
+}
+
+/// Each record's text in a run of a log file, found from simd-json's
+/// structural index on first use: most runs need none (no dead letter, no
+/// `raw_data`, no token candidate anywhere in the run).
 pub struct Spans<'t, 'a> {
+    /// The run's text; the index counts from [`ENVELOPE`] before it.
     text: &'a [u8],
     structurals: &'t [u32],
     spans: &'t mut Vec<(u32, u32)>,
@@ -109,7 +147,7 @@ pub struct Spans<'t, 'a> {
 
 impl<'a> Spans<'_, 'a> {
     /// The text of record `i`. Should the index not read as the tape does
-    /// (it is simd-json's own, so it does), the whole file's text.
+    /// (it is simd-json's own, so it does), the whole run's text.
     pub fn get(&mut self, i: usize) -> &'a [u8] {
         let found = *self.found.get_or_insert_with(|| {
             record_spans(self.text, self.structurals, self.spans) && self.spans.len() == self.records
@@ -124,75 +162,161 @@ impl<'a> Spans<'_, 'a> {
 /// The bytes a CloudTrail log file starts with (after any whitespace).
 const ENVELOPE: &[u8] = br#"{"Records":["#;
 
+/// What a run is closed with to parse as a log file.
+const CLOSE: &[u8] = b"]}";
+
 /// Whether `text` starts as a CloudTrail log file does.
 pub fn is_envelope(text: &[u8]) -> bool {
     let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
     text[start..].starts_with(ENVELOPE)
 }
 
+fn json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Where the text between a log file's `{"Records":[` and its closing `]}`
+/// starts and ends, when it has them with only JSON whitespace around.
+fn records_bounds(text: &[u8]) -> Option<(usize, usize)> {
+    let s = text.iter().position(|&b| !json_ws(b))?;
+    let end = text.iter().rposition(|&b| !json_ws(b))?;
+    if !text[s..].starts_with(ENVELOPE) || text[end] != b'}' {
+        return None;
+    }
+    let e = text[..end].iter().rposition(|&b| !json_ws(b))?;
+    let s = s + ENVELOPE.len();
+    (text[e] == b']' && s <= e).then_some((s, e))
+}
+
+/// What comes between two records when every record starts with the key
+/// the first one (at `records[0]`) starts with: `},{"key":`. `None` when the
+/// first record does not start with a plain key.
+fn record_break(records: &[u8]) -> Option<Vec<u8>> {
+    let rest = records.strip_prefix(b"{\"")?;
+    let len = rest.iter().take(65).position(|&b| b == b'"')?;
+    let key = &rest[..len];
+    if key.is_empty() || key.iter().any(|&b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    Some([&b"},{\""[..], key, b"\":"].concat())
+}
+
 impl Document {
-    /// Parses `text` whole (a copy: `text` stays as received) and calls `f`
-    /// with its records, or with `None` when it is not a log file that
-    /// parses whole with every record within `max_depth` (counting the
-    /// envelope's two levels, as the framer does).
-    pub fn parse<'a, T>(
+    /// A document that parses runs of about `bytes` (tests make them small).
+    #[cfg(test)]
+    fn with_chunk_bytes(bytes: usize) -> Self {
+        Document { chunk_bytes: bytes.max(1), ..Default::default() }
+    }
+
+    /// Parses `text` (a copy of each run: `text` stays as received) and
+    /// calls `f` with each run of its records, in order, while `f` succeeds;
+    /// `Whole::From` when it is not a log file that parses whole with every
+    /// record within `max_depth` (counting the envelope's two levels, as the
+    /// framer does).
+    pub fn parse<'a, E>(
         &mut self,
         text: &'a [u8],
         max_depth: usize,
-        f: impl for<'t, 'i> FnOnce(Option<Envelope<'t, 'i, 'a>>) -> T,
-    ) -> T {
-        let Document { buffers, tape, buf, spans } = self;
-        if !is_envelope(text) || u32::try_from(text.len()).is_err() {
-            return f(None);
+        mut f: impl for<'t, 'i> FnMut(Envelope<'t, 'i, 'a>) -> Result<(), E>,
+    ) -> Result<Whole, E> {
+        let Some((s, e)) = records_bounds(text).filter(|_| u32::try_from(text.len()).is_ok()) else {
+            return Ok(Whole::From(0));
+        };
+        let finder = record_break(&text[s..e]).map(|b| memchr::memmem::Finder::new(&b).into_owned());
+        let (mut at, mut first) = (s, 0);
+        while at < e {
+            // The next record break past a run's worth of text, if any.
+            let cut = finder.as_ref().and_then(|f| {
+                let from = at.checked_add(self.chunk_bytes - 1).filter(|&t| t < e)?;
+                f.find(&text[from..e]).map(|i| from + i + 1)
+            });
+            let parsed = match self.run(text, at, cut.unwrap_or(e), first, max_depth, &mut f) {
+                // A cut inside a record: the rest as one run.
+                None if cut.is_some() => self.run(text, at, e, first, max_depth, &mut f),
+                r => r,
+            };
+            match parsed {
+                None => return Ok(Whole::From(first)),
+                Some(Err(err)) => return Err(err),
+                Some(Ok((n, end))) => {
+                    first += n;
+                    // Past the comma between two records.
+                    at = end + 1;
+                }
+            }
         }
+        Ok(if first > 0 { Whole::Done } else { Whole::From(0) })
+    }
+
+    /// Parses the records in `text[from..to]` and hands them to `f`: how
+    /// many, and `to`. `None` when they do not parse as records.
+    fn run<'a, E>(
+        &mut self,
+        text: &'a [u8],
+        from: usize,
+        to: usize,
+        first: usize,
+        max_depth: usize,
+        f: &mut impl for<'t, 'i> FnMut(Envelope<'t, 'i, 'a>) -> Result<(), E>,
+    ) -> Option<Result<(usize, usize), E>> {
+        let Document { buffers, tape, buf, spans, chunk_bytes } = self;
+        let run = &text[from..to];
         if buffers.as_ref().is_none_or(|(d, _)| *d != max_depth) {
-            *buffers = Some((max_depth, simd_json::Buffers::with_max_depth(text.len(), max_depth)));
+            *buffers = Some((max_depth, simd_json::Buffers::with_max_depth(*chunk_bytes, max_depth)));
         }
         let (_, buffers) = buffers.as_mut().expect("set above");
         buf.clear();
-        buf.extend_from_slice(text);
-        buf.resize(text.len() + simd_json::INPUT_PADDING, b' ');
-        let base = buf.as_ptr() as usize;
+        buf.extend_from_slice(ENVELOPE);
+        buf.extend_from_slice(run);
+        buf.extend_from_slice(CLOSE);
+        let len = buf.len();
+        buf.resize(len + simd_json::INPUT_PADDING, b' ');
+        let base = buf.as_ptr() as usize + ENVELOPE.len();
         let mut t = simd_json::tape::Tape(std::mem::take(tape)).reset();
-        let out = match simd_json::fill_tape_padded(buf, text.len(), buffers, &mut t) {
-            Err(_) => f(None),
-            Ok(()) => {
-                let root = Val(&t.0);
-                let records = match root.node() {
-                    Node::Object { len: 1, .. } => root.get("Records"),
-                    _ => None,
-                };
-                match records.map(|r| (r, r.node())) {
-                    Some((records, Node::Array { len, .. })) if len > 0 => {
-                        let structurals = buffers.structural_indexes();
-                        let spans = Spans { text, structurals, spans, records: len, found: None };
-                        f(Some(Envelope { records: records.elements(), spans, source: Source { base, text } }))
-                    }
-                    _ => f(None),
+        let out = match simd_json::fill_tape_padded(buf, len, buffers, &mut t) {
+            Err(_) => None,
+            // One member, so the array is closed by CLOSE, not inside the run.
+            Ok(()) => match Some(Val(&t.0))
+                .filter(|root| matches!(root.node(), Node::Object { len: 1, .. }))
+                .and_then(|root| root.get("Records"))
+                .map(|r| (r, r.node()))
+            {
+                Some((records, Node::Array { len, .. })) if len > 0 => {
+                    let structurals = buffers.structural_indexes();
+                    let spans = Spans { text: run, structurals, spans, records: len, found: None };
+                    let source = Source { base, text: run };
+                    let envelope = Envelope { first, records: records.elements(), spans, source, text: run };
+                    Some(f(envelope).map(|()| (len, to)))
                 }
-            }
+                _ => None,
+            },
         };
         *tape = t.reset().0;
         out
     }
 }
 
-/// Each element's text of the array that `structurals` (simd-json's index
-/// of `text`) opens with `{"Records":[`; false if the index does not read so.
-fn record_spans(text: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> bool {
+/// Each element's text of a run's records, from `structurals`, simd-json's
+/// index of the run as parsed (after [`ENVELOPE`], before [`CLOSE`]), in the
+/// run's own offsets; false if the index does not read so.
+fn record_spans(run: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> bool {
     out.clear();
-    // `{`, `"Records"`, `:`, `[`.
-    if structurals.len() < 4 || text.get(structurals[3] as usize) != Some(&b'[') {
+    let pre = ENVELOPE.len();
+    // `{`, `"Records"`, `:`, `[`: the envelope's own.
+    if structurals.len() < 4 || structurals[3] as usize != pre - 1 {
         return false;
     }
     let mut depth = 0usize;
     let mut start = None;
     for &s in &structurals[4..] {
-        let Some(&c) = text.get(s as usize) else { return false };
+        let Some(s) = (s as usize).checked_sub(pre) else { return false };
+        // Past the run: the `]` that closes it.
+        let c = run.get(s).copied().unwrap_or(b']');
+        let s32 = s as u32;
         match c {
             b'{' | b'[' => {
                 if depth == 0 {
-                    start = Some(s);
+                    start = Some(s32);
                 }
                 depth += 1;
             }
@@ -200,14 +324,14 @@ fn record_spans(text: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> 
                 depth -= 1;
                 if depth == 0 {
                     let Some(st) = start.take() else { return false };
-                    out.push((st, s + 1));
+                    out.push((st, s32 + 1));
                 }
             }
             // The array's end, or the separator after an element.
             b']' | b',' if depth == 0 => {
                 if let Some(st) = start.take() {
                     // A scalar element ends where the whitespace before this begins.
-                    let end = st as usize + text[st as usize..s as usize].trim_ascii_end().len();
+                    let end = st as usize + run[st as usize..s.min(run.len())].trim_ascii_end().len();
                     out.push((st, end as u32));
                 }
                 if c == b']' {
@@ -215,7 +339,7 @@ fn record_spans(text: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> 
                 }
             }
             // A string or scalar element starts.
-            _ if depth == 0 && start.is_none() => start = Some(s),
+            _ if depth == 0 && start.is_none() => start = Some(s32),
             _ => {}
         }
     }
@@ -763,13 +887,30 @@ mod tests {
 mod document_tests {
     use super::*;
 
+    /// Each record handed over (its index, its JSON as parsed, its text and
+    /// the text of its run), and how far the document read.
+    #[allow(clippy::type_complexity)]
+    fn read(doc: &mut Document, text: &[u8], depth: usize) -> (Vec<(usize, String, String, String)>, Whole) {
+        let mut got = Vec::new();
+        let whole = doc
+            .parse(text, depth, |mut e| {
+                let records: Vec<String> = e.records.map(|v| v.to_json()).collect();
+                for (i, json) in records.into_iter().enumerate() {
+                    let own = String::from_utf8_lossy(e.spans.get(i)).into_owned();
+                    got.push((e.first + i, json, own, String::from_utf8_lossy(e.text).into_owned()));
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        (got, whole)
+    }
+
     fn whole(text: &[u8], depth: usize) -> Option<Vec<(String, String)>> {
-        Document::default().parse(text, depth, |e| {
-            let mut e = e?;
-            let records: Vec<String> = e.records.map(|v| v.to_json()).collect();
-            let texts = (0..records.len()).map(|i| String::from_utf8_lossy(e.spans.get(i)).into_owned());
-            Some(records.iter().cloned().zip(texts).collect())
-        })
+        match read(&mut Document::default(), text, depth) {
+            (got, Whole::Done) => Some(got.into_iter().map(|(_, json, own, _)| (json, own)).collect()),
+            (got, Whole::From(0)) if got.is_empty() => None,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -788,21 +929,120 @@ mod document_tests {
     }
 
     #[test]
+    fn records_are_read_a_run_at_a_time_cut_between_records() {
+        let records: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    r#"{{"eventVersion":"1.0{}","n":{i},"s":"{}","o":{{"eventVersion":2}}}}"#,
+                    i % 10,
+                    "x".repeat(i)
+                )
+            })
+            .collect();
+        let text = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        for bytes in [1, 100, 1000, CHUNK_BYTES] {
+            let (got, whole) = read(&mut Document::with_chunk_bytes(bytes), text.as_bytes(), 64);
+            assert_eq!(whole, Whole::Done);
+            let runs: std::collections::BTreeSet<&str> = got.iter().map(|g| g.3.as_str()).collect();
+            let want_runs = match bytes {
+                1 => 40,
+                CHUNK_BYTES => 1,
+                _ => runs.len(),
+            };
+            assert_eq!(runs.len(), want_runs, "runs of {bytes} bytes");
+            assert!(bytes >= text.len() || runs.len() > 1, "cut into runs of {bytes} bytes");
+            assert_eq!(got.len(), records.len());
+            for (i, (at, json, own, _)) in got.iter().enumerate() {
+                assert_eq!((*at, json, own), (i, &records[i], &records[i]), "runs of {bytes} bytes");
+            }
+            // The runs are the file's records and the commas between them, in order.
+            assert_eq!(
+                runs.len(),
+                got.iter().map(|g| &g.3).collect::<Vec<_>>().windows(2).filter(|w| w[0] != w[1]).count() + 1
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_inside_a_record_reads_the_rest_as_one_run() {
+        // Record 1 holds objects that start with the records' first key.
+        let text = br#"{"Records":[{"k":0},{"k":1,"a":[{"k":2},{"k":3}],"b":{"k":4}},{"k":5},{"k":6}]}"#;
+        let (got, whole) = read(&mut Document::with_chunk_bytes(1), text, 64);
+        assert_eq!(whole, Whole::Done);
+        let got: Vec<(usize, &str, &str)> = got.iter().map(|g| (g.0, g.2.as_str(), g.3.as_str())).collect();
+        let rest = r#"{"k":1,"a":[{"k":2},{"k":3}],"b":{"k":4}},{"k":5},{"k":6}"#;
+        assert_eq!(
+            got,
+            [
+                (0, r#"{"k":0}"#, r#"{"k":0}"#),
+                (1, r#"{"k":1,"a":[{"k":2},{"k":3}],"b":{"k":4}}"#, rest),
+                (2, r#"{"k":5}"#, rest),
+                (3, r#"{"k":6}"#, rest),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_record_leaves_the_records_from_its_run_on_to_the_framer() {
+        let text = br#"{"Records":[{"k":0},{"k":1},{"k":2,},{"k":3}]}"#;
+        let (got, whole) = read(&mut Document::with_chunk_bytes(1), text, 64);
+        assert_eq!(whole, Whole::From(2));
+        assert_eq!(got.iter().map(|g| (g.0, g.1.as_str())).collect::<Vec<_>>(), [(0, r#"{"k":0}"#), (1, r#"{"k":1}"#)]);
+        // Read whole, the same file yields nothing.
+        assert_eq!(read(&mut Document::default(), text, 64), (vec![], Whole::From(0)));
+        // Too deep in a later run: the depth counts the envelope in every run.
+        let deep = br#"{"Records":[{"k":0},{"k":{"a":[1]}}]}"#;
+        assert_eq!(read(&mut Document::with_chunk_bytes(1), deep, 4).1, Whole::From(1));
+        assert_eq!(read(&mut Document::with_chunk_bytes(1), deep, 5).1, Whole::Done);
+    }
+
+    #[test]
     fn anything_else_is_left_to_the_framer() {
         for text in [
             &br#"{"Records":[{"a":1},{"b":2]}"#[..],           // broken inside a record
             br#"{"Records":[]}"#,                              // empty: the framer's dead letter
             br#"{"Records":[{"a":1}],"next":2}"#,              // another member
+            br#"{"Records":[{"a":1}],"next":[2]}"#,            // another member, ending as the array does
             br#"{"Records":[{"a":1}]} {"Records":[{"b":2}]}"#, // two envelopes
+            br#"{"Records":[{"a":1},{"a":2}]} {"Records":[{"a":3}]}"#, // two envelopes, cut
             br#"{"records":[{"a":1}]}"#,                       // not CloudTrail's
             b"{\"Records\":[{\"a\":\"\xff\"}]}",               // invalid UTF-8
+            b"\x0c{\"Records\":[{\"a\":1}]}",                  // not JSON's whitespace
+            br#"{"Records":[{"a":1}]"#,                        // cut short
             br#"{"a":1}"#,
         ] {
+            for doc in [Document::default(), Document::with_chunk_bytes(1)] {
+                let mut doc = doc;
+                let (got, whole) = read(&mut doc, text, 64);
+                let done = got.iter().map(|g| g.0).max().map_or(0, |i| i + 1);
+                assert!(whole != Whole::Done, "{}", String::from_utf8_lossy(text));
+                assert_eq!(whole, Whole::From(done), "{}", String::from_utf8_lossy(text));
+            }
             assert_eq!(whole(text, 64), None, "{}", String::from_utf8_lossy(text));
         }
         // The envelope's two levels count, as they do for the framer.
         let deep = br#"{"Records":[{"a":{"b":[1]}}]}"#;
         assert!(whole(deep, 5).is_some());
         assert_eq!(whole(deep, 4), None);
+    }
+
+    #[test]
+    fn a_runs_source_is_its_own_text() {
+        let text = br#"{"Records":[{"k":0,"d":{"x":[1,"y"]}},{"k":1,"d":{"x":[2,"z"]}}]}"#;
+        let mut docs = Vec::new();
+        Document::with_chunk_bytes(1)
+            .parse(text, 64, |e| {
+                for r in e.records {
+                    let d = r.get("d").unwrap();
+                    let key = r.0.iter().find_map(|n| match n {
+                        Node::String(s) if *s == "d" => Some(*s),
+                        _ => None,
+                    });
+                    docs.push(e.source.member_text(key.unwrap(), &d).map(|t| String::from_utf8_lossy(t).into_owned()));
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(docs, [Some(r#"{"x":[1,"y"]}"#.to_string()), Some(r#"{"x":[2,"z"]}"#.to_string())]);
     }
 }
