@@ -739,9 +739,8 @@ impl<'o> Stages<'o> {
                 Whole::From(first) => from = first,
             }
         }
-        if from == 0
-            && let Some(done) = self.input_one(origin, text, sink, summary)
-        {
+        // A log file is never one object: `from` > 0 only for one.
+        if let Some(done) = self.input_one(origin, text, sink, summary) {
             return done;
         }
         let mut framer = Framer::with_chunk(text, limits, text.len() + 1);
