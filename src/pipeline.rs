@@ -10,7 +10,7 @@ use crate::batch::{Batcher, PartitionKey};
 use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
-use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, Whole, is_envelope};
+use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, Whole, is_envelope, json_ws};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, SourceKind};
@@ -761,9 +761,8 @@ impl<'o> Stages<'o> {
         summary: &mut Summary,
     ) -> Option<Result<(), SinkError>> {
         // The framer's record is the object's text, without the whitespace around it.
-        let json_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-        let start = text.iter().position(|b| !json_ws(b))?;
-        let end = text.iter().rposition(|b| !json_ws(b))? + 1;
+        let start = text.iter().position(|&b| !json_ws(b))?;
+        let end = text.iter().rposition(|&b| !json_ws(b))? + 1;
         let text = &text[start..end];
         if text.len() > self.rec.opts.limits.max_record_bytes || text[0] != b'{' || is_envelope(text) {
             return None;

@@ -171,7 +171,8 @@ pub fn is_envelope(text: &[u8]) -> bool {
     text[start..].starts_with(ENVELOPE)
 }
 
-fn json_ws(b: u8) -> bool {
+/// JSON's whitespace (not ASCII's: a form feed is not JSON).
+pub(crate) fn json_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
