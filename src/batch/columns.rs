@@ -369,6 +369,21 @@ impl ColumnBatch {
     /// Writes a string, with every secret in it redacted.
     #[inline]
     pub fn str(&mut self, slot: Slot, v: &str) {
+        if self.scan_tokens && self.redactor.is_some() {
+            return self.str_scanned(slot, v);
+        }
+        let leaf = self.leaf_mut(slot);
+        let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
+        bytes.extend_from_slice(v.as_bytes());
+        offsets.push(bytes.len() as i32);
+        leaf.valid.push(1);
+    }
+
+    /// [`ColumnBatch::str`] where the row's strings may hold tokens: out of
+    /// line, so that the common path (a copy) inlines into its ~40 callers a
+    /// record.
+    #[inline(never)]
+    fn str_scanned(&mut self, slot: Slot, v: &str) {
         self.json_with(slot, |buf, r, stats, tokens| match r {
             Some(r) if tokens => r.scan_into(v.as_bytes(), buf, stats),
             _ => buf.extend_from_slice(v.as_bytes()),

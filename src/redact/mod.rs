@@ -930,6 +930,15 @@ impl Redactor {
         stats: &mut Stats,
         tokens: bool,
     ) {
+        if secret.is_none() && !tokens {
+            // A string or scalar has no text to copy (`member_text` takes
+            // containers only): written straight, without looking for it.
+            match v.node() {
+                Node::String(s) => return write_str(s, out),
+                Node::Static(_) => return v.write_json(out),
+                Node::Array { .. } | Node::Object { .. } => {}
+            }
+        }
         // The walk changes nothing in a document with no token candidate and
         // no string that names a secret (every structural rule starts from
         // such a name, `kind: Secret` included): its text is then the output.
