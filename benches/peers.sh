@@ -10,6 +10,8 @@
 # Contenders (all read the same gzip CloudTrail log files, all write zstd
 # Parquet at level 1):
 #   trailship  normalize: gzip in, redacted OCSF Parquet out, fsync'd commits
+#              (the binary that ships: scripts/pgo-build.sh)
+#   trailship-nopgo  the same code without profile-guided optimisation (one core)
 #   duckdb     the Python package: read_json, OCSF-like projection, COPY TO
 #   vrl        the Vector path: VRL remap (cloudtrail_to_ocsf.vrl), arrow-json, Parquet
 #   naive      serde_json::Value per record, fields by key into Arrow builders
@@ -18,8 +20,8 @@
 #   THREADS="1 2 4 8 16"  core counts for trailship's scaling curve (default
 #                         "1 NPROC"); the peers run at 1 and NPROC cores
 #   BIN=DIR               prebuilt trailship, gen-corpus, stages and peers
-#                         (stripped release builds); skips cargo, for a
-#                         machine with no toolchain
+#                         (stripped release builds; trailship-nopgo if
+#                         there); skips cargo, for a machine with no toolchain
 #   PYTHON=PATH           a Python that imports duckdb; skips the venv
 # Each run is pinned to the first N processors (benches/timed.py).
 set -euo pipefail
@@ -38,11 +40,15 @@ if [ -z "$python" ]; then
 fi
 if [ -n "${BIN:-}" ]; then
     trailship=$BIN/trailship gen_corpus=$BIN/gen-corpus stages=$BIN/stages peers=$BIN/peers
+    nopgo=$BIN/trailship-nopgo
 else
-    # The profile that ships (deploy/Dockerfile), for every contender.
+    # The profile that ships (deploy/Dockerfile), for every contender;
+    # trailship's binary is also profile-guided, as it ships.
+    scripts/pgo-build.sh >/dev/null
     cargo build --profile release-lto --quiet --bin trailship --example gen-corpus --example stages
     cargo build --profile release-lto --quiet --manifest-path benches/peers/Cargo.toml --target-dir target/peers
-    trailship=./target/release-lto/trailship gen_corpus=./target/release-lto/examples/gen-corpus
+    trailship=./target/pgo/release-lto/trailship nopgo=./target/release-lto/trailship
+    gen_corpus=./target/release-lto/examples/gen-corpus
     stages=./target/release-lto/examples/stages peers=./target/peers/release-lto/peers
 fi
 timed() { "$python" benches/timed.py "$@"; }
@@ -82,6 +88,9 @@ ct=$corpus/AWSLogs
 for round in $(seq "$rounds"); do
     for threads in $threads_list; do
         run trailship "$threads" "$trailship" normalize --threads "$threads" --out "$work/out/archive" "$ct"
+        if [ "$threads" = 1 ] && [ -x "$nopgo" ]; then
+            run trailship-nopgo 1 "$nopgo" normalize --threads 1 --out "$work/out/archive" "$ct"
+        fi
         # The peers cost minutes on one core: they run at the two ends of the curve.
         [ "$threads" = 1 ] || [ "$threads" = "$cores" ] || continue
         run duckdb "$threads" "$python" benches/peers/duckdb_ocsf.py "$ct" "$work/out/duckdb.parquet" "$threads"
@@ -113,12 +122,12 @@ print(f"| contender | cores | wall (median of {len(runs[('trailship', '1')])}) |
 print("|---|---|---|---|---|---|---|---|---|---|")
 for threads in curve:
     base = med("trailship", threads)[0]
-    for name in ("trailship", "duckdb", "vrl", "naive"):
+    for name in ("trailship", "trailship-nopgo", "duckdb", "vrl", "naive"):
         if (name, threads) not in runs:
             continue
         wall, rss, out = med(name, threads)
         mbs = json_bytes / 1e6 / wall
-        ratio, rounds = ("", "") if name == "trailship" else (f"{wall / base:.1f}x faster", f"{paired(name, threads):.1f}x")
+        ratio, rounds = ("", "") if name == "trailship" else (f"{wall / base:.2f}x faster", f"{paired(name, threads):.2f}x")
         print(f"| {name} | {threads} | {wall:.2f} s | {records / wall:,.0f} | {mbs:.1f} | {mbs / int(threads):.1f} "
               f"| {rss / 1024:.0f} MB | {out / 1e6:.1f} MB | {ratio} | {rounds} |")
 t1 = med("trailship", "1")[0]
