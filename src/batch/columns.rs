@@ -372,11 +372,7 @@ impl ColumnBatch {
         if self.scan_tokens && self.redactor.is_some() {
             return self.str_scanned(slot, v);
         }
-        let leaf = self.leaf_mut(slot);
-        let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
-        bytes.extend_from_slice(v.as_bytes());
-        offsets.push(bytes.len() as i32);
-        leaf.valid.push(1);
+        self.str_with(slot, |b| b.extend_from_slice(v.as_bytes()));
     }
 
     /// [`ColumnBatch::str`] where the row's strings may hold tokens: out of
@@ -420,8 +416,9 @@ impl ColumnBatch {
         leaf.valid.push(1);
     }
 
-    /// Writes a string produced in place (constants and captions only:
-    /// nothing written here is scanned). `f` must append valid UTF-8.
+    /// Writes a string produced in place, not scanned for tokens (constants,
+    /// captions, and [`ColumnBatch::str`] where the row has no candidate).
+    /// `f` must append valid UTF-8.
     #[inline]
     pub fn str_with(&mut self, slot: Slot, f: impl FnOnce(&mut Vec<u8>)) {
         let leaf = self.leaf_mut(slot);
