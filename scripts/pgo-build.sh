@@ -36,32 +36,29 @@ key=$( {
     echo "$records"
 } 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ -f "$work/trailship.profdata" ] && [ "$(cat "$work/key" 2>/dev/null)" = "$key" ]; then
-    echo "== the profile for these sources is there: optimised build only"
-    RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$work/trailship.profdata" \
-        cargo build --profile release-lto --locked --bin trailship --target-dir target/pgo
-    echo "target/pgo/release-lto/trailship"
-    exit 0
+    echo "== the profile for these sources is there: no training"
+else
+    rm -rf "$work"
+    mkdir -p "$work/raw"
+
+    bin_dir="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
+    if [ ! -x "$bin_dir/llvm-profdata" ]; then
+        rustup component add llvm-tools
+    fi
+
+    echo "== instrumented build"
+    RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$work/raw" \
+        cargo build --profile release-lto --locked --bin trailship --example gen-corpus --target-dir target/pgo-gen
+    gen=target/pgo-gen/release-lto
+
+    echo "== training run"
+    # gen-corpus is instrumented too (one build): its counts are not wanted.
+    LLVM_PROFILE_FILE="$work/gen-%p.profraw" "$gen/examples/gen-corpus" "$work/corpus" "$records" 1000 2 mix
+    LLVM_PROFILE_FILE="$work/raw/trailship-%p.profraw" TRAILSHIP_REDACTION_KEY=$(printf '00%.0s' {1..32}) \
+        "$gen/trailship" normalize --threads 1 --out "$work/archive" "$work/corpus" >/dev/null
+    "$bin_dir/llvm-profdata" merge -o "$work/trailship.profdata" "$work/raw"
+    echo "$key" >"$work/key"
 fi
-rm -rf "$work"
-mkdir -p "$work/raw"
-
-bin_dir="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
-if [ ! -x "$bin_dir/llvm-profdata" ]; then
-    rustup component add llvm-tools
-fi
-
-echo "== instrumented build"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$work/raw" \
-    cargo build --profile release-lto --locked --bin trailship --example gen-corpus --target-dir target/pgo-gen
-gen=target/pgo-gen/release-lto
-
-echo "== training run"
-# gen-corpus is instrumented too (one build): its counts are not wanted.
-LLVM_PROFILE_FILE="$work/gen-%p.profraw" "$gen/examples/gen-corpus" "$work/corpus" "$records" 1000 2 mix
-LLVM_PROFILE_FILE="$work/raw/trailship-%p.profraw" TRAILSHIP_REDACTION_KEY=$(printf '00%.0s' {1..32}) \
-    "$gen/trailship" normalize --threads 1 --out "$work/archive" "$work/corpus" >/dev/null
-"$bin_dir/llvm-profdata" merge -o "$work/trailship.profdata" "$work/raw"
-echo "$key" >"$work/key"
 
 echo "== optimised build"
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$work/trailship.profdata" \
