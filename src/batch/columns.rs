@@ -4,8 +4,10 @@
 //! [`Slot`]s that are resolved once from the class schema, so the hot path
 //! never builds a per-record tree. The buffers are our own `Vec`s rather than
 //! arrow builders for two reasons: a row can be rolled back when its
-//! normaliser fails half-way (one bad record never poisons its batch), and the
-//! allocations are kept across batches.
+//! normaliser fails half-way (one bad record never poisons its batch), and a
+//! batch's buffers become its arrays without a copy. (They start the next
+//! batch empty: see [`ColumnBatch::finish`].) Each write asks for its
+//! buffer's next cache line ahead of time (see `ahead`).
 //!
 //! Nesting model: level 0 is the row; every list column opens a new level whose
 //! items are rows of their own. After a row (or list item) is ended, every
