@@ -27,6 +27,11 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use crate::decode::json::{Source, Val};
 use crate::redact::{Redactor, Stats};
 
+/// Where a short value's buffer is asked for: the line after the one being
+/// written, so it is there a row or more before the write (64 and 256 bytes
+/// on did as well).
+const NEXT_BUT_ONE: usize = 128;
+
 /// Asks for the cache lines just past `v`'s end, the next to be written.
 ///
 /// A row writes a value or two into each of ~60 buffers (values, offsets,
@@ -383,7 +388,7 @@ impl ColumnBatch {
         let count = self.levels[self.leaves[i].level].count;
         let leaf = &mut self.leaves[i];
         leaf.pad_to(count);
-        ahead(&leaf.valid, 128, 1);
+        ahead(&leaf.valid, NEXT_BUT_ONE, 1);
         leaf
     }
 
@@ -438,9 +443,9 @@ impl ColumnBatch {
         let count = self.levels[self.leaves[i].level].count;
         let leaf = &mut self.leaves[i];
         leaf.pad_to(count);
-        ahead(&leaf.valid, 128, 1);
+        ahead(&leaf.valid, NEXT_BUT_ONE, 1);
         let Values::Utf8 { offsets, bytes } = &mut leaf.values else { panic!("column is not Utf8") };
-        ahead(offsets, 128, 1);
+        ahead(offsets, NEXT_BUT_ONE, 1);
         f(bytes, self.redactor.as_deref(), &mut self.row_stats, self.scan_tokens);
         // Documents run to hundreds of bytes a row: the next row's lines.
         ahead(bytes, 64, 4);
@@ -456,8 +461,8 @@ impl ColumnBatch {
         let leaf = self.leaf_mut(slot);
         match &mut leaf.values {
             Values::Utf8 { offsets, bytes } => {
-                ahead(offsets, 128, 1);
-                ahead(bytes, 128, 1);
+                ahead(offsets, NEXT_BUT_ONE, 1);
+                ahead(bytes, NEXT_BUT_ONE, 1);
                 f(bytes);
                 offsets.push(bytes.len() as i32);
             }
@@ -471,7 +476,7 @@ impl ColumnBatch {
         let leaf = self.leaf_mut(slot);
         match &mut leaf.values {
             Values::I32(x) => {
-                ahead(x, 128, 1);
+                ahead(x, NEXT_BUT_ONE, 1);
                 x.push(v)
             }
             _ => panic!("column is not Int32"),
@@ -485,7 +490,7 @@ impl ColumnBatch {
         let leaf = self.leaf_mut(slot);
         match &mut leaf.values {
             Values::I64(x) => {
-                ahead(x, 128, 1);
+                ahead(x, NEXT_BUT_ONE, 1);
                 x.push(v)
             }
             _ => panic!("column is not Int64"),
@@ -498,7 +503,7 @@ impl ColumnBatch {
         let leaf = self.leaf_mut(slot);
         match &mut leaf.values {
             Values::Bool(x) => {
-                ahead(x, 128, 1);
+                ahead(x, NEXT_BUT_ONE, 1);
                 x.push(v as u8)
             }
             _ => panic!("column is not Boolean"),
