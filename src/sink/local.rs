@@ -174,7 +174,7 @@ impl LocalSink {
     /// (`source::Inputs::scope`), or `None` for all ([`Ledger::load`]).
     pub fn open(root: &Path, props: WriterProperties, bounds: Bounds, scope: Option<Scope>) -> Result<Self, SinkError> {
         let state = root.join("_trailship");
-        fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
+        create_dirs_synced(&state)?;
         let lock = lock_archive(root)?;
         recover(&state)?;
         let ledger = Ledger::load(&state.join(LEDGER), scope)?;
@@ -195,7 +195,8 @@ impl LocalSink {
     /// A writer with no open object, its temporary files under `tmp/<run>`.
     fn writer(shared: Arc<Shared>, run: String, props: WriterProperties, bounds: Bounds) -> Result<Self, SinkError> {
         let tmp = shared.state.join("tmp").join(&run);
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        // Durable, as the objects' entries in it are before a journal names them.
+        create_dirs_synced(&tmp)?;
         Ok(LocalSink {
             shared,
             tmp,
@@ -372,6 +373,12 @@ impl LocalSink {
         if renames.is_empty() && inputs.is_empty() {
             return Ok(());
         }
+        if !renames.is_empty() {
+            // The objects' data is synced as each is closed, their names here:
+            // a journal naming a file that a crash then loses would be rolled
+            // forward as if the file had been renamed already.
+            sync_dir(&self.tmp)?;
+        }
         let journal = Journal { run: self.run.clone(), renames, objects, dead_objects, inputs: inputs.to_vec() };
         let body = serde_json::to_vec(&journal).expect("journal serialises");
         let state = &self.shared.state;
@@ -418,6 +425,46 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), SinkError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
+/// Creates `dir` and whichever of its ancestors are missing, and returns the
+/// directories that gained an entry: the parent of each one created. A new
+/// directory outlives a crash of the machine only once its parent is synced,
+/// as a renamed file does. Syncing only the leaf (after `create_dir_all`)
+/// kept a new partition directory, and the committed objects in it, only on
+/// file systems that order their metadata (ext4's journal, XFS's log), not
+/// on ext4 without a journal. Where `dir` exists this is one `stat`.
+pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !at.is_dir() {
+        missing.push(at);
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let mut gained = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            // Another writer made it: it may not have synced its parent yet.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(p) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            gained.push(p.to_path_buf());
+        }
+    }
+    Ok(gained)
+}
+
+/// [`create_dirs`], with the directories that gained an entry synced.
+pub(super) fn create_dirs_synced(dir: &Path) -> Result<(), SinkError> {
+    for d in create_dirs(dir).map_err(|e| io_err(dir, e))? {
+        sync_dir(&d)?;
+    }
+    Ok(())
+}
+
 /// Performs a journal's renames (idempotently) and appends its inputs to the ledger.
 fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
     let mut dirs = HashSet::new();
@@ -427,7 +474,7 @@ fn apply(state: &Path, j: &Journal) -> Result<(), SinkError> {
             continue;
         }
         let parent = dst.parent().expect("objects live under the archive root");
-        fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        dirs.extend(create_dirs(parent).map_err(|e| io_err(parent, e))?);
         fs::rename(tmp, dst).map_err(|e| io_err(dst, e))?;
         dirs.insert(parent.to_path_buf());
     }
@@ -534,6 +581,22 @@ mod tests {
 
     fn bounds(max_open: usize) -> Bounds {
         Bounds { max_file_bytes: 1 << 20, max_open, max_footer_bytes: 64 << 20 }
+    }
+
+    #[test]
+    fn new_directories_come_with_the_parents_that_gained_an_entry() {
+        let root = std::env::temp_dir().join(format!("trailship-sink-dirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir(&root).unwrap();
+        let leaf = root.join("api_activity/region=x/day=1");
+        let gained = create_dirs(&leaf).unwrap();
+        assert!(leaf.is_dir());
+        assert_eq!(gained, [root.clone(), root.join("api_activity"), root.join("api_activity/region=x")]);
+        assert_eq!(create_dirs(&leaf).unwrap(), Vec::<PathBuf>::new(), "nothing new, nothing to sync");
+        assert_eq!(create_dirs(&root.join("api_activity/region=y")).unwrap(), [root.join("api_activity")]);
+        fs::write(root.join("file"), b"").unwrap();
+        assert!(create_dirs(&root.join("file/x")).is_err(), "a file in the way is an error");
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

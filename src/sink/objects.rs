@@ -105,7 +105,9 @@ impl LocalObjects {
             write(&mut f)?;
             f.sync_all()?;
             let dir = dest.parent().expect("keys are relative paths");
-            fs::create_dir_all(dir)?;
+            for d in crate::sink::local::create_dirs(dir)? {
+                File::open(d)?.sync_all()?;
+            }
             let put = match fs::hard_link(&tmp, &dest) {
                 Ok(()) => Put::Created,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Put::Exists,

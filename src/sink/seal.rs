@@ -16,7 +16,7 @@ use crate::integrity::chain::{ChainWriter, Covered, DIGESTS_DIR, PUBLIC_KEYS, di
 use crate::integrity::digest::Digest;
 use crate::integrity::store::{LocalStore, Store as _, sidecar_path};
 use crate::sink::SinkError;
-use crate::sink::local::{io_err, sync_dir, write_synced};
+use crate::sink::local::{create_dirs_synced, io_err, sync_dir, write_synced};
 
 const UNDIGESTED: &str = "undigested.ndjson";
 
@@ -55,7 +55,7 @@ impl Sealer {
         let existing = fs::read(&keys_path).ok();
         if let Some(body) = public_keys_with(existing.as_deref(), chain.signing_key(), now_ms()) {
             let dir = keys_path.parent().expect("has a parent");
-            fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            create_dirs_synced(dir)?;
             let tmp = keys_path.with_extension("json.tmp");
             write_synced(&tmp, &body)?;
             fs::rename(&tmp, &keys_path).map_err(|e| io_err(&keys_path, e))?;
@@ -78,7 +78,7 @@ impl Sealer {
         let sealed = self.chain.seal(objects, now_ms);
         let path = self.root.join(&sealed.key);
         let dir = path.parent().expect("digest keys have folders");
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        create_dirs_synced(dir)?;
         write_synced(&sidecar_path(&path), &serde_json::to_vec(&sealed.metadata).expect("serialises"))?;
         let tmp = path.with_extension("gz.tmp");
         write_synced(&tmp, &sealed.gz)?;
