@@ -404,6 +404,11 @@ impl<W: Write> HashingWriter<W> {
         HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
     }
 
+    /// The writer underneath, and how many bytes have been handed to it.
+    pub fn get_ref(&self) -> (&W, u64) {
+        (&self.inner, self.bytes)
+    }
+
     /// The SHA-256 and length of everything written, and the inner writer.
     pub fn finish(self) -> ([u8; 32], u64, W) {
         (self.hasher.finalize().into(), self.bytes, self.inner)
@@ -667,6 +672,12 @@ impl<W: Write + Send> ObjectWriter<W> {
 
     pub fn bytes_written(&self) -> usize {
         self.file.bytes_written()
+    }
+
+    /// The sink, and how many bytes have reached it (parquet buffers a few
+    /// KiB in front of it).
+    pub fn sink(&self) -> (&W, u64) {
+        self.file.inner().get_ref()
     }
 
     /// Column chunks whose metadata the footer holds in memory until
