@@ -39,7 +39,9 @@ pub struct Options {
     /// A row group is written once its partition holds this many bytes (or
     /// `encode.row_group_rows` rows), whichever comes first.
     pub row_group_bytes: usize,
-    /// Objects open at once (one per partition being written).
+    /// Objects open at once (one per partition being written). Closed
+    /// objects awaiting the checkpoint's sync hold a descriptor each, up to
+    /// as many again.
     pub max_open_files: usize,
     /// Memory for the metadata of row groups written to open objects,
     /// which stays in memory until their footers are written

@@ -105,7 +105,9 @@ pub struct ObjectRecord {
 pub struct Bounds {
     /// An object is closed once it holds this many bytes.
     pub max_file_bytes: usize,
-    /// Objects open at once; the oldest is closed to open another.
+    /// Objects open at once; the oldest is closed to open another. Also the
+    /// most closed objects held unsynced until the checkpoint (a descriptor
+    /// each).
     pub max_open: usize,
     /// Memory for the footers of open objects. parquet-rs keeps every
     /// written row group's metadata until the footer is written, and with
