@@ -13,13 +13,16 @@
 #              (the binary that ships: scripts/pgo-build.sh)
 #   trailship-nopgo  the same code without profile-guided optimisation (one core)
 #   duckdb     the Python package: read_json, OCSF-like projection, COPY TO
-#   vrl        the Vector path: VRL remap (cloudtrail_to_ocsf.vrl), arrow-json, Parquet
+#   vrl        the Vector path: VRL remap (cloudtrail_to_ocsf.vrl), arrow-json, Parquet,
+#              on jemalloc, Vector's allocator on Linux (peers-jemalloc)
+#   vrl-sysalloc  the same on the system allocator (one core; the row before session 33)
 #   naive      serde_json::Value per record, fields by key into Arrow builders
 #
 # Environment:
 #   THREADS="1 2 4 8 16"  core counts for trailship's scaling curve (default
 #                         "1 NPROC"); the peers run at 1 and NPROC cores
-#   BIN=DIR               prebuilt trailship, gen-corpus, stages and peers
+#   BIN=DIR               prebuilt trailship, gen-corpus, stages, peers and
+#                         peers-jemalloc
 #                         (stripped release builds; trailship-nopgo if
 #                         there); skips cargo, for a machine with no toolchain
 #   PYTHON=PATH           a Python that imports duckdb; skips the venv
@@ -40,6 +43,7 @@ if [ -z "$python" ]; then
 fi
 if [ -n "${BIN:-}" ]; then
     trailship=$BIN/trailship gen_corpus=$BIN/gen-corpus stages=$BIN/stages peers=$BIN/peers
+    peers_je=$BIN/peers-jemalloc
     nopgo=$BIN/trailship-nopgo
 else
     # The profile that ships (deploy/Dockerfile), for every contender;
@@ -50,6 +54,7 @@ else
     trailship=./target/pgo/release-lto/trailship nopgo=./target/release-lto/trailship
     gen_corpus=./target/release-lto/examples/gen-corpus
     stages=./target/release-lto/examples/stages peers=./target/peers/release-lto/peers
+    peers_je=./target/peers/release-lto/peers-jemalloc
 fi
 timed() { "$python" benches/timed.py "$@"; }
 
@@ -94,7 +99,10 @@ for round in $(seq "$rounds"); do
         # The peers cost minutes on one core: they run at the two ends of the curve.
         [ "$threads" = 1 ] || [ "$threads" = "$cores" ] || continue
         run duckdb "$threads" "$python" benches/peers/duckdb_ocsf.py "$ct" "$work/out/duckdb.parquet" "$threads"
-        run vrl "$threads" "$peers" vrl "$ct" "$work/out" "$threads"
+        run vrl "$threads" "$peers_je" vrl "$ct" "$work/out" "$threads"
+        if [ "$threads" = 1 ]; then
+            run vrl-sysalloc 1 "$peers" vrl "$ct" "$work/out" 1
+        fi
         run naive "$threads" "$peers" naive "$ct" "$work/out" "$threads"
     done
     echo "round $round of $rounds done" >&2
@@ -122,7 +130,7 @@ print(f"| contender | cores | wall (median of {len(runs[('trailship', '1')])}) |
 print("|---|---|---|---|---|---|---|---|---|---|")
 for threads in curve:
     base = med("trailship", threads)[0]
-    for name in ("trailship", "trailship-nopgo", "duckdb", "vrl", "naive"):
+    for name in ("trailship", "trailship-nopgo", "duckdb", "vrl", "vrl-sysalloc", "naive"):
         if (name, threads) not in runs:
             continue
         wall, rss, out = med(name, threads)
