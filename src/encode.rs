@@ -405,7 +405,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// The writer underneath, and how many bytes have been handed to it.
-    pub fn get_ref(&self) -> (&W, u64) {
+    pub fn sink(&self) -> (&W, u64) {
         (&self.inner, self.bytes)
     }
 
@@ -677,7 +677,7 @@ impl<W: Write + Send> ObjectWriter<W> {
     /// The sink, and how many bytes have reached it (parquet buffers a few
     /// KiB in front of it).
     pub fn sink(&self) -> (&W, u64) {
-        self.file.inner().get_ref()
+        self.file.inner().sink()
     }
 
     /// Column chunks whose metadata the footer holds in memory until
