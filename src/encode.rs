@@ -461,6 +461,9 @@ pub struct ObjectWriter<W: Write + Send> {
     /// Whether [`uniform`], [`twin`] and [`squeeze`] write the leaves they
     /// can (off only to compare their chunks with parquet-rs's).
     own_chunks: bool,
+    /// Whether [`squeeze`] compresses level-1 pages with its own hash table
+    /// size (off only to compare its chunks with parquet-rs's, byte for byte).
+    tuned_zstd: bool,
     /// The pages of the chunk being spliced in, when a twin will need them.
     capture: Arc<twin::Capture>,
 }
@@ -502,6 +505,7 @@ impl<W: Write + Send> ObjectWriter<W> {
             schema,
             max_rows,
             own_chunks: true,
+            tuned_zstd: true,
             capture: Arc::default(),
         })
     }
@@ -636,7 +640,7 @@ impl<W: Write + Send> ObjectWriter<W> {
                         self.capture.record();
                         let written = w.write(&leaf).and_then(|()| w.close());
                         let pages = self.capture.recorded();
-                        let (bytes, close) = squeeze::chunk(&pages, written?.close(), level)?;
+                        let (bytes, close) = squeeze::chunk(&pages, written?.close(), level, self.tuned_zstd)?;
                         if sources.contains(&at) {
                             kept.insert(at, (bytes.clone(), close.clone()));
                         }

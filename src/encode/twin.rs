@@ -294,6 +294,7 @@ mod tests {
         }
         let mut w = ObjectWriter::new(Vec::new(), batch.schema(), props.build()).unwrap();
         w.own_chunks = own;
+        w.tuned_zstd = false;
         let twins = w.layout(&batch.slice(0, batch.num_rows().min(w.max_rows))).twins;
         w.write(batch).unwrap();
         (w.finish().unwrap().2, twins)
