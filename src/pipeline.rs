@@ -11,6 +11,7 @@ use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, Whole, is_envelope, json_ws};
+use crate::decode::lines::{Lined, Lines};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, SourceKind};
@@ -578,6 +579,7 @@ impl<'a> Origin<'a> {
 pub(crate) struct Stages<'o> {
     parser: Parser,
     document: Document,
+    lines: Lines,
     /// A whole input, when it is read whole (see [`Stages::input_reader`]).
     whole: Vec<u8>,
     /// A framed record's text before parsing (which rewrites it in place).
@@ -634,6 +636,7 @@ impl<'o> Stages<'o> {
         Stages {
             parser: Parser::default(),
             document: Document::default(),
+            lines: Lines::default(),
             whole: Vec::new(),
             original: Vec::new(),
             one: Parser::with_max_depth(opts.limits.max_depth),
@@ -653,7 +656,8 @@ impl<'o> Stages<'o> {
     /// Every record of a stream. A CloudTrail log file no larger than
     /// [`Options::whole_file_bytes`] (nor than one record may be) is read
     /// whole and parsed in one pass, a run of records at a time (see
-    /// [`Document`]); everything else is framed record by record.
+    /// [`Document`]); other text a run of lines at a time while it is one
+    /// object a line ([`Lines`]); everything else is framed record by record.
     pub fn input_reader(
         &mut self,
         origin: &Origin<'_>,
@@ -689,9 +693,11 @@ impl<'o> Stages<'o> {
                 return Ok(());
             }
         }
+        let envelope = is_envelope(&head[..filled]);
         let text = &head[..filled];
         let done = match read {
             Ok(()) if ended => self.input_text(origin, text, sink, summary),
+            Ok(()) if !envelope => self.input_stream(origin, reader, &mut head, filled, sink, summary),
             Ok(()) => {
                 let mut framer = Framer::new(Cursor::new(text).chain(reader), self.limits());
                 self.input(origin, &mut framer, 0, sink, summary)
@@ -741,12 +747,100 @@ impl<'o> Stages<'o> {
                 Whole::From(first) => from = first,
             }
         }
+        // A log file's text is one line, and its one record an envelope.
+        let mut lined = Lined { bytes: 0, records: 0, whole: false };
+        if from == 0 && !is_envelope(text) {
+            lined = self.input_lines(origin, text, 0, sink, summary)?;
+            if lined.whole && lined.bytes == text.len() {
+                return Ok(());
+            }
+        }
         // A log file is never one object: `from` > 0 only for one.
-        if let Some(done) = self.input_one(origin, text, sink, summary) {
+        if lined.records == 0
+            && let Some(done) = self.input_one(origin, text, sink, summary)
+        {
             return done;
         }
-        let mut framer = Framer::with_chunk(text, limits, text.len() + 1);
+        let rest = &text[lined.bytes..];
+        let mut framer = Framer::with_chunk(rest, limits, rest.len() + 1);
+        framer.resume_at(lined.records as u64, lined.bytes as u64);
         self.input(origin, &mut framer, from as u64, sink, summary)
+    }
+
+    /// The records of the complete lines of `text`, a stream's after its
+    /// first `before` records, while they read as one object a line
+    /// ([`Lines`]). How far that was.
+    fn input_lines(
+        &mut self,
+        origin: &Origin<'_>,
+        text: &[u8],
+        before: u64,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<Lined, SinkError> {
+        let limits = self.limits();
+        let (rec, mut index) = (&mut self.rec, before);
+        self.lines.parse(text, before, limits, |run| {
+            // A run with no token candidate anywhere has none in any record.
+            let tokens = match &rec.redactor {
+                Some(r) if !r.candidate(run.text) => Some(false),
+                _ => None,
+            };
+            for (i, root) in run.records.clone().enumerate() {
+                let parsed = Ok((root, Repairs::default(), Some(run.source)));
+                rec.record(origin, index, Text::Known(run.line(i)), tokens, false, parsed, sink, summary)?;
+                index += 1;
+            }
+            Ok::<(), SinkError>(())
+        })
+    }
+
+    /// A stream that is not a log file read whole, from its first `filled`
+    /// bytes in `head`: a run of lines at a time while its lines read as one
+    /// object each ([`Lines`]), then the framer from the first line that
+    /// does not, or from the unfinished line at the end. `head` holds the
+    /// line being read, up to a record's limit.
+    fn input_stream(
+        &mut self,
+        origin: &Origin<'_>,
+        reader: &mut source::Reader,
+        head: &mut Vec<u8>,
+        mut filled: usize,
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        let limits = self.limits();
+        let (mut records, mut offset) = (0u64, 0u64);
+        let (mut read, mut ended) = (Ok(()), false);
+        loop {
+            let lined = self.input_lines(origin, &head[..filled], records, sink, summary)?;
+            records += lined.records as u64;
+            // A line longer than a record may be is the framer's to report.
+            let over = filled - lined.bytes > limits.max_record_bytes;
+            if !lined.whole || ended || over || read.is_err() {
+                let rest = Cursor::new(&head[lined.bytes..filled]);
+                let at = offset + lined.bytes as u64;
+                return match read {
+                    Ok(()) => {
+                        let mut framer = Framer::new(rest.chain(reader), limits);
+                        framer.resume_at(records, at);
+                        self.input(origin, &mut framer, 0, sink, summary)
+                    }
+                    Err(e) => {
+                        let failing = source::Failing { err: Some(e), rest: std::io::empty() };
+                        let mut framer = Framer::new(rest.chain(failing), limits);
+                        framer.resume_at(records, at);
+                        self.input(origin, &mut framer, 0, sink, summary)
+                    }
+                };
+            }
+            offset += lined.bytes as u64;
+            head.copy_within(lined.bytes..filled, 0);
+            filled -= lined.bytes;
+            let want = filled + STREAM_READ;
+            read = read_up_to(reader, head, &mut filled, want);
+            ended = read.is_ok() && filled < want;
+        }
     }
 
     /// `text` as one record, when it is one JSON object within the limits
@@ -1034,6 +1128,10 @@ fn flush_interval(max_buffer_bytes: usize) -> usize {
 /// Bytes read before deciding whether an input is a CloudTrail log file.
 const ENVELOPE_PEEK: usize = 64;
 
+/// Bytes read at a time from a stream read a run of lines at a time, as
+/// much as the framer reads.
+const STREAM_READ: usize = 256 << 10;
+
 /// Reads into `buf[*filled..n]` until it is full or the stream ends.
 /// `buf.len()` is how much of it is initialised, not what it holds: kept
 /// from input to input, it is zeroed once as it grows, where `read_to_end`
@@ -1247,6 +1345,91 @@ mod one_object {
             assert_eq!(a.rows, b.rows, "{broken:?}");
             assert_eq!(String::from_utf8_lossy(&a.dead), String::from_utf8_lossy(&b.dead), "{broken:?}");
         }
+    }
+
+    /// What the stages make of `text` read as a stream of plain bytes, a
+    /// few at a time (as a file is read).
+    fn run_stream(opts: &Options, text: &[u8], chunk: usize) -> (Memory, Summary) {
+        /// Hands out at most `chunk` bytes a read.
+        struct Trickle(std::io::Cursor<Vec<u8>>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.1);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let mut stages = Stages::new(opts, None);
+        let (mut sink, mut summary) = (Memory::default(), Summary::default());
+        let origin = Origin::file("kafka://ct/0/7");
+        let trickle = Trickle(std::io::Cursor::new(text.to_vec()), chunk);
+        let mut reader = source::Reader::plain(std::io::BufReader::with_capacity(chunk, trickle));
+        stages.input_reader(&origin, &mut reader, &mut sink, &mut summary).unwrap();
+        stages.flush(&mut sink, true).unwrap();
+        (sink, summary)
+    }
+
+    #[test]
+    fn lines_read_a_run_at_a_time_are_read_as_the_framer_reads_them() {
+        use crate::decode::json::CHUNK_BYTES;
+        let opts = Options { limits: Limits { max_record_bytes: 2048, max_depth: 6 }, ..Options::default() };
+        let n = 3 * CHUNK_BYTES / RECORD.len();
+        let record = |i: usize| RECORD.replace(r#""eventID":"e1""#, &format!(r#""eventID":"e{i}""#));
+        let lines = |at: usize, line: &str| -> String {
+            (0..n).map(|i| if i == at { format!("{line}\n") } else { format!("{}\n", record(i)) }).collect()
+        };
+        let deep = format!("{}{}", r#"{"a":"#.repeat(6) + "1", "}".repeat(6));
+        let pretty = RECORD.replace(",\"", ",\n  \"");
+        // One record across two lines, the second ending with another: as
+        // many elements as lines once the newline is a comma.
+        let split = RECORD.replace(r#""key":"k"}"#, "\"key\":[\"k\"\n\"k2\"]}") + r#",{"eventVersion":"1.09"}"#;
+        let mut cases: Vec<(String, Vec<u8>)> = vec![
+            ("clean".into(), lines(n, "").into_bytes()),
+            ("crlf, blank lines".into(), lines(n, "").replace('\n', "\r\n\n  ").into_bytes()),
+            ("no newline at the end".into(), lines(n, "").trim_end().as_bytes().to_vec()),
+            ("cut short at the end".into(), lines(n, "").as_bytes()[..n * (RECORD.len() + 1) - 9].to_vec()),
+            ("pretty at the end".into(), format!("{}{pretty}\n", lines(n, "")).into_bytes()),
+            ("byte-order mark".into(), format!("\u{feff}{}", lines(n, "")).into_bytes()),
+            ("blank start".into(), format!("\n\n\n{}", lines(n, "")).into_bytes()),
+        ];
+        for at in [0, n / 2, n - 1] {
+            for (what, line) in [
+                ("broken", record(at).replacen(',', ",,", 1)),
+                ("pretty", pretty.clone()),
+                ("two on a line", format!("{} {}", record(at), record(at))),
+                ("two with a comma", format!("{},{}", record(at), record(at))),
+                ("an array", format!("[{},{}]", record(at), record(at))),
+                ("a log file", format!(r#"{{"Records":[{}]}}"#, record(at))),
+                ("a scalar", "42".into()),
+                ("oversized", record(at).replacen('{', &format!(r#"{{"pad":"{}","#, "x".repeat(2048)), 1)),
+                ("too deep", record(at).replacen('{', &format!(r#"{{"deep":{deep},"#), 1)),
+                ("split", split.clone()),
+            ] {
+                cases.push((format!("{what} at {at}"), lines(at, &line).into_bytes()));
+            }
+            let mut bad = lines(at, "").into_bytes();
+            let i = at * (RECORD.len() + 1) + 40;
+            bad[i] = 0xff;
+            cases.push((format!("invalid UTF-8 at {at}"), bad));
+        }
+        for (what, text) in &cases {
+            let (framed, sf, _) = run(&opts, text, true);
+            let (a, sa, _) = run(&opts, text, false);
+            let (b, sb) = run_stream(&opts, text, 4096);
+            let (c, sc) = run_stream(&opts, text, 700);
+            for (m, s) in [(&a, &sa), (&b, &sb), (&c, &sc)] {
+                assert_eq!(s.records_read, sf.records_read, "{what}");
+                assert_eq!(s.rows, sf.rows, "{what}");
+                assert_eq!(s.dead_letters, sf.dead_letters, "{what}");
+                assert_eq!(s.repaired, sf.repaired, "{what}");
+                assert_eq!(m.rows, framed.rows, "{what}");
+                assert_eq!(String::from_utf8_lossy(&m.dead), String::from_utf8_lossy(&framed.dead), "{what}");
+            }
+        }
+        // The runs did read: the clean text is all rows, the broken one all but one.
+        let (_, s, _) = run(&opts, &cases[0].1, false);
+        assert_eq!((s.rows_total(), s.records_read), (n as u64, n as u64));
+        let (_, s) = run_stream(&opts, &cases[7].1, 700);
+        assert_eq!((s.rows_total(), s.dead_letters.values().sum::<u64>()), (n as u64 - 1, 1), "{}", cases[7].0);
     }
 
     #[test]

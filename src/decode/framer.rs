@@ -127,6 +127,14 @@ impl<R: Read> Framer<R> {
         self.unfinished.take()
     }
 
+    /// Frames a stream that goes on from another reading of it: `index`
+    /// records and `offset` bytes of it were read before this reader's first
+    /// byte, which starts a line. Indices and offsets go on from there.
+    pub fn resume_at(&mut self, index: u64, offset: u64) {
+        self.index = index;
+        self.consumed = offset;
+    }
+
     /// The read error that ended the stream early, if any.
     pub fn take_read_error(&mut self) -> Option<io::Error> {
         self.read_error.take()
@@ -401,6 +409,8 @@ impl<R: Read> Framer<R> {
                         }
                         return None;
                     };
+                    // A record's size is its own: not the whitespace before it.
+                    self.seen = 0;
                     self.value_start = (self.consumed + self.pos as u64, self.at_line_start);
                     match c {
                         b'{' => match self.scan_top_object() {
@@ -432,6 +442,7 @@ impl<R: Read> Framer<R> {
                 State::InArray { envelope, emitted } => {
                     self.begin_value();
                     let Some(c) = self.skip_ws(false) else { return self.eof_frame() };
+                    self.seen = 0;
                     if c == b']' {
                         self.bump(false);
                         self.state = State::TopLevel;
@@ -730,6 +741,11 @@ mod tests {
         let out = frames(big.as_bytes());
         assert_eq!(recs(&out), ["oversized", "{\"b\":1}"]);
         assert_eq!(out[0].1.len(), 64, "dead letter keeps the first max_record_bytes");
+        // A record of the limit is one, whatever whitespace comes before it.
+        let limit = format!("{{\"a\":\"{}\"}}", "x".repeat(64 - 8));
+        for text in [format!("{limit}\n \r\n{limit}"), format!("[{limit},\n  {limit}]")] {
+            assert_eq!(recs(&frames(text.as_bytes())), [limit.as_str(), limit.as_str()], "{text}");
+        }
     }
 
     #[test]

@@ -352,6 +352,11 @@ fn record_spans(run: &[u8], structurals: &[u32], out: &mut Vec<(u32, u32)>) -> b
 pub struct Val<'t, 'i>(&'t [Node<'i>]);
 
 impl<'t, 'i> Val<'t, 'i> {
+    /// The value at the tape's start: its root.
+    pub(super) fn root(tape: &'t [Node<'i>]) -> Self {
+        Val(tape)
+    }
+
     /// Number of tape nodes the value spans.
     #[inline]
     fn span(&self) -> usize {
@@ -509,6 +514,7 @@ impl<'t, 'i> Iterator for Entries<'t, 'i> {
     }
 }
 
+#[derive(Clone)]
 pub struct Elements<'t, 'i> {
     rest: &'t [Node<'i>],
     left: usize,
@@ -539,6 +545,12 @@ pub struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
+    /// `text` as parsed into the buffer at `base`, byte for byte where a
+    /// string may be.
+    pub(super) fn new(base: usize, text: &'a [u8]) -> Self {
+        Source { base, text }
+    }
+
     /// The text of the value of member `key` (an object member of this
     /// record, as the tape gives it), when that value is an object or array
     /// whose text is byte for byte what [`Val::write_json`] writes: no

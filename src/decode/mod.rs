@@ -3,4 +3,5 @@
 
 pub mod framer;
 pub mod json;
+pub mod lines;
 mod swar;

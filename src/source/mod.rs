@@ -299,6 +299,12 @@ impl Read for Decoded {
 }
 
 impl Reader {
+    /// Plain bytes from `r`, as [`open`] reads an input that is not gzip.
+    #[cfg(test)]
+    pub(crate) fn plain(r: impl BufRead + Send + 'static) -> Self {
+        Counting { inner: Decoded::Plain(Box::new(r)), bytes: 0, compressed: false, fetched: None }
+    }
+
     /// A gzip input inflated whole into `out` ([`gzip::Gzip::inflate_whole`]),
     /// or `None`, with nothing read, when it is to be read as a stream.
     pub fn inflate_whole(&mut self, out: &mut Vec<u8>, limit: usize) -> Option<usize> {
