@@ -11,15 +11,15 @@
 //! ([`Source`]) and each record's text is its line.
 //!
 //! A run is read here only when it is what the framer would frame as one
-//! object a line. simd-json's structural index must hold every newline made
-//! a comma as a separator of the outer array (not inside a string or a
-//! nested value: `{"a":[1` and `2]}` would parse as one element), and every
-//! element must be an object the framer reads as a record (not an array,
-//! whose elements it frames, nor a log file's `Records` envelope). Anything
-//! else, a malformed line, a pretty-printed object, a byte-order mark, an
-//! oversized or deeply nested record, stops here: the framer reads the rest
-//! of the stream from the first line of that run and says what is wrong with
-//! each record.
+//! object a line: as many elements as lines, each an object whose text
+//! starts at its line's first byte as `{"` and its first key (so no newline
+//! made a comma is inside a string or a nested value: `starts_at`),
+//! and each one the framer reads as a record (not an array, whose elements
+//! it frames, nor a log file's `Records` envelope). Anything else, a
+//! malformed line, a pretty-printed object, a byte-order mark, an oversized
+//! or deeply nested record, stops here: the framer reads the rest of the
+//! stream from the first line of that run and says what is wrong with each
+//! record.
 
 use memchr::memchr;
 use simd_json::Node;
