@@ -36,24 +36,79 @@ pub fn event_list_items<'t, 'i>(root: &Val<'t, 'i>, kind: Option<&str>) -> Optio
 }
 
 /// Members of an audit event that the mapping consumes; the rest goes to `unmapped`.
-const MAPPED: &[&str] = &[
-    "kind",
-    "apiVersion",
-    "auditID",
-    "stage",
-    "requestURI",
-    "verb",
-    "user",
-    "sourceIPs",
-    "userAgent",
-    "objectRef",
-    "responseStatus",
-    "requestObject",
-    "responseObject",
-    "requestReceivedTimestamp",
-    "stageTimestamp",
-    "annotations",
-];
+#[derive(Clone, Copy)]
+enum M {
+    Kind,
+    ApiVersion,
+    AuditId,
+    Stage,
+    RequestUri,
+    Verb,
+    User,
+    SourceIps,
+    UserAgent,
+    ObjectRef,
+    ResponseStatus,
+    RequestObject,
+    ResponseObject,
+    RequestReceivedTimestamp,
+    StageTimestamp,
+    Annotations,
+}
+
+const NM: usize = M::Annotations as usize + 1;
+
+impl M {
+    fn of(k: &str) -> Option<M> {
+        Some(match k {
+            "kind" => M::Kind,
+            "apiVersion" => M::ApiVersion,
+            "auditID" => M::AuditId,
+            "stage" => M::Stage,
+            "requestURI" => M::RequestUri,
+            "verb" => M::Verb,
+            "user" => M::User,
+            "sourceIPs" => M::SourceIps,
+            "userAgent" => M::UserAgent,
+            "objectRef" => M::ObjectRef,
+            "responseStatus" => M::ResponseStatus,
+            "requestObject" => M::RequestObject,
+            "responseObject" => M::ResponseObject,
+            "requestReceivedTimestamp" => M::RequestReceivedTimestamp,
+            "stageTimestamp" => M::StageTimestamp,
+            "annotations" => M::Annotations,
+            _ => return None,
+        })
+    }
+}
+
+/// An event's mapped members, each with its key as the record holds it,
+/// found in one pass: a `Val::get` for each was a pass for each (7-9% of a
+/// Kubernetes run, benches/README.md, session 35). The first of a repeated
+/// key, as `get` finds.
+struct Members<'t, 'i>([Option<(&'i str, Val<'t, 'i>)>; NM]);
+
+impl<'t, 'i> Members<'t, 'i> {
+    fn of(root: &Val<'t, 'i>) -> Self {
+        let mut m = Members([None; NM]);
+        for (k, v) in root.entries() {
+            if let Some(slot) = M::of(k).map(|i| &mut m.0[i as usize])
+                && slot.is_none()
+            {
+                *slot = Some((k, v));
+            }
+        }
+        m
+    }
+
+    fn get(&self, m: M) -> Option<Val<'t, 'i>> {
+        self.0[m as usize].map(|(_, v)| v)
+    }
+
+    fn member(&self, m: M) -> Option<(&'i str, Val<'t, 'i>)> {
+        self.0[m as usize]
+    }
+}
 
 pub struct Kubernetes {
     cols: Cols,
@@ -108,8 +163,9 @@ impl Kubernetes {
         ctx: &Ctx<'_>,
         out: &mut Batcher,
     ) -> Result<Class, Rejected> {
-        let str_field = |k: &'static str| -> Result<Option<&str>, Rejected> {
-            match root.get(k) {
+        let members = Members::of(&root);
+        let str_field = |m: M, k: &'static str| -> Result<Option<&str>, Rejected> {
+            match members.get(m) {
                 None => Ok(None),
                 Some(v) if v.is_null() => Ok(None),
                 Some(v) => v.as_str().map(Some).ok_or_else(|| Rejected {
@@ -118,24 +174,27 @@ impl Kubernetes {
                 }),
             }
         };
-        let verb = str_field("verb")?.ok_or_else(|| Rejected {
+        let verb = str_field(M::Verb, "verb")?.ok_or_else(|| Rejected {
             reason: Reason::MissingField,
             detail: "required field verb is missing".into(),
         })?;
-        let audit_id = str_field("auditID")?;
-        let stage = str_field("stage")?;
+        let audit_id = str_field(M::AuditId, "auditID")?;
+        let stage = str_field(M::Stage, "stage")?;
         if self.final_stage_only && matches!(stage, Some("RequestReceived" | "ResponseStarted")) {
             return Err(Rejected { reason: Reason::Filtered, detail: "not the final stage".into() });
         }
-        let time_str = str_field("stageTimestamp")?.or(str_field("requestReceivedTimestamp")?).ok_or_else(|| {
-            Rejected { reason: Reason::MissingField, detail: "required field stageTimestamp is missing".into() }
-        })?;
+        let time_str = str_field(M::StageTimestamp, "stageTimestamp")?
+            .or(str_field(M::RequestReceivedTimestamp, "requestReceivedTimestamp")?)
+            .ok_or_else(|| Rejected {
+                reason: Reason::MissingField,
+                detail: "required field stageTimestamp is missing".into(),
+            })?;
         let time = parse_rfc3339_ms(time_str).ok_or_else(|| Rejected {
             reason: Reason::InvalidTimestamp,
             detail: format!("stageTimestamp {time_str:?} is not an RFC 3339 timestamp"),
         })?;
 
-        let user = root.get("user").filter(|u| u.is_object());
+        let user = members.get(M::User).filter(|u| u.is_object());
         let extra = user.and_then(|u| u.get("extra"));
         // EKS adds the IAM identity behind the Kubernetes user.
         let eks_arn = first(extra.and_then(|e| e.get("arn")));
@@ -146,7 +205,7 @@ impl Kubernetes {
         let activity_id = activity(verb);
         row::header(batch, c, Class::ApiActivity, activity_id, verb, time);
 
-        let status = root.get("responseStatus").filter(|s| s.is_object());
+        let status = members.get(M::ResponseStatus).filter(|s| s.is_object());
         let code = status.and_then(|s| s.get("code")).and_then(|c| match c.node() {
             simd_json::Node::Static(simd_json::StaticNode::I64(n)) => Some(n),
             simd_json::Node::Static(simd_json::StaticNode::U64(n)) => i64::try_from(n).ok(),
@@ -177,7 +236,7 @@ impl Kubernetes {
         let eks = eks_arn.is_some();
         batch.str(c.md_product_name, if eks { "Amazon EKS" } else { "Kubernetes" });
         batch.str(c.md_product_vendor, if eks { "AWS" } else { "Kubernetes" });
-        if let Some(v) = str_field("apiVersion")? {
+        if let Some(v) = str_field(M::ApiVersion, "apiVersion")? {
             batch.str(c.md_product_version, v);
         }
         batch.str(c.md_feature_name, "Audit");
@@ -247,7 +306,7 @@ impl Kubernetes {
                 }
             }
         }
-        let annotations = root.get("annotations");
+        let annotations = members.get(M::Annotations);
         let decision = annotations.and_then(|a| a.get_str("authorization.k8s.io/decision"));
         let reason = annotations.and_then(|a| a.get_str("authorization.k8s.io/reason")).filter(|r| !r.is_empty());
         if decision.is_some() || reason.is_some() {
@@ -265,7 +324,7 @@ impl Kubernetes {
         // api and resources
         batch.str(c.api_operation, verb);
         batch.str(c.api_service_name, "kube-apiserver");
-        let obj = root.get("objectRef").filter(|o| o.is_object());
+        let obj = members.get(M::ObjectRef).filter(|o| o.is_object());
         if let Some(v) = obj.and_then(|o| o.get_str("apiVersion")) {
             batch.str(c.api_version, v);
         }
@@ -296,35 +355,35 @@ impl Kubernetes {
             batch.item_end(rc.list);
             batch.list_end(rc.list);
         }
-        if let Some((k, v)) = root.member("requestObject").filter(|(_, v)| !v.is_null()) {
+        if let Some((k, v)) = members.member(M::RequestObject).filter(|(_, v)| !v.is_null()) {
             batch.json_member(c.api_request_data, k, &v, ctx.source);
         }
-        if let Some((k, v)) = root.member("responseObject").filter(|(_, v)| !v.is_null()) {
+        if let Some((k, v)) = members.member(M::ResponseObject).filter(|(_, v)| !v.is_null()) {
             batch.json_member(c.api_response_data, k, &v, ctx.source);
         }
 
         // endpoints and http
-        if let Some(ip) = first(root.get("sourceIPs")) {
+        if let Some(ip) = first(members.get(M::SourceIps)) {
             if ip.parse::<IpAddr>().is_ok() {
                 batch.str(c.src.ip, ip);
             } else {
                 batch.str(c.src.hostname, ip);
             }
         }
-        if let Some(ua) = str_field("userAgent")? {
+        if let Some(ua) = str_field(M::UserAgent, "userAgent")? {
             batch.str(c.http_user_agent, ua);
         }
-        if let Some(uri) = str_field("requestURI")? {
+        if let Some(uri) = str_field(M::RequestUri, "requestURI")? {
             batch.str(c.http_url_path, uri);
         }
 
         // unmapped: level, impersonatedUser, user.extra, further source IPs, other annotations, ...
-        let more_ips = root.get("sourceIPs").is_some_and(|ips| ips.elements().nth(1).is_some());
+        let more_ips = members.get(M::SourceIps).is_some_and(|ips| ips.elements().nth(1).is_some());
         let other_annotations = annotations.is_some_and(|a| {
             a.entries().any(|(k, _)| k != "authorization.k8s.io/decision" && k != "authorization.k8s.io/reason")
         });
         let keep = |k: &str| {
-            !MAPPED.contains(&k)
+            M::of(k).is_none()
                 || (k == "sourceIPs" && more_ips)
                 || (k == "annotations" && other_annotations)
                 || (k == "user" && extra.is_some())
