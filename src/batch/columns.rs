@@ -433,6 +433,16 @@ impl ColumnBatch {
         self.json_with(slot, |buf, r, stats, tokens| write_member(buf, r, stats, tokens, key, v, source));
     }
 
+    /// Writes `v`, the value of object member `key`, as [`ColumnBatch::json`]
+    /// does (redacted by its structure and content, not by its key); copied
+    /// from `source` where that is the same.
+    pub fn json_in(&mut self, slot: Slot, key: &str, v: &Val<'_, '_>, source: Option<Source<'_>>) {
+        self.json_with(slot, |buf, r, stats, tokens| match r {
+            Some(r) => r.write_value(key, v, source, buf, stats, tokens),
+            None => write_member(buf, None, stats, tokens, key, v, source),
+        });
+    }
+
     /// Writes text built by `f` into a Utf8 column. `f` is handed the
     /// redactor (if any), the row's stats and the token flag, and must route
     /// every value through the redactor.

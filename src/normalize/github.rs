@@ -439,7 +439,12 @@ impl GitHub {
             }
         });
         batch.str(c.api_service_name, "github");
-        batch.json(c.api_request_data, &p);
+        // A delivery's payload is a member of its text: copied from it where
+        // the walk would write the same.
+        match ev.delivery.and_then(|d| d.get("request")).and_then(|r| r.member("payload")) {
+            Some((key, _)) => batch.json_in(c.api_request_data, key, &p, ctx.source),
+            None => batch.json(c.api_request_data, &p),
+        }
         let host = headers.and_then(|h| h.get_str("X-GitHub-Enterprise-Host")).unwrap_or("github.com");
         batch.str(c.src.hostname, host);
 

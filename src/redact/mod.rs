@@ -904,6 +904,21 @@ impl Redactor {
         Walk { r: self, tokens }.walk(v, None, out, stats, &mut scratch);
     }
 
+    /// Writes `v`, the value of object member `key`, as
+    /// [`Redactor::write_json`] does (no field rule for the key), copied from
+    /// `source` where that is the same.
+    pub fn write_value(
+        &self,
+        key: &str,
+        v: &Val<'_, '_>,
+        source: Option<Source<'_>>,
+        out: &mut Vec<u8>,
+        stats: &mut Stats,
+        tokens: bool,
+    ) {
+        self.write_judged(None, key, v, source, out, stats, tokens);
+    }
+
     /// Writes one object member's value, applying the key's field rule.
     /// `source`: the record's text, when the member is part of it.
     pub fn write_member(
