@@ -438,7 +438,7 @@ impl ColumnBatch {
     /// from `source` where that is the same.
     pub fn json_in(&mut self, slot: Slot, key: &str, v: &Val<'_, '_>, source: Option<Source<'_>>) {
         self.json_with(slot, |buf, r, stats, tokens| match r {
-            Some(r) => r.write_value(key, v, source, buf, stats, tokens),
+            Some(r) => r.write_judged(None, key, v, source, buf, stats, tokens),
             None => write_member(buf, None, stats, tokens, key, v, source),
         });
     }

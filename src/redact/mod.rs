@@ -904,21 +904,6 @@ impl Redactor {
         Walk { r: self, tokens }.walk(v, None, out, stats, &mut scratch);
     }
 
-    /// Writes `v`, the value of object member `key`, as
-    /// [`Redactor::write_json`] does (no field rule for the key), copied from
-    /// `source` where that is the same.
-    pub fn write_value(
-        &self,
-        key: &str,
-        v: &Val<'_, '_>,
-        source: Option<Source<'_>>,
-        out: &mut Vec<u8>,
-        stats: &mut Stats,
-        tokens: bool,
-    ) {
-        self.write_judged(None, key, v, source, out, stats, tokens);
-    }
-
     /// Writes one object member's value, applying the key's field rule.
     /// `source`: the record's text, when the member is part of it.
     pub fn write_member(
@@ -933,9 +918,11 @@ impl Redactor {
         self.write_judged(self.secret_field(key), key, v, source, out, stats, tokens);
     }
 
-    /// [`Redactor::write_member`] once the member's secret type is known.
+    /// [`Redactor::write_member`] once the member's secret type is known;
+    /// with `None`, the value as [`Redactor::write_json`] writes it (no field
+    /// rule for the key), copied from `source` where that is the same.
     #[allow(clippy::too_many_arguments)]
-    fn write_judged(
+    pub(crate) fn write_judged(
         &self,
         secret: Option<&'static str>,
         key: &str,
