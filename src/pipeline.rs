@@ -11,7 +11,7 @@ use crate::config::IntegrityConfig;
 use crate::deadletter::{self, Reason, SourceRef};
 use crate::decode::framer::{Frame, Framer, Limits};
 use crate::decode::json::{Document, Envelope, Parser, Repairs, Source, Spans, Val, Whole, is_envelope, json_ws};
-use crate::decode::lines::{Lined, Lines};
+use crate::decode::lines::{Lined, Lines, framed_as_record};
 use crate::encode::{EncodeOptions, writer_properties};
 use crate::integrity::chain::{ChainWriter, SigningKey};
 use crate::normalize::{Ctx, NormalizeOptions, Normalizer, Outcome, Rejected, SourceKind};
@@ -22,7 +22,6 @@ use crate::sink::local::{Bounds, InputId, LocalSink, ObjectRecord};
 use crate::sink::{RowSink, SinkError};
 use crate::source::{self, Input};
 use arrow_array::RecordBatch;
-use simd_json::Node;
 
 /// Settings of a `normalize` run. Defaults suit a laptop and a 2-core worker.
 #[derive(Debug, Clone)]
@@ -698,18 +697,7 @@ impl<'o> Stages<'o> {
         let done = match read {
             Ok(()) if ended => self.input_text(origin, text, sink, summary),
             Ok(()) if !envelope => self.input_stream(origin, reader, &mut head, filled, sink, summary),
-            Ok(()) => {
-                let mut framer = Framer::new(Cursor::new(text).chain(reader), self.limits());
-                self.input(origin, &mut framer, 0, sink, summary)
-            }
-            // What was read goes first, then the error, as if read in one stream.
-            Err(e) => {
-                let mut framer = Framer::new(
-                    Cursor::new(text).chain(source::Failing { err: Some(e), rest: std::io::empty() }),
-                    self.limits(),
-                );
-                self.input(origin, &mut framer, 0, sink, summary)
-            }
+            read => self.input_framed(origin, text, reader, read, (0, 0), sink, summary),
         };
         self.whole = head;
         done
@@ -818,21 +806,8 @@ impl<'o> Stages<'o> {
             // A line longer than a record may be is the framer's to report.
             let over = filled - lined.bytes > limits.max_record_bytes;
             if !lined.whole || ended || over || read.is_err() {
-                let rest = Cursor::new(&head[lined.bytes..filled]);
-                let at = offset + lined.bytes as u64;
-                return match read {
-                    Ok(()) => {
-                        let mut framer = Framer::new(rest.chain(reader), limits);
-                        framer.resume_at(records, at);
-                        self.input(origin, &mut framer, 0, sink, summary)
-                    }
-                    Err(e) => {
-                        let failing = source::Failing { err: Some(e), rest: std::io::empty() };
-                        let mut framer = Framer::new(rest.chain(failing), limits);
-                        framer.resume_at(records, at);
-                        self.input(origin, &mut framer, 0, sink, summary)
-                    }
-                };
+                let at = (records, offset + lined.bytes as u64);
+                return self.input_framed(origin, &head[lined.bytes..filled], reader, read, at, sink, summary);
             }
             offset += lined.bytes as u64;
             head.copy_within(lined.bytes..filled, 0);
@@ -841,6 +816,33 @@ impl<'o> Stages<'o> {
             read = read_up_to(reader, head, &mut filled, want);
             ended = read.is_ok() && filled < want;
         }
+    }
+
+    /// The framer's records of a stream from `text`, held, on: then the rest
+    /// of `reader`, or the error that stopped its reading, as if read in one
+    /// stream. `at`: the records and bytes of the stream before `text`.
+    #[allow(clippy::too_many_arguments)]
+    fn input_framed(
+        &mut self,
+        origin: &Origin<'_>,
+        text: &[u8],
+        reader: &mut source::Reader,
+        read: std::io::Result<()>,
+        at: (u64, u64),
+        sink: &mut impl RowSink,
+        summary: &mut Summary,
+    ) -> Result<(), SinkError> {
+        let mut failing;
+        let rest: &mut dyn Read = match read {
+            Ok(()) => reader,
+            Err(e) => {
+                failing = source::Failing { err: Some(e), rest: std::io::empty() };
+                &mut failing
+            }
+        };
+        let mut framer = Framer::new(Cursor::new(text).chain(rest), self.limits());
+        framer.resume_at(at.0, at.1);
+        self.input(origin, &mut framer, 0, sink, summary)
     }
 
     /// `text` as one record, when it is one JSON object within the limits
@@ -869,7 +871,7 @@ impl<'o> Stages<'o> {
         self.one.parse(&mut self.one_text, |parsed| {
             let p = parsed.ok()?;
             // Any `Records` array makes the framer read the object as an envelope.
-            if p.root.entries().any(|(k, v)| k == "Records" && matches!(v.node(), Node::Array { .. })) {
+            if !framed_as_record(p.root) {
                 return None;
             }
             let parsed = Ok((p.root, p.repairs, p.source(original)));

@@ -262,10 +262,7 @@ impl Document {
     ) -> Option<Result<(usize, usize), E>> {
         let Document { buffers, tape, buf, spans, chunk_bytes } = self;
         let run = &text[from..to];
-        if buffers.as_ref().is_none_or(|(d, _)| *d != max_depth) {
-            *buffers = Some((max_depth, simd_json::Buffers::with_max_depth(*chunk_bytes, max_depth)));
-        }
-        let (_, buffers) = buffers.as_mut().expect("set above");
+        let buffers = buffers_for(buffers, *chunk_bytes, max_depth);
         buf.clear();
         buf.extend_from_slice(ENVELOPE);
         buf.extend_from_slice(run);
@@ -295,6 +292,19 @@ impl Document {
         *tape = t.reset().0;
         out
     }
+}
+
+/// simd-json's buffers for runs of about `bytes` nested at most `max_depth`
+/// deep, kept in `slot` from run to run while the depth stays the same.
+pub(super) fn buffers_for(
+    slot: &mut Option<(usize, simd_json::Buffers)>,
+    bytes: usize,
+    max_depth: usize,
+) -> &mut simd_json::Buffers {
+    if slot.as_ref().is_none_or(|(d, _)| *d != max_depth) {
+        *slot = Some((max_depth, simd_json::Buffers::with_max_depth(bytes, max_depth)));
+    }
+    &mut slot.as_mut().expect("set above").1
 }
 
 /// Each element's text of a run's records, from `structurals`, simd-json's

@@ -25,7 +25,7 @@ use memchr::memchr;
 use simd_json::Node;
 
 use super::framer::Limits;
-use super::json::{CHUNK_BYTES, Elements, Source, Val, json_ws};
+use super::json::{CHUNK_BYTES, Elements, Source, Val, buffers_for, json_ws};
 
 /// Reusable state: simd-json's buffers, the tape, the run's text.
 pub struct Lines {
@@ -178,11 +178,7 @@ impl Lines {
     ) -> Option<Result<usize, E>> {
         let Lines { buffers, tape, buf, spans, ends, chunk_bytes } = self;
         // The outer array is a level: a record's root is the second.
-        let depth = limits.max_depth.saturating_add(1);
-        if buffers.as_ref().is_none_or(|(d, _)| *d != depth) {
-            *buffers = Some((depth, simd_json::Buffers::with_max_depth(*chunk_bytes, depth)));
-        }
-        let (_, buffers) = buffers.as_mut().expect("set above");
+        let buffers = buffers_for(buffers, *chunk_bytes, limits.max_depth.saturating_add(1));
         buf.clear();
         buf.push(b'[');
         buf.extend_from_slice(run);
@@ -232,9 +228,10 @@ fn starts_at(v: Val<'_, '_>, at: usize) -> bool {
     v.entries().next().is_some_and(|(k, _)| k.as_ptr() as usize == at + 2)
 }
 
-/// Whether the framer would frame this line's value as one record: an
-/// object that is not a log file's envelope (one with a `Records` array).
-fn framed_as_record(v: Val<'_, '_>) -> bool {
+/// Whether the framer would frame this value, read at a stream's top level,
+/// as one record: an object that is not a log file's envelope (one with a
+/// `Records` array).
+pub(crate) fn framed_as_record(v: Val<'_, '_>) -> bool {
     v.is_object() && !v.entries().any(|(k, v)| k == "Records" && matches!(v.node(), Node::Array { .. }))
 }
 
