@@ -125,18 +125,42 @@ impl<'t, 'i> Rec<'t, 'i> {
 }
 
 /// Recognises a CloudTrail record by its identifying fields.
-pub fn looks_like_cloudtrail(root: &Val<'_, '_>) -> bool {
-    root.get("eventVersion").is_some()
-        && (root.get("eventSource").is_some() || root.get("eventName").is_some() || root.get("eventType").is_some())
+/// The members a CloudTrail record is told by (see [`super::Signs`]).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Marks<'t, 'i> {
+    pub(super) version: Option<Val<'t, 'i>>,
+    pub(super) source: Option<Val<'t, 'i>>,
+    pub(super) name: Option<Val<'t, 'i>>,
+    pub(super) type_: Option<Val<'t, 'i>>,
+}
+
+impl<'t, 'i> Marks<'t, 'i> {
+    /// Looked up one at a time, as far as [`Marks::looks_like_cloudtrail`]
+    /// asks: a record starts with `eventVersion`, and has `eventSource` a
+    /// few members on (`eventType` is far down it).
+    pub(super) fn of(root: &Val<'t, 'i>) -> Self {
+        let mut m = Marks { version: root.get("eventVersion"), ..Default::default() };
+        if m.version.is_some() {
+            m.source = root.get("eventSource");
+            if m.source.is_none() {
+                m.name = root.get("eventName");
+                if m.name.is_none() {
+                    m.type_ = root.get("eventType");
+                }
+            }
+        }
+        m
+    }
+
+    pub(super) fn looks_like_cloudtrail(&self) -> bool {
+        self.version.is_some() && (self.source.is_some() || self.name.is_some() || self.type_.is_some())
+    }
 }
 
 /// EventBridge delivers CloudTrail records under `detail`; `detail_type` is
 /// the record's `detail-type`.
-pub fn unwrap_eventbridge<'t, 'i>(root: Val<'t, 'i>, detail_type: Option<&str>) -> Val<'t, 'i> {
-    match detail_type.filter(|dt| dt.contains("CloudTrail")).and_then(|_| root.get("detail")) {
-        Some(detail) if detail.is_object() => detail,
-        _ => root,
-    }
+pub fn eventbridge_detail<'t, 'i>(root: Val<'t, 'i>, detail_type: Option<&str>) -> Option<Val<'t, 'i>> {
+    detail_type.filter(|dt| dt.contains("CloudTrail")).and_then(|_| root.get("detail")).filter(|d| d.is_object())
 }
 
 pub struct CloudTrail {

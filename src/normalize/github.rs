@@ -28,14 +28,14 @@ pub struct Event<'t, 'i, 'n> {
 }
 
 /// Recognises a delivery or a bare payload.
-pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
+pub(super) fn event<'t, 'i>(root: &Val<'t, 'i>, s: &super::Signs<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
     if let (Some(name), Some(payload)) =
-        (root.get_str("event"), root.get("request").and_then(|r| r.get("payload")).filter(|p| p.is_object()))
+        (s.event.and_then(|v| v.as_str()), s.request.and_then(|r| r.get("payload")).filter(|p| p.is_object()))
     {
         return Some(Event { name, payload, delivery: Some(*root) });
     }
-    root.get("sender").filter(|s| s.get_str("login").is_some())?;
-    (root.get("repository").is_some() || root.get("organization").is_some()).then(|| Event {
+    s.sender.filter(|s| s.get_str("login").is_some())?;
+    (s.repository.is_some() || s.organization.is_some()).then(|| Event {
         name: infer_event(root),
         payload: *root,
         delivery: None,
@@ -44,8 +44,12 @@ pub fn event<'t, 'i>(root: &Val<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
 
 /// Like [`event`], but a payload carried with transport headers (a Kafka
 /// message) takes its event name from `X-GitHub-Event`.
-pub fn event_with_headers<'t, 'i: 'c, 'c>(root: &Val<'t, 'i>, ctx: &'c Ctx<'c>) -> Option<Event<'t, 'i, 'c>> {
-    let found = event(root);
+pub(super) fn event_with_headers<'t, 'i: 'c, 'c>(
+    root: &Val<'t, 'i>,
+    s: &super::Signs<'t, 'i>,
+    ctx: &'c Ctx<'c>,
+) -> Option<Event<'t, 'i, 'c>> {
+    let found = event(root, s);
     match (ctx.header("X-GitHub-Event"), found) {
         // The header names the event: trust it over inference.
         (Some(name), Some(ev)) if ev.delivery.is_none() => Some(Event { name, payload: ev.payload, delivery: None }),
@@ -280,18 +284,18 @@ fn is_bot_identity(s: &str) -> bool {
     l.contains("[bot]") || l.contains("noreply@anthropic.com") || l.contains("copilot") || l.contains("devin-ai")
 }
 
-fn activity(event: &str, action: Option<&str>, p: &Val<'_, '_>) -> i32 {
+fn activity(event: &str, action: Option<&str>, p: &Payload<'_, '_>) -> i32 {
     match (event, action) {
         ("pull_request", Some("opened" | "reopened" | "ready_for_review")) => 1,
         ("pull_request", Some("closed")) => {
-            if p.at(&["pull_request", "merged"]).and_then(|m| m.as_bool()) == Some(true) { 3 } else { 4 }
+            if p.pull_request.and_then(|r| r.get("merged")).and_then(|m| m.as_bool()) == Some(true) { 3 } else { 4 }
         }
         ("pull_request_review", Some("submitted")) => 1,
         ("pull_request_review", Some("dismissed")) => 4,
         ("push", _) => {
-            if p.get("created").and_then(|v| v.as_bool()) == Some(true) {
+            if p.created.and_then(|v| v.as_bool()) == Some(true) {
                 1
-            } else if p.get("deleted").and_then(|v| v.as_bool()) == Some(true) {
+            } else if p.deleted.and_then(|v| v.as_bool()) == Some(true) {
                 4
             } else {
                 3
@@ -306,37 +310,248 @@ fn activity(event: &str, action: Option<&str>, p: &Val<'_, '_>) -> i32 {
     }
 }
 
+/// The members of a payload the mapping reads, found in one pass: a
+/// `Val::get` for each was a pass over the members for each, ~40 a delivery
+/// (6.7% of a GitHub run's instructions, benches/README.md, session 36), and
+/// a real repository or pull request object has dozens of members. The
+/// first of a repeated key, as `get` finds.
+struct Payload<'t, 'i> {
+    action: Option<Val<'t, 'i>>,
+    pull_request: Option<Val<'t, 'i>>,
+    review: Option<Val<'t, 'i>>,
+    head_commit: Option<Val<'t, 'i>>,
+    repository: Option<Val<'t, 'i>>,
+    organization: Option<Val<'t, 'i>>,
+    sender: Option<Val<'t, 'i>>,
+    deployment: Option<Val<'t, 'i>>,
+    deployment_status: Option<Val<'t, 'i>>,
+    workflow_run: Option<Val<'t, 'i>>,
+    workflow_job: Option<Val<'t, 'i>>,
+    check_run: Option<Val<'t, 'i>>,
+    release: Option<Val<'t, 'i>>,
+    rule: Option<Val<'t, 'i>>,
+    updated_at: Option<Val<'t, 'i>>,
+    created: Option<Val<'t, 'i>>,
+    deleted: Option<Val<'t, 'i>>,
+    git_ref: Option<Val<'t, 'i>>,
+    before: Option<Val<'t, 'i>>,
+    after: Option<Val<'t, 'i>>,
+    forced: Option<Val<'t, 'i>>,
+    pusher: Option<Val<'t, 'i>>,
+    commits: Option<Val<'t, 'i>>,
+}
+
+impl<'t, 'i> Payload<'t, 'i> {
+    fn of(p: &Val<'t, 'i>) -> Self {
+        let [
+            action,
+            pull_request,
+            review,
+            head_commit,
+            repository,
+            organization,
+            sender,
+            deployment,
+            deployment_status,
+            workflow_run,
+            workflow_job,
+            check_run,
+            release,
+            rule,
+            updated_at,
+            created,
+            deleted,
+            git_ref,
+            before,
+            after,
+            forced,
+            pusher,
+            commits,
+        ] = p.get_many([
+            "action",
+            "pull_request",
+            "review",
+            "head_commit",
+            "repository",
+            "organization",
+            "sender",
+            "deployment",
+            "deployment_status",
+            "workflow_run",
+            "workflow_job",
+            "check_run",
+            "release",
+            "rule",
+            "updated_at",
+            "created",
+            "deleted",
+            "ref",
+            "before",
+            "after",
+            "forced",
+            "pusher",
+            "commits",
+        ]);
+        Payload {
+            action,
+            pull_request,
+            review,
+            head_commit,
+            repository,
+            organization,
+            sender,
+            deployment,
+            deployment_status,
+            workflow_run,
+            workflow_job,
+            check_run,
+            release,
+            rule,
+            updated_at,
+            created,
+            deleted,
+            git_ref,
+            before,
+            after,
+            forced,
+            pusher,
+            commits,
+        }
+    }
+
+    /// The run object of a workflow or check event: the member named as
+    /// the event is.
+    fn run(&self, event: &str) -> Option<Val<'t, 'i>> {
+        match event {
+            "workflow_run" => self.workflow_run,
+            "workflow_job" => self.workflow_job,
+            "check_run" => self.check_run,
+            _ => None,
+        }
+    }
+}
+
+/// `v`'s member `key`, `v` being a member found or not.
+fn at<'t, 'i>(v: Option<Val<'t, 'i>>, key: &str) -> Option<Val<'t, 'i>> {
+    v?.get(key)
+}
+
+/// A member found, when it is a string.
+fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
+    v?.as_str()
+}
+
+/// The members of a pull request the mapping reads, found in one pass (see
+/// [`Payload`]).
+struct Pr<'t, 'i> {
+    id: Option<Val<'t, 'i>>,
+    number: Option<Val<'t, 'i>>,
+    html_url: Option<Val<'t, 'i>>,
+    title: Option<Val<'t, 'i>>,
+    state: Option<Val<'t, 'i>>,
+    head: Option<Val<'t, 'i>>,
+    base: Option<Val<'t, 'i>>,
+    merge_commit_sha: Option<Val<'t, 'i>>,
+    user: Option<Val<'t, 'i>>,
+    draft: Option<Val<'t, 'i>>,
+    merged: Option<Val<'t, 'i>>,
+    merged_by: Option<Val<'t, 'i>>,
+    requested_reviewers: Option<Val<'t, 'i>>,
+    merged_at: Option<Val<'t, 'i>>,
+    closed_at: Option<Val<'t, 'i>>,
+    updated_at: Option<Val<'t, 'i>>,
+}
+
+impl<'t, 'i> Pr<'t, 'i> {
+    fn of(r: &Val<'t, 'i>) -> Self {
+        let [
+            id,
+            number,
+            html_url,
+            title,
+            state,
+            head,
+            base,
+            merge_commit_sha,
+            user,
+            draft,
+            merged,
+            merged_by,
+            requested_reviewers,
+            merged_at,
+            closed_at,
+            updated_at,
+        ] = r.get_many([
+            "id",
+            "number",
+            "html_url",
+            "title",
+            "state",
+            "head",
+            "base",
+            "merge_commit_sha",
+            "user",
+            "draft",
+            "merged",
+            "merged_by",
+            "requested_reviewers",
+            "merged_at",
+            "closed_at",
+            "updated_at",
+        ]);
+        Pr {
+            id,
+            number,
+            html_url,
+            title,
+            state,
+            head,
+            base,
+            merge_commit_sha,
+            user,
+            draft,
+            merged,
+            merged_by,
+            requested_reviewers,
+            merged_at,
+            closed_at,
+            updated_at,
+        }
+    }
+}
+
 impl GitHub {
     pub fn normalize(&mut self, ev: Event<'_, '_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
         let p = ev.payload;
-        let action = p.get_str("action").or_else(|| ev.delivery.and_then(|d| d.get_str("action")));
-        let pr = p.get("pull_request").filter(|v| v.is_object());
-        let delivered = ev.delivery.and_then(|d| time_of(d.get("delivered_at")));
+        let m = Payload::of(&p);
+        let [d_action, d_delivered_at, d_request, d_guid] =
+            ev.delivery.map_or([None; 4], |d| d.get_many(["action", "delivered_at", "request", "guid"]));
+        let action = str_of(m.action).or_else(|| str_of(d_action));
+        let pr = m.pull_request.filter(|v| v.is_object()).map(|r| Pr::of(&r));
+        let delivered = time_of(d_delivered_at);
+        let [repo_id, repo_full_name, repo_html_url, repo_owner, repo_updated_at, repo_pushed_at] = m
+            .repository
+            .map_or([None; 6], |r| r.get_many(["id", "full_name", "html_url", "owner", "updated_at", "pushed_at"]));
         // The event's own time where the payload has one; else the delivery's.
         let own = match ev.name {
-            "pull_request" => pr.and_then(|r| {
-                time_of(r.get("merged_at")).or(time_of(r.get("closed_at"))).or(time_of(r.get("updated_at")))
-            }),
-            "pull_request_review" => time_of(p.at(&["review", "submitted_at"])),
-            "push" => time_of(p.at(&["head_commit", "timestamp"])).or(time_of(p.at(&["repository", "pushed_at"]))),
-            "deployment" => time_of(p.at(&["deployment", "created_at"])),
-            "deployment_status" => time_of(p.at(&["deployment_status", "updated_at"]))
-                .or(time_of(p.at(&["deployment_status", "created_at"]))),
-            "workflow_run" => time_of(p.at(&["workflow_run", "updated_at"])),
-            "workflow_job" => {
-                time_of(p.at(&["workflow_job", "completed_at"])).or(time_of(p.at(&["workflow_job", "started_at"])))
+            "pull_request" => {
+                pr.as_ref().and_then(|r| time_of(r.merged_at).or(time_of(r.closed_at)).or(time_of(r.updated_at)))
             }
-            "check_run" => {
-                time_of(p.at(&["check_run", "completed_at"])).or(time_of(p.at(&["check_run", "started_at"])))
+            "pull_request_review" => time_of(at(m.review, "submitted_at")),
+            "push" => time_of(at(m.head_commit, "timestamp")).or(time_of(repo_pushed_at)),
+            "deployment" => time_of(at(m.deployment, "created_at")),
+            "deployment_status" => {
+                time_of(at(m.deployment_status, "updated_at")).or(time_of(at(m.deployment_status, "created_at")))
             }
-            "release" => time_of(p.at(&["release", "published_at"])).or(time_of(p.at(&["release", "created_at"]))),
-            "branch_protection_rule" => {
-                time_of(p.at(&["rule", "updated_at"])).or(time_of(p.at(&["rule", "created_at"])))
-            }
-            "status" => time_of(p.get("updated_at")),
+            "workflow_run" => time_of(at(m.workflow_run, "updated_at")),
+            "workflow_job" => time_of(at(m.workflow_job, "completed_at")).or(time_of(at(m.workflow_job, "started_at"))),
+            "check_run" => time_of(at(m.check_run, "completed_at")).or(time_of(at(m.check_run, "started_at"))),
+            "release" => time_of(at(m.release, "published_at")).or(time_of(at(m.release, "created_at"))),
+            "branch_protection_rule" => time_of(at(m.rule, "updated_at")).or(time_of(at(m.rule, "created_at"))),
+            "status" => time_of(m.updated_at),
             _ => None,
         };
-        let repo_updated = time_of(p.at(&["repository", "updated_at"]));
+        let repo_updated = time_of(repo_updated_at);
         let (time, time_note) = match (own, delivered, repo_updated) {
             (Some(t), _, _) => (t, None),
             (None, Some(t), _) => (t, None),
@@ -349,23 +564,18 @@ impl GitHub {
             }
         };
 
-        let repo = p.get("repository").filter(|r| r.is_object());
-        let owner = repo
-            .and_then(|r| r.at(&["owner", "login"]))
-            .and_then(|v| v.as_str())
-            .or_else(|| p.at(&["organization", "login"]).and_then(|v| v.as_str()));
+        let repo = m.repository.filter(|r| r.is_object());
+        let owner = str_of(at(repo.and(repo_owner), "login")).or_else(|| str_of(at(m.organization, "login")));
         let batch = out.get(Class::ApiActivity, "unknown", partition_value(owner), event_day(time));
         let (c, ch) = (&self.cols, &self.change);
 
-        let activity_id = activity(ev.name, action, &p);
+        let activity_id = activity(ev.name, action, &m);
         row::header(batch, c, Class::ApiActivity, activity_id, ev.name, time);
 
         // Outcome-bearing events follow their outcome; the rest succeeded.
         let outcome = match ev.name {
-            "deployment_status" => p.at(&["deployment_status", "state"]),
-            "workflow_run" => p.at(&["workflow_run", "conclusion"]),
-            "workflow_job" => p.at(&["workflow_job", "conclusion"]),
-            "check_run" => p.at(&["check_run", "conclusion"]),
+            "deployment_status" => at(m.deployment_status, "state"),
+            "workflow_run" | "workflow_job" | "check_run" => at(m.run(ev.name), "conclusion"),
             _ => None,
         }
         .and_then(|v| v.as_str());
@@ -392,10 +602,9 @@ impl GitHub {
         batch.str(c.md_feature_name, "Webhooks");
         batch.str(c.md_log_name, "webhooks");
         batch.str(c.md_event_code, ev.name);
-        let headers = ev.delivery.and_then(|d| d.at(&["request", "headers"]));
-        let guid = ev
-            .delivery
-            .and_then(|d| d.get_str("guid"))
+        let headers = at(d_request, "headers");
+        let guid = d_guid
+            .and_then(|v| v.as_str())
             .or_else(|| header(headers, "X-GitHub-Delivery"))
             .or_else(|| ctx.header("X-GitHub-Delivery"));
         if let Some(g) = guid {
@@ -406,18 +615,19 @@ impl GitHub {
         batch.list_str(c.md_profiles, c.md_profile, ["datetime"]);
 
         // actor: the sender
-        if let Some(s) = p.get("sender").filter(|s| s.is_object()) {
+        if let Some(s) = m.sender.filter(|s| s.is_object()) {
             let u = &c.actor_user;
-            if let Some(login) = s.get_str("login") {
+            let [login, id, node_id, type_] = s.get_many(["login", "id", "node_id", "type"]);
+            if let Some(login) = str_of(login) {
                 batch.str(u.name, login);
             }
-            if let Some(id) = id_text(s.get("id")) {
+            if let Some(id) = id_text(id) {
                 batch.str(u.uid, &id);
             }
-            if let Some(v) = s.get_str("node_id") {
+            if let Some(v) = str_of(node_id) {
                 batch.str(u.uid_alt, v);
             }
-            if let Some(t) = s.get_str("type") {
+            if let Some(t) = str_of(type_) {
                 batch.str(u.type_, t);
                 batch.i32(
                     u.type_id,
@@ -441,7 +651,7 @@ impl GitHub {
         batch.str(c.api_service_name, "github");
         // A delivery's payload is a member of its text: copied from it where
         // the walk would write the same.
-        match ev.delivery.and_then(|d| d.get("request")).and_then(|r| r.member("payload")) {
+        match d_request.and_then(|r| r.member("payload")) {
             Some((key, _)) => batch.json_in(c.api_request_data, key, &p, ctx.source),
             None => batch.json(c.api_request_data, &p),
         }
@@ -451,21 +661,24 @@ impl GitHub {
         // resources: the repository, and the pull request
         let rc = c.resources.as_ref().expect("API Activity has resources");
         batch.list_begin(rc.list);
-        if let Some(r) = repo {
-            if let Some(id) = id_text(r.get("id")) {
-                batch.str(rc.uid, &id);
+        // Of the repository, when it is an object (else all `None`).
+        let repo_id = repo.and(repo_id).and_then(|v| id_text(Some(v)));
+        let repo_full_name = repo.and(repo_full_name).and_then(|v| v.as_str());
+        if repo.is_some() {
+            if let Some(id) = &repo_id {
+                batch.str(rc.uid, id);
             }
-            if let Some(n) = r.get_str("full_name") {
+            if let Some(n) = repo_full_name {
                 batch.str(rc.name, n);
             }
             batch.str(rc.type_, "repository");
             batch.item_end(rc.list);
         }
-        if let Some(r) = pr {
-            if let Some(id) = id_text(r.get("id")) {
+        if let Some(r) = &pr {
+            if let Some(id) = id_text(r.id) {
                 batch.str(rc.uid, &id);
             }
-            if let Some(n) = id_text(r.get("number")) {
+            if let Some(n) = id_text(r.number) {
                 batch.str_with(rc.name, |b| {
                     b.push(b'#');
                     b.extend_from_slice(n.as_bytes());
@@ -478,61 +691,60 @@ impl GitHub {
 
         // change: the facts auditors ask about
         batch.str(ch.vcs, "github");
-        if let Some(r) = repo {
-            if let Some(id) = id_text(r.get("id")) {
-                batch.str(ch.repo_uid, &id);
+        if repo.is_some() {
+            if let Some(id) = &repo_id {
+                batch.str(ch.repo_uid, id);
             }
-            if let Some(n) = r.get_str("full_name") {
+            if let Some(n) = repo_full_name {
                 batch.str(ch.repo_name, n);
             }
-            if let Some(u) = r.get_str("html_url") {
+            if let Some(u) = repo.and(repo_html_url).and_then(|v| v.as_str()) {
                 batch.str(ch.repo_url, u);
             }
         }
-        if let Some(r) = pr {
-            self.pull_request(batch, &p, r);
+        if let Some(r) = &pr {
+            self.pull_request(batch, &m, r);
         }
         match ev.name {
-            "push" => self.push(batch, &p),
+            "push" => self.push(batch, &m),
             "deployment" | "deployment_status" => {
-                if let Some(d) = p.get("deployment") {
-                    if let Some(e) = d.get_str("environment") {
+                if let Some(d) = m.deployment {
+                    let [environment, id, sha, git_ref] = d.get_many(["environment", "id", "sha", "ref"]);
+                    if let Some(e) = str_of(environment) {
                         batch.str(ch.environment, e);
                     }
-                    if let Some(id) = id_text(d.get("id")) {
+                    if let Some(id) = id_text(id) {
                         batch.str(ch.deployment_uid, &id);
                     }
-                    if let Some(v) = d.get_str("sha") {
+                    if let Some(v) = str_of(sha) {
                         batch.str(ch.head_sha, v);
                     }
-                    if let Some(v) = d.get_str("ref") {
+                    if let Some(v) = str_of(git_ref) {
                         batch.str(ch.head_ref, v);
                     }
                 }
             }
             "workflow_run" | "workflow_job" | "check_run" => {
-                let run = p.get(ev.name).filter(|r| r.is_object());
+                let run = m.run(ev.name).filter(|r| r.is_object());
                 if let Some(r) = run {
-                    if let Some(v) = r.get_str("name") {
-                        batch.str(ch.wf_name, v);
+                    let [name, path, event, id, attempt, head_sha, head_branch] =
+                        r.get_many(["name", "path", "event", "id", "run_attempt", "head_sha", "head_branch"]);
+                    for (slot, v) in [(ch.wf_name, name), (ch.wf_path, path), (ch.wf_event, event)] {
+                        if let Some(v) = str_of(v) {
+                            batch.str(slot, v);
+                        }
                     }
-                    if let Some(v) = r.get_str("path") {
-                        batch.str(ch.wf_path, v);
-                    }
-                    if let Some(v) = r.get_str("event") {
-                        batch.str(ch.wf_event, v);
-                    }
-                    if let Some(v) = id_text(r.get("id")) {
+                    if let Some(v) = id_text(id) {
                         batch.str(ch.wf_run_uid, &v);
                     }
-                    if let Some(n) = r.get("run_attempt").and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
+                    if let Some(n) = id_text(attempt).and_then(|s| s.parse().ok()) {
                         batch.i32(ch.wf_run_attempt, n);
                     }
                     if pr.is_none() {
-                        if let Some(v) = r.get_str("head_sha") {
+                        if let Some(v) = str_of(head_sha) {
                             batch.str(ch.head_sha, v);
                         }
-                        if let Some(v) = r.get_str("head_branch") {
+                        if let Some(v) = str_of(head_branch) {
                             batch.str(ch.head_ref, v);
                         }
                     }
@@ -574,106 +786,109 @@ impl GitHub {
         Ok(Class::ApiActivity)
     }
 
-    fn pull_request(&self, batch: &mut ColumnBatch, p: &Val<'_, '_>, r: Val<'_, '_>) {
+    fn pull_request(&self, batch: &mut ColumnBatch, p: &Payload<'_, '_>, r: &Pr<'_, '_>) {
         let ch = &self.change;
-        if let Some(n) = r.get("number").and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
+        if let Some(n) = r.number.and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
             batch.i64(ch.number, n);
         }
-        let str_at = |path: &[&str]| r.at(path).and_then(|v| v.as_str());
-        for (slot, path) in [
-            (ch.url, &["html_url"][..]),
-            (ch.title, &["title"]),
-            (ch.state, &["state"]),
-            (ch.head_ref, &["head", "ref"]),
-            (ch.head_sha, &["head", "sha"]),
-            (ch.base_ref, &["base", "ref"]),
-            (ch.base_sha, &["base", "sha"]),
-            (ch.merge_sha, &["merge_commit_sha"]),
-            (ch.author, &["user", "login"]),
+        let [head_ref, head_sha] = r.head.map_or([None; 2], |h| h.get_many(["ref", "sha"]));
+        let [base_ref, base_sha] = r.base.map_or([None; 2], |h| h.get_many(["ref", "sha"]));
+        let [user_login, user_type, user_id] = r.user.map_or([None; 3], |u| u.get_many(["login", "type", "id"]));
+        let (head_sha, author) = (str_of(head_sha), str_of(user_login));
+        for (slot, v) in [
+            (ch.url, str_of(r.html_url)),
+            (ch.title, str_of(r.title)),
+            (ch.state, str_of(r.state)),
+            (ch.head_ref, str_of(head_ref)),
+            (ch.head_sha, head_sha),
+            (ch.base_ref, str_of(base_ref)),
+            (ch.base_sha, str_of(base_sha)),
+            (ch.merge_sha, str_of(r.merge_commit_sha)),
+            (ch.author, author),
         ] {
-            if let Some(v) = str_at(path) {
+            if let Some(v) = v {
                 batch.str(slot, v);
             }
         }
-        if let Some(d) = r.get("draft").and_then(|v| v.as_bool()) {
+        if let Some(d) = r.draft.and_then(|v| v.as_bool()) {
             batch.bool(ch.is_draft, d);
         }
-        let author = str_at(&["user", "login"]);
         if let Some(a) = author {
-            let bot = is_bot_login(a) || str_at(&["user", "type"]) == Some("Bot");
+            let bot = is_bot_login(a) || str_of(user_type) == Some("Bot");
             batch.bool(ch.is_author_bot, bot);
         }
-        if let Some(m) = r.get("merged").and_then(|v| v.as_bool()) {
+        if let Some(m) = r.merged.and_then(|v| v.as_bool()) {
             batch.bool(ch.is_merged, m);
         }
-        if let Some(v) = str_at(&["merged_by", "login"]) {
+        if let Some(v) = str_of(at(r.merged_by, "login")) {
             batch.str(ch.merged_by, v);
         }
-        if let Some(rr) = r.get("requested_reviewers").filter(|v| v.elements().next().is_some()) {
+        if let Some(rr) = r.requested_reviewers.filter(|v| v.elements().next().is_some()) {
             let logins: Vec<&str> = rr.elements().filter_map(|u| u.get_str("login")).collect();
             batch.list_str(ch.requested_reviewers, ch.requested_reviewer, logins);
         }
-        if let Some(review) = p.get("review").filter(|v| v.is_object()) {
-            let reviewer = review.at(&["user", "login"]).and_then(|v| v.as_str());
+        if let Some(review) = p.review.filter(|v| v.is_object()) {
+            let [user, state, commit] = review.get_many(["user", "state", "commit_id"]);
+            let [reviewer, reviewer_id] = user.map_or([None; 2], |u| u.get_many(["login", "id"]));
+            let reviewer = str_of(reviewer);
             if let Some(v) = reviewer {
                 batch.str(ch.reviewer, v);
             }
-            let state = review.get_str("state");
+            let state = str_of(state);
             if let Some(v) = state {
                 batch.str(ch.review_state, v);
             }
-            let commit = review.get_str("commit_id");
+            let commit = str_of(commit);
             if let Some(v) = commit {
                 batch.str(ch.review_commit_sha, v);
             }
-            if let (Some(c), Some(h)) = (commit, str_at(&["head", "sha"])) {
+            if let (Some(c), Some(h)) = (commit, head_sha) {
                 batch.bool(ch.is_stale_review, c != h);
             }
             if state.is_some_and(|s| s.eq_ignore_ascii_case("approved")) {
                 if let Some(v) = reviewer {
                     batch.str(ch.approver, v);
                 }
-                let reviewer_id = id_text(review.at(&["user", "id"]));
-                let author_id = id_text(r.at(&["user", "id"]));
-                if let (Some(a), Some(b)) = (reviewer_id, author_id) {
+                if let (Some(a), Some(b)) = (id_text(reviewer_id), id_text(user_id)) {
                     batch.bool(ch.is_self_approved, a == b);
                 }
             }
         }
     }
 
-    fn push(&self, batch: &mut ColumnBatch, p: &Val<'_, '_>) {
+    fn push(&self, batch: &mut ColumnBatch, p: &Payload<'_, '_>) {
         let ch = &self.change;
-        for (slot, key) in [(ch.git_ref, "ref"), (ch.before_sha, "before"), (ch.after_sha, "after")] {
-            if let Some(v) = p.get_str(key) {
+        for (slot, v) in [(ch.git_ref, p.git_ref), (ch.before_sha, p.before), (ch.after_sha, p.after)] {
+            if let Some(v) = v.and_then(|v| v.as_str()) {
                 batch.str(slot, v);
             }
         }
-        if let Some(f) = p.get("forced").and_then(|v| v.as_bool()) {
+        if let Some(f) = p.forced.and_then(|v| v.as_bool()) {
             batch.bool(ch.is_force_push, f);
         }
-        if let Some(v) = p.at(&["pusher", "name"]).and_then(|v| v.as_str()) {
+        if let Some(v) = at(p.pusher, "name").and_then(|v| v.as_str()) {
             batch.str(ch.pusher, v);
         }
-        let commits = p.get("commits").filter(|c| c.elements().next().is_some());
+        let commits = p.commits.filter(|c| c.elements().next().is_some());
         let mut co: Vec<&str> = Vec::new();
         let mut bot = false;
         if let Some(list) = commits {
             batch.list_begin(ch.commits);
             for commit in list.elements() {
-                if let Some(v) = commit.get_str("id") {
+                let [id, author, message] = commit.get_many(["id", "author", "message"]);
+                if let Some(v) = id.and_then(|v| v.as_str()) {
                     batch.str(ch.commit_sha, v);
                 }
-                let author = commit.get("author");
-                let who = author.and_then(|a| a.get_str("username").or_else(|| a.get_str("name")));
+                let [username, name, email] = author.map_or([None; 3], |a| a.get_many(["username", "name", "email"]));
+                let who = username.and_then(|v| v.as_str()).or_else(|| name.and_then(|v| v.as_str()));
                 if let Some(v) = who {
                     batch.str(ch.commit_author, v);
                 }
-                let email = author.and_then(|a| a.get_str("email")).unwrap_or("");
+                let email = email.and_then(|v| v.as_str()).unwrap_or("");
                 let is_bot = who.is_some_and(is_bot_identity) || is_bot_identity(email);
                 batch.bool(ch.commit_is_bot, is_bot);
                 batch.item_end(ch.commits);
-                if let Some(m) = commit.get_str("message") {
+                if let Some(m) = message.and_then(|v| v.as_str()) {
                     for a in co_authors(m) {
                         bot |= is_bot_identity(a);
                         if !co.contains(&a) {

@@ -19,10 +19,10 @@ use crate::decode::json::Val;
 use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// An audit-log event: a dotted `action`, an `actor` and a millisecond time.
-pub fn is_event(root: &Val<'_, '_>) -> bool {
-    root.get_str("action").is_some_and(|a| a.contains('.'))
-        && root.get("actor").is_some()
-        && (root.get("@timestamp").is_some() || root.get("_document_id").is_some())
+pub(super) fn is_event(s: &super::Signs<'_, '_>) -> bool {
+    s.action.and_then(|v| v.as_str()).is_some_and(|a| a.contains('.'))
+        && s.actor.is_some()
+        && (s.timestamp.is_some() || s.document_id.is_some())
 }
 
 const MAPPED: &[&str] = &[

@@ -15,10 +15,9 @@ use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// A GitLab webhook body: `object_kind` (or the system hook's `event_name`)
 /// with a project.
-pub fn is_webhook(root: &Val<'_, '_>) -> bool {
-    let kind = root.get_str("object_kind").or_else(|| root.get_str("event_name"));
-    kind.is_some()
-        && (root.get("project").is_some() || root.get("project_id").is_some() || root.get("group_id").is_some())
+pub(super) fn is_webhook(s: &super::Signs<'_, '_>) -> bool {
+    let kind = s.object_kind.and_then(|v| v.as_str()).or_else(|| s.event_name.and_then(|v| v.as_str()));
+    kind.is_some() && (s.project.is_some() || s.project_id.is_some() || s.group_id.is_some())
 }
 
 /// GitLab writes three shapes: `2013-12-03T17:23:34Z`,

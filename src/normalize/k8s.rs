@@ -19,11 +19,11 @@ use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// An audit `Event` (the log backend's lines, or an `EventList` item).
 /// Older clusters (audit.k8s.io/v1beta1 era) wrote no `apiVersion`.
-pub fn is_event(root: &Val<'_, '_>) -> bool {
-    let kind = root.get_str("kind");
-    match root.get_str("apiVersion") {
+pub(super) fn is_event(s: &super::Signs<'_, '_>) -> bool {
+    let kind = s.kind.and_then(|v| v.as_str());
+    match s.api_version.and_then(|v| v.as_str()) {
         Some(v) => v.starts_with("audit.k8s.io/") && kind.is_none_or(|k| k == "Event"),
-        None => kind == Some("Event") && root.get("auditID").is_some() && root.get("verb").is_some(),
+        None => kind == Some("Event") && s.audit_id.is_some() && s.verb.is_some(),
     }
 }
 

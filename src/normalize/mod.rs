@@ -112,28 +112,88 @@ pub struct Normalizer {
     inner_buf: Vec<u8>,
 }
 
-/// What a record is made of outside its family's fields: whether it is an
-/// envelope of records (`kind`: EventList, `messageType`: CloudWatch Logs)
-/// or an EventBridge event (`detail-type`). Found in one pass, since a plain
-/// record lacks them all and every miss of `Val::get` is a pass of its own.
+/// The members that say what a record is: an envelope of records (`kind`:
+/// EventList, `messageType`: CloudWatch Logs), an EventBridge event
+/// (`detail-type`), and whose (each family's detector reads a few). Found in
+/// one pass: a record lacks most of them, and every miss of `Val::get` is a
+/// pass of its own over the members (a GitHub delivery missed six before it
+/// was recognised, 2% of a GitHub run, benches/README.md, session 36). The
+/// first of a repeated key, as `get` finds.
 #[derive(Clone, Copy, Default)]
-struct Markers<'i> {
-    kind: Option<&'i str>,
-    message_type: Option<&'i str>,
-    detail_type: Option<&'i str>,
+struct Signs<'t, 'i> {
+    kind: Option<Val<'t, 'i>>,
+    message_type: Option<Val<'t, 'i>>,
+    detail_type: Option<Val<'t, 'i>>,
+    cloudtrail: cloudtrail::Marks<'t, 'i>,
+    // Kubernetes
+    api_version: Option<Val<'t, 'i>>,
+    audit_id: Option<Val<'t, 'i>>,
+    verb: Option<Val<'t, 'i>>,
+    // GitLab
+    object_kind: Option<Val<'t, 'i>>,
+    event_name: Option<Val<'t, 'i>>,
+    project: Option<Val<'t, 'i>>,
+    project_id: Option<Val<'t, 'i>>,
+    group_id: Option<Val<'t, 'i>>,
+    // GitHub's audit log
+    action: Option<Val<'t, 'i>>,
+    actor: Option<Val<'t, 'i>>,
+    timestamp: Option<Val<'t, 'i>>,
+    document_id: Option<Val<'t, 'i>>,
+    // GitHub webhooks
+    event: Option<Val<'t, 'i>>,
+    request: Option<Val<'t, 'i>>,
+    sender: Option<Val<'t, 'i>>,
+    repository: Option<Val<'t, 'i>>,
+    organization: Option<Val<'t, 'i>>,
 }
 
-impl<'i> Markers<'i> {
-    fn of(root: &Val<'_, 'i>) -> Self {
-        let [kind, message_type, detail_type] = root.get_many(["kind", "messageType", "detail-type"]);
-        let s = |v: Option<Val<'_, 'i>>| v.and_then(|v| v.as_str());
-        Markers { kind: s(kind), message_type: s(message_type), detail_type: s(detail_type) }
+impl<'t, 'i> Signs<'t, 'i> {
+    fn of(root: &Val<'t, 'i>) -> Self {
+        let mut s = Signs::default();
+        for (k, v) in root.entries() {
+            let slot = match k {
+                "kind" => &mut s.kind,
+                "messageType" => &mut s.message_type,
+                "detail-type" => &mut s.detail_type,
+                "eventVersion" => &mut s.cloudtrail.version,
+                "eventSource" => &mut s.cloudtrail.source,
+                "eventName" => &mut s.cloudtrail.name,
+                "eventType" => &mut s.cloudtrail.type_,
+                "apiVersion" => &mut s.api_version,
+                "auditID" => &mut s.audit_id,
+                "verb" => &mut s.verb,
+                "object_kind" => &mut s.object_kind,
+                "event_name" => &mut s.event_name,
+                "project" => &mut s.project,
+                "project_id" => &mut s.project_id,
+                "group_id" => &mut s.group_id,
+                "action" => &mut s.action,
+                "actor" => &mut s.actor,
+                "@timestamp" => &mut s.timestamp,
+                "_document_id" => &mut s.document_id,
+                "event" => &mut s.event,
+                "request" => &mut s.request,
+                "sender" => &mut s.sender,
+                "repository" => &mut s.repository,
+                "organization" => &mut s.organization,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        }
+        s
+    }
+
+    fn str(v: Option<Val<'t, 'i>>) -> Option<&'i str> {
+        v?.as_str()
     }
 }
 
 /// The CloudWatch Logs subscription envelope's events, if `root` is one.
-fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>, m: &Markers<'_>) -> Option<Val<'t, 'i>> {
-    m.message_type?;
+fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>, s: &Signs<'_, '_>) -> Option<Val<'t, 'i>> {
+    Signs::str(s.message_type)?;
     root.get("logEvents").filter(|e| matches!(e.node(), simd_json::Node::Array { .. }))
 }
 
@@ -161,29 +221,30 @@ impl Normalizer {
     /// `EventList`, or a CloudWatch Logs subscription message (how EKS audit
     /// logs and CloudTrail-to-CloudWatch are usually shipped).
     pub fn normalize_any(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Outcome {
-        let m = Markers::of(&root);
-        match self.expand(root, &m, ctx, out) {
+        let s = Signs::of(&root);
+        match self.expand(root, &s, ctx, out) {
             Some(subs) => Outcome::Envelope(subs),
-            None => Outcome::Record(route(self.kind, &mut self.families, root, &m, ctx, out)),
+            None => Outcome::Record(route(self.kind, &mut self.families, root, Some(&s), ctx, out)),
         }
     }
 
     /// Normalises a record of a CloudTrail log file (`{"Records": [...]}`):
-    /// never an envelope of its own, nor an EventBridge event, so the
-    /// markers of those are not looked for.
+    /// never an envelope of its own, nor an EventBridge event, and
+    /// CloudTrail's, told by two of its first members, where its [`Signs`]
+    /// would be a pass over all of them (looked for only if it is not).
     pub fn normalize_log_record(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Outcome {
-        Outcome::Record(route(self.kind, &mut self.families, root, &Markers::default(), ctx, out))
+        Outcome::Record(route(self.kind, &mut self.families, root, None, ctx, out))
     }
 
     /// One outcome per record inside, or `None` for a plain record.
     fn expand(
         &mut self,
         root: Val<'_, '_>,
-        m: &Markers<'_>,
+        s: &Signs<'_, '_>,
         ctx: &Ctx<'_>,
         out: &mut Batcher,
     ) -> Option<Vec<SubRecord>> {
-        if let Some(items) = k8s::event_list_items(&root, m.kind) {
+        if let Some(items) = k8s::event_list_items(&root, Signs::str(s.kind)) {
             let mut v = Vec::new();
             for (i, item) in items.elements().enumerate() {
                 let result = self.normalize(item, ctx, out);
@@ -195,7 +256,7 @@ impl Normalizer {
             }
             return Some(v);
         }
-        let events = cloudwatch_events(&root, m)?;
+        let events = cloudwatch_events(&root, s)?;
         let mut v = Vec::new();
         for (i, ev) in events.elements().enumerate() {
             let sub_index = i as u32;
@@ -214,7 +275,7 @@ impl Normalizer {
             let ctx = &Ctx { source: None, ..*ctx };
             let result = inner.parse(&mut self.inner_buf, |p| match p {
                 Err(e) => Err(Rejected { reason: Reason::MalformedJson, detail: format!("log event message: {e}") }),
-                Ok(p) => route(kind, families, p.root, &Markers::of(&p.root), ctx, out),
+                Ok(p) => route(kind, families, p.root, Some(&Signs::of(&p.root)), ctx, out),
             });
             let input = result.is_err().then(|| message.to_string());
             v.push(SubRecord { sub_index, result, input });
@@ -228,7 +289,7 @@ impl Normalizer {
     /// Writes the row for `root`, a plain record, into `out`; on rejection
     /// nothing is left behind.
     pub fn normalize(&mut self, root: Val<'_, '_>, ctx: &Ctx<'_>, out: &mut Batcher) -> Result<Class, Rejected> {
-        route(self.kind, &mut self.families, root, &Markers::of(&root), ctx, out)
+        route(self.kind, &mut self.families, root, Some(&Signs::of(&root)), ctx, out)
     }
 }
 
@@ -250,11 +311,12 @@ struct Families {
     github_audit: github_audit::GitHubAudit,
 }
 
+/// `signs`: the record's, or `None` for a CloudTrail log file's record.
 fn route(
     kind: SourceKind,
     f: &mut Families,
     root: Val<'_, '_>,
-    m: &Markers<'_>,
+    signs: Option<&Signs<'_, '_>>,
     ctx: &Ctx<'_>,
     out: &mut Batcher,
 ) -> Result<Class, Rejected> {
@@ -265,31 +327,120 @@ fn route(
         });
     }
     let envelope = root;
-    let root = cloudtrail::unwrap_eventbridge(root, m.detail_type);
+    let detail = signs.and_then(|s| cloudtrail::eventbridge_detail(root, Signs::str(s.detail_type)));
+    let root = detail.unwrap_or(root);
+    // The event inside an EventBridge envelope has signs of its own.
+    let own = detail.map(|d| Signs::of(&d));
+    let signs = own.as_ref().or(signs);
     let not_github =
         || Rejected { reason: Reason::UnrecognisedSource, detail: "not a GitHub webhook delivery or payload".into() };
     match kind {
         SourceKind::CloudTrail => f.cloudtrail.normalize(envelope, root, ctx, out),
         SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
-        SourceKind::GitHub if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
-        SourceKind::GitHub => {
-            let ev = github::event_with_headers(&root, ctx).ok_or_else(not_github)?;
-            f.github.normalize(ev, ctx, out)
-        }
         SourceKind::GitLab => f.gitlab.normalize(envelope, root, ctx, out),
-        SourceKind::Auto if cloudtrail::looks_like_cloudtrail(&root) => {
+        SourceKind::Auto
+            if signs.map_or_else(|| cloudtrail::Marks::of(&root), |s| s.cloudtrail).looks_like_cloudtrail() =>
+        {
             f.cloudtrail.normalize(envelope, root, ctx, out)
         }
-        SourceKind::Auto if k8s::is_event(&root) => f.k8s.normalize(envelope, root, ctx, out),
-        SourceKind::Auto if gitlab::is_webhook(&root) => f.gitlab.normalize(envelope, root, ctx, out),
-        SourceKind::Auto if github_audit::is_event(&root) => f.github_audit.normalize(root, ctx, out),
-        SourceKind::Auto => match github::event_with_headers(&root, ctx) {
-            Some(ev) => f.github.normalize(ev, ctx, out),
-            None => Err(Rejected {
-                reason: Reason::UnrecognisedSource,
-                detail: "not a CloudTrail record, Kubernetes audit event, GitHub webhook or audit-log event, or GitLab webhook"
-                    .into(),
-            }),
-        },
+        SourceKind::GitHub | SourceKind::Auto => {
+            let rest;
+            let s = match signs {
+                Some(s) => s,
+                None => {
+                    rest = Signs::of(&root);
+                    &rest
+                }
+            };
+            if kind == SourceKind::Auto && k8s::is_event(s) {
+                f.k8s.normalize(envelope, root, ctx, out)
+            } else if kind == SourceKind::Auto && gitlab::is_webhook(s) {
+                f.gitlab.normalize(envelope, root, ctx, out)
+            } else if github_audit::is_event(s) {
+                f.github_audit.normalize(root, ctx, out)
+            } else {
+                match github::event_with_headers(&root, s, ctx) {
+                    Some(ev) => f.github.normalize(ev, ctx, out),
+                    None if kind == SourceKind::GitHub => Err(not_github()),
+                    None => Err(Rejected {
+                        reason: Reason::UnrecognisedSource,
+                        detail: "not a CloudTrail record, Kubernetes audit event, GitHub webhook or audit-log event, or GitLab webhook"
+                            .into(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, RecordBatch};
+
+    use super::*;
+
+    const CLOUDTRAIL: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","accountId":"111122223333"},"eventTime":"2024-03-16T12:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","eventID":"e1","recipientAccountId":"111122223333"}"#;
+    const K8S: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"alice"},"requestReceivedTimestamp":"2024-03-16T12:00:00.000000Z","stageTimestamp":"2024-03-16T12:00:00.100000Z"}"#;
+    const GITHUB: &str = r#"{"id":1,"guid":"g1","delivered_at":"2024-05-01T10:00:00Z","event":"push","request":{"headers":{"X-GitHub-Event":"push"},"payload":{"ref":"refs/heads/main","before":"a","after":"b","pusher":{"name":"dev"},"repository":{"id":7,"full_name":"acme/svc","owner":{"login":"acme"}},"sender":{"login":"dev","id":5}}}}"#;
+    const GITHUB_AUDIT: &str =
+        r#"{"@timestamp":1710590400000,"_document_id":"d1","action":"repo.create","actor":"dev","org":"acme"}"#;
+    const GITLAB: &str = r#"{"object_kind":"push","event_name":"push","ref":"refs/heads/main","before":"a","after":"b","user_username":"dev","project_id":3,"project":{"id":3,"path_with_namespace":"acme/svc"},"commits":[{"id":"b","timestamp":"2024-03-16T12:00:00Z"}]}"#;
+
+    /// The products of the rows `records` made, each read one way.
+    fn products(records: &[&str], log_file: bool) -> Vec<String> {
+        let mut n = Normalizer::default();
+        let mut out = Batcher::new(None);
+        let ctx = Ctx {
+            source_file: "t",
+            index: 0,
+            repairs: Repairs::default(),
+            raw: None,
+            source: None,
+            headers: &[],
+            body: None,
+            kafka: None,
+            object: None,
+        };
+        for r in records {
+            let mut bytes = r.as_bytes().to_vec();
+            Parser::default().parse(&mut bytes, |p| {
+                let root = p.expect("valid JSON").root;
+                let outcome = if log_file {
+                    n.normalize_log_record(root, &ctx, &mut out)
+                } else {
+                    n.normalize_any(root, &ctx, &mut out)
+                };
+                let Outcome::Record(result) = outcome else { panic!("{r} is no envelope") };
+                result.unwrap_or_else(|e| panic!("{r}: {e:?}"));
+            });
+        }
+        let mut names: Vec<String> = out.take_full(0, 0).iter().flat_map(|(_, b)| product_names(b)).collect();
+        names.sort();
+        names
+    }
+
+    fn product_names(b: &RecordBatch) -> Vec<String> {
+        let metadata = b.column_by_name("metadata").expect("metadata").as_struct();
+        let product = metadata.column_by_name("product").expect("product").as_struct();
+        let name = product.column_by_name("name").expect("name").as_string::<i32>();
+        (0..name.len()).map(|i| name.value(i).to_string()).collect()
+    }
+
+    #[test]
+    fn each_family_is_told_by_its_members_read_in_one_pass_or_from_a_log_file() {
+        let all = [CLOUDTRAIL, K8S, GITHUB, GITHUB_AUDIT, GITLAB];
+        let want = ["CloudTrail", "GitHub", "GitHub Audit Log", "GitLab", "Kubernetes"];
+        assert_eq!(products(&all, false), want);
+        // A log file's record is looked at for CloudTrail's members first,
+        // and for the others' when it is not CloudTrail's.
+        assert_eq!(products(&all, true), want);
+        // An EventBridge event is told by the record inside.
+        let bridged =
+            format!(r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":{CLOUDTRAIL}}}"#);
+        assert_eq!(products(&[&bridged], false), ["CloudTrail"]);
+        // The first of a repeated key counts, as `Val::get` finds it.
+        let twice = K8S.replacen(r#""kind":"Event""#, r#""kind":"Event","kind":"Other""#, 1);
+        assert_eq!(products(&[&twice], false), ["Kubernetes"]);
     }
 }
