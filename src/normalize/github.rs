@@ -315,6 +315,7 @@ fn activity(event: &str, action: Option<&str>, p: &Payload<'_, '_>) -> i32 {
 /// (6.7% of a GitHub run's instructions, benches/README.md, session 36), and
 /// a real repository or pull request object has dozens of members. The
 /// first of a repeated key, as `get` finds.
+#[derive(Default)]
 struct Payload<'t, 'i> {
     action: Option<Val<'t, 'i>>,
     pull_request: Option<Val<'t, 'i>>,
@@ -343,80 +344,39 @@ struct Payload<'t, 'i> {
 
 impl<'t, 'i> Payload<'t, 'i> {
     fn of(p: &Val<'t, 'i>) -> Self {
-        let [
-            action,
-            pull_request,
-            review,
-            head_commit,
-            repository,
-            organization,
-            sender,
-            deployment,
-            deployment_status,
-            workflow_run,
-            workflow_job,
-            check_run,
-            release,
-            rule,
-            updated_at,
-            created,
-            deleted,
-            git_ref,
-            before,
-            after,
-            forced,
-            pusher,
-            commits,
-        ] = p.get_many([
-            "action",
-            "pull_request",
-            "review",
-            "head_commit",
-            "repository",
-            "organization",
-            "sender",
-            "deployment",
-            "deployment_status",
-            "workflow_run",
-            "workflow_job",
-            "check_run",
-            "release",
-            "rule",
-            "updated_at",
-            "created",
-            "deleted",
-            "ref",
-            "before",
-            "after",
-            "forced",
-            "pusher",
-            "commits",
-        ]);
-        Payload {
-            action,
-            pull_request,
-            review,
-            head_commit,
-            repository,
-            organization,
-            sender,
-            deployment,
-            deployment_status,
-            workflow_run,
-            workflow_job,
-            check_run,
-            release,
-            rule,
-            updated_at,
-            created,
-            deleted,
-            git_ref,
-            before,
-            after,
-            forced,
-            pusher,
-            commits,
+        let mut m = Self::default();
+        for (k, v) in p.entries() {
+            let slot = match k {
+                "action" => &mut m.action,
+                "pull_request" => &mut m.pull_request,
+                "review" => &mut m.review,
+                "head_commit" => &mut m.head_commit,
+                "repository" => &mut m.repository,
+                "organization" => &mut m.organization,
+                "sender" => &mut m.sender,
+                "deployment" => &mut m.deployment,
+                "deployment_status" => &mut m.deployment_status,
+                "workflow_run" => &mut m.workflow_run,
+                "workflow_job" => &mut m.workflow_job,
+                "check_run" => &mut m.check_run,
+                "release" => &mut m.release,
+                "rule" => &mut m.rule,
+                "updated_at" => &mut m.updated_at,
+                "created" => &mut m.created,
+                "deleted" => &mut m.deleted,
+                "ref" => &mut m.git_ref,
+                "before" => &mut m.before,
+                "after" => &mut m.after,
+                "forced" => &mut m.forced,
+                "pusher" => &mut m.pusher,
+                "commits" => &mut m.commits,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
         }
+        m
     }
 
     /// The run object of a workflow or check event: the member named as
@@ -443,6 +403,7 @@ fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
 
 /// The members of a pull request the mapping reads, found in one pass (see
 /// [`Payload`]).
+#[derive(Default)]
 struct Pr<'t, 'i> {
     id: Option<Val<'t, 'i>>,
     number: Option<Val<'t, 'i>>,
@@ -464,59 +425,32 @@ struct Pr<'t, 'i> {
 
 impl<'t, 'i> Pr<'t, 'i> {
     fn of(r: &Val<'t, 'i>) -> Self {
-        let [
-            id,
-            number,
-            html_url,
-            title,
-            state,
-            head,
-            base,
-            merge_commit_sha,
-            user,
-            draft,
-            merged,
-            merged_by,
-            requested_reviewers,
-            merged_at,
-            closed_at,
-            updated_at,
-        ] = r.get_many([
-            "id",
-            "number",
-            "html_url",
-            "title",
-            "state",
-            "head",
-            "base",
-            "merge_commit_sha",
-            "user",
-            "draft",
-            "merged",
-            "merged_by",
-            "requested_reviewers",
-            "merged_at",
-            "closed_at",
-            "updated_at",
-        ]);
-        Pr {
-            id,
-            number,
-            html_url,
-            title,
-            state,
-            head,
-            base,
-            merge_commit_sha,
-            user,
-            draft,
-            merged,
-            merged_by,
-            requested_reviewers,
-            merged_at,
-            closed_at,
-            updated_at,
+        let mut m = Self::default();
+        for (k, v) in r.entries() {
+            let slot = match k {
+                "id" => &mut m.id,
+                "number" => &mut m.number,
+                "html_url" => &mut m.html_url,
+                "title" => &mut m.title,
+                "state" => &mut m.state,
+                "head" => &mut m.head,
+                "base" => &mut m.base,
+                "merge_commit_sha" => &mut m.merge_commit_sha,
+                "user" => &mut m.user,
+                "draft" => &mut m.draft,
+                "merged" => &mut m.merged,
+                "merged_by" => &mut m.merged_by,
+                "requested_reviewers" => &mut m.requested_reviewers,
+                "merged_at" => &mut m.merged_at,
+                "closed_at" => &mut m.closed_at,
+                "updated_at" => &mut m.updated_at,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
         }
+        m
     }
 }
 
