@@ -812,9 +812,21 @@ impl<'o> Stages<'o> {
             offset += lined.bytes as u64;
             head.copy_within(lined.bytes..filled, 0);
             filled -= lined.bytes;
+            // One read of the source's buffer size a turn: once that buffer
+            // is drained, such a read goes around it, straight into `head`.
+            // Filled up to a mark instead, the last short read of each turn
+            // left the buffer holding bytes again, so every read was copied
+            // through it: every byte twice (1.2% of a GitHub run's
+            // instructions, benches/README.md, session 36).
             let want = filled + STREAM_READ;
-            read = read_up_to(reader, head, &mut filled, want);
-            ended = read.is_ok() && filled < want;
+            if head.len() < want {
+                head.resize(want, 0);
+            }
+            match read_some(reader, &mut head[filled..want]) {
+                Ok(0) => ended = true,
+                Ok(k) => filled += k,
+                Err(e) => read = Err(e),
+            }
         }
     }
 
@@ -1130,9 +1142,9 @@ fn flush_interval(max_buffer_bytes: usize) -> usize {
 /// Bytes read before deciding whether an input is a CloudTrail log file.
 const ENVELOPE_PEEK: usize = 64;
 
-/// Bytes read at a time from a stream read a run of lines at a time, as
-/// much as the framer reads.
-const STREAM_READ: usize = 256 << 10;
+/// Bytes read at a time from a stream read a run of lines at a time: the
+/// source's buffer, which a read this long goes around.
+const STREAM_READ: usize = source::READ_BUFFER;
 
 /// Reads into `buf[*filled..n]` until it is full or the stream ends.
 /// `buf.len()` is how much of it is initialised, not what it holds: kept
@@ -1140,6 +1152,16 @@ const STREAM_READ: usize = 256 << 10;
 /// zeroes what it reads into every time (2% of instructions end to end).
 /// It grows geometrically but exactly, never past `n`: doubling capacity
 /// one byte past the whole-file limit would hold twice that limit per thread.
+/// One read into `buf`, tried again if interrupted: how many bytes, 0 at the end.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
 fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, filled: &mut usize, n: usize) -> std::io::Result<()> {
     while *filled < n {
         if buf.len() <= *filled {
@@ -1148,11 +1170,9 @@ fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, filled: &mut usize, n: usize
             buf.resize(len, 0);
         }
         let end = buf.len().min(n);
-        match r.read(&mut buf[*filled..end]) {
-            Ok(0) => return Ok(()),
-            Ok(k) => *filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match read_some(r, &mut buf[*filled..end])? {
+            0 => return Ok(()),
+            k => *filled += k,
         }
     }
     Ok(())

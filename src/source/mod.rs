@@ -406,6 +406,10 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(300);
 /// goes, so one untouched for half a minute has finished, or stopped.
 pub const GZIP_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The buffer a file or an object is read through. A read of at least this
+/// much into an empty buffer goes around it.
+pub const READ_BUFFER: usize = 256 << 10;
+
 /// A reader of `input`'s decompressed bytes, from `id.from` up to `id.size`
 /// as identified: what a file gains meanwhile is for a later run, so that
 /// the ledger's size is where this reading stopped.
@@ -420,13 +424,13 @@ pub fn open(input: &Input, id: &InputId) -> io::Result<Reader> {
         Input::File(p) => {
             let mut f = File::open(p)?;
             f.seek(SeekFrom::Start(id.from))?;
-            Box::new(BufReader::with_capacity(256 * 1024, f.take(len)))
+            Box::new(BufReader::with_capacity(READ_BUFFER, f.take(len)))
         }
         Input::Embedded { bytes, .. } => Box::new(*bytes),
         Input::Object(o) => {
             let body = o.read().map_err(io::Error::other)?;
             fetched = Some(Fetched { sha256: body.sha256, version_id: body.version_id });
-            Box::new(BufReader::with_capacity(256 * 1024, body.reader))
+            Box::new(BufReader::with_capacity(READ_BUFFER, body.reader))
         }
     };
     let (inner, compressed) = decompress(reader, len)?;
