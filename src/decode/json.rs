@@ -567,10 +567,16 @@ impl<'a> Source<'a> {
     /// The text of the value of member `key` (an object member of this
     /// record, as the tape gives it), when that value is an object or array
     /// whose text is byte for byte what [`Val::write_json`] writes: no
-    /// whitespace between tokens, no escapes, no control characters, and only
-    /// integers that the tape holds exactly. Such a text has a `"` exactly
-    /// where a string starts or ends, and no byte below 0x20.
+    /// whitespace between tokens, no control characters, only the escapes
+    /// the writer writes (`\n`, `\\`, ..., never `\"`: [`written_escape`]),
+    /// and only integers that the tape holds exactly. Such a text has a `"`
+    /// exactly where a string starts or ends, and no byte below 0x20.
     pub fn member_text(&self, key: &str, v: &Val<'_, '_>) -> Option<&'a [u8]> {
+        self.member_verbatim(key, v).map(|c| c.text)
+    }
+
+    /// [`Source::member_text`], and whether that text holds an escape.
+    pub fn member_verbatim(&self, key: &str, v: &Val<'_, '_>) -> Option<Verbatim<'a>> {
         // Strings on the tape point into the parsed buffer at their own
         // offset (simd-json unescapes in place), so the key finds its value.
         let at = (key.as_ptr() as usize).checked_sub(self.base)?;
@@ -591,13 +597,34 @@ impl<'a> Source<'a> {
         if t[start] != open {
             return None;
         }
-        compact_end(t, start).map(|e| &t[start..e])
+        compact_end(t, start).map(|(e, escapes)| Verbatim { text: &t[start..e], escapes })
     }
 }
 
+/// A value's text that is byte for byte what the writer writes.
+#[derive(Clone, Copy)]
+pub struct Verbatim<'a> {
+    pub text: &'a [u8],
+    /// Whether it holds a backslash (an escape the writer writes as it is).
+    pub escapes: bool,
+}
+
+/// Whether a backslash followed by `c` in a copied text may be what
+/// [`write_str`] writes. Of JSON's escapes it writes `\\`, `\n`, `\r`, `\t`,
+/// `\b` and `\f` as they are; not `\/` or `\u..` (it writes `/` and most
+/// characters as themselves), and `\"` is refused too, so that every quote
+/// of a copied text starts or ends a string. Any other byte after a
+/// backslash is no escape (the text parses): the backslash is the second of
+/// a `\\`. Asked of every backslash, that second one too.
+#[inline]
+fn written_escape(c: u8) -> bool {
+    !matches!(c, b'"' | b'/' | b'u')
+}
+
 /// The end of the object or array at `t[start]`, if its text is what the
-/// writer writes (see [`Source::member_text`]). The text is known to parse.
-fn compact_end(t: &[u8], start: usize) -> Option<usize> {
+/// writer writes (see [`Source::member_text`]), and whether it holds a
+/// backslash. The text is known to parse.
+fn compact_end(t: &[u8], start: usize) -> Option<(usize, bool)> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has the feature.
@@ -608,14 +635,14 @@ fn compact_end(t: &[u8], start: usize) -> Option<usize> {
 
 /// [`compact_end`] 64 bytes at a time: each test is a mask of the block,
 /// where the byte at a time took a branch a byte (2.7% of a CloudTrail run,
-/// 4.3% of a GitHub one, benches/README.md, session 35). With no backslash
-/// in the text (any is refused), the bytes inside strings are the prefix
-/// XOR of the quotes; outside them, the brackets give the depth, and the
-/// writer's text has no whitespace, fraction, exponent, `-0` or integer of
-/// more than 18 digits.
+/// 4.3% of a GitHub one, benches/README.md, session 35). With no quote after
+/// a backslash (refused, see [`written_escape`]), the bytes inside strings
+/// are the prefix XOR of the quotes; outside them, the brackets give the
+/// depth, and the writer's text has no whitespace, fraction, exponent, `-0`
+/// or integer of more than 18 digits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
-unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<usize> {
+unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<(usize, bool)> {
     use std::arch::x86_64::*;
     /// Bit `i` set where an odd number of bits `0..=i` of `m` are.
     fn prefix_xor(mut m: u64) -> u64 {
@@ -626,8 +653,10 @@ unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<usize> {
     }
     let eq = |v: __m512i, b: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b as i8));
     let (mut depth, mut in_str, mut run) = (0i32, 0u64, 0u32);
-    // The last byte of the block before, outside strings: a digit, a minus.
-    let (mut digit_before, mut minus_before) = (0u64, 0u64);
+    // The last byte of the block before, outside strings: a digit, a minus;
+    // anywhere: a backslash.
+    let (mut digit_before, mut minus_before, mut backslash_before) = (0u64, 0u64, 0u64);
+    let mut escapes = false;
     let mut pad = [0u8; 64];
     let mut i = start;
     while i < t.len() {
@@ -665,7 +694,15 @@ unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<usize> {
         let digit =
             _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8(b'0' as i8)), _mm512_set1_epi8(10)) & out;
         let control = _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20));
-        let mut bad = (eq(v, b'\\') | control) & upto;
+        let mut bad = control & upto;
+        // No backslash followed by what the writer would not write there,
+        // the block's last by the next block's first byte.
+        let backslash = eq(v, b'\\') & upto;
+        if backslash | backslash_before != 0 {
+            escapes = true;
+            let written = !(quote | eq(v, b'/') | eq(v, b'u'));
+            bad |= (backslash & !(written >> 1) & !(1 << 63)) | (backslash_before & !written & 1);
+        }
         bad |= (eq(v, b' ') | eq(v, b'.')) & out;
         bad |= (eq(v, b'e') | eq(v, b'E')) & out & ((digit << 1) | digit_before);
         bad |= eq(v, b'0') & out & ((eq(v, b'-') << 1) | minus_before);
@@ -678,10 +715,11 @@ unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<usize> {
         if bad != 0 || long != 0 || run + digit.trailing_ones() >= 19 {
             return None;
         }
-        if end.is_some() {
-            return end;
+        if let Some(end) = end {
+            return Some((end, escapes));
         }
         run = if digit == u64::MAX { run + 64 } else { digit.leading_ones() };
+        backslash_before = backslash >> 63;
         digit_before = digit >> 63;
         minus_before = (eq(v, b'-') & out) >> 63;
         i += 64;
@@ -690,9 +728,10 @@ unsafe fn compact_end_avx512(t: &[u8], start: usize) -> Option<usize> {
 }
 
 /// [`compact_end`] a byte at a time.
-fn compact_end_bytes(t: &[u8], start: usize) -> Option<usize> {
+fn compact_end_bytes(t: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut depth = 0usize;
     let mut digits = 0usize;
+    let mut escapes = false;
     let mut i = start;
     while i < t.len() {
         let b = t[i];
@@ -708,20 +747,31 @@ fn compact_end_bytes(t: &[u8], start: usize) -> Option<usize> {
         digits = 0;
         match b {
             b'"' => {
-                let from = i + 1;
-                // No escape, no control character: the first stop must be the closing quote.
-                let k = next_escape(&t[from..])?;
-                if t[from + k] != b'"' {
-                    return None;
+                // To the closing quote: no control character, and every
+                // backslash followed by what the writer writes after one
+                // (see `written_escape`).
+                let mut from = i + 1;
+                loop {
+                    let k = from + next_escape(&t[from..])?;
+                    match t[k] {
+                        b'"' => {
+                            i = k + 1;
+                            break;
+                        }
+                        b'\\' if t.get(k + 1).is_some_and(|&c| written_escape(c)) => {
+                            escapes = true;
+                            from = k + 1;
+                        }
+                        _ => return None,
+                    }
                 }
-                i = from + k + 1;
                 continue;
             }
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth -= 1;
                 if depth == 0 {
-                    return Some(i + 1);
+                    return Some((i + 1, escapes));
                 }
             }
             b',' | b':' => {}
@@ -936,10 +986,19 @@ mod tests {
         );
         assert_eq!(member_text(doc, "z").as_deref(), Some(r#"[{"x":"y"}]"#));
         assert_eq!(member_text(doc, "a"), None, "scalars are written from the tape");
+        // The escapes the writer writes are its text too.
+        assert_eq!(
+            member_text(r#"{"p":{"m":"a\nb\tc\\d\r\b\f","\\n":[1]}}"#, "p").as_deref(),
+            Some(r#"{"m":"a\nb\tc\\d\r\b\f","\\n":[1]}"#)
+        );
         for p in [
             r#"{"a": 1}"#,
             "{\"a\":1\n}",
             r#"{"a":"\"q\""}"#,
+            // A quote after an escaped backslash is the string's end, but
+            // any quote after a backslash is refused.
+            r#"{"a":"x\\"}"#,
+            r#"{"a":"\u0001"}"#,
             r#"{"a":"\u00e9"}"#,
             r#"{"a":"x\/y"}"#,
             r#"{"a":1.5}"#,
@@ -990,7 +1049,25 @@ mod tests {
             2 => {
                 out.push('"');
                 for _ in 0..next(rng, 30) {
-                    let piece = ["\\\"", "\\n", "\\u00e9", " ", "{[,:]}", "é", "0123456789", "abcxyz"];
+                    // Escapes the writer writes (`\n`, `\\`, ...) and others (`\"`,
+                    // `\/`, `\u..`), and a backslash before each.
+                    let piece = [
+                        "\\\"",
+                        "\\n",
+                        "\\u00e9",
+                        "\\\\",
+                        "\\t",
+                        "\\\\\\\"",
+                        "\\/",
+                        "\\u0001",
+                        "\\r\\b\\f",
+                        "\\\\n",
+                        " ",
+                        "{[,:]}",
+                        "é",
+                        "0123456789",
+                        "abcxyz",
+                    ];
                     let c = piece[(next(rng, 60) as usize).min(piece.len() - 1)];
                     // Whole pieces where a cut would split an escape or a character.
                     let cut =
@@ -1034,8 +1111,9 @@ mod tests {
             tried += 1;
             let end = compact_end(text.as_bytes(), 0);
             assert_eq!(end, compact_end_bytes(text.as_bytes(), 0), "{text}");
-            if let Some(end) = end {
+            if let Some((end, escapes)) = end {
                 assert_eq!(&text[..end], written, "a copy must be what the writer writes");
+                assert_eq!(escapes, written.contains('\\'), "{text}");
                 copied += 1;
             }
         }

@@ -946,7 +946,10 @@ impl Redactor {
         // such a name, `kind: Secret` included): its text is then the output.
         if secret.is_none()
             && !tokens
-            && let Some(text) = source.and_then(|s| s.member_text(key, v)).filter(|t| !self.names_a_secret(t))
+            && let Some(text) = source
+                .and_then(|s| s.member_verbatim(key, v))
+                .filter(|c| !self.names_a_secret(c.text, c.escapes))
+                .map(|c| c.text)
         {
             debug_assert_eq!(
                 String::from_utf8_lossy(text),
@@ -960,13 +963,29 @@ impl Redactor {
         Walk { r: self, tokens }.walk(v, secret, out, stats, &mut scratch);
     }
 
-    /// Whether any string in `text` (a compact JSON document with no escapes
-    /// or control bytes, see [`Source::member_text`]) names a secret. One
-    /// search over the text folded to lower case finds the few strings that
-    /// hold a [`SECRET_WORDS`] word; only those are judged.
-    fn names_a_secret(&self, text: &[u8]) -> bool {
+    /// Whether any string in `text` (a compact JSON document as the writer
+    /// writes it, with no control bytes and no `\"`, see
+    /// [`Source::member_verbatim`]; `escapes`: it holds a backslash) names a
+    /// secret. One search over the text folded to lower case finds the few
+    /// strings that hold a [`SECRET_WORDS`] word; only those are judged.
+    fn names_a_secret(&self, text: &[u8], escapes: bool) -> bool {
         if !self.field_rules && self.extra_fields.is_empty() {
             return false;
+        }
+        // A string with an escape reads otherwise unescaped, as the walk
+        // judges it (`pass\nword`): where it can name a secret, or with
+        // extra names (every string judged), the walk decides. (A copied
+        // text's quotes all start or end strings: no `\"`, see
+        // `decode::json::written_escape`.)
+        let mut from = 0;
+        while escapes && let Some(k) = memchr::memchr(b'\\', &text[from..]) {
+            let at = from + k;
+            let s = memchr::memrchr(b'"', &text[..at]).map_or(0, |i| i + 1);
+            let e = memchr::memchr(b'"', &text[at..]).map_or(text.len(), |i| at + i);
+            if !self.extra_fields.is_empty() || can_name_a_secret(text, s, e) {
+                return true;
+            }
+            from = e;
         }
         if !self.extra_fields.is_empty() {
             // Extra names need no secret word: judge every string.
@@ -1425,6 +1444,16 @@ mod tests {
             // A pair's name and a Secret's kind are values, after keys that say so.
             (r#"{"p":[{"Value":"hunter2","ParameterKey":"db-password"}]}"#.to_string(), "hunter2"),
             (r#"{"p":{"data":{"x":"aHVudGVyMg=="},"arn":"x:key/1","kind":"Secret"}}"#.to_string(), "aHVudGVyMg=="),
+            // Escapes the writer writes as they are, so such a text may be
+            // copied: in a value beside a secret, in a secret key, in a pair.
+            (r#"{"p":{"msg":"line 1\nline 2\t\\","PassWord":"hunter2"}}"#.to_string(), "hunter2"),
+            (r#"{"p":{"db\tpassword":"hunter2","note":"a\nb"}}"#.to_string(), "hunter2"),
+            (r#"{"p":{"pass\\word":"x","password":"hunter2"}}"#.to_string(), "hunter2"),
+            // Read as it is, `password\time` ends in `time` (a date, not a
+            // secret); unescaped it ends in a tab and `ime`, and is one.
+            (r#"{"p":{"password\time":"hunter2"}}"#.to_string(), "hunter2"),
+            (r#"{"p":[{"name":"DB_PASSWORD","value":"hunter2","note":"a\nb"}]}"#.to_string(), "hunter2"),
+            (r#"{"p":{"kind":"Secret","note":"a\r\nb","data":{"x":"aHVudGVyMg=="}}}"#.to_string(), "aHVudGVyMg=="),
         ] {
             let out = member_both_ways(&r, &doc);
             assert!(!out.contains(secret) && out.contains("[REDACTED:"), "{doc} -> {out}");
@@ -1438,6 +1467,11 @@ mod tests {
         .unwrap();
         let out = member_both_ways(&custom, r#"{"p":{"x_internal":"v1","other":"v2"}}"#);
         assert!(!out.contains("v1") && out.contains("v2"), "{out}");
+        let out = member_both_ways(&custom, r#"{"p":{"x_internal":"v1","other":"a\nb"}}"#);
+        assert!(!out.contains("v1") && out.contains(r#""a\nb""#), "{out}");
+        // A multi-line value with no secret near it is the document as it was.
+        let lines = r#"{"p":{"message":"Fix\n\nCo-authored-by: A <a@x>","path":"C:\\tmp"}}"#;
+        assert_eq!(member_both_ways(&r, lines), r#"{"message":"Fix\n\nCo-authored-by: A <a@x>","path":"C:\\tmp"}"#);
     }
 
     #[test]
