@@ -310,75 +310,39 @@ fn activity(event: &str, action: Option<&str>, p: &Payload<'_, '_>) -> i32 {
     }
 }
 
-/// The members of a payload the mapping reads, found in one pass: a
-/// `Val::get` for each was a pass over the members for each, ~40 a delivery
-/// (6.7% of a GitHub run's instructions, benches/README.md, session 36), and
-/// a real repository or pull request object has dozens of members. The
-/// first of a repeated key, as `get` finds.
-#[derive(Default)]
-struct Payload<'t, 'i> {
-    action: Option<Val<'t, 'i>>,
-    pull_request: Option<Val<'t, 'i>>,
-    review: Option<Val<'t, 'i>>,
-    head_commit: Option<Val<'t, 'i>>,
-    repository: Option<Val<'t, 'i>>,
-    organization: Option<Val<'t, 'i>>,
-    sender: Option<Val<'t, 'i>>,
-    deployment: Option<Val<'t, 'i>>,
-    deployment_status: Option<Val<'t, 'i>>,
-    workflow_run: Option<Val<'t, 'i>>,
-    workflow_job: Option<Val<'t, 'i>>,
-    check_run: Option<Val<'t, 'i>>,
-    release: Option<Val<'t, 'i>>,
-    rule: Option<Val<'t, 'i>>,
-    updated_at: Option<Val<'t, 'i>>,
-    created: Option<Val<'t, 'i>>,
-    deleted: Option<Val<'t, 'i>>,
-    git_ref: Option<Val<'t, 'i>>,
-    before: Option<Val<'t, 'i>>,
-    after: Option<Val<'t, 'i>>,
-    forced: Option<Val<'t, 'i>>,
-    pusher: Option<Val<'t, 'i>>,
-    commits: Option<Val<'t, 'i>>,
+members! {
+    /// The members of a payload the mapping reads: a `Val::get` for each
+    /// was ~40 passes a delivery (6.7% of a GitHub run's instructions,
+    /// benches/README.md, session 36), and a real repository or pull
+    /// request object has dozens of members.
+    struct Payload {
+        action: "action",
+        pull_request: "pull_request",
+        review: "review",
+        head_commit: "head_commit",
+        repository: "repository",
+        organization: "organization",
+        sender: "sender",
+        deployment: "deployment",
+        deployment_status: "deployment_status",
+        workflow_run: "workflow_run",
+        workflow_job: "workflow_job",
+        check_run: "check_run",
+        release: "release",
+        rule: "rule",
+        updated_at: "updated_at",
+        created: "created",
+        deleted: "deleted",
+        git_ref: "ref",
+        before: "before",
+        after: "after",
+        forced: "forced",
+        pusher: "pusher",
+        commits: "commits",
+    }
 }
 
 impl<'t, 'i> Payload<'t, 'i> {
-    fn of(p: &Val<'t, 'i>) -> Self {
-        let mut m = Self::default();
-        for (k, v) in p.entries() {
-            let slot = match k {
-                "action" => &mut m.action,
-                "pull_request" => &mut m.pull_request,
-                "review" => &mut m.review,
-                "head_commit" => &mut m.head_commit,
-                "repository" => &mut m.repository,
-                "organization" => &mut m.organization,
-                "sender" => &mut m.sender,
-                "deployment" => &mut m.deployment,
-                "deployment_status" => &mut m.deployment_status,
-                "workflow_run" => &mut m.workflow_run,
-                "workflow_job" => &mut m.workflow_job,
-                "check_run" => &mut m.check_run,
-                "release" => &mut m.release,
-                "rule" => &mut m.rule,
-                "updated_at" => &mut m.updated_at,
-                "created" => &mut m.created,
-                "deleted" => &mut m.deleted,
-                "ref" => &mut m.git_ref,
-                "before" => &mut m.before,
-                "after" => &mut m.after,
-                "forced" => &mut m.forced,
-                "pusher" => &mut m.pusher,
-                "commits" => &mut m.commits,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v);
-            }
-        }
-        m
-    }
-
     /// The run object of a workflow or check event: the member named as
     /// the event is.
     fn run(&self, event: &str) -> Option<Val<'t, 'i>> {
@@ -401,56 +365,25 @@ fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
     v?.as_str()
 }
 
-/// The members of a pull request the mapping reads, found in one pass (see
-/// [`Payload`]).
-#[derive(Default)]
-struct Pr<'t, 'i> {
-    id: Option<Val<'t, 'i>>,
-    number: Option<Val<'t, 'i>>,
-    html_url: Option<Val<'t, 'i>>,
-    title: Option<Val<'t, 'i>>,
-    state: Option<Val<'t, 'i>>,
-    head: Option<Val<'t, 'i>>,
-    base: Option<Val<'t, 'i>>,
-    merge_commit_sha: Option<Val<'t, 'i>>,
-    user: Option<Val<'t, 'i>>,
-    draft: Option<Val<'t, 'i>>,
-    merged: Option<Val<'t, 'i>>,
-    merged_by: Option<Val<'t, 'i>>,
-    requested_reviewers: Option<Val<'t, 'i>>,
-    merged_at: Option<Val<'t, 'i>>,
-    closed_at: Option<Val<'t, 'i>>,
-    updated_at: Option<Val<'t, 'i>>,
-}
-
-impl<'t, 'i> Pr<'t, 'i> {
-    fn of(r: &Val<'t, 'i>) -> Self {
-        let mut m = Self::default();
-        for (k, v) in r.entries() {
-            let slot = match k {
-                "id" => &mut m.id,
-                "number" => &mut m.number,
-                "html_url" => &mut m.html_url,
-                "title" => &mut m.title,
-                "state" => &mut m.state,
-                "head" => &mut m.head,
-                "base" => &mut m.base,
-                "merge_commit_sha" => &mut m.merge_commit_sha,
-                "user" => &mut m.user,
-                "draft" => &mut m.draft,
-                "merged" => &mut m.merged,
-                "merged_by" => &mut m.merged_by,
-                "requested_reviewers" => &mut m.requested_reviewers,
-                "merged_at" => &mut m.merged_at,
-                "closed_at" => &mut m.closed_at,
-                "updated_at" => &mut m.updated_at,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v);
-            }
-        }
-        m
+members! {
+    /// The members of a pull request the mapping reads.
+    struct Pr {
+        id: "id",
+        number: "number",
+        html_url: "html_url",
+        title: "title",
+        state: "state",
+        head: "head",
+        base: "base",
+        merge_commit_sha: "merge_commit_sha",
+        user: "user",
+        draft: "draft",
+        merged: "merged",
+        merged_by: "merged_by",
+        requested_reviewers: "requested_reviewers",
+        merged_at: "merged_at",
+        closed_at: "closed_at",
+        updated_at: "updated_at",
     }
 }
 

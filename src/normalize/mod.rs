@@ -3,6 +3,36 @@
 //! Normalisers never do I/O and never fail the batch: a record they cannot
 //! map is returned as [`Rejected`] and its partial row is rolled back.
 
+/// A struct of the members of an object that a normaliser reads, each by
+/// its key, found in one pass: a `Val::get` for each is a pass over the
+/// members for each, and a `match` on the key is a jump on its length and a
+/// compare or two. The first of a repeated key, as `get` finds.
+macro_rules! members {
+    ($(#[$doc:meta])* struct $name:ident { $($field:ident: $key:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default)]
+        struct $name<'t, 'i> {
+            $($field: Option<crate::decode::json::Val<'t, 'i>>,)*
+        }
+
+        impl<'t, 'i> $name<'t, 'i> {
+            fn of(v: &crate::decode::json::Val<'t, 'i>) -> Self {
+                let mut m = Self::default();
+                for (k, v) in v.entries() {
+                    let slot = match k {
+                        $($key => &mut m.$field,)*
+                        _ => continue,
+                    };
+                    if slot.is_none() {
+                        *slot = Some(v);
+                    }
+                }
+                m
+            }
+        }
+    };
+}
+
 pub mod cloudtrail;
 pub mod cols;
 pub mod github;
@@ -112,78 +142,55 @@ pub struct Normalizer {
     inner_buf: Vec<u8>,
 }
 
-/// The members that say what a record is: an envelope of records (`kind`:
-/// EventList, `messageType`: CloudWatch Logs), an EventBridge event
-/// (`detail-type`), and whose (each family's detector reads a few). Found in
-/// one pass: a record lacks most of them, and every miss of `Val::get` is a
-/// pass of its own over the members (a GitHub delivery missed six before it
-/// was recognised, 2% of a GitHub run, benches/README.md, session 36). The
-/// first of a repeated key, as `get` finds.
-#[derive(Clone, Copy, Default)]
-struct Signs<'t, 'i> {
-    kind: Option<Val<'t, 'i>>,
-    message_type: Option<Val<'t, 'i>>,
-    detail_type: Option<Val<'t, 'i>>,
-    cloudtrail: cloudtrail::Marks<'t, 'i>,
-    // Kubernetes
-    api_version: Option<Val<'t, 'i>>,
-    audit_id: Option<Val<'t, 'i>>,
-    verb: Option<Val<'t, 'i>>,
-    // GitLab
-    object_kind: Option<Val<'t, 'i>>,
-    event_name: Option<Val<'t, 'i>>,
-    project: Option<Val<'t, 'i>>,
-    project_id: Option<Val<'t, 'i>>,
-    group_id: Option<Val<'t, 'i>>,
-    // GitHub's audit log
-    action: Option<Val<'t, 'i>>,
-    actor: Option<Val<'t, 'i>>,
-    timestamp: Option<Val<'t, 'i>>,
-    document_id: Option<Val<'t, 'i>>,
-    // GitHub webhooks
-    event: Option<Val<'t, 'i>>,
-    request: Option<Val<'t, 'i>>,
-    sender: Option<Val<'t, 'i>>,
-    repository: Option<Val<'t, 'i>>,
-    organization: Option<Val<'t, 'i>>,
+members! {
+    /// The members that say what a record is: an envelope of records
+    /// (`kind`: EventList, `messageType`: CloudWatch Logs), an EventBridge
+    /// event (`detail-type`), and whose (each family's detector reads a few).
+    /// A record lacks most of them, and each was a pass of its own (a GitHub
+    /// delivery missed six before it was recognised, 2% of a GitHub run,
+    /// benches/README.md, session 36).
+    struct Signs {
+        kind: "kind",
+        message_type: "messageType",
+        detail_type: "detail-type",
+        // CloudTrail
+        event_version: "eventVersion",
+        event_source: "eventSource",
+        ct_event_name: "eventName",
+        event_type: "eventType",
+        // Kubernetes
+        api_version: "apiVersion",
+        audit_id: "auditID",
+        verb: "verb",
+        // GitLab
+        object_kind: "object_kind",
+        event_name: "event_name",
+        project: "project",
+        project_id: "project_id",
+        group_id: "group_id",
+        // GitHub's audit log
+        action: "action",
+        actor: "actor",
+        timestamp: "@timestamp",
+        document_id: "_document_id",
+        // GitHub webhooks
+        event: "event",
+        request: "request",
+        sender: "sender",
+        repository: "repository",
+        organization: "organization",
+    }
 }
 
 impl<'t, 'i> Signs<'t, 'i> {
-    fn of(root: &Val<'t, 'i>) -> Self {
-        let mut s = Signs::default();
-        for (k, v) in root.entries() {
-            let slot = match k {
-                "kind" => &mut s.kind,
-                "messageType" => &mut s.message_type,
-                "detail-type" => &mut s.detail_type,
-                "eventVersion" => &mut s.cloudtrail.version,
-                "eventSource" => &mut s.cloudtrail.source,
-                "eventName" => &mut s.cloudtrail.name,
-                "eventType" => &mut s.cloudtrail.type_,
-                "apiVersion" => &mut s.api_version,
-                "auditID" => &mut s.audit_id,
-                "verb" => &mut s.verb,
-                "object_kind" => &mut s.object_kind,
-                "event_name" => &mut s.event_name,
-                "project" => &mut s.project,
-                "project_id" => &mut s.project_id,
-                "group_id" => &mut s.group_id,
-                "action" => &mut s.action,
-                "actor" => &mut s.actor,
-                "@timestamp" => &mut s.timestamp,
-                "_document_id" => &mut s.document_id,
-                "event" => &mut s.event,
-                "request" => &mut s.request,
-                "sender" => &mut s.sender,
-                "repository" => &mut s.repository,
-                "organization" => &mut s.organization,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v);
-            }
+    /// CloudTrail's, as [`cloudtrail::Marks::of`] finds them one at a time.
+    fn cloudtrail(&self) -> cloudtrail::Marks<'t, 'i> {
+        cloudtrail::Marks {
+            version: self.event_version,
+            source: self.event_source,
+            name: self.ct_event_name,
+            type_: self.event_type,
         }
-        s
     }
 
     fn str(v: Option<Val<'t, 'i>>) -> Option<&'i str> {
@@ -339,7 +346,7 @@ fn route(
         SourceKind::K8sAudit => f.k8s.normalize(envelope, root, ctx, out),
         SourceKind::GitLab => f.gitlab.normalize(envelope, root, ctx, out),
         SourceKind::Auto
-            if signs.map_or_else(|| cloudtrail::Marks::of(&root), |s| s.cloudtrail).looks_like_cloudtrail() =>
+            if signs.map_or_else(|| cloudtrail::Marks::of(&root), Signs::cloudtrail).looks_like_cloudtrail() =>
         {
             f.cloudtrail.normalize(envelope, root, ctx, out)
         }
