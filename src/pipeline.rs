@@ -1146,12 +1146,6 @@ const ENVELOPE_PEEK: usize = 64;
 /// source's buffer, which a read this long goes around.
 const STREAM_READ: usize = source::READ_BUFFER;
 
-/// Reads into `buf[*filled..n]` until it is full or the stream ends.
-/// `buf.len()` is how much of it is initialised, not what it holds: kept
-/// from input to input, it is zeroed once as it grows, where `read_to_end`
-/// zeroes what it reads into every time (2% of instructions end to end).
-/// It grows geometrically but exactly, never past `n`: doubling capacity
-/// one byte past the whole-file limit would hold twice that limit per thread.
 /// One read into `buf`, tried again if interrupted: how many bytes, 0 at the end.
 fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
@@ -1162,6 +1156,12 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
+/// Reads into `buf[*filled..n]` until it is full or the stream ends.
+/// `buf.len()` is how much of it is initialised, not what it holds: kept
+/// from input to input, it is zeroed once as it grows, where `read_to_end`
+/// zeroes what it reads into every time (2% of instructions end to end).
+/// It grows geometrically but exactly, never past `n`: doubling capacity
+/// one byte past the whole-file limit would hold twice that limit per thread.
 fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, filled: &mut usize, n: usize) -> std::io::Result<()> {
     while *filled < n {
         if buf.len() <= *filled {

@@ -124,8 +124,7 @@ impl<'t, 'i> Rec<'t, 'i> {
     }
 }
 
-/// Recognises a CloudTrail record by its identifying fields.
-/// The members a CloudTrail record is told by (see [`super::Signs`]).
+/// The members a CloudTrail record is recognised by (see [`super::Signs`]).
 #[derive(Clone, Copy, Default)]
 pub(super) struct Marks<'t, 'i> {
     pub(super) version: Option<Val<'t, 'i>>,

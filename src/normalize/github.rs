@@ -12,7 +12,7 @@
 use super::cols::Cols;
 use super::row::{self, id_text};
 use super::time::{event_day, parse_rfc3339_ms};
-use super::{Ctx, Rejected};
+use super::{Ctx, Rejected, str_of};
 use crate::batch::columns::{ColumnBatch, ListSlot, Slot};
 use crate::batch::{Batcher, partition_value};
 use crate::deadletter::Reason;
@@ -30,7 +30,7 @@ pub struct Event<'t, 'i, 'n> {
 /// Recognises a delivery or a bare payload.
 pub(super) fn event<'t, 'i>(root: &Val<'t, 'i>, s: &super::Signs<'t, 'i>) -> Option<Event<'t, 'i, 'i>> {
     if let (Some(name), Some(payload)) =
-        (s.event.and_then(|v| v.as_str()), s.request.and_then(|r| r.get("payload")).filter(|p| p.is_object()))
+        (str_of(s.event), s.request.and_then(|r| r.get("payload")).filter(|p| p.is_object()))
     {
         return Some(Event { name, payload, delivery: Some(*root) });
     }
@@ -360,11 +360,6 @@ fn at<'t, 'i>(v: Option<Val<'t, 'i>>, key: &str) -> Option<Val<'t, 'i>> {
     v?.get(key)
 }
 
-/// A member found, when it is a string.
-fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
-    v?.as_str()
-}
-
 members! {
     /// The members of a pull request the mapping reads.
     struct Pr {
@@ -470,10 +465,8 @@ impl GitHub {
         batch.str(c.md_log_name, "webhooks");
         batch.str(c.md_event_code, ev.name);
         let headers = at(d_request, "headers");
-        let guid = d_guid
-            .and_then(|v| v.as_str())
-            .or_else(|| header(headers, "X-GitHub-Delivery"))
-            .or_else(|| ctx.header("X-GitHub-Delivery"));
+        let guid =
+            str_of(d_guid).or_else(|| header(headers, "X-GitHub-Delivery")).or_else(|| ctx.header("X-GitHub-Delivery"));
         if let Some(g) = guid {
             batch.str(c.md_uid, g);
             batch.str(c.md_original_event_uid, g);
@@ -530,7 +523,7 @@ impl GitHub {
         batch.list_begin(rc.list);
         // Of the repository, when it is an object (else all `None`).
         let repo_id = repo.and(repo_id).and_then(|v| id_text(Some(v)));
-        let repo_full_name = repo.and(repo_full_name).and_then(|v| v.as_str());
+        let repo_full_name = str_of(repo.and(repo_full_name));
         if repo.is_some() {
             if let Some(id) = &repo_id {
                 batch.str(rc.uid, id);
@@ -565,7 +558,7 @@ impl GitHub {
             if let Some(n) = repo_full_name {
                 batch.str(ch.repo_name, n);
             }
-            if let Some(u) = repo.and(repo_html_url).and_then(|v| v.as_str()) {
+            if let Some(u) = str_of(repo.and(repo_html_url)) {
                 batch.str(ch.repo_url, u);
             }
         }
@@ -726,14 +719,14 @@ impl GitHub {
     fn push(&self, batch: &mut ColumnBatch, p: &Payload<'_, '_>) {
         let ch = &self.change;
         for (slot, v) in [(ch.git_ref, p.git_ref), (ch.before_sha, p.before), (ch.after_sha, p.after)] {
-            if let Some(v) = v.and_then(|v| v.as_str()) {
+            if let Some(v) = str_of(v) {
                 batch.str(slot, v);
             }
         }
         if let Some(f) = p.forced.and_then(|v| v.as_bool()) {
             batch.bool(ch.is_force_push, f);
         }
-        if let Some(v) = at(p.pusher, "name").and_then(|v| v.as_str()) {
+        if let Some(v) = str_of(at(p.pusher, "name")) {
             batch.str(ch.pusher, v);
         }
         let commits = p.commits.filter(|c| c.elements().next().is_some());
@@ -743,19 +736,19 @@ impl GitHub {
             batch.list_begin(ch.commits);
             for commit in list.elements() {
                 let [id, author, message] = commit.get_many(["id", "author", "message"]);
-                if let Some(v) = id.and_then(|v| v.as_str()) {
+                if let Some(v) = str_of(id) {
                     batch.str(ch.commit_sha, v);
                 }
                 let [username, name, email] = author.map_or([None; 3], |a| a.get_many(["username", "name", "email"]));
-                let who = username.and_then(|v| v.as_str()).or_else(|| name.and_then(|v| v.as_str()));
+                let who = str_of(username).or_else(|| str_of(name));
                 if let Some(v) = who {
                     batch.str(ch.commit_author, v);
                 }
-                let email = email.and_then(|v| v.as_str()).unwrap_or("");
+                let email = str_of(email).unwrap_or("");
                 let is_bot = who.is_some_and(is_bot_identity) || is_bot_identity(email);
                 batch.bool(ch.commit_is_bot, is_bot);
                 batch.item_end(ch.commits);
-                if let Some(m) = message.and_then(|v| v.as_str()) {
+                if let Some(m) = str_of(message) {
                     for a in co_authors(m) {
                         bot |= is_bot_identity(a);
                         if !co.contains(&a) {

@@ -20,7 +20,7 @@ use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 
 /// An audit-log event: a dotted `action`, an `actor` and a millisecond time.
 pub(super) fn is_event(s: &super::Signs<'_, '_>) -> bool {
-    s.action.and_then(|v| v.as_str()).is_some_and(|a| a.contains('.'))
+    super::str_of(s.action).is_some_and(|a| a.contains('.'))
         && s.actor.is_some()
         && (s.timestamp.is_some() || s.document_id.is_some())
 }

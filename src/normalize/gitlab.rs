@@ -16,7 +16,7 @@ use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 /// A GitLab webhook body: `object_kind` (or the system hook's `event_name`)
 /// with a project.
 pub(super) fn is_webhook(s: &super::Signs<'_, '_>) -> bool {
-    let kind = s.object_kind.and_then(|v| v.as_str()).or_else(|| s.event_name.and_then(|v| v.as_str()));
+    let kind = super::str_of(s.object_kind).or_else(|| super::str_of(s.event_name));
     kind.is_some() && (s.project.is_some() || s.project_id.is_some() || s.group_id.is_some())
 }
 

@@ -20,8 +20,8 @@ use crate::ocsf::{Class, OCSF_VERSION, status_caption};
 /// An audit `Event` (the log backend's lines, or an `EventList` item).
 /// Older clusters (audit.k8s.io/v1beta1 era) wrote no `apiVersion`.
 pub(super) fn is_event(s: &super::Signs<'_, '_>) -> bool {
-    let kind = s.kind.and_then(|v| v.as_str());
-    match s.api_version.and_then(|v| v.as_str()) {
+    let kind = super::str_of(s.kind);
+    match super::str_of(s.api_version) {
         Some(v) => v.starts_with("audit.k8s.io/") && kind.is_none_or(|k| k == "Event"),
         None => kind == Some("Event") && s.audit_id.is_some() && s.verb.is_some(),
     }

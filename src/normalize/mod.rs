@@ -192,15 +192,16 @@ impl<'t, 'i> Signs<'t, 'i> {
             type_: self.event_type,
         }
     }
+}
 
-    fn str(v: Option<Val<'t, 'i>>) -> Option<&'i str> {
-        v?.as_str()
-    }
+/// A member found, when it is a string.
+fn str_of<'i>(v: Option<Val<'_, 'i>>) -> Option<&'i str> {
+    v?.as_str()
 }
 
 /// The CloudWatch Logs subscription envelope's events, if `root` is one.
 fn cloudwatch_events<'t, 'i>(root: &Val<'t, 'i>, s: &Signs<'_, '_>) -> Option<Val<'t, 'i>> {
-    Signs::str(s.message_type)?;
+    str_of(s.message_type)?;
     root.get("logEvents").filter(|e| matches!(e.node(), simd_json::Node::Array { .. }))
 }
 
@@ -251,7 +252,7 @@ impl Normalizer {
         ctx: &Ctx<'_>,
         out: &mut Batcher,
     ) -> Option<Vec<SubRecord>> {
-        if let Some(items) = k8s::event_list_items(&root, Signs::str(s.kind)) {
+        if let Some(items) = k8s::event_list_items(&root, str_of(s.kind)) {
             let mut v = Vec::new();
             for (i, item) in items.elements().enumerate() {
                 let result = self.normalize(item, ctx, out);
@@ -334,7 +335,7 @@ fn route(
         });
     }
     let envelope = root;
-    let detail = signs.and_then(|s| cloudtrail::eventbridge_detail(root, Signs::str(s.detail_type)));
+    let detail = signs.and_then(|s| cloudtrail::eventbridge_detail(root, str_of(s.detail_type)));
     let root = detail.unwrap_or(root);
     // The event inside an EventBridge envelope has signs of its own.
     let own = detail.map(|d| Signs::of(&d));
