@@ -284,11 +284,15 @@ fn is_bot_identity(s: &str) -> bool {
     l.contains("[bot]") || l.contains("noreply@anthropic.com") || l.contains("copilot") || l.contains("devin-ai")
 }
 
-fn activity(event: &str, action: Option<&str>, p: &Payload<'_, '_>) -> i32 {
+fn activity(event: &str, action: Option<&str>, p: &Payload<'_, '_>, pr: Option<&Pr<'_, '_>>) -> i32 {
     match (event, action) {
         ("pull_request", Some("opened" | "reopened" | "ready_for_review")) => 1,
         ("pull_request", Some("closed")) => {
-            if p.pull_request.and_then(|r| r.get("merged")).and_then(|m| m.as_bool()) == Some(true) { 3 } else { 4 }
+            if pr.and_then(|r| r.merged).and_then(|m| m.as_bool()) == Some(true) {
+                3
+            } else {
+                4
+            }
         }
         ("pull_request_review", Some("submitted")) => 1,
         ("pull_request_review", Some("dismissed")) => 4,
@@ -427,11 +431,11 @@ impl GitHub {
         };
 
         let repo = m.repository.filter(|r| r.is_object());
-        let owner = str_of(at(repo.and(repo_owner), "login")).or_else(|| str_of(at(m.organization, "login")));
+        let owner = str_of(at(repo_owner, "login")).or_else(|| str_of(at(m.organization, "login")));
         let batch = out.get(Class::ApiActivity, "unknown", partition_value(owner), event_day(time));
         let (c, ch) = (&self.cols, &self.change);
 
-        let activity_id = activity(ev.name, action, &m);
+        let activity_id = activity(ev.name, action, &m, pr.as_ref());
         row::header(batch, c, Class::ApiActivity, activity_id, ev.name, time);
 
         // Outcome-bearing events follow their outcome; the rest succeeded.
@@ -521,9 +525,8 @@ impl GitHub {
         // resources: the repository, and the pull request
         let rc = c.resources.as_ref().expect("API Activity has resources");
         batch.list_begin(rc.list);
-        // Of the repository, when it is an object (else all `None`).
-        let repo_id = repo.and(repo_id).and_then(|v| id_text(Some(v)));
-        let repo_full_name = str_of(repo.and(repo_full_name));
+        // A repository that is not an object has none of these.
+        let (repo_id, repo_full_name) = (id_text(repo_id), str_of(repo_full_name));
         if repo.is_some() {
             if let Some(id) = &repo_id {
                 batch.str(rc.uid, id);
@@ -558,7 +561,7 @@ impl GitHub {
             if let Some(n) = repo_full_name {
                 batch.str(ch.repo_name, n);
             }
-            if let Some(u) = str_of(repo.and(repo_html_url)) {
+            if let Some(u) = str_of(repo_html_url) {
                 batch.str(ch.repo_url, u);
             }
         }
@@ -648,7 +651,7 @@ impl GitHub {
 
     fn pull_request(&self, batch: &mut ColumnBatch, p: &Payload<'_, '_>, r: &Pr<'_, '_>) {
         let ch = &self.change;
-        if let Some(n) = r.number.and_then(|v| id_text(Some(v))).and_then(|s| s.parse().ok()) {
+        if let Some(n) = id_text(r.number).and_then(|s| s.parse().ok()) {
             batch.i64(ch.number, n);
         }
         let [head_ref, head_sha] = r.head.map_or([None; 2], |h| h.get_many(["ref", "sha"]));
